@@ -1,0 +1,242 @@
+//! World parameters: table fan-out, memory size, the arch axis, counter scale and
+//! mutations.
+
+use serde::{Deserialize, Serialize};
+
+/// Base page size, as on x86-64 and arm64 with 4 KiB pages.
+pub const PAGE_SHIFT: u32 = 12;
+pub const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
+
+/// How page-table pages (and, under IPI, data pages) are protected from a lockless
+/// walker that runs with interrupts disabled (mm/gup.c comment above GUP-fast;
+/// include/asm-generic/tlb.h "Semi RCU freeing of the page directories").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    /// x86 without paravirt: a TLB flush is an IPI that cannot complete while a
+    /// walker has interrupts off, so tables *and* data pages freed after the flush
+    /// wait for every walker.
+    Ipi,
+    /// MMU_GATHER_RCU_TABLE_FREE (arm64, paravirt x86): the TLB flush does not wait;
+    /// only page-table frees are deferred past a grace period, which an IRQs-off
+    /// section holds off. Data pages are protected by speculative references only.
+    Rcu,
+}
+
+impl Arch {
+    pub const ALL: [Arch; 2] = [Arch::Ipi, Arch::Rcu];
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Ipi => "ipi",
+            Arch::Rcu => "rcu",
+        }
+    }
+    pub fn parse(s: &str) -> Result<Arch, String> {
+        match s {
+            "ipi" => Ok(Arch::Ipi),
+            "rcu" => Ok(Arch::Rcu),
+            _ => Err(format!("unknown arch mode '{s}' (expected ipi or rcu)")),
+        }
+    }
+}
+
+/// Width of the page refcount and the FOLL_PIN bias. The kernel's counter is a
+/// signed 32-bit `atomic_t` with GUP_PIN_COUNTING_BIAS = 1024; model-checker
+/// scenarios that must reach the overflow limits (CVE-2019-11487, the v11 bias
+/// overflow on huge pages) shrink both so the limit is a few dozen steps away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CounterScale {
+    /// Significant bits of the refcount: values are sign-extended from this width.
+    pub bits: u32,
+    /// GUP_PIN_COUNTING_BIAS at this scale.
+    pub pin_bias: i32,
+}
+
+impl CounterScale {
+    /// The kernel's own: 32 bits, bias 1024 (3faa52c03f44, 5.7).
+    pub const REAL: CounterScale = CounterScale {
+        bits: 32,
+        pin_bias: 1024,
+    };
+
+    /// A small counter for loom and shuttle: `bits` wide, bias `pin_bias`.
+    pub fn scaled(bits: u32, pin_bias: i32) -> Result<CounterScale, String> {
+        if !(4..=32).contains(&bits) {
+            return Err(format!("counter bits must be 4..=32, got {bits}"));
+        }
+        if pin_bias < 2 || i64::from(pin_bias) >= 1i64 << (bits - 1) {
+            return Err(format!(
+                "pin bias {pin_bias} does not fit a {bits}-bit signed counter"
+            ));
+        }
+        Ok(CounterScale { bits, pin_bias })
+    }
+
+    /// The value of a raw stored counter at this width (sign-extended).
+    #[inline]
+    pub fn norm(self, raw: i32) -> i32 {
+        let shift = 32 - self.bits;
+        raw.wrapping_shl(shift).wrapping_shr(shift)
+    }
+}
+
+impl Default for CounterScale {
+    fn default() -> Self {
+        Self::REAL
+    }
+}
+
+/// A mutation: a dropped protocol step or a misuse, applied on top of a preset.
+/// Each names the scenario in which it is observable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Mutation {
+    /// The lockless walker does not disable interrupts (no `local_irq_save`), so
+    /// neither the IPI nor the RCU grace period waits for it: page-table pages can be
+    /// freed under it. Observable in `munmap_vs_lockless_walker`.
+    WalkerSkipsRegistration,
+    /// The lockless walker takes a plain `get_page()` instead of the speculative
+    /// `folio_try_get()` + recheck, as pre-4.13 x86 GUP-fast did. Safe under IPI
+    /// (data pages wait for walkers), a resurrection under RCU table freeing.
+    WalkerPlainGet,
+    /// The walker announces its interrupts-off section without the full barrier
+    /// that pairs with the freer's (the model's stand-in for the ordering an IPI
+    /// or a grace period provides). An ordering-only mutation: loom finds it,
+    /// sequentially consistent shuttle cannot. Observable in
+    /// `munmap_vs_lockless_walker`.
+    WalkerRegistrationNoBarrier,
+}
+
+impl Mutation {
+    pub const ALL: [Mutation; 3] = [
+        Mutation::WalkerSkipsRegistration,
+        Mutation::WalkerPlainGet,
+        Mutation::WalkerRegistrationNoBarrier,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Mutation::WalkerSkipsRegistration => "walker_skips_registration",
+            Mutation::WalkerPlainGet => "walker_plain_get",
+            Mutation::WalkerRegistrationNoBarrier => "walker_registration_no_barrier",
+        }
+    }
+    pub fn describe(self) -> &'static str {
+        match self {
+            Mutation::WalkerSkipsRegistration => {
+                "lockless walker runs without local_irq_save: table frees do not wait for it"
+            }
+            Mutation::WalkerPlainGet => {
+                "lockless walker uses get_page instead of folio_try_get + recheck (pre-4.13 x86)"
+            }
+            Mutation::WalkerRegistrationNoBarrier => {
+                "walker announces irqs-off without the full barrier pairing with the freer's"
+            }
+        }
+    }
+    pub fn parse(s: &str) -> Result<Mutation, String> {
+        Mutation::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Mutation::ALL.iter().map(|m| m.name()).collect();
+                format!("unknown mutation '{s}' (known: {})", names.join(", "))
+            })
+    }
+}
+
+/// The write-fault reuse rule of `do_wp_page`, per era (KERNEL.md §6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum ReuseRule {
+    /// Before 5.9: reuse when `page_mapcount() == 1` (`reuse_swap_page`), ignoring
+    /// extra references: the CVE-2020-29374 Missed COW.
+    Mapcount,
+    /// 09854ba94c6a (5.9/5.10): reuse only when `page_count() == 1`; any GUP
+    /// reference forces a copy (Wrong COW for pinned pages).
+    PageCount,
+    /// 6c287605fd56 (5.19): reuse when PageAnonExclusive; otherwise fall back to
+    /// `page_count() == 1` under the page lock and re-mark exclusive.
+    AnonExclusive,
+}
+
+/// Everything that shapes one world.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorldConfig {
+    /// log2 of the entries per page table (9 on x86-64; 1 or 2 under loom/shuttle).
+    pub fanout_bits: u32,
+    /// Physical frames, including the zero page and page-table pages.
+    pub nr_frames: usize,
+    /// Page-table slots (storage for tables; each also consumes a frame).
+    pub nr_tables: usize,
+    /// Address spaces (the layout's plus spares for fork).
+    pub nr_mms: usize,
+    /// Modelled CPUs: one walker-registry slot per modelled thread.
+    pub nr_cpus: usize,
+    pub arch: Arch,
+    pub counter: CounterScale,
+    pub reuse: ReuseRule,
+    pub mutations: Vec<Mutation>,
+    /// Keep per-thread traces of kernel-named steps (off in stress and bench).
+    pub trace: bool,
+}
+
+impl WorldConfig {
+    /// A small world for the model checkers.
+    pub fn small(arch: Arch) -> Self {
+        WorldConfig {
+            fanout_bits: 1,
+            nr_frames: 24,
+            nr_tables: 12,
+            nr_mms: 1,
+            nr_cpus: 3,
+            arch,
+            counter: CounterScale::REAL,
+            reuse: ReuseRule::AnonExclusive,
+            mutations: Vec::new(),
+            trace: true,
+        }
+    }
+
+    pub fn fanout(&self) -> usize {
+        1 << self.fanout_bits
+    }
+    pub fn has(&self, m: Mutation) -> bool {
+        self.mutations.contains(&m)
+    }
+    /// Shift of the range one entry covers at `level` (1 = PTE ... 4 = PGD).
+    pub fn shift(&self, level: u32) -> u32 {
+        PAGE_SHIFT + self.fanout_bits * (level - 1)
+    }
+    /// Index of `addr` in a table of `level`.
+    pub fn index(&self, addr: u64, level: u32) -> usize {
+        ((addr >> self.shift(level)) as usize) & (self.fanout() - 1)
+    }
+    /// Bytes of virtual address space.
+    pub fn va_size(&self) -> u64 {
+        1u64 << (self.shift(4) + self.fanout_bits)
+    }
+    /// Order of a PMD-mapped folio (9 with 512-entry tables).
+    pub fn pmd_order(&self) -> u32 {
+        self.fanout_bits
+    }
+    /// Order of a PUD-sized hugetlb-like folio (18 with 512-entry tables).
+    pub fn pud_order(&self) -> u32 {
+        2 * self.fanout_bits
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=9).contains(&self.fanout_bits) {
+            return Err(format!("fanout_bits must be 1..=9, got {}", self.fanout_bits));
+        }
+        if self.nr_frames < 2 || self.nr_frames >= (1 << 30) {
+            return Err(format!("nr_frames out of range: {}", self.nr_frames));
+        }
+        if self.nr_cpus == 0 {
+            return Err("nr_cpus must be at least 1".into());
+        }
+        if self.nr_mms == 0 {
+            return Err("nr_mms must be at least 1".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,291 @@
+//! Non-generic entry points, one per engine: run a scenario under loom, shuttle or
+//! real threads. `World<Loom>` and `World<Shuttle>` are compiled here once, not in
+//! every test binary.
+//!
+//! A violation travels as a value out of the model threads and becomes the
+//! engine's failure only here, at its edge: shuttle is stopped by its scheduler
+//! (no panic at all); loom, which has no way to stop from inside, is left by one
+//! `resume_unwind` (no panic hook runs) and the value is read back outside.
+
+use serde::{Deserialize, Serialize};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::Arc;
+
+use crate::backend::{Backend, Loom, Shuttle, Std, THREAD_STACK};
+use crate::config::WorldConfig;
+use crate::ghost::{Ctx, Hold, Step, Violation};
+use crate::scenario::Scenario;
+use crate::world::World;
+
+/// Which engine, and how hard it tries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    /// Every interleaving up to `preemption_bound` (None: unbounded). The
+    /// LOOM_MAX_PREEMPTIONS and LOOM_MAX_BRANCHES environment variables win.
+    Loom { preemption_bound: Option<usize> },
+    ShuttleRandom { iterations: usize, seed: u64 },
+    ShuttlePct { iterations: usize, depth: usize, seed: u64 },
+    ShuttleDfs { max_iterations: Option<usize> },
+    /// Real threads on real atomics, a fresh world per iteration.
+    Std { iterations: usize },
+}
+
+impl Engine {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Engine::Loom { .. } => "loom",
+            Engine::ShuttleRandom { .. } => "shuttle-random",
+            Engine::ShuttlePct { .. } => "shuttle-pct",
+            Engine::ShuttleDfs { .. } => "shuttle-dfs",
+            Engine::Std { .. } => "std",
+        }
+    }
+}
+
+/// A violation with what is needed to read and replay it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Failure {
+    pub violation: Violation,
+    /// Index of the failing execution (loom iteration, shuttle execution).
+    pub iteration: u64,
+    /// Every thread's steps, in global order.
+    pub trace: Vec<Step>,
+}
+
+/// The result of one engine run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Outcome {
+    pub scenario: String,
+    pub engine: String,
+    pub arch: String,
+    pub mutations: Vec<String>,
+    /// Executions run (up to and including a failing one).
+    pub iterations: u64,
+    pub failure: Option<Failure>,
+}
+
+/// Runs `sc` on a world configured by `cfg` under `engine`. `Err` is bad input
+/// (a layout the world cannot hold), never a violation.
+pub fn run(sc: &Scenario, cfg: &WorldConfig, engine: &Engine) -> Result<Outcome, String> {
+    // Validate the layout once, outside any model checker.
+    World::<Std>::build(cfg.clone(), &sc.layout)?;
+    if sc.threads.len() + 1 > cfg.nr_cpus {
+        return Err(format!(
+            "scenario has {} threads but the world has {} CPUs",
+            sc.threads.len(),
+            cfg.nr_cpus
+        ));
+    }
+    let sc = Arc::new(sc.clone());
+    let cfg = Arc::new(cfg.clone());
+    let (iterations, failure) = match engine {
+        Engine::Loom { preemption_bound } => run_loom(&sc, &cfg, *preemption_bound),
+        Engine::ShuttleRandom { iterations, seed } => run_shuttle(
+            &sc,
+            &cfg,
+            shuttle::scheduler::RandomScheduler::new_from_seed(*seed, *iterations),
+        ),
+        Engine::ShuttlePct {
+            iterations,
+            depth,
+            seed,
+        } => run_shuttle(
+            &sc,
+            &cfg,
+            shuttle::scheduler::PctScheduler::new_from_seed(*seed, *depth, *iterations),
+        ),
+        Engine::ShuttleDfs { max_iterations } => run_shuttle(
+            &sc,
+            &cfg,
+            shuttle::scheduler::DfsScheduler::new(*max_iterations, false),
+        ),
+        Engine::Std { iterations } => run_std(&sc, &cfg, *iterations),
+    };
+    Ok(Outcome {
+        scenario: sc.name.clone(),
+        engine: engine.name().to_string(),
+        arch: cfg.arch.name().to_string(),
+        mutations: cfg.mutations.iter().map(|m| m.name().to_string()).collect(),
+        iterations,
+        failure,
+    })
+}
+
+/// What one model thread hands back when it ends.
+struct ThreadEnd {
+    trace: Vec<Step>,
+    holds: Vec<Hold>,
+    violation: Option<Box<Violation>>,
+}
+
+/// One execution: spawn a thread per op list, join them, check at quiescence.
+/// Generic over the backend; the world is built by the caller.
+fn execute<B: Backend>(w: &Arc<World<B>>, sc: &Arc<Scenario>) -> Result<(), (Box<Violation>, Vec<Step>)> {
+    let handles: Vec<_> = (0..sc.threads.len())
+        .map(|t| {
+            let w = Arc::clone(w);
+            let sc = Arc::clone(sc);
+            B::spawn(format!("t{t}"), THREAD_STACK, move || {
+                let mut ctx = Ctx::new(t, t + 1, w.cfg.trace);
+                let mut violation = None;
+                for op in &sc.threads[t] {
+                    if let Err(v) = w.run_op(&mut ctx, &sc.layout, op) {
+                        violation = Some(v);
+                        break;
+                    }
+                }
+                ThreadEnd {
+                    trace: ctx.trace,
+                    holds: ctx.holds,
+                    violation,
+                }
+            })
+        })
+        .collect();
+    let mut trace = Vec::new();
+    let mut holds = Vec::new();
+    let mut first: Option<Box<Violation>> = None;
+    for h in handles {
+        let end = match B::join(h) {
+            Ok(e) => e,
+            // A panic in the model is a model bug: let it surface as one.
+            Err(p) => resume_unwind(p),
+        };
+        trace.extend(end.trace);
+        holds.extend(end.holds);
+        if first.is_none() {
+            first = end.violation;
+        }
+    }
+    trace.sort_by_key(|s| s.seq);
+    if let Some(v) = first {
+        return Err((v, trace));
+    }
+    w.check_quiescent(&holds).map_err(|v| (v, trace))
+}
+
+/// The marker loom unwinds with when an execution found a violation.
+struct ViolationFound;
+
+fn run_loom(sc: &Arc<Scenario>, cfg: &Arc<WorldConfig>, bound: Option<usize>) -> (u64, Option<Failure>) {
+    let found: Arc<std::sync::Mutex<Option<Failure>>> = Arc::default();
+    let iters = Arc::new(AtomicU64::new(0));
+    let mut b = loom::model::Builder::new();
+    if std::env::var_os("LOOM_MAX_PREEMPTIONS").is_none() {
+        b.preemption_bound = bound;
+    }
+    if std::env::var_os("LOOM_MAX_BRANCHES").is_none() {
+        b.max_branches = 20_000;
+    }
+    b.expect_explicit_explore = true;
+    let (f2, i2, sc2, cfg2) = (found.clone(), iters.clone(), sc.clone(), cfg.clone());
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        b.check(move || {
+            let i = i2.fetch_add(1, SeqCst);
+            let w = Arc::new(World::<Loom>::build((*cfg2).clone(), &sc2.layout).expect("layout validated"));
+            loom::explore();
+            if let Err((v, trace)) = execute(&w, &sc2) {
+                *f2.lock().unwrap() = Some(Failure {
+                    violation: *v,
+                    iteration: i,
+                    trace,
+                });
+                resume_unwind(Box::new(ViolationFound));
+            }
+        })
+    }));
+    let iterations = iters.load(SeqCst);
+    let failure = found.lock().unwrap().take();
+    if let Err(p) = r {
+        if failure.is_none() {
+            // Not ours: a model bug or a loom limit (deadlock, branches). Surface it.
+            resume_unwind(p);
+        }
+    }
+    (iterations, failure)
+}
+
+/// Wraps a shuttle scheduler so a run ends, without a panic, once a violation has
+/// been recorded.
+struct StopOnViolation<S> {
+    inner: S,
+    stop: Arc<AtomicBool>,
+}
+
+impl<S: shuttle::scheduler::Scheduler> shuttle::scheduler::Scheduler for StopOnViolation<S> {
+    fn new_execution(&mut self) -> Option<shuttle::scheduler::Schedule> {
+        if self.stop.load(SeqCst) {
+            return None;
+        }
+        self.inner.new_execution()
+    }
+    fn next_task(
+        &mut self,
+        runnable: &[&shuttle::scheduler::Task],
+        current: Option<shuttle::scheduler::TaskId>,
+        is_yielding: bool,
+    ) -> Option<shuttle::scheduler::TaskId> {
+        self.inner.next_task(runnable, current, is_yielding)
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.inner.next_u64()
+    }
+}
+
+fn run_shuttle<S: shuttle::scheduler::Scheduler + 'static>(
+    sc: &Arc<Scenario>,
+    cfg: &Arc<WorldConfig>,
+    scheduler: S,
+) -> (u64, Option<Failure>) {
+    let found: Arc<std::sync::Mutex<Option<Failure>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let iters = Arc::new(AtomicU64::new(0));
+    let mut config = shuttle::Config::new();
+    config.stack_size = THREAD_STACK;
+    config.silence_warnings = true;
+    config.failure_persistence = shuttle::FailurePersistence::None;
+    let runner = shuttle::Runner::new(
+        StopOnViolation {
+            inner: scheduler,
+            stop: stop.clone(),
+        },
+        config,
+    );
+    let (f2, s2, i2, sc2, cfg2) = (found.clone(), stop, iters.clone(), sc.clone(), cfg.clone());
+    runner.run(move || {
+        let i = i2.fetch_add(1, SeqCst);
+        let w = Arc::new(World::<Shuttle>::build((*cfg2).clone(), &sc2.layout).expect("layout validated"));
+        if let Err((v, trace)) = execute(&w, &sc2) {
+            let mut f = f2.lock().unwrap();
+            if f.is_none() {
+                *f = Some(Failure {
+                    violation: *v,
+                    iteration: i,
+                    trace,
+                });
+            }
+            s2.store(true, SeqCst);
+        }
+    });
+    let failure = found.lock().unwrap().take();
+    (iters.load(SeqCst), failure)
+}
+
+fn run_std(sc: &Arc<Scenario>, cfg: &Arc<WorldConfig>, iterations: usize) -> (u64, Option<Failure>) {
+    for i in 0..iterations {
+        let w = Arc::new(World::<Std>::build((**cfg).clone(), &sc.layout).expect("layout validated"));
+        if let Err((v, trace)) = execute(&w, sc) {
+            return (
+                i as u64 + 1,
+                Some(Failure {
+                    violation: *v,
+                    iteration: i as u64,
+                    trace,
+                }),
+            );
+        }
+    }
+    (iterations as u64, None)
+}

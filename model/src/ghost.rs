@@ -1,0 +1,326 @@
+//! Ghost state: what no kernel has, kept beside the protocol state to judge it.
+//!
+//! Rules (DESIGN decision 4): a ghost update comes immediately after the backend
+//! operation it describes (loom and shuttle switch threads only *before* a backend
+//! operation, so nothing can slip in between); no std lock is held across a backend
+//! operation; no std HashMap/HashSet (loom aborts on nondeterminism); whole-world
+//! comparisons run only at quiescence; under stress each thread keeps its own
+//! ledger and trace, merged at quiescent epochs.
+
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
+
+use crate::mem::Pfn;
+
+/// The invariants, by their stable names (DESIGN.md "Invariants").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Invariant {
+    NoResurrection,
+    NoUseAfterFree,
+    RefcountBounds,
+    Conservation,
+    PinnedIsVisible,
+    CoherentPin,
+    NoLeakAfterFork,
+    PrefixResult,
+    MatchedRelease,
+    NoLostWrite,
+}
+
+impl Invariant {
+    pub const ALL: [Invariant; 10] = [
+        Invariant::NoResurrection,
+        Invariant::NoUseAfterFree,
+        Invariant::RefcountBounds,
+        Invariant::Conservation,
+        Invariant::PinnedIsVisible,
+        Invariant::CoherentPin,
+        Invariant::NoLeakAfterFork,
+        Invariant::PrefixResult,
+        Invariant::MatchedRelease,
+        Invariant::NoLostWrite,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Invariant::NoResurrection => "no resurrection",
+            Invariant::NoUseAfterFree => "no use after free",
+            Invariant::RefcountBounds => "refcount bounds",
+            Invariant::Conservation => "conservation",
+            Invariant::PinnedIsVisible => "pinned is visible",
+            Invariant::CoherentPin => "coherent pin",
+            Invariant::NoLeakAfterFork => "no leak after fork",
+            Invariant::PrefixResult => "prefix result",
+            Invariant::MatchedRelease => "matched release",
+            Invariant::NoLostWrite => "no lost write",
+        }
+    }
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Invariant::NoResurrection => "no reference is ever raised from zero (a frozen or freed frame)",
+            Invariant::NoUseAfterFree => "no access to a frame or page-table page whose generation changed since it was reached",
+            Invariant::RefcountBounds => "no decrement below the holders, no increment from negative back to non-negative",
+            Invariant::Conservation => "at quiescence: refcount = mappings + every holder the ledger knows; pincount = pins",
+            Invariant::PinnedIsVisible => "a synchronised reader that saw 'not pinned' implies no pin in flight commits",
+            Invariant::CoherentPin => "while pinned and not unmapped by its owner, the page mapped at the address is the pinned page",
+            Invariant::NoLeakAfterFork => "no process observes the other's post-fork writes through a page it got via GUP",
+            Invariant::PrefixResult => "GUP returns a prefix count or -errno, never both",
+            Invariant::MatchedRelease => "GET is released by put, PIN by unpin",
+            Invariant::NoLostWrite => "a write through a pin or a PTE reaches the disk or stays dirty",
+        }
+    }
+    pub fn parse(s: &str) -> Result<Invariant, String> {
+        let k = s.replace(['_', '-'], " ");
+        Invariant::ALL
+            .into_iter()
+            .find(|i| i.name() == k)
+            .ok_or_else(|| format!("unknown invariant '{s}'"))
+    }
+}
+
+impl std::fmt::Display for Invariant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A broken invariant, as a value. It travels up to the engine's edge, which alone
+/// turns it into a failure (libFuzzer aborts on any panic, shuttle installs its panic
+/// hook once per process).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Violation {
+    pub invariant: Invariant,
+    /// The model thread that saw it (`None` for a quiescent check).
+    pub thread: Option<usize>,
+    /// The kernel-named step during which it was seen.
+    pub step: String,
+    pub detail: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.thread {
+            Some(t) => write!(f, "{} (thread {t}, at {}): {}", self.invariant, self.step, self.detail),
+            None => write!(f, "{} (at quiescence): {}", self.invariant, self.detail),
+        }
+    }
+}
+
+pub type Res<T> = Result<T, Box<Violation>>;
+
+/// One kernel-named step of one thread.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    /// Global order of the step (one counter per world).
+    pub seq: u64,
+    pub thread: usize,
+    pub name: std::borrow::Cow<'static, str>,
+    /// Address, pfn or value the step acted on.
+    pub arg: u64,
+}
+
+/// What kind of reference a holder has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
+pub enum HoldKind {
+    /// Taken speculatively by a lockless walker, not yet confirmed by its recheck.
+    Speculative,
+    /// FOLL_GET reference (get_page / try_grab_folio(FOLL_GET)).
+    Get,
+    /// FOLL_PIN reference.
+    Pin,
+}
+
+/// References one holder has on one folio, aggregated (never per subpage).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    pub head: Pfn,
+    pub gen: u32,
+    pub kind: HoldKind,
+    pub count: i64,
+}
+
+/// Per-thread context: the thread's identity, its CPU (walker-registry slot), its
+/// trace and its ledger of holds. Owned by the thread: no shared ghost lock.
+#[derive(Debug)]
+pub struct Ctx {
+    pub thread: usize,
+    pub cpu: usize,
+    pub trace_on: bool,
+    pub trace: Vec<Step>,
+    pub holds: Vec<Hold>,
+    /// The step being executed (for violation reports).
+    pub cur: &'static str,
+    /// This CPU's walker-registry sequence (odd while interrupts are off).
+    pub irq_seq: u32,
+    /// Sequence of this thread's data writes (unique (writer, sequence) values).
+    pub write_seq: u32,
+}
+
+impl Ctx {
+    pub fn new(thread: usize, cpu: usize, trace_on: bool) -> Self {
+        Ctx {
+            thread,
+            cpu,
+            trace_on,
+            trace: Vec::new(),
+            holds: Vec::new(),
+            cur: "start",
+            irq_seq: 0,
+            write_seq: 0,
+        }
+    }
+
+    /// Records a kernel-named step. Not a scheduling point: the schedule is made of
+    /// backend operations only.
+    #[inline]
+    pub fn step(&mut self, ghost: &Ghost, name: &'static str, arg: u64) {
+        self.cur = name;
+        if self.trace_on {
+            let seq = ghost.step_seq.fetch_add(1, SeqCst);
+            self.trace.push(Step {
+                seq,
+                thread: self.thread,
+                name: std::borrow::Cow::Borrowed(name),
+                arg,
+            });
+        }
+    }
+
+    /// A violation seen by this thread, at its current step.
+    pub fn violation(&self, invariant: Invariant, detail: String) -> Box<Violation> {
+        Box::new(Violation {
+            invariant,
+            thread: Some(self.thread),
+            step: self.cur.to_string(),
+            detail,
+        })
+    }
+
+    /// A value no other write in this world carries: (writer, sequence).
+    pub fn next_value(&mut self) -> u64 {
+        self.write_seq += 1;
+        ((self.thread as u64 + 1) << 32) | u64::from(self.write_seq)
+    }
+
+    /// Adds `count` references of `kind` on folio `head` (generation `gen`).
+    pub fn hold(&mut self, head: Pfn, gen: u32, kind: HoldKind, count: i64) {
+        if let Some(h) = self
+            .holds
+            .iter_mut()
+            .find(|h| h.head == head && h.gen == gen && h.kind == kind)
+        {
+            h.count += count;
+        } else {
+            self.holds.push(Hold {
+                head,
+                gen,
+                kind,
+                count,
+            });
+        }
+        self.holds.retain(|h| h.count != 0);
+    }
+}
+
+/// Global ghost state of one world: generations and allocation state of frames and
+/// page-table slots, the step counter. Plain std atomics: invisible to loom and
+/// shuttle, so they never add a scheduling point.
+pub struct Ghost {
+    /// Per frame: generation << 1 | allocated.
+    frame_state: Box<[AtomicU32]>,
+    /// Per page-table slot: generation << 1 | allocated.
+    table_state: Box<[AtomicU32]>,
+    /// The frame each page-table slot occupies (virt_to_page of the table).
+    table_frame: Box<[AtomicU32]>,
+    pub step_seq: AtomicU64,
+}
+
+/// A generation stamp taken when an object was reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp(u32);
+
+impl Stamp {
+    pub fn gen(self) -> u32 {
+        self.0 >> 1
+    }
+    pub fn allocated(self) -> bool {
+        self.0 & 1 == 1
+    }
+}
+
+impl Ghost {
+    pub fn new(nr_frames: usize, nr_tables: usize) -> Self {
+        let mk = |n: usize| (0..n).map(|_| AtomicU32::new(0)).collect::<Box<[_]>>();
+        Ghost {
+            frame_state: mk(nr_frames),
+            table_state: mk(nr_tables),
+            table_frame: mk(nr_tables),
+            step_seq: AtomicU64::new(0),
+        }
+    }
+
+    pub fn frame(&self, pfn: Pfn) -> Stamp {
+        Stamp(self.frame_state[pfn as usize].load(SeqCst))
+    }
+    pub fn frame_allocated(&self, pfn: Pfn) {
+        self.frame_state[pfn as usize].fetch_or(1, SeqCst);
+    }
+    /// A frame was freed: its generation moves on, so any stamp taken before fails.
+    pub fn frame_freed(&self, pfn: Pfn) {
+        let s = &self.frame_state[pfn as usize];
+        let v = s.load(SeqCst);
+        s.store(((v >> 1) + 1) << 1, SeqCst);
+    }
+
+    pub fn table(&self, slot: u32) -> Stamp {
+        Stamp(self.table_state[slot as usize].load(SeqCst))
+    }
+    pub fn table_frame(&self, slot: u32) -> Pfn {
+        self.table_frame[slot as usize].load(SeqCst)
+    }
+    pub fn table_allocated(&self, slot: u32, pfn: Pfn) {
+        self.table_frame[slot as usize].store(pfn, SeqCst);
+        self.table_state[slot as usize].fetch_or(1, SeqCst);
+    }
+    pub fn table_freed(&self, slot: u32) {
+        let s = &self.table_state[slot as usize];
+        let v = s.load(SeqCst);
+        s.store(((v >> 1) + 1) << 1, SeqCst);
+    }
+
+    /// no use after free, for a page-table page: the access just made to `slot`
+    /// happened while it was allocated and in the generation it was reached in.
+    pub fn check_table(&self, ctx: &Ctx, slot: u32, reached: Stamp) -> Res<()> {
+        let now = self.table(slot);
+        if !reached.allocated() || now != reached {
+            return Err(ctx.violation(
+                Invariant::NoUseAfterFree,
+                format!(
+                    "page-table page (slot {slot}, frame {}) accessed after it was freed: reached in generation {}{}, now generation {}",
+                    self.table_frame(slot),
+                    reached.gen(),
+                    if reached.allocated() { "" } else { " (already free)" },
+                    now.gen()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// no use after free, for a data frame.
+    pub fn check_frame(&self, ctx: &Ctx, pfn: Pfn, reached: Stamp) -> Res<()> {
+        let now = self.frame(pfn);
+        if !reached.allocated() || now != reached {
+            return Err(ctx.violation(
+                Invariant::NoUseAfterFree,
+                format!(
+                    "frame {pfn} accessed after it was freed: reached in generation {}{}, now generation {}",
+                    reached.gen(),
+                    if reached.allocated() { "" } else { " (already free)" },
+                    now.gen()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}

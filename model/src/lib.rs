@@ -1,0 +1,33 @@
+//! gupcheck-model: an executable model of the Linux kernel's page-pinning protocol
+//! (get_user_pages, pin_user_pages, FOLL_PIN, unpin_user_page) and of the memory it
+//! works on, generic over three backends (std, loom, shuttle) so every engine runs
+//! the same code.
+//!
+//! One file per kernel concept: `mem` (frames, folios, the allocator), `pgtable`
+//! (entries and tables), `rmap`, `mm` (address space, faults, mmap, munmap),
+//! `tlb` (walkers, TLB flush, mmu_gather), `walk` (the lockless walk GUP-fast is
+//! built on), `ghost` (what no kernel has: generations, ledgers, traces,
+//! invariants), `world` (one instance and its builder), `ops` and `scenario` (what
+//! threads do), `engine` (non-generic entry points per engine).
+
+#![allow(non_snake_case)] // smp_mb__after_atomic keeps the kernel's name
+
+pub mod backend;
+pub mod config;
+pub mod engine;
+pub mod ghost;
+pub mod mem;
+pub mod mm;
+pub mod ops;
+pub mod pgtable;
+pub mod rmap;
+pub mod scenario;
+pub mod tlb;
+pub mod walk;
+pub mod world;
+
+pub use config::{Arch, CounterScale, Mutation, ReuseRule, WorldConfig};
+pub use engine::{run, Engine, Failure, Outcome};
+pub use ghost::{Invariant, Violation};
+pub use scenario::Scenario;
+pub use world::World;

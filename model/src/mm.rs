@@ -1,0 +1,546 @@
+//! The address space: `struct mm_struct`, VMAs, page faults, mmap and munmap.
+//!
+//! Locking as in the kernel: `mmap_lock` (read for faults and GUP, write for
+//! mmap/munmap/fork/collapse), one PTL per page table for entry changes, the
+//! registry of interrupts-off walkers for freeing (tlb.rs).
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{Backend, KAtomic, RwLock};
+use crate::config::{ReuseRule, PAGE_SIZE};
+use crate::ghost::{Ctx, Invariant, Res};
+use crate::mem::{pg, Order, Pfn};
+use crate::pgtable::Pte;
+use crate::rmap::RmapEntry;
+use crate::tlb::{flush_waits_for_walkers, MmuGather};
+use crate::world::World;
+
+/// VMA flags (include/linux/mm.h), the ones GUP and faults read.
+pub mod vm {
+    pub const READ: u32 = 1 << 0;
+    pub const WRITE: u32 = 1 << 1;
+    pub const SHARED: u32 = 1 << 3;
+    pub const MAYREAD: u32 = 1 << 4;
+    pub const MAYWRITE: u32 = 1 << 5;
+    pub const IO: u32 = 1 << 14;
+    pub const PFNMAP: u32 = 1 << 10;
+}
+
+/// mm->flags bits.
+pub mod mmf {
+    /// MMF_HAS_PINNED (5.14; `mm->has_pinned` from 008cfe4418b3, 5.9).
+    pub const HAS_PINNED: u32 = 1 << 0;
+}
+
+/// Kernel error numbers the model returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]
+pub enum Errno {
+    EINTR = 4,
+    EAGAIN = 11,
+    ENOMEM = 12,
+    EFAULT = 14,
+    EBUSY = 16,
+    EEXIST = 17,
+    EINVAL = 22,
+    EOVERFLOW = 75,
+    EOPNOTSUPP = 95,
+    EREMOTEIO = 121,
+    EHWPOISON = 133,
+}
+
+impl Errno {
+    pub fn neg(self) -> i64 {
+        -(self as i64)
+    }
+}
+
+/// What a VMA maps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VmaKind {
+    AnonPrivate,
+    /// MAP_SHARED of a file (writes reach the page cache; dirty tracking).
+    FileShared { inode: u32 },
+    /// MAP_PRIVATE of a file (COW on write).
+    FilePrivate { inode: u32 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vma {
+    pub start: u64,
+    pub end: u64,
+    pub flags: u32,
+    pub kind: VmaKind,
+}
+
+impl Vma {
+    pub fn is_anon(&self) -> bool {
+        matches!(self.kind, VmaKind::AnonPrivate)
+    }
+    /// is_cow_mapping(): private and may be written.
+    pub fn is_cow(&self) -> bool {
+        self.flags & (vm::SHARED | vm::MAYWRITE) == vm::MAYWRITE
+    }
+    pub fn writable(&self) -> bool {
+        self.flags & vm::WRITE != 0
+    }
+}
+
+/// `struct mm_struct`, the parts the pinning protocol touches.
+pub struct Mm<B: Backend> {
+    pub id: u32,
+    /// `mmap_lock`, protecting the VMA list.
+    pub mmap_lock: RwLock<B, Vec<Vma>>,
+    /// The PGD's table slot (never freed while the mm lives).
+    pub pgd: u32,
+    /// `mm->write_protect_seq` (57efa1fe5957, 5.11): odd while fork copies.
+    pub write_protect_seq: B::AtomicU32,
+    /// `mm->flags` (MMF_HAS_PINNED).
+    pub flags: B::AtomicU32,
+}
+
+impl<B: Backend> Mm<B> {
+    pub fn new(id: u32, pgd: u32) -> Self {
+        Mm {
+            id,
+            mmap_lock: RwLock::new(Vec::new()),
+            pgd,
+            write_protect_seq: B::AtomicU32::new(0),
+            flags: B::AtomicU32::new(0),
+        }
+    }
+}
+
+/// Fault flags (FAULT_FLAG_*).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FaultFlags {
+    pub write: bool,
+    /// FAULT_FLAG_UNSHARE (c89357e27f20, 5.19): break COW without making writable.
+    pub unshare: bool,
+}
+
+impl<B: Backend> World<B> {
+    /// `handle_mm_fault()` for an anonymous VMA; the caller holds `mmap_lock` for
+    /// read. `Ok(Err(errno))` is VM_FAULT_OOM / SIGSEGV / SIGBUS as an errno.
+    ///
+    /// File faults arrive with the file world; they return -EFAULT here.
+    pub fn handle_mm_fault(
+        &self,
+        ctx: &mut Ctx,
+        mm: usize,
+        vma: &Vma,
+        addr: u64,
+        ff: FaultFlags,
+    ) -> Res<Result<(), Errno>> {
+        ctx.step(&self.ghost, "handle_mm_fault", addr);
+        if ff.write && !vma.writable() {
+            return Ok(Err(Errno::EFAULT));
+        }
+        if !vma.is_anon() {
+            return Ok(Err(Errno::EFAULT));
+        }
+        let Some((slot, idx)) = self.ensure_pte_table(ctx, mm, addr).map_err(|d| ctx.violation(Invariant::Conservation, d))? else {
+            return Ok(Err(Errno::ENOMEM));
+        };
+        let t = &self.tables[slot as usize];
+        let pte = t.read(idx);
+        if pte.is_none() {
+            return self.do_anonymous_page(ctx, mm, vma, addr, slot, idx, ff);
+        }
+        if pte.present() && (ff.write || ff.unshare) && !pte.write() {
+            return self.do_wp_page(ctx, mm, vma, addr, slot, idx, pte, ff);
+        }
+        // Present and sufficient, or swap/migration (not yet modelled): nothing to do.
+        Ok(Ok(()))
+    }
+
+    /// `do_anonymous_page()`: a read fault maps the shared zero page; a write fault
+    /// allocates a zeroed, exclusive anonymous page.
+    #[allow(clippy::too_many_arguments)]
+    fn do_anonymous_page(
+        &self,
+        ctx: &mut Ctx,
+        mm: usize,
+        vma: &Vma,
+        addr: u64,
+        slot: u32,
+        idx: usize,
+        ff: FaultFlags,
+    ) -> Res<Result<(), Errno>> {
+        let t = &self.tables[slot as usize];
+        if !ff.write {
+            let g = t.ptl.lock();
+            if t.read(idx).is_none() {
+                t.set(idx, Pte::mk_zero(self.mem.zero_pfn));
+                ctx.step(&self.ghost, "do_anonymous_page: map zero page", addr);
+            }
+            drop(g);
+            return Ok(Ok(()));
+        }
+        let Some(pfn) = self
+            .mem
+            .alloc_folio(ctx, &self.ghost, Order::Base, pg::ANON | pg::ANON_EXCLUSIVE)
+        else {
+            return Ok(Err(Errno::ENOMEM));
+        };
+        self.mem.write_data(pfn, 0, 0);
+        self.mem.write_data(pfn, 1, 0);
+        // __folio_mark_uptodate(): the zeroed contents before the PTE is visible.
+        B::smp_wmb();
+        let g = t.ptl.lock();
+        if !t.read(idx).is_none() {
+            drop(g);
+            self.mem.folio_put_refs(ctx, &self.ghost, pfn, 1, None)?;
+            return Ok(Ok(()));
+        }
+        self.add_rmap(pfn, RmapEntry { mm: mm as u32, addr, pmd: false }, false);
+        t.set(idx, Pte::mk_page(pfn, vma.writable(), true));
+        ctx.step(&self.ghost, "do_anonymous_page: set_pte_at", addr);
+        drop(g);
+        Ok(Ok(()))
+    }
+
+    /// `do_wp_page()`: a write (or unshare) fault on a present read-only PTE. Reuse
+    /// the page if the era's rule says it is ours alone, else copy it
+    /// (`wp_page_copy`). Simplification: the AnonExclusive fallback tests
+    /// `page_count() == 1` without the page lock and swap cache.
+    #[allow(clippy::too_many_arguments)]
+    fn do_wp_page(
+        &self,
+        ctx: &mut Ctx,
+        mm: usize,
+        vma: &Vma,
+        addr: u64,
+        slot: u32,
+        idx: usize,
+        pte: Pte,
+        ff: FaultFlags,
+    ) -> Res<Result<(), Errno>> {
+        let t = &self.tables[slot as usize];
+        let g = t.ptl.lock();
+        if t.read(idx) != pte {
+            // Someone changed it: the fault is retried by the caller's access.
+            drop(g);
+            return Ok(Ok(()));
+        }
+        let old = pte.pfn();
+        let zero = pte.special() && self.mem.is_zero_pfn(old);
+        if !zero {
+            let head = self.mem.page_folio(old);
+            let flags = self.mem.frame(old).flags.read_once();
+            let reuse = flags & pg::ANON != 0
+                && match self.cfg.reuse {
+                    ReuseRule::Mapcount => self.mem.frame(old).mapcount.read_once() == 1,
+                    ReuseRule::PageCount => self.mem.folio_ref_count(head) == 1,
+                    ReuseRule::AnonExclusive => {
+                        flags & pg::ANON_EXCLUSIVE != 0 || {
+                            let only = self.mem.folio_ref_count(head) == 1;
+                            if only {
+                                self.mem.frame(old).flags.or(pg::ANON_EXCLUSIVE);
+                            }
+                            only
+                        }
+                    }
+                };
+            if reuse {
+                // wp_page_reuse(); an unshare fault keeps the PTE read-only.
+                if !ff.unshare {
+                    t.set(idx, pte.with(Pte::WRITE | Pte::DIRTY));
+                }
+                ctx.step(&self.ghost, "wp_page_reuse", addr);
+                drop(g);
+                return Ok(Ok(()));
+            }
+        }
+        drop(g);
+        self.wp_page_copy(ctx, mm, vma, addr, slot, idx, pte, ff)
+    }
+
+    /// `wp_page_copy()`: copy into a new exclusive page, then replace the PTE with
+    /// clear + flush + set (`ptep_clear_flush`), and drop the old mapping's
+    /// reference only after the flush.
+    #[allow(clippy::too_many_arguments)]
+    fn wp_page_copy(
+        &self,
+        ctx: &mut Ctx,
+        mm: usize,
+        vma: &Vma,
+        addr: u64,
+        slot: u32,
+        idx: usize,
+        pte: Pte,
+        ff: FaultFlags,
+    ) -> Res<Result<(), Errno>> {
+        let old = pte.pfn();
+        let zero = pte.special() && self.mem.is_zero_pfn(old);
+        let Some(new) = self
+            .mem
+            .alloc_folio(ctx, &self.ghost, Order::Base, pg::ANON | pg::ANON_EXCLUSIVE)
+        else {
+            return Ok(Err(Errno::ENOMEM));
+        };
+        for w in 0..2 {
+            let v = if zero { 0 } else { self.mem.read_data(old, w) };
+            self.mem.write_data(new, w, v);
+        }
+        B::smp_wmb();
+        let t = &self.tables[slot as usize];
+        let g = t.ptl.lock();
+        if t.read(idx) != pte {
+            drop(g);
+            self.mem.folio_put_refs(ctx, &self.ghost, new, 1, None)?;
+            return Ok(Ok(()));
+        }
+        t.get_and_clear(idx);
+        ctx.step(&self.ghost, "wp_page_copy: ptep_clear_flush", addr);
+        if flush_waits_for_walkers(self.cfg.arch) {
+            self.walkers.sync(ctx, &self.ghost, "flush_tlb_page: IPI");
+        }
+        let e = RmapEntry { mm: mm as u32, addr, pmd: false };
+        self.add_rmap(new, e, false);
+        let write = vma.writable() && !ff.unshare;
+        t.set(idx, Pte::mk_page(new, write, write));
+        if !zero {
+            self.remove_rmap(old, e, false);
+        }
+        drop(g);
+        ctx.step(&self.ghost, "wp_page_copy: set_pte_at", addr);
+        if !zero {
+            let head = self.mem.page_folio(old);
+            self.mem.folio_put_refs(ctx, &self.ghost, head, 1, None)?;
+        }
+        Ok(Ok(()))
+    }
+
+    /// `mmap()` of an anonymous private or file region at a fixed address
+    /// (MAP_FIXED_NOREPLACE: -EEXIST if it overlaps).
+    pub fn mmap(&self, ctx: &mut Ctx, mm: usize, vma: Vma) -> Res<Result<(), Errno>> {
+        ctx.step(&self.ghost, "do_mmap", vma.start);
+        if vma.start >= vma.end || vma.end > self.cfg.va_size() || vma.start % PAGE_SIZE != 0 {
+            return Ok(Err(Errno::EINVAL));
+        }
+        let mut vmas = self.mms[mm].mmap_lock.write();
+        if vmas.iter().any(|v| v.start < vma.end && vma.start < v.end) {
+            return Ok(Err(Errno::EEXIST));
+        }
+        vmas.push(vma);
+        vmas.sort_by_key(|v| v.start);
+        Ok(Ok(()))
+    }
+
+    /// `munmap()` (do_vmi_munmap -> unmap_region): under `mmap_lock` for write,
+    /// remove the VMAs, zap the PTEs under their PTLs gathering the pages, unhook
+    /// page tables no VMA needs any more (free_pgtables), then `tlb_finish_mmu`:
+    /// flush, free the pages, free the tables (after a grace period under RCU).
+    pub fn munmap(&self, ctx: &mut Ctx, mm: usize, start: u64, len: u64) -> Res<Result<(), Errno>> {
+        ctx.step(&self.ghost, "do_vmi_munmap", start);
+        let end = start.saturating_add(len);
+        if start % PAGE_SIZE != 0 || len == 0 || end > self.cfg.va_size() {
+            return Ok(Err(Errno::EINVAL));
+        }
+        let mut vmas = self.mms[mm].mmap_lock.write();
+        // Split VMAs at the range boundaries and drop what lies inside.
+        let mut kept = Vec::with_capacity(vmas.len() + 1);
+        for v in vmas.iter() {
+            if v.end <= start || v.start >= end {
+                kept.push(*v);
+                continue;
+            }
+            if v.start < start {
+                kept.push(Vma { end: start, ..*v });
+            }
+            if v.end > end {
+                kept.push(Vma { start: end, ..*v });
+            }
+        }
+        *vmas = kept;
+        let mut tlb = MmuGather::default();
+        let pgd = self.mms[mm].pgd;
+        self.zap_range(ctx, mm, pgd, 4, 0, start, end, &mut tlb)?;
+        self.free_pgtables(ctx, &vmas, pgd, 4, 0, start, end, &mut tlb)?;
+        self.tlb_finish_mmu(ctx, tlb)?;
+        drop(vmas);
+        Ok(Ok(()))
+    }
+
+    /// `unmap_page_range` -> `zap_pud_range` -> `zap_pmd_range` -> `zap_pte_range`:
+    /// clear entries under each table's PTL and gather the mapped folios.
+    /// Simplification: a PMD leaf is zapped whole when the range covers any part of
+    /// it (the kernel would split the PMD first).
+    #[allow(clippy::too_many_arguments)]
+    fn zap_range(
+        &self,
+        ctx: &mut Ctx,
+        mm: usize,
+        slot: u32,
+        level: u32,
+        base: u64,
+        start: u64,
+        end: u64,
+        tlb: &mut MmuGather,
+    ) -> Res<()> {
+        let t = &self.tables[slot as usize];
+        let span = 1u64 << self.cfg.shift(level);
+        let mut ptl = if level <= 2 { Some(t.ptl.lock()) } else { None };
+        for i in 0..self.cfg.fanout() {
+            let lo = base + i as u64 * span;
+            let hi = lo + span;
+            if hi <= start || lo >= end {
+                continue;
+            }
+            let e = t.read(i);
+            if e.is_none() {
+                continue;
+            }
+            if level > 1 && !e.leaf() {
+                // Descend: lower tables have their own PTL.
+                drop(ptl.take());
+                self.zap_range(ctx, mm, e.table_slot(), level - 1, lo, start, end, tlb)?;
+                ptl = if level <= 2 { Some(t.ptl.lock()) } else { None };
+                continue;
+            }
+            let old = t.get_and_clear(i);
+            ctx.step(&self.ghost, if level == 1 { "zap_pte_range: clear pte" } else { "zap_huge_pmd: clear pmd" }, lo);
+            if !old.present() || old.special() {
+                continue;
+            }
+            let pfn = old.pfn();
+            let pmd = level > 1;
+            if !self.remove_rmap(pfn, RmapEntry { mm: mm as u32, addr: lo, pmd }, pmd) {
+                return Err(ctx.violation(
+                    Invariant::Conservation,
+                    format!("zap of {lo:#x} found no rmap entry for page {pfn}"),
+                ));
+            }
+            tlb.pages.push(self.mem.page_folio(pfn));
+        }
+        drop(ptl);
+        Ok(())
+    }
+
+    /// `free_pgtables` -> `free_pgd_range`: unhook every table under [start, end)
+    /// whose whole span no remaining VMA touches, bottom-up, under the parent's PTL.
+    #[allow(clippy::too_many_arguments)]
+    fn free_pgtables(
+        &self,
+        ctx: &mut Ctx,
+        vmas: &[Vma],
+        slot: u32,
+        level: u32,
+        base: u64,
+        start: u64,
+        end: u64,
+        tlb: &mut MmuGather,
+    ) -> Res<()> {
+        if level == 1 {
+            return Ok(());
+        }
+        let t = &self.tables[slot as usize];
+        let span = 1u64 << self.cfg.shift(level);
+        for i in 0..self.cfg.fanout() {
+            let lo = base + i as u64 * span;
+            let hi = lo + span;
+            if hi <= start || lo >= end {
+                continue;
+            }
+            let e = t.read(i);
+            if !e.present() || e.leaf() {
+                continue;
+            }
+            self.free_pgtables(ctx, vmas, e.table_slot(), level - 1, lo, start, end, tlb)?;
+            if vmas.iter().any(|v| v.start < hi && lo < v.end) {
+                continue;
+            }
+            let g = t.ptl.lock();
+            t.get_and_clear(i);
+            drop(g);
+            ctx.step(&self.ghost, "free_pgd_range: clear entry", lo);
+            tlb.tables.push(e.table_slot());
+        }
+        Ok(())
+    }
+
+    /// `tlb_finish_mmu()`: flush the TLB (under IPI this waits for every walker with
+    /// interrupts off), free the gathered pages, then the gathered tables (under RCU
+    /// only after a grace period: `tlb_remove_table` -> `tlb_remove_table_rcu`).
+    pub fn tlb_finish_mmu(&self, ctx: &mut Ctx, tlb: MmuGather) -> Res<()> {
+        if tlb.is_empty() {
+            return Ok(());
+        }
+        ctx.step(&self.ghost, "tlb_flush_mmu: flush tlb", 0);
+        if flush_waits_for_walkers(self.cfg.arch) {
+            self.walkers.sync(ctx, &self.ghost, "flush_tlb_mm_range: IPI");
+        }
+        for head in &tlb.pages {
+            self.mem.folio_put_refs(ctx, &self.ghost, *head, 1, None)?;
+        }
+        if !tlb.tables.is_empty() && !flush_waits_for_walkers(self.cfg.arch) {
+            self.walkers.sync(ctx, &self.ghost, "tlb_remove_table: RCU grace period");
+        }
+        for slot in tlb.tables {
+            self.free_table(ctx, slot)?;
+        }
+        Ok(())
+    }
+
+    /// A user load or store at `addr` through the MMU; a missing or insufficient
+    /// PTE faults (under `mmap_lock` for read) and the access is retried once.
+    /// Returns the value read, or the value written.
+    ///
+    /// Simplification: the access itself is made under the PTL; the TLB-flush
+    /// protocol is what guarantees no access through a stale TLB entry after it.
+    pub fn user_access(&self, ctx: &mut Ctx, mm: usize, addr: u64, write: bool) -> Res<Result<u64, Errno>> {
+        let vmas = self.mms[mm].mmap_lock.read();
+        let Some(vma) = World::<B>::find_vma(&vmas, addr) else {
+            return Ok(Err(Errno::EFAULT));
+        };
+        for _attempt in 0..2 {
+            if let Some(v) = self.access_mapped(ctx, mm, addr, write)? {
+                return Ok(Ok(v));
+            }
+            if let Err(e) = self.handle_mm_fault(ctx, mm, &vma, addr, FaultFlags { write, unshare: false })? {
+                return Ok(Err(e));
+            }
+        }
+        Ok(Err(Errno::EAGAIN))
+    }
+
+    /// The access itself, if the PTE allows it; `None` means fault.
+    fn access_mapped(&self, ctx: &mut Ctx, mm: usize, addr: u64, write: bool) -> Res<Option<u64>> {
+        let mut slot = self.mms[mm].pgd;
+        let mut level = 4;
+        loop {
+            let t = &self.tables[slot as usize];
+            let i = self.cfg.index(addr, level);
+            let e = t.read(i);
+            if !e.present() {
+                return Ok(None);
+            }
+            if level == 1 || e.leaf() {
+                let g = t.ptl.lock();
+                let e = t.read(i);
+                if !e.access_permitted(write) {
+                    return Ok(None);
+                }
+                let sub = ((addr >> crate::config::PAGE_SHIFT) & ((1u64 << self.cfg.shift(level).saturating_sub(crate::config::PAGE_SHIFT)) - 1)) as Pfn;
+                let pfn: Pfn = e.pfn() + sub;
+                let v = if write {
+                    let v = ctx.next_value();
+                    self.mem.write_data(pfn, 0, v);
+                    if !e.dirty() {
+                        t.set(i, e.with(Pte::DIRTY));
+                    }
+                    ctx.step(&self.ghost, "user store", addr);
+                    v
+                } else {
+                    ctx.step(&self.ghost, "user load", addr);
+                    self.mem.read_data(pfn, 0)
+                };
+                drop(g);
+                return Ok(Some(v));
+            }
+            slot = e.table_slot();
+            level -= 1;
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! Page tables: four levels (PGD, PUD, PMD, PTE; the P4D level is folded) of atomic
+//! entries, one PTL per table, tables stored in frames.
+//!
+//! Writers hold the table's PTL (`pte_offset_map_lock`, `pmd_lock`). Lockless
+//! readers (GUP-fast, see `walk.rs`) snapshot each entry once with READ_ONCE and
+//! derive the next level from the snapshot (`pmd_offset_lockless`, after the s390
+//! dynamic-folding bug of 2020), never by re-reading the entry.
+//!
+//! Simplification: a table is named by a storage slot (its "physical address");
+//! the slot also owns a frame from the allocator while in use, so a freed table's
+//! frame is reused like any page.
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{Backend, KAtomic, Mutex};
+use crate::mem::Pfn;
+
+/// One page-table entry value, as a walker sees it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub struct Pte(pub u64);
+
+/// Kinds of migration entry (6c287605fd56: exclusivity travels with the entry).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MigrationKind {
+    Writable,
+    ReadableExclusive,
+    Readable,
+}
+
+impl Pte {
+    pub const PRESENT: u64 = 1 << 0;
+    pub const WRITE: u64 = 1 << 1;
+    pub const DIRTY: u64 = 1 << 2;
+    /// pte_special: no struct page to refcount (the zero page on some arches, pfnmaps).
+    pub const SPECIAL: u64 = 1 << 3;
+    /// NUMA hinting: present for the kernel, inaccessible to the hardware.
+    pub const PROTNONE: u64 = 1 << 4;
+    /// A huge leaf at PMD or PUD level.
+    pub const LEAF: u64 = 1 << 5;
+    pub const SWAP: u64 = 1 << 6;
+    pub const MIGRATION: u64 = 1 << 7;
+    pub const MIG_WRITE: u64 = 1 << 8;
+    pub const MIG_EXCL: u64 = 1 << 9;
+    pub const SOFT_DIRTY: u64 = 1 << 10;
+    const PFN_SHIFT: u32 = 16;
+
+    pub const NONE: Pte = Pte(0);
+
+    /// A present entry mapping a page (or, with LEAF at PMD/PUD, a whole folio).
+    pub fn mk_page(pfn: Pfn, write: bool, dirty: bool) -> Pte {
+        let mut v = Self::PRESENT | (u64::from(pfn) << Self::PFN_SHIFT);
+        if write {
+            v |= Self::WRITE;
+        }
+        if dirty {
+            v |= Self::DIRTY;
+        }
+        Pte(v)
+    }
+    /// A huge leaf (PMD-mapped THP, hugetlb-like PUD).
+    pub fn mk_leaf(pfn: Pfn, write: bool, dirty: bool) -> Pte {
+        Pte(Self::mk_page(pfn, write, dirty).0 | Self::LEAF)
+    }
+    /// The shared zero page, mapped read-only and special.
+    pub fn mk_zero(pfn: Pfn) -> Pte {
+        Pte(Self::PRESENT | Self::SPECIAL | (u64::from(pfn) << Self::PFN_SHIFT))
+    }
+    /// A non-leaf entry pointing at a lower table.
+    pub fn mk_table(slot: u32) -> Pte {
+        Pte(Self::PRESENT | (u64::from(slot) << Self::PFN_SHIFT))
+    }
+    pub fn mk_swap(offset: u32) -> Pte {
+        Pte(Self::SWAP | (u64::from(offset) << Self::PFN_SHIFT))
+    }
+    pub fn mk_migration(pfn: Pfn, kind: MigrationKind) -> Pte {
+        let k = match kind {
+            MigrationKind::Writable => Self::MIG_WRITE | Self::MIG_EXCL,
+            MigrationKind::ReadableExclusive => Self::MIG_EXCL,
+            MigrationKind::Readable => 0,
+        };
+        Pte(Self::MIGRATION | k | (u64::from(pfn) << Self::PFN_SHIFT))
+    }
+
+    pub fn is_none(self) -> bool {
+        self.0 == 0
+    }
+    /// pte_present(): true for protnone too.
+    pub fn present(self) -> bool {
+        self.0 & Self::PRESENT != 0
+    }
+    pub fn write(self) -> bool {
+        self.0 & Self::WRITE != 0
+    }
+    pub fn dirty(self) -> bool {
+        self.0 & Self::DIRTY != 0
+    }
+    pub fn special(self) -> bool {
+        self.0 & Self::SPECIAL != 0
+    }
+    pub fn protnone(self) -> bool {
+        self.0 & Self::PROTNONE != 0
+    }
+    pub fn leaf(self) -> bool {
+        self.0 & Self::LEAF != 0
+    }
+    pub fn is_swap(self) -> bool {
+        self.0 & Self::SWAP != 0
+    }
+    pub fn is_migration(self) -> bool {
+        self.0 & Self::MIGRATION != 0
+    }
+    pub fn migration_kind(self) -> Option<MigrationKind> {
+        if !self.is_migration() {
+            return None;
+        }
+        Some(if self.0 & Self::MIG_WRITE != 0 {
+            MigrationKind::Writable
+        } else if self.0 & Self::MIG_EXCL != 0 {
+            MigrationKind::ReadableExclusive
+        } else {
+            MigrationKind::Readable
+        })
+    }
+    /// The page frame (leaf, swap offset or migration target) or table slot.
+    pub fn pfn(self) -> Pfn {
+        (self.0 >> Self::PFN_SHIFT) as Pfn
+    }
+    pub fn table_slot(self) -> u32 {
+        self.pfn()
+    }
+    /// pte_access_permitted(): present, accessible, and writable if `write`.
+    pub fn access_permitted(self, write: bool) -> bool {
+        self.present() && !self.protnone() && (!write || self.write())
+    }
+    pub fn with(self, bits: u64) -> Pte {
+        Pte(self.0 | bits)
+    }
+    pub fn without(self, bits: u64) -> Pte {
+        Pte(self.0 & !bits)
+    }
+}
+
+impl std::fmt::Debug for Pte {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_none() {
+            return f.write_str("none");
+        }
+        let mut s = String::new();
+        if self.is_swap() {
+            s.push_str("swap");
+        } else if let Some(k) = self.migration_kind() {
+            s.push_str(&format!("migration({k:?})"));
+        } else {
+            s.push_str(if self.leaf() { "leaf" } else { "present" });
+            for (b, n) in [
+                (Self::WRITE, "w"),
+                (Self::DIRTY, "d"),
+                (Self::SPECIAL, "s"),
+                (Self::PROTNONE, "protnone"),
+                (Self::SOFT_DIRTY, "sd"),
+            ] {
+                if self.0 & b != 0 {
+                    s.push('|');
+                    s.push_str(n);
+                }
+            }
+        }
+        write!(f, "{s}@{}", self.pfn())
+    }
+}
+
+/// One page-table page: its entries and its PTL (split PTE/PMD locks).
+pub struct PageTable<B: Backend> {
+    pub entries: Box<[B::AtomicU64]>,
+    pub ptl: Mutex<B, ()>,
+}
+
+impl<B: Backend> PageTable<B> {
+    pub fn new(fanout: usize) -> Self {
+        PageTable {
+            entries: (0..fanout).map(|_| B::AtomicU64::new(0)).collect(),
+            ptl: Mutex::new(()),
+        }
+    }
+
+    /// READ_ONCE of entry `i` whose value feeds the next address.
+    #[inline]
+    pub fn read(&self, i: usize) -> Pte {
+        Pte(self.entries[i].read_once_dep())
+    }
+    /// set_pte_at() under the PTL.
+    #[inline]
+    pub fn set(&self, i: usize, v: Pte) {
+        self.entries[i].write_once(v.0)
+    }
+    /// ptep_get_and_clear(): an atomic xchg on SMP x86 (fully ordered).
+    #[inline]
+    pub fn get_and_clear(&self, i: usize) -> Pte {
+        Pte(self.entries[i].xchg(0))
+    }
+}
+
+/// The page-table level names, for traces and reports.
+pub fn level_name(level: u32) -> &'static str {
+    match level {
+        4 => "pgd",
+        3 => "pud",
+        2 => "pmd",
+        _ => "pte",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_encoding_roundtrips() {
+        let p = Pte::mk_page(77, true, false);
+        assert!(p.present() && p.write() && !p.dirty() && !p.leaf());
+        assert_eq!(p.pfn(), 77);
+        assert!(p.access_permitted(true));
+        let z = Pte::mk_zero(0);
+        assert!(z.special() && !z.write() && !z.access_permitted(true));
+        let m = Pte::mk_migration(5, MigrationKind::ReadableExclusive);
+        assert!(!m.present());
+        assert_eq!(m.migration_kind(), Some(MigrationKind::ReadableExclusive));
+        assert_eq!(m.pfn(), 5);
+        let pn = Pte::mk_page(3, true, true).with(Pte::PROTNONE);
+        assert!(pn.present() && !pn.access_permitted(false));
+        assert!(Pte::mk_swap(9).is_swap() && !Pte::mk_swap(9).present());
+        assert!(Pte::mk_leaf(512, false, false).leaf());
+    }
+}

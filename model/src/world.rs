@@ -1,0 +1,524 @@
+//! The World: one instance of the modelled machine (memory, page tables, address
+//! spaces, walkers, ghost state), and the builder that lays out a populated address
+//! space directly, without running faults (small worlds for model checkers).
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{Backend, KAtomic, Mutex};
+use crate::config::{WorldConfig, PAGE_SIZE};
+use crate::ghost::{Ctx, Ghost, HoldKind, Invariant, Res, Violation};
+use crate::mem::{pg, Frame, FreeLists, Memory, Order, Pfn, Zone};
+use crate::mm::{vm, Mm, Vma, VmaKind};
+use crate::pgtable::{PageTable, Pte};
+use crate::rmap::RmapEntry;
+use crate::tlb::Walkers;
+
+pub struct World<B: Backend> {
+    pub cfg: WorldConfig,
+    pub mem: Memory<B>,
+    /// Page-table storage, by slot.
+    pub tables: Box<[PageTable<B>]>,
+    pub mms: Box<[Mm<B>]>,
+    pub walkers: Walkers<B>,
+    pub ghost: Ghost,
+}
+
+/// How a region of the layout starts out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Populate {
+    /// Nothing mapped: the first access faults.
+    None,
+    /// Read-faulted: every page maps the shared zero page.
+    ZeroPage,
+    /// Write-faulted: exclusive anonymous base pages.
+    Anon,
+    /// PMD-mapped anonymous THPs (the region must be PMD-aligned).
+    Thp,
+}
+
+/// One VMA of the initial layout.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Region {
+    /// Start, in pages from the bottom of the address space.
+    pub start_page: u64,
+    pub pages: u64,
+    pub writable: bool,
+    pub kind: VmaKind,
+    pub populate: Populate,
+}
+
+impl Region {
+    pub fn anon(start_page: u64, pages: u64, populate: Populate) -> Self {
+        Region {
+            start_page,
+            pages,
+            writable: true,
+            kind: VmaKind::AnonPrivate,
+            populate,
+        }
+    }
+    pub fn start(&self) -> u64 {
+        self.start_page * PAGE_SIZE
+    }
+    pub fn end(&self) -> u64 {
+        (self.start_page + self.pages) * PAGE_SIZE
+    }
+    pub fn vma(&self) -> Vma {
+        let mut flags = vm::READ | vm::MAYREAD | vm::MAYWRITE;
+        if self.writable {
+            flags |= vm::WRITE;
+        }
+        if matches!(self.kind, VmaKind::FileShared { .. }) {
+            flags |= vm::SHARED;
+        }
+        Vma {
+            start: self.start(),
+            end: self.end(),
+            flags,
+            kind: self.kind,
+        }
+    }
+}
+
+/// The address spaces of a world, each a list of regions.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layout {
+    pub mms: Vec<Vec<Region>>,
+    /// Free PMD-order folios to provide beyond the layout's own THPs.
+    #[serde(default)]
+    pub spare_pmd_folios: usize,
+}
+
+impl Layout {
+    pub fn one(regions: Vec<Region>) -> Self {
+        Layout {
+            mms: vec![regions],
+            spare_pmd_folios: 0,
+        }
+    }
+    /// PMD-order folios the layout needs.
+    pub fn thp_folios(&self, cfg: &WorldConfig) -> usize {
+        let per = 1u64 << cfg.pmd_order();
+        self.mms
+            .iter()
+            .flatten()
+            .filter(|r| r.populate == Populate::Thp)
+            .map(|r| r.pages.div_ceil(per) as usize)
+            .sum::<usize>()
+            + self.spare_pmd_folios
+    }
+}
+
+impl<B: Backend> World<B> {
+    /// An empty world: frame 0 is the shared zero page, PMD-order folios are carved
+    /// at aligned frame numbers, the rest are base pages. Every mm gets its PGD.
+    pub fn new(cfg: WorldConfig, nr_pmd_folios: usize) -> Result<Self, String> {
+        cfg.validate()?;
+        let fanout = cfg.fanout();
+        let pmd_nr = 1usize << cfg.pmd_order();
+        let frames: Box<[Frame<B>]> = (0..cfg.nr_frames).map(|_| Frame::new(Zone::Normal)).collect();
+        let mut free = FreeLists::default();
+        // Large folios from the top of memory, aligned to their size.
+        let mut top = cfg.nr_frames;
+        let mut pmd = Vec::new();
+        for _ in 0..nr_pmd_folios {
+            let start = (top.saturating_sub(pmd_nr)) & !(pmd_nr - 1);
+            if start < 1 || start + pmd_nr > top {
+                return Err(format!(
+                    "{} frames cannot hold {nr_pmd_folios} PMD-order folios of {pmd_nr} pages",
+                    cfg.nr_frames
+                ));
+            }
+            pmd.push(start as Pfn);
+            top = start;
+        }
+        // Pop order is ascending frame numbers: deterministic layouts.
+        pmd.reverse();
+        free.pmd = pmd;
+        free.order0 = (1..top as Pfn).rev().collect();
+        free.tables = (0..cfg.nr_tables as u32).rev().collect();
+        let mem = Memory {
+            frames,
+            free: Mutex::new(free),
+            counter: cfg.counter,
+            pmd_order: cfg.pmd_order(),
+            pud_order: cfg.pud_order(),
+            zero_pfn: 0,
+        };
+        let ghost = Ghost::new(cfg.nr_frames, cfg.nr_tables);
+        // The zero page: reserved, one permanent reference, never freed.
+        mem.prep_folio(0, 0, pg::RESERVED);
+        ghost.frame_allocated(0);
+        let tables: Box<[PageTable<B>]> = (0..cfg.nr_tables).map(|_| PageTable::new(fanout)).collect();
+        let mut w = World {
+            walkers: Walkers::new(cfg.nr_cpus),
+            mms: Box::new([]),
+            cfg,
+            mem,
+            tables,
+            ghost,
+        };
+        let mut boot = Ctx::new(usize::MAX, 0, false);
+        let mut mms = Vec::new();
+        for id in 0..w.cfg.nr_mms {
+            let pgd = w
+                .alloc_table(&mut boot)
+                .ok_or("no page-table slot or frame left for a PGD")?;
+            mms.push(Mm::new(id as u32, pgd));
+        }
+        w.mms = mms.into_boxed_slice();
+        Ok(w)
+    }
+
+    /// Builds a world and lays out `layout` directly: VMAs, tables, pages, rmap.
+    pub fn build(cfg: WorldConfig, layout: &Layout) -> Result<Self, String> {
+        if layout.mms.len() > cfg.nr_mms {
+            return Err(format!(
+                "layout has {} address spaces, config allows {}",
+                layout.mms.len(),
+                cfg.nr_mms
+            ));
+        }
+        let nr_pmd = layout.thp_folios(&cfg);
+        let w = World::new(cfg, nr_pmd)?;
+        let mut boot = Ctx::new(usize::MAX, 0, false);
+        for (id, regions) in layout.mms.iter().enumerate() {
+            for r in regions {
+                w.layout_region(&mut boot, id, r)?;
+            }
+        }
+        Ok(w)
+    }
+
+    fn layout_region(&self, boot: &mut Ctx, mm: usize, r: &Region) -> Result<(), String> {
+        if r.pages == 0 || r.end() > self.cfg.va_size() {
+            return Err(format!(
+                "region at page {} of {} pages does not fit the {}-bit address space",
+                r.start_page,
+                r.pages,
+                self.cfg.va_size().trailing_zeros()
+            ));
+        }
+        let vma = r.vma();
+        {
+            let mut vmas = self.mms[mm].mmap_lock.write();
+            if vmas.iter().any(|v| v.start < vma.end && vma.start < v.end) {
+                return Err(format!("region at page {} overlaps another", r.start_page));
+            }
+            vmas.push(vma);
+            vmas.sort_by_key(|v| v.start);
+        }
+        let oom = || "layout needs more frames or page-table slots".to_string();
+        match r.populate {
+            Populate::None => {}
+            Populate::ZeroPage | Populate::Anon => {
+                for p in 0..r.pages {
+                    let addr = r.start() + p * PAGE_SIZE;
+                    let (slot, idx) = self.ensure_pte_table(boot, mm, addr)?.ok_or_else(oom)?;
+                    let pte = if r.populate == Populate::ZeroPage {
+                        Pte::mk_zero(self.mem.zero_pfn)
+                    } else {
+                        let pfn = self
+                            .mem
+                            .alloc_folio(boot, &self.ghost, Order::Base, pg::ANON | pg::ANON_EXCLUSIVE)
+                            .ok_or_else(oom)?;
+                        self.add_rmap(pfn, RmapEntry { mm: mm as u32, addr, pmd: false }, false);
+                        Pte::mk_page(pfn, r.writable, true)
+                    };
+                    self.tables[slot as usize].set(idx, pte);
+                }
+            }
+            Populate::Thp => {
+                let per = 1u64 << self.cfg.pmd_order();
+                if r.start_page % per != 0 || r.pages % per != 0 {
+                    return Err(format!(
+                        "THP region at page {} is not aligned to {per} pages",
+                        r.start_page
+                    ));
+                }
+                for f in 0..r.pages / per {
+                    let addr = r.start() + f * per * PAGE_SIZE;
+                    let (slot, idx) = self.ensure_table_at(boot, mm, addr, 2)?.ok_or_else(oom)?;
+                    let head = self
+                        .mem
+                        .alloc_folio(boot, &self.ghost, Order::Pmd, pg::ANON | pg::ANON_EXCLUSIVE)
+                        .ok_or_else(oom)?;
+                    self.add_rmap(head, RmapEntry { mm: mm as u32, addr, pmd: true }, true);
+                    self.tables[slot as usize].set(idx, Pte::mk_leaf(head, r.writable, true));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a new mapping of `pfn` (its folio) at `e`: mapcount and rmap.
+    /// `folio_add_new_anon_rmap` / `folio_add_anon_rmap_pte(s)` / `_pmd`.
+    pub fn add_rmap(&self, pfn: Pfn, e: RmapEntry, pmd: bool) {
+        let head = self.mem.page_folio(pfn);
+        if pmd {
+            self.mem.frame(head).entire_mapcount.add(1);
+        } else {
+            self.mem.frame(pfn).mapcount.add(1);
+        }
+        self.mem.frame(head).rmap.lock().add(e);
+    }
+
+    /// `folio_remove_rmap_pte` / `_pmd`: false if the mapping was not recorded.
+    pub fn remove_rmap(&self, pfn: Pfn, e: RmapEntry, pmd: bool) -> bool {
+        let head = self.mem.page_folio(pfn);
+        if pmd {
+            self.mem.frame(head).entire_mapcount.sub(1);
+        } else {
+            self.mem.frame(pfn).mapcount.sub(1);
+        }
+        self.mem.frame(head).rmap.lock().remove(&e)
+    }
+
+    /// `pte_alloc_one` / `pmd_alloc_one`: a table slot plus the frame it occupies.
+    /// Tables are freed only once empty, so a fresh slot has all entries none.
+    pub fn alloc_table(&self, ctx: &mut Ctx) -> Option<u32> {
+        let pfn = self.mem.alloc_folio(ctx, &self.ghost, Order::Base, pg::PGTABLE)?;
+        let slot = self.mem.free.lock().tables.pop();
+        match slot {
+            Some(s) => {
+                self.ghost.table_allocated(s, pfn);
+                Some(s)
+            }
+            None => {
+                // Give the frame back: no storage for the table.
+                let _ = self.mem.folio_put_refs(ctx, &self.ghost, pfn, 1, None);
+                None
+            }
+        }
+    }
+
+    /// `pte_free` / `__tlb_remove_table`: the table's generation moves on and its
+    /// frame and slot return to the allocator.
+    pub fn free_table(&self, ctx: &mut Ctx, slot: u32) -> Res<()> {
+        let pfn = self.ghost.table_frame(slot);
+        self.ghost.table_freed(slot);
+        ctx.step(&self.ghost, "__tlb_remove_table", u64::from(slot));
+        self.mem.free.lock().tables.push(slot);
+        self.mem.folio_put_refs(ctx, &self.ghost, pfn, 1, None)?;
+        Ok(())
+    }
+
+    /// The PTE table and index for `addr`, allocating missing levels
+    /// (`__pte_alloc`). `Ok(None)` is -ENOMEM; a huge leaf on the way is an error.
+    pub fn ensure_pte_table(&self, ctx: &mut Ctx, mm: usize, addr: u64) -> Result<Option<(u32, usize)>, String> {
+        self.ensure_table_at(ctx, mm, addr, 1)
+    }
+
+    /// The table at `level` (1 = PTE table, 2 = PMD table) covering `addr`, and the
+    /// index of `addr` in it, allocating what is missing. Each new table is
+    /// published after an smp_wmb (`pmd_install`: the zeroed table must be visible
+    /// before the entry pointing to it), under the parent table's PTL.
+    pub fn ensure_table_at(
+        &self,
+        ctx: &mut Ctx,
+        mm: usize,
+        addr: u64,
+        level: u32,
+    ) -> Result<Option<(u32, usize)>, String> {
+        let mut slot = self.mms[mm].pgd;
+        for l in (level + 1..=4).rev() {
+            let t = &self.tables[slot as usize];
+            let i = self.cfg.index(addr, l);
+            let mut e = t.read(i);
+            if e.is_none() {
+                let Some(new) = self.alloc_table(ctx) else {
+                    return Ok(None);
+                };
+                let g = t.ptl.lock();
+                e = t.read(i);
+                if e.is_none() {
+                    B::smp_wmb();
+                    e = Pte::mk_table(new);
+                    t.set(i, e);
+                    drop(g);
+                    ctx.step(&self.ghost, "pmd_install", addr);
+                } else {
+                    drop(g);
+                    self.free_table(ctx, new).map_err(|v| v.to_string())?;
+                }
+            }
+            if e.leaf() {
+                return Err(format!(
+                    "address {addr:#x} is covered by a huge leaf at level {l}"
+                ));
+            }
+            slot = e.table_slot();
+        }
+        Ok(Some((slot, self.cfg.index(addr, level))))
+    }
+
+    /// Conservation at quiescence: every allocated folio's refcount equals the
+    /// holders the ledger knows (mappings found by scanning the page tables, page
+    /// tables, the zero page's own reference, GUP holders); mapcounts equal the
+    /// mappings; every free frame has refcount zero; no speculative reference is
+    /// left. `holds` is every thread's ledger.
+    pub fn check_quiescent(&self, holds: &[crate::ghost::Hold]) -> Result<(), Box<Violation>> {
+        let n = self.cfg.nr_frames;
+        let mut pte_maps = vec![0i64; n];
+        let mut pmd_maps = vec![0i64; n];
+        let mut table_refs = vec![0i64; n];
+        let fail = |detail: String| {
+            Box::new(Violation {
+                invariant: Invariant::Conservation,
+                thread: None,
+                step: "quiescence".into(),
+                detail,
+            })
+        };
+        for mm in self.mms.iter() {
+            let mut stack = vec![(mm.pgd, 4u32)];
+            while let Some((slot, level)) = stack.pop() {
+                if !self.ghost.table(slot).allocated() {
+                    return Err(Box::new(Violation {
+                        invariant: Invariant::NoUseAfterFree,
+                        thread: None,
+                        step: "quiescence".into(),
+                        detail: format!("mm {} maps freed page-table slot {slot}", mm.id),
+                    }));
+                }
+                table_refs[self.ghost.table_frame(slot) as usize] += 1;
+                let t = &self.tables[slot as usize];
+                for i in 0..self.cfg.fanout() {
+                    let e = Pte(t.entries[i].read_once());
+                    if !e.present() || e.special() {
+                        continue;
+                    }
+                    if level == 1 {
+                        pte_maps[e.pfn() as usize] += 1;
+                    } else if e.leaf() {
+                        pmd_maps[e.pfn() as usize] += 1;
+                    } else {
+                        stack.push((e.table_slot(), level - 1));
+                    }
+                }
+            }
+        }
+        let mut held = vec![0i64; n];
+        let mut pins = vec![0i64; n];
+        for h in holds {
+            if h.count == 0 {
+                continue;
+            }
+            if h.kind == HoldKind::Speculative {
+                return Err(fail(format!(
+                    "{} speculative reference(s) on folio {} never confirmed or dropped",
+                    h.count, h.head
+                )));
+            }
+            held[h.head as usize] += h.count;
+            if h.kind == HoldKind::Pin {
+                pins[h.head as usize] += h.count;
+            }
+        }
+        let bias = i64::from(self.mem.counter.pin_bias);
+        let mut pfn = 0usize;
+        while pfn < n {
+            let p = pfn as Pfn;
+            let f = self.mem.frame(p);
+            let stamp = self.ghost.frame(p);
+            let rc = i64::from(self.mem.counter.norm(f.refcount.read_once()));
+            if !stamp.allocated() {
+                if rc != 0 {
+                    return Err(fail(format!("free frame {p} has refcount {rc}")));
+                }
+                pfn += 1;
+                continue;
+            }
+            let order = self.mem.folio_order(p);
+            let nr = 1usize << order;
+            let flags = f.flags.read_once();
+            let mut maps = pmd_maps[pfn];
+            for sub in pfn..pfn + nr {
+                let mc = i64::from(self.mem.frame(sub as Pfn).mapcount.read_once());
+                if mc != pte_maps[sub] {
+                    return Err(fail(format!(
+                        "page {sub} has mapcount {mc} but {} PTE mapping(s)",
+                        pte_maps[sub]
+                    )));
+                }
+                maps += pte_maps[sub];
+            }
+            let emc = i64::from(f.entire_mapcount.read_once());
+            if emc != pmd_maps[pfn] {
+                return Err(fail(format!(
+                    "folio {p} has entire mapcount {emc} but {} PMD mapping(s)",
+                    pmd_maps[pfn]
+                )));
+            }
+            let large = order > 0;
+            let pin_refs = if large { pins[pfn] } else { pins[pfn] * bias };
+            let other = held[pfn] - pins[pfn];
+            let permanent = i64::from(flags & pg::RESERVED != 0) + table_refs[pfn];
+            let expected = maps + other + pin_refs + permanent;
+            if rc != expected {
+                return Err(fail(format!(
+                    "folio {p} refcount {rc}, expected {expected} ({maps} mapping(s), {other} get(s), {} pin(s), {permanent} permanent)",
+                    pins[pfn]
+                )));
+            }
+            if large {
+                let pc = i64::from(f.pincount.read_once());
+                if pc != pins[pfn] {
+                    return Err(fail(format!(
+                        "folio {p} pincount {pc}, {} pin(s) held",
+                        pins[pfn]
+                    )));
+                }
+            }
+            pfn += nr;
+        }
+        Ok(())
+    }
+
+    /// The VMA containing `addr` in a VMA list held under mmap_lock (`vma_lookup`).
+    pub fn find_vma(vmas: &[Vma], addr: u64) -> Option<Vma> {
+        vmas.iter().find(|v| v.start <= addr && addr < v.end).copied()
+    }
+
+    pub fn mm(&self, id: usize) -> &Mm<B> {
+        &self.mms[id]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Std;
+    use crate::config::Arch;
+
+    #[test]
+    fn layout_is_populated_and_conserved() {
+        let mut cfg = WorldConfig::small(Arch::Ipi);
+        cfg.nr_frames = 64;
+        cfg.fanout_bits = 2;
+        let layout = Layout {
+            mms: vec![vec![
+                Region::anon(0, 3, Populate::Anon),
+                Region::anon(4, 4, Populate::Thp),
+                Region::anon(8, 2, Populate::ZeroPage),
+            ]],
+            spare_pmd_folios: 1,
+        };
+        let w = World::<Std>::build(cfg, &layout).unwrap();
+        w.check_quiescent(&[]).unwrap();
+        // A corrupted refcount is caught.
+        w.mem.frame(1).refcount.add(1);
+        let v = w.check_quiescent(&[]).unwrap_err();
+        assert_eq!(v.invariant, Invariant::Conservation);
+    }
+
+    #[test]
+    fn unaligned_thp_is_refused() {
+        let mut cfg = WorldConfig::small(Arch::Ipi);
+        cfg.fanout_bits = 2;
+        cfg.nr_frames = 64;
+        let layout = Layout::one(vec![Region::anon(1, 4, Populate::Thp)]);
+        assert!(World::<Std>::build(cfg, &layout).is_err());
+    }
+}
