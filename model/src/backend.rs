@@ -98,9 +98,8 @@ pub trait Backend: Sized + Send + Sync + 'static {
     fn mutex_lock<T: Send + 'static>(m: &Self::RawMutex<T>) -> Self::RawMutexGuard<'_, T>;
     fn rwlock_new<T: Send + Sync + 'static>(v: T) -> Self::RawRwLock<T>;
     fn rwlock_read<T: Send + Sync + 'static>(l: &Self::RawRwLock<T>) -> Self::RawReadGuard<'_, T>;
-    fn rwlock_write<T: Send + Sync + 'static>(
-        l: &Self::RawRwLock<T>,
-    ) -> Self::RawWriteGuard<'_, T>;
+    fn rwlock_write<T: Send + Sync + 'static>(l: &Self::RawRwLock<T>)
+        -> Self::RawWriteGuard<'_, T>;
     fn condvar_new() -> Self::RawCondvar;
     /// Blocks; the guard is released while waiting. Spurious wakeups are allowed,
     /// so callers wait in a `while` loop on a condition.
@@ -517,8 +516,7 @@ pub mod shuttle_backend {
         type RawMutexGuard<'a, T: Send + 'static> = shuttle::sync::MutexGuard<'a, T>;
         type RawRwLock<T: Send + Sync + 'static> = shuttle::sync::RwLock<T>;
         type RawReadGuard<'a, T: Send + Sync + 'static> = shuttle::sync::RwLockReadGuard<'a, T>;
-        type RawWriteGuard<'a, T: Send + Sync + 'static> =
-            shuttle::sync::RwLockWriteGuard<'a, T>;
+        type RawWriteGuard<'a, T: Send + Sync + 'static> = shuttle::sync::RwLockWriteGuard<'a, T>;
         type RawCondvar = shuttle::sync::Condvar;
         type JoinHandle<T: Send + 'static> = shuttle::thread::JoinHandle<T>;
 

@@ -226,7 +226,10 @@ impl WorldConfig {
 
     pub fn validate(&self) -> Result<(), String> {
         if !(1..=9).contains(&self.fanout_bits) {
-            return Err(format!("fanout_bits must be 1..=9, got {}", self.fanout_bits));
+            return Err(format!(
+                "fanout_bits must be 1..=9, got {}",
+                self.fanout_bits
+            ));
         }
         if self.nr_frames < 2 || self.nr_frames >= (1 << 30) {
             return Err(format!("nr_frames out of range: {}", self.nr_frames));

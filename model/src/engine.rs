@@ -24,12 +24,25 @@ use crate::world::World;
 pub enum Engine {
     /// Every interleaving up to `preemption_bound` (None: unbounded). The
     /// LOOM_MAX_PREEMPTIONS and LOOM_MAX_BRANCHES environment variables win.
-    Loom { preemption_bound: Option<usize> },
-    ShuttleRandom { iterations: usize, seed: u64 },
-    ShuttlePct { iterations: usize, depth: usize, seed: u64 },
-    ShuttleDfs { max_iterations: Option<usize> },
+    Loom {
+        preemption_bound: Option<usize>,
+    },
+    ShuttleRandom {
+        iterations: usize,
+        seed: u64,
+    },
+    ShuttlePct {
+        iterations: usize,
+        depth: usize,
+        seed: u64,
+    },
+    ShuttleDfs {
+        max_iterations: Option<usize>,
+    },
     /// Real threads on real atomics, a fresh world per iteration.
-    Std { iterations: usize },
+    Std {
+        iterations: usize,
+    },
 }
 
 impl Engine {
@@ -69,6 +82,7 @@ pub struct Outcome {
 /// Runs `sc` on a world configured by `cfg` under `engine`. `Err` is bad input
 /// (a layout the world cannot hold), never a violation.
 pub fn run(sc: &Scenario, cfg: &WorldConfig, engine: &Engine) -> Result<Outcome, String> {
+    order_panic_hooks();
     // Validate the layout once, outside any model checker.
     World::<Std>::build(cfg.clone(), &sc.layout)?;
     if sc.threads.len() + 1 > cfg.nr_cpus {
@@ -113,6 +127,21 @@ pub fn run(sc: &Scenario, cfg: &WorldConfig, engine: &Engine) -> Result<Outcome,
     })
 }
 
+/// shuttle installs a panic hook once per process that reports every panic it
+/// sees; loom's coroutines (the generator crate) cancel finished threads with a
+/// panic that their own hook, installed once, filters out. If shuttle's hook is
+/// installed after generator's, it wraps it and reports those cancellations. So
+/// shuttle's hook goes in first, with one trivial execution, before any loom run.
+fn order_panic_hooks() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let mut config = shuttle::Config::new();
+        config.silence_warnings = true;
+        config.failure_persistence = shuttle::FailurePersistence::None;
+        shuttle::Runner::new(shuttle::scheduler::RoundRobinScheduler::new(1), config).run(|| {});
+    });
+}
+
 /// What one model thread hands back when it ends.
 struct ThreadEnd {
     trace: Vec<Step>,
@@ -122,7 +151,10 @@ struct ThreadEnd {
 
 /// One execution: spawn a thread per op list, join them, check at quiescence.
 /// Generic over the backend; the world is built by the caller.
-fn execute<B: Backend>(w: &Arc<World<B>>, sc: &Arc<Scenario>) -> Result<(), (Box<Violation>, Vec<Step>)> {
+fn execute<B: Backend>(
+    w: &Arc<World<B>>,
+    sc: &Arc<Scenario>,
+) -> Result<(), (Box<Violation>, Vec<Step>)> {
     let handles: Vec<_> = (0..sc.threads.len())
         .map(|t| {
             let w = Arc::clone(w);
@@ -169,7 +201,11 @@ fn execute<B: Backend>(w: &Arc<World<B>>, sc: &Arc<Scenario>) -> Result<(), (Box
 /// The marker loom unwinds with when an execution found a violation.
 struct ViolationFound;
 
-fn run_loom(sc: &Arc<Scenario>, cfg: &Arc<WorldConfig>, bound: Option<usize>) -> (u64, Option<Failure>) {
+fn run_loom(
+    sc: &Arc<Scenario>,
+    cfg: &Arc<WorldConfig>,
+    bound: Option<usize>,
+) -> (u64, Option<Failure>) {
     let found: Arc<std::sync::Mutex<Option<Failure>>> = Arc::default();
     let iters = Arc::new(AtomicU64::new(0));
     let mut b = loom::model::Builder::new();
@@ -184,7 +220,9 @@ fn run_loom(sc: &Arc<Scenario>, cfg: &Arc<WorldConfig>, bound: Option<usize>) ->
     let r = catch_unwind(AssertUnwindSafe(|| {
         b.check(move || {
             let i = i2.fetch_add(1, SeqCst);
-            let w = Arc::new(World::<Loom>::build((*cfg2).clone(), &sc2.layout).expect("layout validated"));
+            let w = Arc::new(
+                World::<Loom>::build((*cfg2).clone(), &sc2.layout).expect("layout validated"),
+            );
             loom::explore();
             if let Err((v, trace)) = execute(&w, &sc2) {
                 *f2.lock().unwrap() = Some(Failure {
@@ -256,7 +294,9 @@ fn run_shuttle<S: shuttle::scheduler::Scheduler + 'static>(
     let (f2, s2, i2, sc2, cfg2) = (found.clone(), stop, iters.clone(), sc.clone(), cfg.clone());
     runner.run(move || {
         let i = i2.fetch_add(1, SeqCst);
-        let w = Arc::new(World::<Shuttle>::build((*cfg2).clone(), &sc2.layout).expect("layout validated"));
+        let w = Arc::new(
+            World::<Shuttle>::build((*cfg2).clone(), &sc2.layout).expect("layout validated"),
+        );
         if let Err((v, trace)) = execute(&w, &sc2) {
             let mut f = f2.lock().unwrap();
             if f.is_none() {
@@ -273,9 +313,14 @@ fn run_shuttle<S: shuttle::scheduler::Scheduler + 'static>(
     (iters.load(SeqCst), failure)
 }
 
-fn run_std(sc: &Arc<Scenario>, cfg: &Arc<WorldConfig>, iterations: usize) -> (u64, Option<Failure>) {
+fn run_std(
+    sc: &Arc<Scenario>,
+    cfg: &Arc<WorldConfig>,
+    iterations: usize,
+) -> (u64, Option<Failure>) {
     for i in 0..iterations {
-        let w = Arc::new(World::<Std>::build((**cfg).clone(), &sc.layout).expect("layout validated"));
+        let w =
+            Arc::new(World::<Std>::build((**cfg).clone(), &sc.layout).expect("layout validated"));
         if let Err((v, trace)) = execute(&w, sc) {
             return (
                 i as u64 + 1,

@@ -100,7 +100,11 @@ pub struct Violation {
 impl std::fmt::Display for Violation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.thread {
-            Some(t) => write!(f, "{} (thread {t}, at {}): {}", self.invariant, self.step, self.detail),
+            Some(t) => write!(
+                f,
+                "{} (thread {t}, at {}): {}",
+                self.invariant, self.step, self.detail
+            ),
             None => write!(f, "{} (at quiescence): {}", self.invariant, self.detail),
         }
     }

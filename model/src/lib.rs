@@ -15,6 +15,7 @@
 pub mod backend;
 pub mod config;
 pub mod engine;
+pub mod expect;
 pub mod ghost;
 pub mod mem;
 pub mod mm;

@@ -49,7 +49,8 @@ pub enum Errno {
 }
 
 impl Errno {
-    pub fn neg(self) -> i64 {
+    /// The kernel's return convention: -errno.
+    pub fn as_ret(self) -> i64 {
         -(self as i64)
     }
 }
@@ -60,9 +61,13 @@ impl Errno {
 pub enum VmaKind {
     AnonPrivate,
     /// MAP_SHARED of a file (writes reach the page cache; dirty tracking).
-    FileShared { inode: u32 },
+    FileShared {
+        inode: u32,
+    },
     /// MAP_PRIVATE of a file (COW on write).
-    FilePrivate { inode: u32 },
+    FilePrivate {
+        inode: u32,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,7 +144,10 @@ impl<B: Backend> World<B> {
         if !vma.is_anon() {
             return Ok(Err(Errno::EFAULT));
         }
-        let Some((slot, idx)) = self.ensure_pte_table(ctx, mm, addr).map_err(|d| ctx.violation(Invariant::Conservation, d))? else {
+        let Some((slot, idx)) = self
+            .ensure_pte_table(ctx, mm, addr)
+            .map_err(|d| ctx.violation(Invariant::Conservation, d))?
+        else {
             return Ok(Err(Errno::ENOMEM));
         };
         let t = &self.tables[slot as usize];
@@ -177,9 +185,9 @@ impl<B: Backend> World<B> {
             drop(g);
             return Ok(Ok(()));
         }
-        let Some(pfn) = self
-            .mem
-            .alloc_folio(ctx, &self.ghost, Order::Base, pg::ANON | pg::ANON_EXCLUSIVE)
+        let Some(pfn) =
+            self.mem
+                .alloc_folio(ctx, &self.ghost, Order::Base, pg::ANON | pg::ANON_EXCLUSIVE)
         else {
             return Ok(Err(Errno::ENOMEM));
         };
@@ -193,7 +201,15 @@ impl<B: Backend> World<B> {
             self.mem.folio_put_refs(ctx, &self.ghost, pfn, 1, None)?;
             return Ok(Ok(()));
         }
-        self.add_rmap(pfn, RmapEntry { mm: mm as u32, addr, pmd: false }, false);
+        self.add_rmap(
+            pfn,
+            RmapEntry {
+                mm: mm as u32,
+                addr,
+                pmd: false,
+            },
+            false,
+        );
         t.set(idx, Pte::mk_page(pfn, vma.writable(), true));
         ctx.step(&self.ghost, "do_anonymous_page: set_pte_at", addr);
         drop(g);
@@ -273,9 +289,9 @@ impl<B: Backend> World<B> {
     ) -> Res<Result<(), Errno>> {
         let old = pte.pfn();
         let zero = pte.special() && self.mem.is_zero_pfn(old);
-        let Some(new) = self
-            .mem
-            .alloc_folio(ctx, &self.ghost, Order::Base, pg::ANON | pg::ANON_EXCLUSIVE)
+        let Some(new) =
+            self.mem
+                .alloc_folio(ctx, &self.ghost, Order::Base, pg::ANON | pg::ANON_EXCLUSIVE)
         else {
             return Ok(Err(Errno::ENOMEM));
         };
@@ -296,7 +312,11 @@ impl<B: Backend> World<B> {
         if flush_waits_for_walkers(self.cfg.arch) {
             self.walkers.sync(ctx, &self.ghost, "flush_tlb_page: IPI");
         }
-        let e = RmapEntry { mm: mm as u32, addr, pmd: false };
+        let e = RmapEntry {
+            mm: mm as u32,
+            addr,
+            pmd: false,
+        };
         self.add_rmap(new, e, false);
         let write = vma.writable() && !ff.unshare;
         t.set(idx, Pte::mk_page(new, write, write));
@@ -400,13 +420,29 @@ impl<B: Backend> World<B> {
                 continue;
             }
             let old = t.get_and_clear(i);
-            ctx.step(&self.ghost, if level == 1 { "zap_pte_range: clear pte" } else { "zap_huge_pmd: clear pmd" }, lo);
+            ctx.step(
+                &self.ghost,
+                if level == 1 {
+                    "zap_pte_range: clear pte"
+                } else {
+                    "zap_huge_pmd: clear pmd"
+                },
+                lo,
+            );
             if !old.present() || old.special() {
                 continue;
             }
             let pfn = old.pfn();
             let pmd = level > 1;
-            if !self.remove_rmap(pfn, RmapEntry { mm: mm as u32, addr: lo, pmd }, pmd) {
+            if !self.remove_rmap(
+                pfn,
+                RmapEntry {
+                    mm: mm as u32,
+                    addr: lo,
+                    pmd,
+                },
+                pmd,
+            ) {
                 return Err(ctx.violation(
                     Invariant::Conservation,
                     format!("zap of {lo:#x} found no rmap entry for page {pfn}"),
@@ -469,13 +505,15 @@ impl<B: Backend> World<B> {
         }
         ctx.step(&self.ghost, "tlb_flush_mmu: flush tlb", 0);
         if flush_waits_for_walkers(self.cfg.arch) {
-            self.walkers.sync(ctx, &self.ghost, "flush_tlb_mm_range: IPI");
+            self.walkers
+                .sync(ctx, &self.ghost, "flush_tlb_mm_range: IPI");
         }
         for head in &tlb.pages {
             self.mem.folio_put_refs(ctx, &self.ghost, *head, 1, None)?;
         }
         if !tlb.tables.is_empty() && !flush_waits_for_walkers(self.cfg.arch) {
-            self.walkers.sync(ctx, &self.ghost, "tlb_remove_table: RCU grace period");
+            self.walkers
+                .sync(ctx, &self.ghost, "tlb_remove_table: RCU grace period");
         }
         for slot in tlb.tables {
             self.free_table(ctx, slot)?;
@@ -489,7 +527,13 @@ impl<B: Backend> World<B> {
     ///
     /// Simplification: the access itself is made under the PTL; the TLB-flush
     /// protocol is what guarantees no access through a stale TLB entry after it.
-    pub fn user_access(&self, ctx: &mut Ctx, mm: usize, addr: u64, write: bool) -> Res<Result<u64, Errno>> {
+    pub fn user_access(
+        &self,
+        ctx: &mut Ctx,
+        mm: usize,
+        addr: u64,
+        write: bool,
+    ) -> Res<Result<u64, Errno>> {
         let vmas = self.mms[mm].mmap_lock.read();
         let Some(vma) = World::<B>::find_vma(&vmas, addr) else {
             return Ok(Err(Errno::EFAULT));
@@ -498,7 +542,16 @@ impl<B: Backend> World<B> {
             if let Some(v) = self.access_mapped(ctx, mm, addr, write)? {
                 return Ok(Ok(v));
             }
-            if let Err(e) = self.handle_mm_fault(ctx, mm, &vma, addr, FaultFlags { write, unshare: false })? {
+            if let Err(e) = self.handle_mm_fault(
+                ctx,
+                mm,
+                &vma,
+                addr,
+                FaultFlags {
+                    write,
+                    unshare: false,
+                },
+            )? {
                 return Ok(Err(e));
             }
         }
@@ -522,7 +575,13 @@ impl<B: Backend> World<B> {
                 if !e.access_permitted(write) {
                     return Ok(None);
                 }
-                let sub = ((addr >> crate::config::PAGE_SHIFT) & ((1u64 << self.cfg.shift(level).saturating_sub(crate::config::PAGE_SHIFT)) - 1)) as Pfn;
+                let sub = ((addr >> crate::config::PAGE_SHIFT)
+                    & ((1u64
+                        << self
+                            .cfg
+                            .shift(level)
+                            .saturating_sub(crate::config::PAGE_SHIFT))
+                        - 1)) as Pfn;
                 let pfn: Pfn = e.pfn() + sub;
                 let v = if write {
                     let v = ctx.next_value();

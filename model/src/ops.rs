@@ -133,7 +133,11 @@ mod tests {
     #[test]
     fn ops_roundtrip_through_json() {
         let ops = vec![
-            Op::Touch { mm: 0, page: 3, write: true },
+            Op::Touch {
+                mm: 0,
+                page: 3,
+                write: true,
+            },
             Op::Munmap { mm: 0, region: 1 },
             Op::LocklessPeek { mm: 0, page: 0 },
         ];

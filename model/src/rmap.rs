@@ -88,7 +88,11 @@ mod tests {
 
     #[test]
     fn add_remove_keeps_inline_form() {
-        let e = |a| RmapEntry { mm: 0, addr: a, pmd: false };
+        let e = |a| RmapEntry {
+            mm: 0,
+            addr: a,
+            pmd: false,
+        };
         let mut r = Rmap::default();
         r.add(e(1));
         assert_eq!(r, Rmap::One(e(1)));

@@ -69,14 +69,19 @@ pub fn munmap_vs_lockless_walker() -> Scenario {
 pub fn fault_vs_lockless_walker() -> Scenario {
     Scenario {
         name: "fault_vs_lockless_walker".into(),
-        about: "lockless walker against a write fault that installs a new PTE table and page".into(),
+        about: "lockless walker against a write fault that installs a new PTE table and page"
+            .into(),
         version: OPS_VERSION,
         layout: Layout::one(vec![
             Region::anon(0, 2, Populate::None),
             Region::anon(2, 1, Populate::Anon),
         ]),
         threads: vec![
-            vec![Op::Touch { mm: 0, page: 0, write: true }],
+            vec![Op::Touch {
+                mm: 0,
+                page: 0,
+                write: true,
+            }],
             vec![Op::LocklessPeek { mm: 0, page: 0 }],
         ],
         world: WorldConfig {

@@ -86,7 +86,14 @@ impl<B: Backend> World<B> {
 
     /// Re-reads the entry a snapshot came from (the GUP-fast recheck), checking the
     /// table is still the one reached.
-    pub fn reread(&self, ctx: &mut Ctx, slot: u32, idx: usize, stamp: Stamp, step: &'static str) -> Res<Pte> {
+    pub fn reread(
+        &self,
+        ctx: &mut Ctx,
+        slot: u32,
+        idx: usize,
+        stamp: Stamp,
+        step: &'static str,
+    ) -> Res<Pte> {
         let e = self.tables[slot as usize].read(idx);
         ctx.step(&self.ghost, step, u64::from(slot));
         self.ghost.check_table(ctx, slot, stamp)?;
@@ -133,7 +140,11 @@ impl<B: Backend> World<B> {
             let gen = self.ghost.frame(head).gen();
             ctx.hold(head, gen, HoldKind::Speculative, 1);
         } else {
-            ctx.step(&self.ghost, "try_get_folio: folio_ref_try_add", u64::from(head));
+            ctx.step(
+                &self.ghost,
+                "try_get_folio: folio_ref_try_add",
+                u64::from(head),
+            );
             if !self.mem.folio_ref_try_add(ctx, &self.ghost, head, 1)? {
                 return Ok(Peek::BackedOff);
             }
@@ -149,8 +160,13 @@ impl<B: Backend> World<B> {
             if let Some((ps, pi, pv, pst)) = snap.pmd {
                 changed |= self.reread(ctx, ps, pi, pst, "gup_fast_pte_range: recheck pmd")? != pv;
             }
-            changed |= self.reread(ctx, snap.slot, snap.idx, snap.stamp, "gup_fast_pte_range: recheck pte")?
-                != snap.pte;
+            changed |= self.reread(
+                ctx,
+                snap.slot,
+                snap.idx,
+                snap.stamp,
+                "gup_fast_pte_range: recheck pte",
+            )? != snap.pte;
             if changed {
                 self.mem
                     .folio_put_refs(ctx, &self.ghost, head, 1, Some(HoldKind::Speculative))?;

@@ -117,7 +117,9 @@ impl<B: Backend> World<B> {
         cfg.validate()?;
         let fanout = cfg.fanout();
         let pmd_nr = 1usize << cfg.pmd_order();
-        let frames: Box<[Frame<B>]> = (0..cfg.nr_frames).map(|_| Frame::new(Zone::Normal)).collect();
+        let frames: Box<[Frame<B>]> = (0..cfg.nr_frames)
+            .map(|_| Frame::new(Zone::Normal))
+            .collect();
         let mut free = FreeLists::default();
         // Large folios from the top of memory, aligned to their size.
         let mut top = cfg.nr_frames;
@@ -150,7 +152,8 @@ impl<B: Backend> World<B> {
         // The zero page: reserved, one permanent reference, never freed.
         mem.prep_folio(0, 0, pg::RESERVED);
         ghost.frame_allocated(0);
-        let tables: Box<[PageTable<B>]> = (0..cfg.nr_tables).map(|_| PageTable::new(fanout)).collect();
+        let tables: Box<[PageTable<B>]> =
+            (0..cfg.nr_tables).map(|_| PageTable::new(fanout)).collect();
         let mut w = World {
             walkers: Walkers::new(cfg.nr_cpus),
             mms: Box::new([]),
@@ -221,9 +224,22 @@ impl<B: Backend> World<B> {
                     } else {
                         let pfn = self
                             .mem
-                            .alloc_folio(boot, &self.ghost, Order::Base, pg::ANON | pg::ANON_EXCLUSIVE)
+                            .alloc_folio(
+                                boot,
+                                &self.ghost,
+                                Order::Base,
+                                pg::ANON | pg::ANON_EXCLUSIVE,
+                            )
                             .ok_or_else(oom)?;
-                        self.add_rmap(pfn, RmapEntry { mm: mm as u32, addr, pmd: false }, false);
+                        self.add_rmap(
+                            pfn,
+                            RmapEntry {
+                                mm: mm as u32,
+                                addr,
+                                pmd: false,
+                            },
+                            false,
+                        );
                         Pte::mk_page(pfn, r.writable, true)
                     };
                     self.tables[slot as usize].set(idx, pte);
@@ -244,7 +260,15 @@ impl<B: Backend> World<B> {
                         .mem
                         .alloc_folio(boot, &self.ghost, Order::Pmd, pg::ANON | pg::ANON_EXCLUSIVE)
                         .ok_or_else(oom)?;
-                    self.add_rmap(head, RmapEntry { mm: mm as u32, addr, pmd: true }, true);
+                    self.add_rmap(
+                        head,
+                        RmapEntry {
+                            mm: mm as u32,
+                            addr,
+                            pmd: true,
+                        },
+                        true,
+                    );
                     self.tables[slot as usize].set(idx, Pte::mk_leaf(head, r.writable, true));
                 }
             }
@@ -278,7 +302,9 @@ impl<B: Backend> World<B> {
     /// `pte_alloc_one` / `pmd_alloc_one`: a table slot plus the frame it occupies.
     /// Tables are freed only once empty, so a fresh slot has all entries none.
     pub fn alloc_table(&self, ctx: &mut Ctx) -> Option<u32> {
-        let pfn = self.mem.alloc_folio(ctx, &self.ghost, Order::Base, pg::PGTABLE)?;
+        let pfn = self
+            .mem
+            .alloc_folio(ctx, &self.ghost, Order::Base, pg::PGTABLE)?;
         let slot = self.mem.free.lock().tables.pop();
         match slot {
             Some(s) => {
@@ -306,7 +332,12 @@ impl<B: Backend> World<B> {
 
     /// The PTE table and index for `addr`, allocating missing levels
     /// (`__pte_alloc`). `Ok(None)` is -ENOMEM; a huge leaf on the way is an error.
-    pub fn ensure_pte_table(&self, ctx: &mut Ctx, mm: usize, addr: u64) -> Result<Option<(u32, usize)>, String> {
+    pub fn ensure_pte_table(
+        &self,
+        ctx: &mut Ctx,
+        mm: usize,
+        addr: u64,
+    ) -> Result<Option<(u32, usize)>, String> {
         self.ensure_table_at(ctx, mm, addr, 1)
     }
 
@@ -434,15 +465,14 @@ impl<B: Backend> World<B> {
             let nr = 1usize << order;
             let flags = f.flags.read_once();
             let mut maps = pmd_maps[pfn];
-            for sub in pfn..pfn + nr {
+            for (sub, &ptes) in pte_maps.iter().enumerate().skip(pfn).take(nr) {
                 let mc = i64::from(self.mem.frame(sub as Pfn).mapcount.read_once());
-                if mc != pte_maps[sub] {
+                if mc != ptes {
                     return Err(fail(format!(
-                        "page {sub} has mapcount {mc} but {} PTE mapping(s)",
-                        pte_maps[sub]
+                        "page {sub} has mapcount {mc} but {ptes} PTE mapping(s)"
                     )));
                 }
-                maps += pte_maps[sub];
+                maps += ptes;
             }
             let emc = i64::from(f.entire_mapcount.read_once());
             if emc != pmd_maps[pfn] {
@@ -478,7 +508,9 @@ impl<B: Backend> World<B> {
 
     /// The VMA containing `addr` in a VMA list held under mmap_lock (`vma_lookup`).
     pub fn find_vma(vmas: &[Vma], addr: u64) -> Option<Vma> {
-        vmas.iter().find(|v| v.start <= addr && addr < v.end).copied()
+        vmas.iter()
+            .find(|v| v.start <= addr && addr < v.end)
+            .copied()
     }
 
     pub fn mm(&self, id: usize) -> &Mm<B> {

@@ -1,1 +1,175 @@
-fn main() {}
+//! `gupcheck`: the command line. With no arguments it runs the default campaign:
+//! every entry of the expectation matrix under loom, shuttle (random and PCT) and
+//! real threads, judged against the matrix.
+
+use clap::{Parser, Subcommand};
+use gupcheck_model::expect::{self, Evaluation};
+use gupcheck_model::{scenario, Engine, Invariant, Mutation};
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(
+    name = "gupcheck",
+    version,
+    about = "Finds concurrency bugs in the Linux kernel's page-pinning protocol"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Scenarios, arch modes, mutations and invariants, one line each.
+    List,
+    /// The default campaign: every expectation-matrix entry under every engine.
+    Campaign(CampaignArgs),
+}
+
+#[derive(clap::Args, Clone)]
+struct CampaignArgs {
+    /// loom preemption bound.
+    #[arg(long, default_value_t = 2)]
+    bound: usize,
+    /// shuttle executions per entry and scheduler.
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
+    iterations: u64,
+    /// Seed of the shuttle schedulers.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Real-thread executions per entry.
+    #[arg(long, default_value_t = 200)]
+    std_iterations: usize,
+}
+
+impl Default for CampaignArgs {
+    fn default() -> Self {
+        CampaignArgs {
+            bound: 2,
+            iterations: 5_000,
+            seed: 1,
+            std_iterations: 200,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Some(Cmd::List) => {
+            list();
+            ExitCode::SUCCESS
+        }
+        Some(Cmd::Campaign(a)) => campaign(&a),
+        None => campaign(&CampaignArgs::default()),
+    }
+}
+
+fn list() {
+    println!("scenarios:");
+    for s in scenario::catalogue() {
+        println!("  {:<28} {}", s.name, s.about);
+    }
+    println!("arch modes:");
+    println!(
+        "  {:<28} TLB flush by IPI: frees of tables and data pages wait for walkers",
+        "ipi"
+    );
+    println!(
+        "  {:<28} RCU table freeing: only table frees wait (a grace period)",
+        "rcu"
+    );
+    println!("mutations:");
+    for m in Mutation::ALL {
+        println!("  {:<28} {}", m.name(), m.describe());
+    }
+    println!("invariants:");
+    for i in Invariant::ALL {
+        println!("  {:<28} {}", i.name(), i.meaning());
+    }
+}
+
+fn campaign(a: &CampaignArgs) -> ExitCode {
+    let iterations = a.iterations as usize;
+    let engines = [
+        Engine::Loom {
+            preemption_bound: Some(a.bound),
+        },
+        Engine::ShuttleRandom {
+            iterations,
+            seed: a.seed,
+        },
+        Engine::ShuttlePct {
+            iterations,
+            depth: 3,
+            seed: a.seed,
+        },
+        Engine::Std {
+            iterations: a.std_iterations,
+        },
+    ];
+    let matrix = expect::matrix();
+    println!(
+        "gupcheck default campaign: {} matrix entries x {} engines (loom bound {}, shuttle {} executions, {} real-thread runs)",
+        matrix.len(),
+        engines.len(),
+        a.bound,
+        iterations,
+        a.std_iterations
+    );
+    println!(
+        "{:<62} {:<22} {:<22} {:<22} {:<22} {:<22} verdict",
+        "scenario / arch / mutation", "expected", "loom", "shuttle-random", "shuttle-pct", "std"
+    );
+    let start = Instant::now();
+    let mut bad = 0;
+    for entry in &matrix {
+        let ev: Evaluation = match expect::evaluate(entry, &engines) {
+            Ok(ev) => ev,
+            Err(e) => {
+                eprintln!("gupcheck: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let expected = entry
+            .invariant()
+            .map_or("clean".to_string(), |i| i.name().to_string());
+        let cells: Vec<String> = ev
+            .outcomes
+            .iter()
+            .map(|o| match &o.failure {
+                Some(f) => format!("{} @{}", f.violation.invariant, f.iteration),
+                None => format!("clean ({})", o.iterations),
+            })
+            .collect();
+        let verdict = match &ev.verdict {
+            Ok(()) => "ok".to_string(),
+            Err(why) => {
+                bad += 1;
+                format!("MISMATCH: {why}")
+            }
+        };
+        println!(
+            "{:<62} {:<22} {:<22} {:<22} {:<22} {:<22} {}",
+            entry.label(),
+            expected,
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            verdict
+        );
+    }
+    println!(
+        "{} entries, {} mismatches, {:.1} s",
+        matrix.len(),
+        bad,
+        start.elapsed().as_secs_f64()
+    );
+    if bad > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,177 @@
+//! The expectation matrix: for each scenario, arch mode and mutation, what every
+//! engine able to reach it must report. Checked in as data (`expectations.json`);
+//! the default campaign and the suites are driven by it.
+//!
+//! `clean`: no engine may report a violation. `found`: the named invariant must be
+//! reported (by the engines listed, or by at least one engine). `known-open`: found,
+//! but the kernel itself never fixed it (the reason says why); it is not a failure
+//! of the protocol under test.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Arch, Mutation};
+use crate::engine::{run, Engine, Outcome};
+use crate::ghost::Invariant;
+use crate::scenario;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "expect")]
+pub enum Expect {
+    Clean,
+    Found { invariant: String },
+    KnownOpen { invariant: String, why: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub scenario: String,
+    pub arch: Arch,
+    /// The mutation applied (none: the protocol as the kernel has it).
+    #[serde(default)]
+    pub mutation: Option<Mutation>,
+    #[serde(flatten)]
+    pub expect: Expect,
+    /// Engines that must find it; empty means at least one engine must.
+    #[serde(default)]
+    pub found_by: Vec<String>,
+    /// Engines that must *not* find it (ordering-only mutations under shuttle).
+    #[serde(default)]
+    pub missed_by: Vec<String>,
+}
+
+impl Entry {
+    /// The invariant a `found` / `known-open` entry names.
+    pub fn invariant(&self) -> Option<Invariant> {
+        match &self.expect {
+            Expect::Clean => None,
+            Expect::Found { invariant } | Expect::KnownOpen { invariant, .. } => {
+                Invariant::parse(invariant).ok()
+            }
+        }
+    }
+    pub fn label(&self) -> String {
+        format!(
+            "{} / {} / {}",
+            self.scenario,
+            self.arch.name(),
+            self.mutation.map_or("-", |m| m.name())
+        )
+    }
+}
+
+/// One entry checked against what the engines reported.
+#[derive(Clone, Debug)]
+pub struct Evaluation {
+    pub entry: Entry,
+    pub outcomes: Vec<Outcome>,
+    /// `Err` says how the outcomes contradict the entry.
+    pub verdict: Result<(), String>,
+}
+
+/// Runs `entry`'s scenario under each engine and judges the outcomes.
+pub fn evaluate(entry: &Entry, engines: &[Engine]) -> Result<Evaluation, String> {
+    let sc = scenario::by_name(&entry.scenario)?;
+    let muts: Vec<Mutation> = entry.mutation.into_iter().collect();
+    let cfg = sc.config(entry.arch, &muts);
+    let mut outcomes = Vec::new();
+    for e in engines {
+        outcomes.push(run(&sc, &cfg, e)?);
+    }
+    let verdict = judge(entry, &outcomes);
+    Ok(Evaluation {
+        entry: entry.clone(),
+        outcomes,
+        verdict,
+    })
+}
+
+/// Whether `outcomes` agree with `entry`.
+pub fn judge(entry: &Entry, outcomes: &[Outcome]) -> Result<(), String> {
+    let found: Vec<&Outcome> = outcomes.iter().filter(|o| o.failure.is_some()).collect();
+    match entry.invariant() {
+        None => {
+            if let Some(o) = found.first() {
+                let f = o.failure.as_ref().expect("filtered");
+                return Err(format!(
+                    "expected clean, {} found {} at iteration {}",
+                    o.engine, f.violation, f.iteration
+                ));
+            }
+        }
+        Some(inv) => {
+            for o in &found {
+                let got = o.failure.as_ref().expect("filtered").violation.invariant;
+                if got != inv {
+                    return Err(format!("expected {inv}, {} found {got}", o.engine));
+                }
+            }
+            let ran = |n: &str| outcomes.iter().any(|o| o.engine == n);
+            let hit = |n: &str| found.iter().any(|o| o.engine == n);
+            if entry.found_by.is_empty() && found.is_empty() {
+                return Err(format!("expected {inv}, no engine found it"));
+            }
+            for n in entry.found_by.iter().filter(|n| ran(n)) {
+                if !hit(n) {
+                    return Err(format!("expected {inv} from {n}, which did not find it"));
+                }
+            }
+            for n in entry.missed_by.iter().filter(|n| ran(n)) {
+                if hit(n) {
+                    return Err(format!("{n} is expected to miss this, but found it"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+const MATRIX: &str = include_str!("../expectations.json");
+
+/// Parses and validates a matrix: every scenario, invariant and engine must exist.
+pub fn parse(text: &str) -> Result<Vec<Entry>, String> {
+    let entries: Vec<Entry> =
+        serde_json::from_str(text).map_err(|e| format!("expectation matrix: {e}"))?;
+    const ENGINES: [&str; 4] = ["loom", "shuttle-random", "shuttle-pct", "std"];
+    for e in &entries {
+        scenario::by_name(&e.scenario).map_err(|m| format!("expectation matrix: {m}"))?;
+        if e.expect != Expect::Clean && e.invariant().is_none() {
+            return Err(format!(
+                "expectation matrix: {}: unknown invariant",
+                e.label()
+            ));
+        }
+        for name in e.found_by.iter().chain(&e.missed_by) {
+            if !ENGINES.contains(&name.as_str()) {
+                return Err(format!(
+                    "expectation matrix: {}: unknown engine '{name}'",
+                    e.label()
+                ));
+            }
+        }
+    }
+    Ok(entries)
+}
+
+/// The checked-in matrix.
+pub fn matrix() -> Vec<Entry> {
+    parse(MATRIX).expect("the checked-in expectation matrix is valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checked_in_matrix_is_valid() {
+        assert!(!matrix().is_empty());
+    }
+
+    #[test]
+    fn bad_matrices_are_refused_with_a_reason() {
+        let bad = r#"[{"scenario":"nope","arch":"ipi","expect":"clean"}]"#;
+        assert!(parse(bad).unwrap_err().contains("unknown scenario"));
+        let bad = r#"[{"scenario":"munmap_vs_lockless_walker","arch":"ipi","expect":"found","invariant":"bogus"}]"#;
+        assert!(parse(bad).unwrap_err().contains("unknown invariant"));
+        assert!(parse("{").is_err());
+    }
+}
