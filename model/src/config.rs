@@ -166,6 +166,12 @@ pub struct WorldConfig {
     pub fanout_bits: u32,
     /// Physical frames, including the zero page and page-table pages.
     pub nr_frames: usize,
+    /// Base frames in ZONE_MOVABLE and in CMA pageblocks (the lowest base frames,
+    /// CMA first), which FOLL_LONGTERM must not pin (migrated away first).
+    #[serde(default)]
+    pub movable_frames: usize,
+    #[serde(default)]
+    pub cma_frames: usize,
     /// Page-table slots (storage for tables; each also consumes a frame).
     pub nr_tables: usize,
     /// Address spaces (the layout's plus spares for fork).
@@ -186,6 +192,8 @@ impl WorldConfig {
         WorldConfig {
             fanout_bits: 1,
             nr_frames: 24,
+            movable_frames: 0,
+            cma_frames: 0,
             nr_tables: 12,
             nr_mms: 1,
             nr_cpus: 3,
@@ -236,6 +244,9 @@ impl WorldConfig {
         }
         if self.nr_cpus == 0 {
             return Err("nr_cpus must be at least 1".into());
+        }
+        if self.movable_frames + self.cma_frames >= self.nr_frames {
+            return Err("movable and CMA frames leave no normal frame".into());
         }
         if self.nr_mms == 0 {
             return Err("nr_mms must be at least 1".into());

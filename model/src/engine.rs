@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::backend::{Backend, Loom, Shuttle, Std, THREAD_STACK};
 use crate::config::WorldConfig;
-use crate::ghost::{Ctx, Hold, Step, Violation};
+use crate::ghost::{Ctx, Ledger, Step, Violation};
 use crate::scenario::Scenario;
 use crate::world::World;
 
@@ -145,7 +145,7 @@ fn order_panic_hooks() {
 /// What one model thread hands back when it ends.
 struct ThreadEnd {
     trace: Vec<Step>,
-    holds: Vec<Hold>,
+    ledger: Ledger,
     violation: Option<Box<Violation>>,
 }
 
@@ -170,14 +170,14 @@ fn execute<B: Backend>(
                 }
                 ThreadEnd {
                     trace: ctx.trace,
-                    holds: ctx.holds,
+                    ledger: ctx.ledger,
                     violation,
                 }
             })
         })
         .collect();
     let mut trace = Vec::new();
-    let mut holds = Vec::new();
+    let mut ledger = Ledger::default();
     let mut first: Option<Box<Violation>> = None;
     for h in handles {
         let end = match B::join(h) {
@@ -186,7 +186,7 @@ fn execute<B: Backend>(
             Err(p) => resume_unwind(p),
         };
         trace.extend(end.trace);
-        holds.extend(end.holds);
+        ledger.merge(end.ledger);
         if first.is_none() {
             first = end.violation;
         }
@@ -195,7 +195,7 @@ fn execute<B: Backend>(
     if let Some(v) = first {
         return Err((v, trace));
     }
-    w.check_quiescent(&holds).map_err(|v| (v, trace))
+    w.check_quiescent(&ledger).map_err(|v| (v, trace))
 }
 
 /// The marker loom unwinds with when an execution found a violation.

@@ -143,6 +143,79 @@ pub struct Hold {
     pub count: i64,
 }
 
+/// A user store that reached memory: the last value each thread wrote per
+/// (address space, address), in global order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteRec {
+    pub seq: u64,
+    pub mm: u32,
+    pub addr: u64,
+    pub value: u64,
+}
+
+/// An munmap of [start, end): earlier writes there are legitimately gone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnmapRec {
+    pub seq: u64,
+    pub mm: u32,
+    pub start: u64,
+    pub end: u64,
+}
+
+/// What one thread knows that the quiescent checks need: its holds, its last
+/// writes, its unmaps. Threads keep their own and the ledgers are merged at
+/// quiescence.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ledger {
+    pub holds: Vec<Hold>,
+    pub writes: Vec<WriteRec>,
+    pub unmaps: Vec<UnmapRec>,
+}
+
+impl Ledger {
+    pub fn merge(&mut self, other: Ledger) {
+        for h in other.holds {
+            self.hold(h.head, h.gen, h.kind, h.count);
+        }
+        for w in other.writes {
+            self.wrote(w);
+        }
+        self.unmaps.extend(other.unmaps);
+    }
+
+    /// Adds `count` references of `kind` on folio `head` (generation `gen`).
+    pub fn hold(&mut self, head: Pfn, gen: u32, kind: HoldKind, count: i64) {
+        if let Some(h) = self
+            .holds
+            .iter_mut()
+            .find(|h| h.head == head && h.gen == gen && h.kind == kind)
+        {
+            h.count += count;
+        } else {
+            self.holds.push(Hold {
+                head,
+                gen,
+                kind,
+                count,
+            });
+        }
+        self.holds.retain(|h| h.count != 0);
+    }
+
+    /// Keeps the latest write per (mm, addr).
+    pub fn wrote(&mut self, w: WriteRec) {
+        match self
+            .writes
+            .iter_mut()
+            .find(|x| x.mm == w.mm && x.addr == w.addr)
+        {
+            Some(x) if x.seq < w.seq => *x = w,
+            Some(_) => {}
+            None => self.writes.push(w),
+        }
+    }
+}
+
 /// Per-thread context: the thread's identity, its CPU (walker-registry slot), its
 /// trace and its ledger of holds. Owned by the thread: no shared ghost lock.
 #[derive(Debug)]
@@ -151,7 +224,7 @@ pub struct Ctx {
     pub cpu: usize,
     pub trace_on: bool,
     pub trace: Vec<Step>,
-    pub holds: Vec<Hold>,
+    pub ledger: Ledger,
     /// The step being executed (for violation reports).
     pub cur: &'static str,
     /// This CPU's walker-registry sequence (odd while interrupts are off).
@@ -167,7 +240,7 @@ impl Ctx {
             cpu,
             trace_on,
             trace: Vec::new(),
-            holds: Vec::new(),
+            ledger: Ledger::default(),
             cur: "start",
             irq_seq: 0,
             write_seq: 0,
@@ -180,7 +253,7 @@ impl Ctx {
     pub fn step(&mut self, ghost: &Ghost, name: &'static str, arg: u64) {
         self.cur = name;
         if self.trace_on {
-            let seq = ghost.step_seq.fetch_add(1, SeqCst);
+            let seq = ghost.tick();
             self.trace.push(Step {
                 seq,
                 thread: self.thread,
@@ -208,21 +281,7 @@ impl Ctx {
 
     /// Adds `count` references of `kind` on folio `head` (generation `gen`).
     pub fn hold(&mut self, head: Pfn, gen: u32, kind: HoldKind, count: i64) {
-        if let Some(h) = self
-            .holds
-            .iter_mut()
-            .find(|h| h.head == head && h.gen == gen && h.kind == kind)
-        {
-            h.count += count;
-        } else {
-            self.holds.push(Hold {
-                head,
-                gen,
-                kind,
-                count,
-            });
-        }
-        self.holds.retain(|h| h.count != 0);
+        self.ledger.hold(head, gen, kind, count);
     }
 }
 
@@ -261,6 +320,12 @@ impl Ghost {
             table_frame: mk(nr_tables),
             step_seq: AtomicU64::new(0),
         }
+    }
+
+    /// The next global sequence number (orders writes and unmaps; they are taken
+    /// under the lock that orders the events themselves).
+    pub fn tick(&self) -> u64 {
+        self.step_seq.fetch_add(1, SeqCst)
     }
 
     pub fn frame(&self, pfn: Pfn) -> Stamp {

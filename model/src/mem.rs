@@ -284,14 +284,30 @@ impl<B: Backend> Memory<B> {
     /// order and hands it out with refcount 1 (a Release store: the frame's reset
     /// state is published with it). `None` is -ENOMEM.
     pub fn alloc_folio(&self, ctx: &mut Ctx, ghost: &Ghost, o: Order, flags: u32) -> Option<Pfn> {
+        self.alloc_folio_where(ctx, ghost, o, flags, |_| true)
+    }
+
+    /// `alloc_pages()` restricted to zones `accept` allows (PF_MEMALLOC_PIN keeps
+    /// long-term pinned allocations out of ZONE_MOVABLE and CMA): the most recently
+    /// freed acceptable folio.
+    pub fn alloc_folio_where(
+        &self,
+        ctx: &mut Ctx,
+        ghost: &Ghost,
+        o: Order,
+        flags: u32,
+        accept: impl Fn(Zone) -> bool,
+    ) -> Option<Pfn> {
         let head = {
             let mut fl = self.free.lock();
-            match o {
-                Order::Base => fl.order0.pop(),
-                Order::Pmd => fl.pmd.pop(),
-                Order::Pud => fl.pud.pop(),
-            }
-        }?;
+            let list = match o {
+                Order::Base => &mut fl.order0,
+                Order::Pmd => &mut fl.pmd,
+                Order::Pud => &mut fl.pud,
+            };
+            let i = list.iter().rposition(|&p| accept(self.frame(p).zone))?;
+            list.remove(i)
+        };
         let order = self.order_of(o);
         self.prep_folio(head, order, flags);
         for p in head..head + (1 << order) {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, KAtomic, RwLock};
 use crate::config::{ReuseRule, PAGE_SIZE};
-use crate::ghost::{Ctx, Invariant, Res};
+use crate::ghost::{Ctx, Invariant, Res, UnmapRec, WriteRec};
 use crate::mem::{pg, Order, Pfn};
 use crate::pgtable::Pte;
 use crate::rmap::RmapEntry;
@@ -206,9 +206,8 @@ impl<B: Backend> World<B> {
             RmapEntry {
                 mm: mm as u32,
                 addr,
-                pmd: false,
+                huge: false,
             },
-            false,
         );
         t.set(idx, Pte::mk_page(pfn, vma.writable(), true));
         ctx.step(&self.ghost, "do_anonymous_page: set_pte_at", addr);
@@ -315,13 +314,13 @@ impl<B: Backend> World<B> {
         let e = RmapEntry {
             mm: mm as u32,
             addr,
-            pmd: false,
+            huge: false,
         };
-        self.add_rmap(new, e, false);
+        self.add_rmap(new, e);
         let write = vma.writable() && !ff.unshare;
         t.set(idx, Pte::mk_page(new, write, write));
         if !zero {
-            self.remove_rmap(old, e, false);
+            self.remove_rmap(old, e);
         }
         drop(g);
         ctx.step(&self.ghost, "wp_page_copy: set_pte_at", addr);
@@ -377,6 +376,13 @@ impl<B: Backend> World<B> {
         let mut tlb = MmuGather::default();
         let pgd = self.mms[mm].pgd;
         self.zap_range(ctx, mm, pgd, 4, 0, start, end, &mut tlb)?;
+        let seq = self.ghost.tick();
+        ctx.ledger.unmaps.push(UnmapRec {
+            seq,
+            mm: mm as u32,
+            start,
+            end,
+        });
         self.free_pgtables(ctx, &vmas, pgd, 4, 0, start, end, &mut tlb)?;
         self.tlb_finish_mmu(ctx, tlb)?;
         drop(vmas);
@@ -439,9 +445,8 @@ impl<B: Backend> World<B> {
                 RmapEntry {
                     mm: mm as u32,
                     addr: lo,
-                    pmd,
+                    huge: pmd,
                 },
-                pmd,
             ) {
                 return Err(ctx.violation(
                     Invariant::Conservation,
@@ -586,6 +591,13 @@ impl<B: Backend> World<B> {
                 let v = if write {
                     let v = ctx.next_value();
                     self.mem.write_data(pfn, 0, v);
+                    let seq = self.ghost.tick();
+                    ctx.ledger.wrote(WriteRec {
+                        seq,
+                        mm: mm as u32,
+                        addr,
+                        value: v,
+                    });
                     if !e.dirty() {
                         t.set(i, e.with(Pte::DIRTY));
                     }

@@ -9,12 +9,12 @@
 use serde::{Deserialize, Serialize};
 
 /// One mapping of a folio: which address space maps which virtual address, and
-/// whether it is a PMD (whole-folio) mapping.
+/// whether it maps the whole folio (a PMD or PUD leaf).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RmapEntry {
     pub mm: u32,
     pub addr: u64,
-    pub pmd: bool,
+    pub huge: bool,
 }
 
 /// The mappings of one folio. One mapping is stored inline (the common case: a
@@ -91,7 +91,7 @@ mod tests {
         let e = |a| RmapEntry {
             mm: 0,
             addr: a,
-            pmd: false,
+            huge: false,
         };
         let mut r = Rmap::default();
         r.add(e(1));

@@ -5,8 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, KAtomic, Mutex};
-use crate::config::{WorldConfig, PAGE_SIZE};
-use crate::ghost::{Ctx, Ghost, HoldKind, Invariant, Res, Violation};
+use crate::config::{WorldConfig, PAGE_SHIFT, PAGE_SIZE};
+use crate::ghost::{Ctx, Ghost, HoldKind, Invariant, Ledger, Res, Violation};
 use crate::mem::{pg, Frame, FreeLists, Memory, Order, Pfn, Zone};
 use crate::mm::{vm, Mm, Vma, VmaKind};
 use crate::pgtable::{PageTable, Pte};
@@ -35,6 +35,8 @@ pub enum Populate {
     Anon,
     /// PMD-mapped anonymous THPs (the region must be PMD-aligned).
     Thp,
+    /// PUD-mapped hugetlb-like folios (never split or collapsed; PUD-aligned).
+    Hugetlb,
 }
 
 /// One VMA of the initial layout.
@@ -88,58 +90,88 @@ pub struct Layout {
     /// Free PMD-order folios to provide beyond the layout's own THPs.
     #[serde(default)]
     pub spare_pmd_folios: usize,
+    /// Free PUD-order (hugetlb-like) folios beyond the layout's own.
+    #[serde(default)]
+    pub spare_pud_folios: usize,
+}
+
+/// How many large folios a world carves out of its frames.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LargeFolios {
+    pub pmd: usize,
+    pub pud: usize,
 }
 
 impl Layout {
     pub fn one(regions: Vec<Region>) -> Self {
         Layout {
             mms: vec![regions],
-            spare_pmd_folios: 0,
+            ..Layout::default()
         }
     }
-    /// PMD-order folios the layout needs.
-    pub fn thp_folios(&self, cfg: &WorldConfig) -> usize {
-        let per = 1u64 << cfg.pmd_order();
-        self.mms
-            .iter()
-            .flatten()
-            .filter(|r| r.populate == Populate::Thp)
-            .map(|r| r.pages.div_ceil(per) as usize)
-            .sum::<usize>()
-            + self.spare_pmd_folios
+    /// Large folios the layout needs, plus the spares.
+    pub fn large_folios(&self, cfg: &WorldConfig) -> LargeFolios {
+        let count = |p: Populate, order: u32| -> usize {
+            let per = 1u64 << order;
+            self.mms
+                .iter()
+                .flatten()
+                .filter(|r| r.populate == p)
+                .map(|r| r.pages.div_ceil(per) as usize)
+                .sum()
+        };
+        LargeFolios {
+            pmd: count(Populate::Thp, cfg.pmd_order()) + self.spare_pmd_folios,
+            pud: count(Populate::Hugetlb, cfg.pud_order()) + self.spare_pud_folios,
+        }
     }
 }
 
 impl<B: Backend> World<B> {
-    /// An empty world: frame 0 is the shared zero page, PMD-order folios are carved
-    /// at aligned frame numbers, the rest are base pages. Every mm gets its PGD.
-    pub fn new(cfg: WorldConfig, nr_pmd_folios: usize) -> Result<Self, String> {
+    /// An empty world: frame 0 is the shared zero page; PUD-order then PMD-order
+    /// folios are carved at aligned frame numbers from the top of memory; the rest
+    /// are base pages, the lowest `cma_frames` in CMA and the next `movable_frames`
+    /// in ZONE_MOVABLE. Every mm gets its PGD.
+    pub fn new(cfg: WorldConfig, large: LargeFolios) -> Result<Self, String> {
         cfg.validate()?;
         let fanout = cfg.fanout();
-        let pmd_nr = 1usize << cfg.pmd_order();
-        let frames: Box<[Frame<B>]> = (0..cfg.nr_frames)
-            .map(|_| Frame::new(Zone::Normal))
-            .collect();
         let mut free = FreeLists::default();
-        // Large folios from the top of memory, aligned to their size.
         let mut top = cfg.nr_frames;
-        let mut pmd = Vec::new();
-        for _ in 0..nr_pmd_folios {
-            let start = (top.saturating_sub(pmd_nr)) & !(pmd_nr - 1);
-            if start < 1 || start + pmd_nr > top {
-                return Err(format!(
-                    "{} frames cannot hold {nr_pmd_folios} PMD-order folios of {pmd_nr} pages",
-                    cfg.nr_frames
-                ));
+        let mut carve = |count: usize, order: u32, what: &str| -> Result<Vec<Pfn>, String> {
+            let nr = 1usize << order;
+            let mut heads = Vec::new();
+            for _ in 0..count {
+                let start = top.saturating_sub(nr) & !(nr - 1);
+                if start < 1 || start + nr > top {
+                    return Err(format!(
+                        "{} frames cannot hold {count} {what} folios of {nr} pages",
+                        cfg.nr_frames
+                    ));
+                }
+                heads.push(start as Pfn);
+                top = start;
             }
-            pmd.push(start as Pfn);
-            top = start;
+            // Pop order is ascending frame numbers: deterministic layouts.
+            heads.reverse();
+            Ok(heads)
+        };
+        free.pud = carve(large.pud, cfg.pud_order(), "PUD-order")?;
+        free.pmd = carve(large.pmd, cfg.pmd_order(), "PMD-order")?;
+        if top <= 1 + cfg.cma_frames + cfg.movable_frames {
+            return Err(format!(
+                "{} frames leave no normal base page beside the large folios, CMA and movable frames",
+                cfg.nr_frames
+            ));
         }
-        // Pop order is ascending frame numbers: deterministic layouts.
-        pmd.reverse();
-        free.pmd = pmd;
         free.order0 = (1..top as Pfn).rev().collect();
         free.tables = (0..cfg.nr_tables as u32).rev().collect();
+        // Frame 0 is the zero page; CMA frames come first, then movable ones.
+        let zone = |pfn: usize| match pfn.wrapping_sub(1) {
+            i if i < cfg.cma_frames => Zone::Cma,
+            i if i < cfg.cma_frames + cfg.movable_frames => Zone::Movable,
+            _ => Zone::Normal,
+        };
+        let frames: Box<[Frame<B>]> = (0..cfg.nr_frames).map(|p| Frame::new(zone(p))).collect();
         let mem = Memory {
             frames,
             free: Mutex::new(free),
@@ -183,8 +215,8 @@ impl<B: Backend> World<B> {
                 cfg.nr_mms
             ));
         }
-        let nr_pmd = layout.thp_folios(&cfg);
-        let w = World::new(cfg, nr_pmd)?;
+        let large = layout.large_folios(&cfg);
+        let w = World::new(cfg, large)?;
         let mut boot = Ctx::new(usize::MAX, 0, false);
         for (id, regions) in layout.mms.iter().enumerate() {
             for r in regions {
@@ -236,38 +268,43 @@ impl<B: Backend> World<B> {
                             RmapEntry {
                                 mm: mm as u32,
                                 addr,
-                                pmd: false,
+                                huge: false,
                             },
-                            false,
                         );
                         Pte::mk_page(pfn, r.writable, true)
                     };
                     self.tables[slot as usize].set(idx, pte);
                 }
             }
-            Populate::Thp => {
-                let per = 1u64 << self.cfg.pmd_order();
+            Populate::Thp | Populate::Hugetlb => {
+                let (order, level, o, extra) = if r.populate == Populate::Thp {
+                    (self.cfg.pmd_order(), 2, Order::Pmd, 0)
+                } else {
+                    (self.cfg.pud_order(), 3, Order::Pud, pg::HUGETLB)
+                };
+                let per = 1u64 << order;
                 if r.start_page % per != 0 || r.pages % per != 0 {
                     return Err(format!(
-                        "THP region at page {} is not aligned to {per} pages",
-                        r.start_page
+                        "{:?} region at page {} is not aligned to {per} pages",
+                        r.populate, r.start_page
                     ));
                 }
                 for f in 0..r.pages / per {
                     let addr = r.start() + f * per * PAGE_SIZE;
-                    let (slot, idx) = self.ensure_table_at(boot, mm, addr, 2)?.ok_or_else(oom)?;
+                    let (slot, idx) = self
+                        .ensure_table_at(boot, mm, addr, level)?
+                        .ok_or_else(oom)?;
                     let head = self
                         .mem
-                        .alloc_folio(boot, &self.ghost, Order::Pmd, pg::ANON | pg::ANON_EXCLUSIVE)
+                        .alloc_folio(boot, &self.ghost, o, pg::ANON | pg::ANON_EXCLUSIVE | extra)
                         .ok_or_else(oom)?;
                     self.add_rmap(
                         head,
                         RmapEntry {
                             mm: mm as u32,
                             addr,
-                            pmd: true,
+                            huge: true,
                         },
-                        true,
                     );
                     self.tables[slot as usize].set(idx, Pte::mk_leaf(head, r.writable, true));
                 }
@@ -278,9 +315,9 @@ impl<B: Backend> World<B> {
 
     /// Records a new mapping of `pfn` (its folio) at `e`: mapcount and rmap.
     /// `folio_add_new_anon_rmap` / `folio_add_anon_rmap_pte(s)` / `_pmd`.
-    pub fn add_rmap(&self, pfn: Pfn, e: RmapEntry, pmd: bool) {
+    pub fn add_rmap(&self, pfn: Pfn, e: RmapEntry) {
         let head = self.mem.page_folio(pfn);
-        if pmd {
+        if e.huge {
             self.mem.frame(head).entire_mapcount.add(1);
         } else {
             self.mem.frame(pfn).mapcount.add(1);
@@ -289,9 +326,9 @@ impl<B: Backend> World<B> {
     }
 
     /// `folio_remove_rmap_pte` / `_pmd`: false if the mapping was not recorded.
-    pub fn remove_rmap(&self, pfn: Pfn, e: RmapEntry, pmd: bool) -> bool {
+    pub fn remove_rmap(&self, pfn: Pfn, e: RmapEntry) -> bool {
         let head = self.mem.page_folio(pfn);
-        if pmd {
+        if e.huge {
             self.mem.frame(head).entire_mapcount.sub(1);
         } else {
             self.mem.frame(pfn).mapcount.sub(1);
@@ -388,8 +425,74 @@ impl<B: Backend> World<B> {
     /// holders the ledger knows (mappings found by scanning the page tables, page
     /// tables, the zero page's own reference, GUP holders); mapcounts equal the
     /// mappings; every free frame has refcount zero; no speculative reference is
-    /// left. `holds` is every thread's ledger.
-    pub fn check_quiescent(&self, holds: &[crate::ghost::Hold]) -> Result<(), Box<Violation>> {
+    /// left; every address still mapped holds the last value written to it. `ledger`
+    /// is every thread's ledger, merged.
+    pub fn check_quiescent(&self, ledger: &Ledger) -> Result<(), Box<Violation>> {
+        self.check_conservation(&ledger.holds)?;
+        self.check_writes(ledger)
+    }
+
+    /// no lost write, for user stores: unless the address was unmapped after the
+    /// last store to it, the page mapped there now holds the value stored.
+    pub fn check_writes(&self, ledger: &Ledger) -> Result<(), Box<Violation>> {
+        for w in &ledger.writes {
+            let unmapped_after = ledger
+                .unmaps
+                .iter()
+                .any(|u| u.mm == w.mm && u.seq > w.seq && u.start <= w.addr && w.addr < u.end);
+            if unmapped_after {
+                continue;
+            }
+            let lost = |detail: String| {
+                Box::new(Violation {
+                    invariant: Invariant::NoLostWrite,
+                    thread: None,
+                    step: "quiescence".into(),
+                    detail,
+                })
+            };
+            match self.resolve(w.mm as usize, w.addr) {
+                None => {
+                    return Err(lost(format!(
+                        "mm {} address {:#x}: value {:#x} was stored, nothing is mapped now",
+                        w.mm, w.addr, w.value
+                    )))
+                }
+                Some(pfn) => {
+                    let now = self.mem.read_data(pfn, 0);
+                    if now != w.value {
+                        return Err(lost(format!(
+                            "mm {} address {:#x}: page {pfn} holds {now:#x}, the last store was {:#x}",
+                            w.mm, w.addr, w.value
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The page mapped at `addr` (a subpage of a huge leaf), read at quiescence.
+    pub fn resolve(&self, mm: usize, addr: u64) -> Option<Pfn> {
+        let mut slot = self.mms[mm].pgd;
+        for level in (1..=4).rev() {
+            let e =
+                Pte(self.tables[slot as usize].entries[self.cfg.index(addr, level)].read_once());
+            if !e.present() {
+                return None;
+            }
+            if level == 1 || e.leaf() {
+                let sub =
+                    (addr >> PAGE_SHIFT) & ((1u64 << (self.cfg.fanout_bits * (level - 1))) - 1);
+                return Some(e.pfn() + sub as Pfn);
+            }
+            slot = e.table_slot();
+        }
+        None
+    }
+
+    /// conservation: see `check_quiescent`.
+    pub fn check_conservation(&self, holds: &[crate::ghost::Hold]) -> Result<(), Box<Violation>> {
         let n = self.cfg.nr_frames;
         let mut pte_maps = vec![0i64; n];
         let mut pmd_maps = vec![0i64; n];
@@ -527,21 +630,23 @@ mod tests {
     #[test]
     fn layout_is_populated_and_conserved() {
         let mut cfg = WorldConfig::small(Arch::Ipi);
-        cfg.nr_frames = 64;
+        cfg.nr_frames = 128;
         cfg.fanout_bits = 2;
         let layout = Layout {
             mms: vec![vec![
                 Region::anon(0, 3, Populate::Anon),
                 Region::anon(4, 4, Populate::Thp),
                 Region::anon(8, 2, Populate::ZeroPage),
+                Region::anon(16, 16, Populate::Hugetlb),
             ]],
             spare_pmd_folios: 1,
+            spare_pud_folios: 1,
         };
         let w = World::<Std>::build(cfg, &layout).unwrap();
-        w.check_quiescent(&[]).unwrap();
+        w.check_quiescent(&Ledger::default()).unwrap();
         // A corrupted refcount is caught.
         w.mem.frame(1).refcount.add(1);
-        let v = w.check_quiescent(&[]).unwrap_err();
+        let v = w.check_quiescent(&Ledger::default()).unwrap_err();
         assert_eq!(v.invariant, Invariant::Conservation);
     }
 
