@@ -15,7 +15,7 @@
 
 use crate::backend::Backend;
 use crate::config::Mutation;
-use crate::ghost::{Ctx, HoldKind, Res, Stamp};
+use crate::ghost::{Ctx, HoldKind, Invariant, Res, Stamp};
 use crate::mem::Pfn;
 use crate::pgtable::{level_name, Pte};
 use crate::world::World;
@@ -32,6 +32,10 @@ pub struct LeafSnapshot {
     pub idx: usize,
     /// Generation of the table when it was reached.
     pub stamp: Stamp,
+    /// The page `addr` falls in (a subpage of a huge leaf) and its generation when
+    /// the entry was read (meaningless for non-present or special entries).
+    pub page: Pfn,
+    pub page_stamp: Stamp,
     /// The PMD entry value the PTE table was reached through (for the PMD recheck
     /// against THP collapse, 70cbc3cc78a9) and where it lives.
     pub pmd: Option<(u32, usize, Pte, Stamp)>,
@@ -66,12 +70,18 @@ impl<B: Backend> World<B> {
                 return Ok(None);
             }
             if level == 1 || e.leaf() {
+                let sub = (addr >> crate::config::PAGE_SHIFT)
+                    & ((1u64 << (self.cfg.fanout_bits * (level - 1))) - 1);
+                let page = e.pfn() + sub as Pfn;
+                let page_stamp = self.ghost.frame(page.min(self.cfg.nr_frames as Pfn - 1));
                 return Ok(Some(LeafSnapshot {
                     pte: e,
                     level,
                     slot,
                     idx,
                     stamp,
+                    page,
+                    page_stamp,
                     pmd,
                 }));
             }
@@ -128,17 +138,27 @@ impl<B: Backend> World<B> {
         if !snap.pte.access_permitted(false) || snap.pte.special() {
             return Ok(Peek::NotMapped);
         }
-        let sub = ((addr >> crate::config::PAGE_SHIFT)
-            & ((1u64 << (self.cfg.fanout_bits * (snap.level - 1))) - 1)) as Pfn;
-        let page = snap.pte.pfn() + sub;
+        let page = snap.page;
         let head = self.mem.page_folio(page);
         if self.cfg.has(Mutation::WalkerPlainGet) {
             // Pre-4.13 x86: get_page() is safe only if the page cannot be freed
-            // while interrupts are off, i.e. under IPI flushing.
+            // while interrupts are off, i.e. under IPI flushing. With no recheck, a
+            // page freed and reused since the walk read its PTE is taken as is.
+            let seen = snap.page_stamp;
             ctx.step(&self.ghost, "gup_fast: get_page", u64::from(head));
             self.mem.folio_ref_add(ctx, &self.ghost, head, 1)?;
-            let gen = self.ghost.frame(head).gen();
-            ctx.hold(head, gen, HoldKind::Speculative, 1);
+            let now = self.ghost.frame(page);
+            ctx.hold(head, self.ghost.frame(head).gen(), HoldKind::Speculative, 1);
+            if now != seen {
+                return Err(ctx.violation(
+                    Invariant::NoUseAfterFree,
+                    format!(
+                        "folio {head} was freed and reused between the walk (generation {}) and get_page (generation {})",
+                        seen.gen(),
+                        now.gen()
+                    ),
+                ));
+            }
         } else {
             ctx.step(
                 &self.ghost,

@@ -165,8 +165,9 @@ fn footprint(a: &FootprintArgs) -> ExitCode {
     );
     println!("  RSS now         {:>8.1} MiB", rss as f64 / 1024.0);
     println!(
-        "  per mapped page {:>8.1} bytes",
-        (rss.saturating_sub(base)) as f64 * 1024.0 / pages as f64
+        "  per mapped page {:>8.1} bytes (a modelled struct page is {} bytes)",
+        (rss.saturating_sub(base)) as f64 * 1024.0 / pages as f64,
+        std::mem::size_of::<gupcheck_model::mem::Frame<Std>>()
     );
     println!(
         "  build           {:>8.2} s, conservation check {:.2} s",
