@@ -287,6 +287,11 @@ impl<B: Backend> Memory<B> {
         self.alloc_folio_where(ctx, ghost, o, flags, |_| true)
     }
 
+    /// A fresh exclusive anonymous base page (`folio_prealloc` for a fault).
+    pub fn alloc_anon(&self, ctx: &mut Ctx, ghost: &Ghost) -> Option<Pfn> {
+        self.alloc_folio(ctx, ghost, Order::Base, pg::ANON | pg::ANON_EXCLUSIVE)
+    }
+
     /// `alloc_pages()` restricted to zones `accept` allows (PF_MEMALLOC_PIN keeps
     /// long-term pinned allocations out of ZONE_MOVABLE and CMA): the most recently
     /// freed acceptable folio.

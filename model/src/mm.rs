@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{Backend, KAtomic, RwLock};
 use crate::config::{ReuseRule, PAGE_SIZE};
 use crate::ghost::{Ctx, Invariant, Res, UnmapRec, WriteRec};
-use crate::mem::{pg, Order, Pfn};
+use crate::mem::{pg, Pfn};
 use crate::pgtable::Pte;
 use crate::rmap::RmapEntry;
 use crate::tlb::{flush_waits_for_walkers, MmuGather};
@@ -185,10 +185,7 @@ impl<B: Backend> World<B> {
             drop(g);
             return Ok(Ok(()));
         }
-        let Some(pfn) =
-            self.mem
-                .alloc_folio(ctx, &self.ghost, Order::Base, pg::ANON | pg::ANON_EXCLUSIVE)
-        else {
+        let Some(pfn) = self.mem.alloc_anon(ctx, &self.ghost) else {
             return Ok(Err(Errno::ENOMEM));
         };
         self.mem.write_data(pfn, 0, 0);
@@ -201,14 +198,7 @@ impl<B: Backend> World<B> {
             self.mem.folio_put_refs(ctx, &self.ghost, pfn, 1, None)?;
             return Ok(Ok(()));
         }
-        self.add_rmap(
-            pfn,
-            RmapEntry {
-                mm: mm as u32,
-                addr,
-                huge: false,
-            },
-        );
+        self.add_rmap(pfn, RmapEntry::pte(mm, addr));
         t.set(idx, Pte::mk_page(pfn, vma.writable(), true));
         ctx.step(&self.ghost, "do_anonymous_page: set_pte_at", addr);
         drop(g);
@@ -288,10 +278,7 @@ impl<B: Backend> World<B> {
     ) -> Res<Result<(), Errno>> {
         let old = pte.pfn();
         let zero = pte.special() && self.mem.is_zero_pfn(old);
-        let Some(new) =
-            self.mem
-                .alloc_folio(ctx, &self.ghost, Order::Base, pg::ANON | pg::ANON_EXCLUSIVE)
-        else {
+        let Some(new) = self.mem.alloc_anon(ctx, &self.ghost) else {
             return Ok(Err(Errno::ENOMEM));
         };
         for w in 0..2 {
@@ -311,11 +298,7 @@ impl<B: Backend> World<B> {
         if flush_waits_for_walkers(self.cfg.arch) {
             self.walkers.sync(ctx, &self.ghost, "flush_tlb_page: IPI");
         }
-        let e = RmapEntry {
-            mm: mm as u32,
-            addr,
-            huge: false,
-        };
+        let e = RmapEntry::pte(mm, addr);
         self.add_rmap(new, e);
         let write = vma.writable() && !ff.unshare;
         t.set(idx, Pte::mk_page(new, write, write));

@@ -17,6 +17,25 @@ pub struct RmapEntry {
     pub huge: bool,
 }
 
+impl RmapEntry {
+    /// A PTE mapping of one page.
+    pub fn pte(mm: usize, addr: u64) -> Self {
+        RmapEntry {
+            mm: mm as u32,
+            addr,
+            huge: false,
+        }
+    }
+    /// A PMD or PUD mapping of a whole folio.
+    pub fn huge(mm: usize, addr: u64) -> Self {
+        RmapEntry {
+            mm: mm as u32,
+            addr,
+            huge: true,
+        }
+    }
+}
+
 /// The mappings of one folio. One mapping is stored inline (the common case: a
 /// fully populated 1 GiB space would otherwise spend a heap block per page).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

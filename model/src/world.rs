@@ -254,23 +254,8 @@ impl<B: Backend> World<B> {
                     let pte = if r.populate == Populate::ZeroPage {
                         Pte::mk_zero(self.mem.zero_pfn)
                     } else {
-                        let pfn = self
-                            .mem
-                            .alloc_folio(
-                                boot,
-                                &self.ghost,
-                                Order::Base,
-                                pg::ANON | pg::ANON_EXCLUSIVE,
-                            )
-                            .ok_or_else(oom)?;
-                        self.add_rmap(
-                            pfn,
-                            RmapEntry {
-                                mm: mm as u32,
-                                addr,
-                                huge: false,
-                            },
-                        );
+                        let pfn = self.mem.alloc_anon(boot, &self.ghost).ok_or_else(oom)?;
+                        self.add_rmap(pfn, RmapEntry::pte(mm, addr));
                         Pte::mk_page(pfn, r.writable, true)
                     };
                     self.tables[slot as usize].set(idx, pte);
@@ -298,14 +283,7 @@ impl<B: Backend> World<B> {
                         .mem
                         .alloc_folio(boot, &self.ghost, o, pg::ANON | pg::ANON_EXCLUSIVE | extra)
                         .ok_or_else(oom)?;
-                    self.add_rmap(
-                        head,
-                        RmapEntry {
-                            mm: mm as u32,
-                            addr,
-                            huge: true,
-                        },
-                    );
+                    self.add_rmap(head, RmapEntry::huge(mm, addr));
                     self.tables[slot as usize].set(idx, Pte::mk_leaf(head, r.writable, true));
                 }
             }
