@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::preset::{Preset, PresetId};
+
 /// Base page size, as on x86-64 and arm64 with 4 KiB pages.
 pub const PAGE_SHIFT: u32 = 12;
 pub const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
@@ -105,19 +107,39 @@ pub enum Mutation {
     /// sequentially consistent shuttle cannot. Observable in
     /// `munmap_vs_lockless_walker`.
     WalkerRegistrationNoBarrier,
+    /// A FOLL_PIN page released with `put_page()`: 1023 references leak and the
+    /// page looks pinned forever. Observable in `gup_fast_vs_munmap`.
+    PutPageOnPin,
+    /// A FOLL_GET page released with `unpin_user_page()`: the bias is subtracted
+    /// from a count that never had it. Observable in `concurrent_pin_unpin`.
+    UnpinGet,
+    /// GUP-fast's speculative grab as a plain increment, which can raise a zero
+    /// refcount. Observable in `gup_fast_vs_munmap` under RCU table freeing.
+    GrabPlainIncrement,
+    /// GUP-fast does not recheck the PTE after its grab. Observable in
+    /// `gup_fast_vs_munmap` under RCU, where the freed frame is reused.
+    SkipPteRecheck,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 3] = [
+    pub const ALL: [Mutation; 7] = [
         Mutation::WalkerSkipsRegistration,
         Mutation::WalkerPlainGet,
         Mutation::WalkerRegistrationNoBarrier,
+        Mutation::PutPageOnPin,
+        Mutation::UnpinGet,
+        Mutation::GrabPlainIncrement,
+        Mutation::SkipPteRecheck,
     ];
     pub fn name(self) -> &'static str {
         match self {
             Mutation::WalkerSkipsRegistration => "walker_skips_registration",
             Mutation::WalkerPlainGet => "walker_plain_get",
             Mutation::WalkerRegistrationNoBarrier => "walker_registration_no_barrier",
+            Mutation::PutPageOnPin => "put_page_on_pin",
+            Mutation::UnpinGet => "unpin_get",
+            Mutation::GrabPlainIncrement => "grab_plain_increment",
+            Mutation::SkipPteRecheck => "skip_pte_recheck",
         }
     }
     pub fn describe(self) -> &'static str {
@@ -131,6 +153,12 @@ impl Mutation {
             Mutation::WalkerRegistrationNoBarrier => {
                 "walker announces irqs-off without the full barrier pairing with the freer's"
             }
+            Mutation::PutPageOnPin => "a FOLL_PIN page released with put_page()",
+            Mutation::UnpinGet => "a FOLL_GET page released with unpin_user_page()",
+            Mutation::GrabPlainIncrement => {
+                "GUP-fast grabs with a plain increment that can raise a zero refcount"
+            }
+            Mutation::SkipPteRecheck => "GUP-fast skips the PTE recheck after its grab",
         }
     }
     pub fn parse(s: &str) -> Result<Mutation, String> {
@@ -179,8 +207,10 @@ pub struct WorldConfig {
     /// Modelled CPUs: one walker-registry slot per modelled thread.
     pub nr_cpus: usize,
     pub arch: Arch,
+    /// The release whose protocol runs.
+    #[serde(default)]
+    pub preset: PresetId,
     pub counter: CounterScale,
-    pub reuse: ReuseRule,
     pub mutations: Vec<Mutation>,
     /// Keep per-thread traces of kernel-named steps (off in stress and bench).
     pub trace: bool,
@@ -198,8 +228,8 @@ impl WorldConfig {
             nr_mms: 1,
             nr_cpus: 3,
             arch,
+            preset: PresetId::Latest,
             counter: CounterScale::REAL,
-            reuse: ReuseRule::AnonExclusive,
             mutations: Vec::new(),
             trace: true,
         }
@@ -207,6 +237,9 @@ impl WorldConfig {
 
     pub fn fanout(&self) -> usize {
         1 << self.fanout_bits
+    }
+    pub fn p(&self) -> &'static Preset {
+        self.preset.preset()
     }
     pub fn has(&self, m: Mutation) -> bool {
         self.mutations.contains(&m)

@@ -170,6 +170,9 @@ pub struct Ledger {
     pub holds: Vec<Hold>,
     pub writes: Vec<WriteRec>,
     pub unmaps: Vec<UnmapRec>,
+    /// /proc/vmstat nr_foll_pin_acquired / nr_foll_pin_released (per subpage).
+    pub pin_acquired: u64,
+    pub pin_released: u64,
 }
 
 impl Ledger {
@@ -181,6 +184,45 @@ impl Ledger {
             self.wrote(w);
         }
         self.unmaps.extend(other.unmaps);
+        self.pin_acquired += other.pin_acquired;
+        self.pin_released += other.pin_released;
+    }
+
+    /// References of `kind` held on folio `head`, any generation.
+    pub fn held(&self, head: Pfn, kind: HoldKind) -> i64 {
+        self.holds
+            .iter()
+            .filter(|h| h.head == head && h.kind == kind)
+            .map(|h| h.count)
+            .sum()
+    }
+
+    /// Drops `count` references of `kind` on `head`, from whichever generation
+    /// holds them (newest first).
+    pub fn release(&mut self, head: Pfn, kind: HoldKind, count: i64) {
+        let mut left = count;
+        for h in self
+            .holds
+            .iter_mut()
+            .rev()
+            .filter(|h| h.head == head && h.kind == kind)
+        {
+            let take = left.min(h.count);
+            h.count -= take;
+            left -= take;
+            if left == 0 {
+                break;
+            }
+        }
+        if left > 0 {
+            self.holds.push(Hold {
+                head,
+                gen: 0,
+                kind,
+                count: -left,
+            });
+        }
+        self.holds.retain(|h| h.count != 0);
     }
 
     /// Adds `count` references of `kind` on folio `head` (generation `gen`).
@@ -227,6 +269,10 @@ pub struct Ctx {
     pub ledger: Ledger,
     /// The step being executed (for violation reports).
     pub cur: &'static str,
+    /// The thread's own address space (`current->mm`).
+    pub mm: usize,
+    /// PF_MEMALLOC_PIN: allocations avoid ZONE_MOVABLE and CMA (FOLL_LONGTERM).
+    pub memalloc_pin: bool,
     /// This CPU's walker-registry sequence (odd while interrupts are off).
     pub irq_seq: u32,
     /// Sequence of this thread's data writes (unique (writer, sequence) values).
@@ -242,6 +288,8 @@ impl Ctx {
             trace: Vec::new(),
             ledger: Ledger::default(),
             cur: "start",
+            mm: 0,
+            memalloc_pin: false,
             irq_seq: 0,
             write_seq: 0,
         }

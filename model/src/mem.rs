@@ -287,9 +287,13 @@ impl<B: Backend> Memory<B> {
         self.alloc_folio_where(ctx, ghost, o, flags, |_| true)
     }
 
-    /// A fresh exclusive anonymous base page (`folio_prealloc` for a fault).
+    /// A fresh exclusive anonymous base page (`folio_prealloc` for a fault); under
+    /// PF_MEMALLOC_PIN (a FOLL_LONGTERM pin faulting) never from ZONE_MOVABLE/CMA.
     pub fn alloc_anon(&self, ctx: &mut Ctx, ghost: &Ghost) -> Option<Pfn> {
-        self.alloc_folio(ctx, ghost, Order::Base, pg::ANON | pg::ANON_EXCLUSIVE)
+        let pin = ctx.memalloc_pin;
+        self.alloc_folio_where(ctx, ghost, Order::Base, pg::ANON | pg::ANON_EXCLUSIVE, |z| {
+            !pin || z == Zone::Normal
+        })
     }
 
     /// `alloc_pages()` restricted to zones `accept` allows (PF_MEMALLOC_PIN keeps

@@ -44,6 +44,8 @@ pub enum Errno {
     EINVAL = 22,
     EOVERFLOW = 75,
     EOPNOTSUPP = 95,
+    /// The entry point does not exist in this preset's release.
+    ENOSYS = 38,
     EREMOTEIO = 121,
     EHWPOISON = 133,
 }
@@ -234,7 +236,7 @@ impl<B: Backend> World<B> {
             let head = self.mem.page_folio(old);
             let flags = self.mem.frame(old).flags.read_once();
             let reuse = flags & pg::ANON != 0
-                && match self.cfg.reuse {
+                && match self.cfg.p().reuse {
                     ReuseRule::Mapcount => self.mem.frame(old).mapcount.read_once() == 1,
                     ReuseRule::PageCount => self.mem.folio_ref_count(head) == 1,
                     ReuseRule::AnonExclusive => {

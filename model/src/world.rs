@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, KAtomic, Mutex};
+use crate::backend::{Backend, Condvar, KAtomic, Mutex};
 use crate::config::{WorldConfig, PAGE_SHIFT, PAGE_SIZE};
 use crate::ghost::{Ctx, Ghost, HoldKind, Invariant, Ledger, Res, Violation};
 use crate::mem::{pg, Frame, FreeLists, Memory, Order, Pfn, Zone};
@@ -20,6 +20,9 @@ pub struct World<B: Backend> {
     pub tables: Box<[PageTable<B>]>,
     pub mms: Box<[Mm<B>]>,
     pub walkers: Walkers<B>,
+    /// The page wait queue (`folio_wait_table`): sleepers on PG_locked.
+    pub page_waitq: Mutex<B, ()>,
+    pub page_waitq_cv: Condvar<B>,
     pub ghost: Ghost,
 }
 
@@ -188,6 +191,8 @@ impl<B: Backend> World<B> {
             (0..cfg.nr_tables).map(|_| PageTable::new(fanout)).collect();
         let mut w = World {
             walkers: Walkers::new(cfg.nr_cpus),
+            page_waitq: Mutex::new(()),
+            page_waitq_cv: Condvar::new(),
             mms: Box::new([]),
             cfg,
             mem,
@@ -407,6 +412,18 @@ impl<B: Backend> World<B> {
     /// is every thread's ledger, merged.
     pub fn check_quiescent(&self, ledger: &Ledger) -> Result<(), Box<Violation>> {
         self.check_conservation(&ledger.holds)?;
+        let pins_held: i64 = ledger.holds.iter().filter(|h| h.kind == HoldKind::Pin).map(|h| h.count).sum();
+        if pins_held == 0 && ledger.pin_acquired != ledger.pin_released {
+            return Err(Box::new(Violation {
+                invariant: Invariant::Conservation,
+                thread: None,
+                step: "quiescence".into(),
+                detail: format!(
+                    "no pin is held but nr_foll_pin_acquired {} != nr_foll_pin_released {}",
+                    ledger.pin_acquired, ledger.pin_released
+                ),
+            }));
+        }
         self.check_writes(ledger)
     }
 
@@ -528,7 +545,6 @@ impl<B: Backend> World<B> {
                 pins[h.head as usize] += h.count;
             }
         }
-        let bias = i64::from(self.mem.counter.pin_bias);
         let mut pfn = 0usize;
         while pfn < n {
             let p = pfn as Pfn;
@@ -562,8 +578,12 @@ impl<B: Backend> World<B> {
                     pmd_maps[pfn]
                 )));
             }
-            let large = order > 0;
-            let pin_refs = if large { pins[pfn] } else { pins[pfn] * bias };
+            let exact = self.folio_has_pincount(order);
+            let pin_refs = if self.cfg.p().zero_page_pin_noop && self.mem.is_zero_pfn(p) {
+                0
+            } else {
+                self.pin_refcount_delta(order, pins[pfn])
+            };
             let other = held[pfn] - pins[pfn];
             let permanent = i64::from(flags & pg::RESERVED != 0) + table_refs[pfn];
             let expected = maps + other + pin_refs + permanent;
@@ -573,7 +593,7 @@ impl<B: Backend> World<B> {
                     pins[pfn]
                 )));
             }
-            if large {
+            if exact {
                 let pc = i64::from(f.pincount.read_once());
                 if pc != pins[pfn] {
                     return Err(fail(format!(

@@ -10,7 +10,7 @@ use gupcheck_model::mem::{pg, Order, Zone};
 use gupcheck_model::mm::Errno;
 use gupcheck_model::walk::Peek;
 use gupcheck_model::world::{Layout, Populate, Region};
-use gupcheck_model::{Arch, Invariant, Mutation, ReuseRule, World, WorldConfig};
+use gupcheck_model::{Arch, Invariant, Mutation, PresetId, ReuseRule, World, WorldConfig};
 
 fn cfg(arch: Arch) -> WorldConfig {
     WorldConfig {
@@ -75,7 +75,10 @@ fn faults_outside_a_vma_or_against_its_protection_fail() {
 /// by its only mapper: reuse or copy, per era.
 fn write_fault_with_extra_ref(rule: ReuseRule, exclusive: bool) -> bool {
     let mut cf = cfg(Arch::Ipi);
-    cf.reuse = rule;
+    cf.preset = PresetId::ALL
+        .into_iter()
+        .find(|p| p.preset().reuse == rule)
+        .expect("a preset per rule");
     let w =
         World::<Std>::build(cf, &Layout::one(vec![Region::anon(0, 1, Populate::Anon)])).unwrap();
     let mut c = ctx();

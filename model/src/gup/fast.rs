@@ -1,0 +1,466 @@
+//! GUP-fast: the lockless walk (`gup_fast_fallback` -> `gup_fast` ->
+//! `gup_fast_pgd_range` ... `gup_fast_pte_range`, leaves `gup_fast_pmd_leaf` /
+//! `gup_fast_pud_leaf`), and the entry points built on it.
+//!
+//! Why it is safe without mmap_lock (the comment above GUP-fast in mm/gup.c):
+//! page tables cannot be freed under it (interrupts off: tlb.rs); each entry is read
+//! once and the next level derived from that value; data pages are protected by
+//! the speculative reference, which never raises a zero count, followed by the
+//! recheck: "(1) pin the page, then (2) check the PTE has not changed". Everyone
+//! racing with it "(1) clears the PTE, then (2) checks whether the page is pinned".
+//! THP collapse also needs the PMD recheck (70cbc3cc78a9): the walker may sit in a
+//! PTE table that is being freed while its PTEs still look valid.
+
+use crate::backend::{Backend, KAtomic};
+use crate::config::{Mutation, PAGE_SHIFT, PAGE_SIZE};
+use crate::ghost::{Ctx, HoldKind, Invariant, Res, Stamp};
+use crate::mem::{pg, Pfn, Zone};
+use crate::mm::Errno;
+use crate::pgtable::Pte;
+use crate::preset::{LongtermCheck, LongtermScope};
+use crate::world::World;
+
+use super::flags::{Flag, Foll, Rules};
+use super::Ret;
+
+/// Where the PTE table of a walk was reached from (for the PMD recheck).
+#[derive(Clone, Copy)]
+struct PmdSnap {
+    slot: u32,
+    idx: usize,
+    val: Pte,
+    stamp: Stamp,
+}
+
+impl<B: Backend> World<B> {
+    /// `get_user_pages_fast(start, nr_pages, gup_flags, pages)`.
+    pub fn get_user_pages_fast(&self, ctx: &mut Ctx, start: u64, nr_pages: i64, gup_flags: Foll, pages: Option<&mut Vec<Pfn>>) -> Res<Ret> {
+        ctx.step(&self.ghost, "get_user_pages_fast", start);
+        let rules = self.cfg.p().rules;
+        let flags = match rules {
+            // The seed: FOLL_PIN is for the pin_* wrappers only; FOLL_GET is implied
+            // by the fast path itself.
+            Rules::Seed => {
+                if gup_flags.has(Flag::Pin) {
+                    return Ok(Errno::EINVAL.as_ret());
+                }
+                gup_flags
+            }
+            Rules::V5_7 | Rules::V5_11 | Rules::V6_1 => {
+                if gup_flags.has(Flag::Pin) {
+                    return Ok(Errno::EINVAL.as_ret());
+                }
+                gup_flags.with(Flag::Get)
+            }
+            Rules::Latest => match self.is_valid_gup_args(pages.is_some(), false, gup_flags, Foll::of(&[Flag::Get])) {
+                Some(f) => f,
+                None => return Ok(Errno::EINVAL.as_ret()),
+            },
+        };
+        self.internal_get_user_pages_fast(ctx, start, nr_pages, flags, pages)
+    }
+
+    /// `get_user_pages_fast_only()` (5.9+; `__get_user_pages_fast` before): never
+    /// falls back to the slow path; never negative ("clamped" in 6.1).
+    pub fn get_user_pages_fast_only(&self, ctx: &mut Ctx, start: u64, nr_pages: i64, gup_flags: Foll, pages: Option<&mut Vec<Pfn>>) -> Res<Ret> {
+        ctx.step(&self.ghost, "get_user_pages_fast_only", start);
+        let rules = self.cfg.p().rules;
+        let flags = match rules {
+            Rules::Seed | Rules::V5_7 => return Ok(Errno::ENOSYS.as_ret()),
+            Rules::V5_11 | Rules::V6_1 => gup_flags.with(Flag::Get).with(Flag::FastOnly),
+            Rules::Latest => match self.is_valid_gup_args(pages.is_some(), false, gup_flags, Foll::of(&[Flag::Get, Flag::FastOnly])) {
+                Some(f) => f,
+                None => return Ok(Errno::EINVAL.as_ret()),
+            },
+        };
+        let r = self.internal_get_user_pages_fast(ctx, start, nr_pages, flags, pages)?;
+        // 6.1 clamped a negative result to 0; latest returns what the fast path
+        // returned (KERNEL.md §2.3: the doc's "never negative" is not kept there).
+        Ok(if rules == Rules::Latest { r } else { r.max(0) })
+    }
+
+    /// `pin_user_pages_fast(start, nr_pages, gup_flags, pages)`.
+    pub fn pin_user_pages_fast(&self, ctx: &mut Ctx, start: u64, nr_pages: i64, gup_flags: Foll, pages: Option<&mut Vec<Pfn>>) -> Res<Ret> {
+        ctx.step(&self.ghost, "pin_user_pages_fast", start);
+        let flags = match self.cfg.p().rules {
+            // A placeholder in the seed: the get path, FOLL_PIN never set.
+            Rules::Seed => return self.get_user_pages_fast(ctx, start, nr_pages, gup_flags, pages),
+            Rules::V5_7 | Rules::V5_11 | Rules::V6_1 => {
+                if gup_flags.has(Flag::Get) || pages.is_none() {
+                    return Ok(Errno::EINVAL.as_ret());
+                }
+                gup_flags.with(Flag::Pin)
+            }
+            Rules::Latest => match self.is_valid_gup_args(pages.is_some(), false, gup_flags, Foll::of(&[Flag::Pin])) {
+                Some(f) => f,
+                None => return Ok(Errno::EINVAL.as_ret()),
+            },
+        };
+        self.internal_get_user_pages_fast(ctx, start, nr_pages, flags, pages)
+    }
+
+    /// `pin_user_pages_fast_only()` (5.9+): 0 instead of -EINVAL on bad arguments
+    /// (6.1).
+    pub fn pin_user_pages_fast_only(&self, ctx: &mut Ctx, start: u64, nr_pages: i64, gup_flags: Foll, pages: Option<&mut Vec<Pfn>>) -> Res<Ret> {
+        ctx.step(&self.ghost, "pin_user_pages_fast_only", start);
+        let rules = self.cfg.p().rules;
+        let flags = match rules {
+            Rules::Seed | Rules::V5_7 => return Ok(Errno::ENOSYS.as_ret()),
+            Rules::V5_11 | Rules::V6_1 => {
+                if gup_flags.has(Flag::Get) || pages.is_none() {
+                    return Ok(0);
+                }
+                gup_flags.with(Flag::Pin).with(Flag::FastOnly)
+            }
+            Rules::Latest => match self.is_valid_gup_args(pages.is_some(), false, gup_flags, Foll::of(&[Flag::Pin, Flag::FastOnly])) {
+                Some(f) => f,
+                None => return Ok(0),
+            },
+        };
+        let r = self.internal_get_user_pages_fast(ctx, start, nr_pages, flags, pages)?;
+        Ok(if rules == Rules::Latest { r } else { r.max(0) })
+    }
+
+    /// The flags the fast path accepts, per era (`internal_get_user_pages_fast` /
+    /// `gup_fast_fallback`).
+    pub fn fast_flag_mask(&self) -> Foll {
+        use Flag::*;
+        match self.cfg.p().rules {
+            // The seed patch: WRITE | LONGTERM | PIN exactly.
+            Rules::Seed => Foll::of(&[Write, Longterm, Pin]),
+            Rules::V5_7 => Foll::of(&[Write, Longterm, Force, Pin, Get]),
+            Rules::V5_11 => Foll::of(&[Write, Longterm, Force, Pin, Get, FastOnly]),
+            Rules::V6_1 => Foll::of(&[Write, Longterm, Force, Pin, Get, FastOnly, Nofault]),
+            Rules::Latest => Foll::of(&[
+                Write,
+                Longterm,
+                Force,
+                Pin,
+                Get,
+                FastOnly,
+                Nofault,
+                PciP2pdma,
+                HonorNumaFault,
+            ]),
+        }
+    }
+
+    /// `internal_get_user_pages_fast()` / `gup_fast_fallback()`: the lockless
+    /// walk, then the slow path for what it could not take.
+    fn internal_get_user_pages_fast(&self, ctx: &mut Ctx, start: u64, nr_pages: i64, flags: Foll, mut pages: Option<&mut Vec<Pfn>>) -> Res<Ret> {
+        let rules = self.cfg.p().rules;
+        if !flags.outside(self.fast_flag_mask()).is_empty() {
+            return Ok(Errno::EINVAL.as_ret());
+        }
+        if flags.has(Flag::Pin) {
+            self.mm_set_has_pinned_flag(ctx.mm);
+        }
+        let start = start & !(PAGE_SIZE - 1);
+        if nr_pages <= 0 {
+            return Ok(0);
+        }
+        let Some(len) = (nr_pages as u64).checked_mul(PAGE_SIZE) else {
+            return Ok(if rules == Rules::Latest { Errno::EOVERFLOW.as_ret() } else { 0 });
+        };
+        let Some(end) = start.checked_add(len) else {
+            return Ok(if rules == Rules::Latest { Errno::EOVERFLOW.as_ret() } else { 0 });
+        };
+        if end > self.cfg.va_size() {
+            // !access_ok() / end > TASK_SIZE_MAX.
+            return Ok(Errno::EFAULT.as_ret());
+        }
+        let Some(out) = pages.as_deref_mut() else {
+            // Only reachable where pages == NULL was not refused (the seed's
+            // get path): nothing to fill, nothing to take.
+            return Ok(Errno::EFAULT.as_ret());
+        };
+        let before = out.len();
+        let nr_pinned = self.gup_fast(ctx, ctx.mm, start, end, flags, out)? as i64;
+        debug_assert_eq!(out.len() - before, nr_pinned as usize);
+        if nr_pinned == nr_pages || flags.has(Flag::FastOnly) {
+            return Ok(nr_pinned);
+        }
+        // The slow path for the rest (`__gup_longterm_unlocked` before 6.3).
+        let rest_start = start + (nr_pinned as u64) * PAGE_SIZE;
+        let slow_flags = match rules {
+            Rules::Latest => flags.with(Flag::Touch).with(Flag::Unlockable),
+            _ => flags.with(Flag::Touch),
+        };
+        let ret = self.gup_slow_unlocked(ctx, ctx.mm, rest_start, nr_pages - nr_pinned, slow_flags, pages)?;
+        if ret < 0 {
+            // "The caller has to unpin the pages we already pinned, so returning
+            // -errno is not an option."
+            return Ok(if nr_pinned > 0 { nr_pinned } else { ret });
+        }
+        Ok(ret + nr_pinned)
+    }
+
+    /// `gup_fast()`: the walk with interrupts off, bracketed for FOLL_PIN by the
+    /// `write_protect_seq` read and retry (57efa1fe5957).
+    fn gup_fast(&self, ctx: &mut Ctx, mm: usize, start: u64, end: u64, flags: Foll, pages: &mut Vec<Pfn>) -> Res<usize> {
+        let p = self.cfg.p();
+        let seq_check = flags.has(Flag::Pin) && p.seqcount;
+        let mut seq = 0;
+        if seq_check {
+            // raw_read_seqcount(): odd means fork is copying; take the slow path.
+            seq = self.mms[mm].write_protect_seq.read_once();
+            B::smp_rmb();
+            ctx.step(&self.ghost, "gup_fast: read write_protect_seq", u64::from(seq));
+            if seq & 1 == 1 {
+                return Ok(0);
+            }
+        }
+        let registered = !self.cfg.has(Mutation::WalkerSkipsRegistration);
+        if registered {
+            self.walkers
+                .irq_save(ctx, &self.ghost, self.cfg.has(Mutation::WalkerRegistrationNoBarrier));
+        }
+        let first = pages.len();
+        let mut nr = 0usize;
+        let pgd = self.mms[mm].pgd;
+        let r = self.gup_fast_range(ctx, 4, pgd, self.ghost.table(pgd), start, end, flags, pages, &mut nr, None);
+        if registered {
+            self.walkers.irq_restore(ctx, &self.ghost);
+        }
+        r?;
+        if seq_check && nr > 0 {
+            // read_seqcount_retry(): fork ran meanwhile; the pages may now be
+            // shared, so everything is unpinned (gup_fast_unpin_user_pages).
+            B::smp_rmb();
+            let now = self.mms[mm].write_protect_seq.read_once();
+            if now != seq {
+                ctx.step(&self.ghost, "gup_fast: seqcount retry, unpin all", u64::from(now));
+                let taken: Vec<Pfn> = pages.drain(first..).collect();
+                self.unpin_pages_grouped(ctx, &taken, HoldKind::Pin)?;
+                return Ok(0);
+            }
+        }
+        Ok(nr)
+    }
+
+    /// `gup_fast_pgd_range` / `_p4d_` / `_pud_` / `_pmd_range`: read each entry
+    /// once, derive the next table from that value. `false` stops the walk (the
+    /// pinned set stays a prefix).
+    #[allow(clippy::too_many_arguments)]
+    fn gup_fast_range(
+        &self,
+        ctx: &mut Ctx,
+        level: u32,
+        slot: u32,
+        stamp: Stamp,
+        mut addr: u64,
+        end: u64,
+        flags: Foll,
+        pages: &mut Vec<Pfn>,
+        nr: &mut usize,
+        _pmd: Option<PmdSnap>,
+    ) -> Res<bool> {
+        let span = 1u64 << self.cfg.shift(level);
+        while addr < end {
+            let next = ((addr | (span - 1)) + 1).min(end);
+            let idx = self.cfg.index(addr, level);
+            let e = self.tables[slot as usize].read(idx);
+            ctx.step(&self.ghost, walk_step(level), addr);
+            self.ghost.check_table(ctx, slot, stamp)?;
+            if !e.present() {
+                return Ok(false);
+            }
+            let ok = if e.leaf() {
+                if e.protnone() {
+                    return Ok(false);
+                }
+                self.gup_fast_leaf(ctx, level, slot, idx, stamp, e, addr, next, flags, pages, nr)?
+            } else {
+                let child = e.table_slot();
+                let child_stamp = self.ghost.table(child);
+                if level == 2 {
+                    let pmd = PmdSnap { slot, idx, val: e, stamp };
+                    self.gup_fast_pte_range(ctx, pmd, child, child_stamp, addr, next, flags, pages, nr)?
+                } else {
+                    self.gup_fast_range(ctx, level - 1, child, child_stamp, addr, next, flags, pages, nr, None)?
+                }
+            };
+            if !ok {
+                return Ok(false);
+            }
+            addr = next;
+        }
+        Ok(true)
+    }
+
+    /// Whether `page` may be pinned long-term without migrating it first
+    /// (`is_pinnable_page` / `folio_is_longterm_pinnable`).
+    pub fn is_longterm_pinnable(&self, page: Pfn) -> bool {
+        if self.mem.is_zero_pfn(page) {
+            return true;
+        }
+        match (self.cfg.p().longterm_scope, self.mem.frame(page).zone) {
+            (_, Zone::Normal) => true,
+            (LongtermScope::Cma, Zone::Movable) => true,
+            _ => false,
+        }
+    }
+
+    /// `gup_must_unshare(NULL, flags, page)` as GUP-fast asks it (no VMA): a
+    /// read-only FOLL_PIN of an anon page that is not exclusive must fall back so
+    /// the slow path can unshare it (a7f226604170, 5.19).
+    fn gup_fast_must_unshare(&self, flags: Foll, page: Pfn) -> bool {
+        if !self.cfg.p().unshare_ro_pins || !flags.has(Flag::Pin) || flags.has(Flag::Write) {
+            return false;
+        }
+        let f = self.mem.frame(page).flags.read_once();
+        if f & pg::ANON == 0 {
+            // Non-anon: only LONGTERM in a COW mapping, which needs the VMA
+            // (84209e87c696): GUP-fast cannot tell, so it falls back.
+            return flags.has(Flag::Longterm);
+        }
+        // Pairs with the barrier after clearing PageAnonExclusive (088b8aa537c2).
+        B::smp_rmb();
+        self.mem.frame(page).flags.read_once() & pg::ANON_EXCLUSIVE == 0
+    }
+
+    /// `gup_fast_pte_range()`.
+    #[allow(clippy::too_many_arguments)]
+    fn gup_fast_pte_range(
+        &self,
+        ctx: &mut Ctx,
+        pmd: PmdSnap,
+        slot: u32,
+        stamp: Stamp,
+        start: u64,
+        end: u64,
+        flags: Foll,
+        pages: &mut Vec<Pfn>,
+        nr: &mut usize,
+    ) -> Res<bool> {
+        let p = self.cfg.p();
+        let write = flags.has(Flag::Write);
+        let mut addr = start;
+        while addr < end {
+            let idx = self.cfg.index(addr, 1);
+            let t = &self.tables[slot as usize];
+            let pte = t.read(idx);
+            ctx.step(&self.ghost, "gup_fast_pte_range: read pte", addr);
+            self.ghost.check_table(ctx, slot, stamp)?;
+            if pte.protnone() || !pte.access_permitted(write) || pte.special() {
+                return Ok(false);
+            }
+            let page = pte.pfn();
+            let seen = self.ghost.frame(page);
+            if flags.has(Flag::Longterm) && p.longterm_check == LongtermCheck::BeforeRef && !self.is_longterm_pinnable(page) {
+                return Ok(false);
+            }
+            let Some(head) = self.try_grab_folio_fast(ctx, page, 1, flags)? else {
+                return Ok(false);
+            };
+            let mut changed = false;
+            if p.pmd_recheck {
+                let now = self.reread(ctx, pmd.slot, pmd.idx, pmd.stamp, "gup_fast_pte_range: recheck pmd")?;
+                changed |= now != pmd.val;
+            }
+            let reached = if self.cfg.has(Mutation::SkipPteRecheck) {
+                seen
+            } else {
+                changed |= self.reread(ctx, slot, idx, stamp, "gup_fast_pte_range: recheck pte")? != pte;
+                self.ghost.frame(page)
+            };
+            let refuse = changed
+                || (flags.has(Flag::Longterm) && p.longterm_check == LongtermCheck::AfterRef && !self.is_longterm_pinnable(page))
+                || (!pte.write() && self.gup_fast_must_unshare(flags, page));
+            if refuse {
+                self.gup_put_speculative(ctx, head, 1, flags)?;
+                return Ok(false);
+            }
+            if self.ghost.frame(page) != reached {
+                return Err(ctx.violation(
+                    Invariant::NoUseAfterFree,
+                    format!("GUP-fast returns page {page}, freed and reused since its PTE was read at {addr:#x}"),
+                ));
+            }
+            self.gup_commit(ctx, head, 1, flags);
+            pages.push(page);
+            *nr += 1;
+            addr += PAGE_SIZE;
+        }
+        Ok(true)
+    }
+
+    /// `gup_fast_pmd_leaf()` / `gup_fast_pud_leaf()`: one grab of `refs` for all
+    /// the subpages `record_subpages()` put in `pages`, then the leaf recheck.
+    #[allow(clippy::too_many_arguments)]
+    fn gup_fast_leaf(
+        &self,
+        ctx: &mut Ctx,
+        level: u32,
+        slot: u32,
+        idx: usize,
+        stamp: Stamp,
+        e: Pte,
+        addr: u64,
+        end: u64,
+        flags: Foll,
+        pages: &mut Vec<Pfn>,
+        nr: &mut usize,
+    ) -> Res<bool> {
+        let p = self.cfg.p();
+        if !e.access_permitted(flags.has(Flag::Write)) || e.special() {
+            return Ok(false);
+        }
+        let per_leaf = 1u64 << (self.cfg.fanout_bits * (level - 1));
+        let first = e.pfn() + ((addr >> PAGE_SHIFT) & (per_leaf - 1)) as Pfn;
+        let refs = ((end - addr) >> PAGE_SHIFT) as i64;
+        if flags.has(Flag::Longterm) && p.longterm_check == LongtermCheck::BeforeRef && !self.is_longterm_pinnable(first) {
+            return Ok(false);
+        }
+        let Some(head) = self.try_grab_folio_fast(ctx, first, refs, flags)? else {
+            return Ok(false);
+        };
+        let now = self.reread(ctx, slot, idx, stamp, "gup_fast_pmd_leaf: recheck")?;
+        let refuse = now != e
+            || (flags.has(Flag::Longterm) && p.longterm_check == LongtermCheck::AfterRef && !self.is_longterm_pinnable(first))
+            || (!e.write() && self.gup_fast_must_unshare(flags, first));
+        if refuse {
+            self.gup_put_speculative(ctx, head, refs, flags)?;
+            return Ok(false);
+        }
+        self.gup_commit(ctx, head, refs, flags);
+        pages.extend(first..first + refs as Pfn);
+        *nr += refs as usize;
+        Ok(true)
+    }
+
+    /// `is_valid_gup_args()` (6.3+): `None` is invalid (the kernel WARNs and returns
+    /// -EINVAL, or 0 for the pin_* unlocked/remote wrappers).
+    pub fn is_valid_gup_args(&self, pages: bool, locked: bool, flags: Foll, to_set: Foll) -> Option<Foll> {
+        use Flag::*;
+        let internal = Foll::of(&[Touch, Tried, Remote, Pin, FastOnly, Unlockable, MadvPopulate]);
+        if flags.any(internal) {
+            return None;
+        }
+        let mut f = flags.union(to_set);
+        if locked {
+            f = f.with(Unlockable);
+        }
+        if f.has(Get) && f.has(Pin) {
+            return None;
+        }
+        if f.has(Longterm) && !f.has(Pin) {
+            return None;
+        }
+        if f.any(Foll::of(&[Get, Pin])) && !pages {
+            return None;
+        }
+        if f.has(Longterm) && f.has(PciP2pdma) {
+            return None;
+        }
+        Some(f)
+    }
+}
+
+fn walk_step(level: u32) -> &'static str {
+    match level {
+        4 => "gup_fast_pgd_range: read pgd",
+        3 => "gup_fast_pud_range: read pud",
+        _ => "gup_fast_pmd_range: read pmd",
+    }
+}

@@ -1,0 +1,594 @@
+//! The slow path: `get_user_pages*` / `pin_user_pages*` under `mmap_lock`,
+//! `__get_user_pages` with `follow_page_mask` under the PTL and `faultin_page`,
+//! and FOLL_LONGTERM's migrate-and-retry loop (`__gup_longterm_locked`).
+//!
+//! The reference is taken while holding the PTL, so the PTE cannot change and the
+//! page cannot reach a zero count during the grab (hence `try_grab_folio` refuses
+//! instead of using add_unless). fork holds mmap_lock for write, so the slow path
+//! never races with `copy_page_range`.
+
+use crate::backend::{Backend, KAtomic};
+use crate::config::{PAGE_SHIFT, PAGE_SIZE};
+use crate::ghost::{Ctx, HoldKind, Res};
+use crate::mem::{pg, Pfn, Zone};
+use crate::mm::{vm, Errno, FaultFlags, Vma, VmaKind};
+use crate::pgtable::Pte;
+use crate::world::World;
+
+use super::flags::{Flag, Foll, Rules};
+use super::Ret;
+
+/// What `follow_page_mask` found.
+enum Follow {
+    /// `count` consecutive subpages from `page`, referenced as the flags ask.
+    Pages(Pfn, i64),
+    /// Not mapped as needed: fault it in.
+    NoPage,
+    /// Read-only and possibly shared: an unshare fault first (-EMLINK).
+    Unshare,
+    Err(Errno),
+}
+
+/// What `faultin_page` did.
+enum Faultin {
+    Done,
+    Err(Errno),
+}
+
+/// `mmap_lock` held for read by this call chain, or dropped.
+pub struct MmapRead<'a, B: Backend> {
+    guard: Option<B::RawReadGuard<'a, Vec<Vma>>>,
+}
+
+impl<'a, B: Backend> MmapRead<'a, B> {
+    fn vmas(&self) -> &[Vma] {
+        self.guard.as_deref().map(|v| v.as_slice()).unwrap_or(&[])
+    }
+}
+
+impl<B: Backend> World<B> {
+    fn mmap_read_lock(&self, ctx: &mut Ctx, mm: usize) -> MmapRead<'_, B> {
+        let g = self.mms[mm].mmap_lock.read();
+        ctx.step(&self.ghost, "mmap_read_lock", mm as u64);
+        MmapRead { guard: Some(g) }
+    }
+
+    /// `get_user_pages(start, nr_pages, gup_flags, pages)`: the caller holds
+    /// `mmap_lock` (the model takes it around the call, as the caller would).
+    pub fn get_user_pages(&self, ctx: &mut Ctx, start: u64, nr_pages: i64, gup_flags: Foll, pages: Option<&mut Vec<Pfn>>) -> Res<Ret> {
+        ctx.step(&self.ghost, "get_user_pages", start);
+        let flags = match self.cfg.p().rules {
+            // The seed and 5.7: FOLL_PIN only from the pin_* wrappers.
+            Rules::Seed | Rules::V5_7 => {
+                if gup_flags.has(Flag::Pin) {
+                    return Ok(Errno::EINVAL.as_ret());
+                }
+                gup_flags.with(Flag::Touch)
+            }
+            // is_valid_gup_flags(): no FOLL_PIN, no FOLL_LONGTERM.
+            Rules::V5_11 | Rules::V6_1 => {
+                if gup_flags.any(Foll::of(&[Flag::Pin, Flag::Longterm])) {
+                    return Ok(Errno::EINVAL.as_ret());
+                }
+                gup_flags.with(Flag::Touch)
+            }
+            Rules::Latest => match self.is_valid_gup_args(pages.is_some(), false, gup_flags, Foll::of(&[Flag::Touch])) {
+                Some(f) => f,
+                None => return Ok(Errno::EINVAL.as_ret()),
+            },
+        };
+        let mut lock = self.mmap_read_lock(ctx, ctx.mm);
+        self.gup_longterm_locked(ctx, ctx.mm, start, nr_pages, flags, pages, &mut lock, false)
+    }
+
+    /// `pin_user_pages(start, nr_pages, gup_flags, pages)`: like get_user_pages,
+    /// with FOLL_PIN and without FOLL_TOUCH.
+    pub fn pin_user_pages(&self, ctx: &mut Ctx, start: u64, nr_pages: i64, gup_flags: Foll, pages: Option<&mut Vec<Pfn>>) -> Res<Ret> {
+        ctx.step(&self.ghost, "pin_user_pages", start);
+        let flags = match self.cfg.p().rules {
+            // The seed: a placeholder for get_user_pages().
+            Rules::Seed => return self.get_user_pages(ctx, start, nr_pages, gup_flags, pages),
+            Rules::V5_7 | Rules::V5_11 => {
+                if gup_flags.has(Flag::Get) {
+                    return Ok(Errno::EINVAL.as_ret());
+                }
+                gup_flags.with(Flag::Pin)
+            }
+            Rules::V6_1 => {
+                if gup_flags.has(Flag::Get) || pages.is_none() {
+                    return Ok(Errno::EINVAL.as_ret());
+                }
+                gup_flags.with(Flag::Pin)
+            }
+            // pin_* wrappers return 0 on invalid arguments (6.3+).
+            Rules::Latest => match self.is_valid_gup_args(pages.is_some(), false, gup_flags, Foll::of(&[Flag::Pin])) {
+                Some(f) => f,
+                None => return Ok(0),
+            },
+        };
+        let mut lock = self.mmap_read_lock(ctx, ctx.mm);
+        self.gup_longterm_locked(ctx, ctx.mm, start, nr_pages, flags, pages, &mut lock, false)
+    }
+
+    /// `get_user_pages_remote(mm, start, nr_pages, gup_flags, pages, locked)`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn get_user_pages_remote(&self, ctx: &mut Ctx, mm: usize, start: u64, nr_pages: i64, gup_flags: Foll, pages: Option<&mut Vec<Pfn>>, locked: Option<&mut i32>) -> Res<Ret> {
+        ctx.step(&self.ghost, "get_user_pages_remote", start);
+        if mm >= self.mms.len() {
+            return Ok(Errno::EFAULT.as_ret());
+        }
+        let flags = match self.cfg.p().rules {
+            Rules::Seed | Rules::V5_7 => {
+                if gup_flags.has(Flag::Pin) {
+                    return Ok(Errno::EINVAL.as_ret());
+                }
+                gup_flags
+            }
+            Rules::V5_11 | Rules::V6_1 => {
+                if gup_flags.any(Foll::of(&[Flag::Pin, Flag::Longterm])) {
+                    return Ok(Errno::EINVAL.as_ret());
+                }
+                gup_flags
+            }
+            Rules::Latest => match self.is_valid_gup_args(pages.is_some(), locked.is_some(), gup_flags, Foll::of(&[Flag::Touch, Flag::Remote])) {
+                Some(f) => return self.gup_remote_locked(ctx, mm, start, nr_pages, f, pages, locked),
+                None => return Ok(Errno::EINVAL.as_ret()),
+            },
+        };
+        self.get_user_pages_remote_inner(ctx, mm, start, nr_pages, flags, pages, locked)
+    }
+
+    /// `pin_user_pages_remote(mm, start, nr_pages, gup_flags, pages, locked)`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn pin_user_pages_remote(&self, ctx: &mut Ctx, mm: usize, start: u64, nr_pages: i64, gup_flags: Foll, pages: Option<&mut Vec<Pfn>>, locked: Option<&mut i32>) -> Res<Ret> {
+        ctx.step(&self.ghost, "pin_user_pages_remote", start);
+        if mm >= self.mms.len() {
+            return Ok(Errno::EFAULT.as_ret());
+        }
+        let flags = match self.cfg.p().rules {
+            Rules::Seed => return self.get_user_pages_remote(ctx, mm, start, nr_pages, gup_flags, pages, locked),
+            Rules::V5_7 | Rules::V5_11 => {
+                if gup_flags.has(Flag::Get) {
+                    return Ok(Errno::EINVAL.as_ret());
+                }
+                gup_flags.with(Flag::Pin)
+            }
+            Rules::V6_1 => {
+                if gup_flags.has(Flag::Get) || pages.is_none() {
+                    return Ok(Errno::EINVAL.as_ret());
+                }
+                gup_flags.with(Flag::Pin)
+            }
+            Rules::Latest => match self.is_valid_gup_args(pages.is_some(), locked.is_some(), gup_flags, Foll::of(&[Flag::Pin, Flag::Touch, Flag::Remote])) {
+                Some(f) => return self.gup_remote_locked(ctx, mm, start, nr_pages, f, pages, locked),
+                None => return Ok(0),
+            },
+        };
+        self.get_user_pages_remote_inner(ctx, mm, start, nr_pages, flags, pages, locked)
+    }
+
+    /// `__get_user_pages_remote()` (before 6.3): FOLL_LONGTERM cannot drop the lock
+    /// ("incompatible with FAULT_FLAG_ALLOW_RETRY because of the FS DAX check").
+    #[allow(clippy::too_many_arguments)]
+    fn get_user_pages_remote_inner(&self, ctx: &mut Ctx, mm: usize, start: u64, nr_pages: i64, flags: Foll, pages: Option<&mut Vec<Pfn>>, locked: Option<&mut i32>) -> Res<Ret> {
+        let flags = flags.with(Flag::Touch).with(Flag::Remote);
+        if flags.has(Flag::Longterm) {
+            if locked.is_some() {
+                return Ok(Errno::EINVAL.as_ret());
+            }
+            let mut lock = self.mmap_read_lock(ctx, mm);
+            return self.gup_longterm_locked(ctx, mm, start, nr_pages, flags, pages, &mut lock, false);
+        }
+        self.gup_remote_locked(ctx, mm, start, nr_pages, flags, pages, locked)
+    }
+
+    /// The caller holds `mm`'s lock; with `locked` the call may drop it and says so.
+    #[allow(clippy::too_many_arguments)]
+    fn gup_remote_locked(&self, ctx: &mut Ctx, mm: usize, start: u64, nr_pages: i64, flags: Foll, pages: Option<&mut Vec<Pfn>>, locked: Option<&mut i32>) -> Res<Ret> {
+        let unlockable = locked.is_some();
+        if let Some(l) = locked.as_deref() {
+            if *l != 1 {
+                return Ok(Errno::EINVAL.as_ret());
+            }
+        }
+        let mut lock = self.mmap_read_lock(ctx, mm);
+        let r = self.gup_longterm_locked(ctx, mm, start, nr_pages, flags, pages, &mut lock, unlockable)?;
+        if let Some(l) = locked {
+            *l = i32::from(lock.guard.is_some());
+        }
+        Ok(r)
+    }
+
+    /// `get_user_pages_unlocked(start, nr_pages, pages, gup_flags)`: takes and drops
+    /// `mmap_lock` itself.
+    pub fn get_user_pages_unlocked(&self, ctx: &mut Ctx, start: u64, nr_pages: i64, pages: Option<&mut Vec<Pfn>>, gup_flags: Foll) -> Res<Ret> {
+        ctx.step(&self.ghost, "get_user_pages_unlocked", start);
+        let flags = match self.cfg.p().rules {
+            // LONGTERM is refused; FOLL_PIN is not (the seed's hole: a FOLL_PIN
+            // caller gets pages without a reference, as no FOLL_GET is added).
+            Rules::Seed | Rules::V5_7 | Rules::V5_11 | Rules::V6_1 => {
+                if gup_flags.has(Flag::Longterm) {
+                    return Ok(Errno::EINVAL.as_ret());
+                }
+                gup_flags.with(Flag::Touch)
+            }
+            Rules::Latest => match self.is_valid_gup_args(pages.is_some(), false, gup_flags, Foll::of(&[Flag::Touch, Flag::Unlockable])) {
+                Some(f) => f,
+                None => return Ok(Errno::EINVAL.as_ret()),
+            },
+        };
+        self.gup_slow_unlocked(ctx, ctx.mm, start, nr_pages, flags.with(Flag::Unlockable), pages)
+    }
+
+    /// `pin_user_pages_unlocked(start, nr_pages, pages, gup_flags)` (5.8+).
+    pub fn pin_user_pages_unlocked(&self, ctx: &mut Ctx, start: u64, nr_pages: i64, pages: Option<&mut Vec<Pfn>>, gup_flags: Foll) -> Res<Ret> {
+        ctx.step(&self.ghost, "pin_user_pages_unlocked", start);
+        match self.cfg.p().rules {
+            Rules::Seed | Rules::V5_7 => Ok(Errno::ENOSYS.as_ret()),
+            Rules::V5_11 | Rules::V6_1 => {
+                if gup_flags.has(Flag::Get) || (self.cfg.p().rules == Rules::V6_1 && pages.is_none()) {
+                    return Ok(Errno::EINVAL.as_ret());
+                }
+                self.get_user_pages_unlocked(ctx, start, nr_pages, pages, gup_flags.with(Flag::Pin))
+            }
+            Rules::Latest => match self.is_valid_gup_args(pages.is_some(), false, gup_flags, Foll::of(&[Flag::Pin, Flag::Touch, Flag::Unlockable])) {
+                Some(f) => self.gup_slow_unlocked(ctx, ctx.mm, start, nr_pages, f, pages),
+                None => Ok(0),
+            },
+        }
+    }
+
+    /// `get_user_pages_locked(start, nr_pages, gup_flags, pages, locked)` (until
+    /// 6.4): the caller holds the lock; it may be dropped.
+    pub fn get_user_pages_locked(&self, ctx: &mut Ctx, start: u64, nr_pages: i64, gup_flags: Foll, pages: Option<&mut Vec<Pfn>>, locked: &mut i32) -> Res<Ret> {
+        ctx.step(&self.ghost, "get_user_pages_locked", start);
+        let flags = match self.cfg.p().rules {
+            // 5.7 refuses LONGTERM but not PIN (that came with pin_user_pages_locked).
+            Rules::Seed | Rules::V5_7 => {
+                if gup_flags.has(Flag::Longterm) {
+                    return Ok(Errno::EINVAL.as_ret());
+                }
+                gup_flags
+            }
+            Rules::V5_11 | Rules::V6_1 => {
+                if gup_flags.any(Foll::of(&[Flag::Longterm, Flag::Pin])) {
+                    return Ok(Errno::EINVAL.as_ret());
+                }
+                gup_flags
+            }
+            Rules::Latest => return Ok(Errno::ENOSYS.as_ret()),
+        };
+        self.gup_remote_locked(ctx, ctx.mm, start, nr_pages, flags.with(Flag::Touch), pages, Some(locked))
+    }
+
+    /// Takes `mmap_lock`, runs the slow path (which may drop and retake it), drops
+    /// it (`__gup_longterm_unlocked` / the `locked == 0` path of 6.3+).
+    pub(crate) fn gup_slow_unlocked(&self, ctx: &mut Ctx, mm: usize, start: u64, nr_pages: i64, flags: Foll, pages: Option<&mut Vec<Pfn>>) -> Res<Ret> {
+        let mut lock = self.mmap_read_lock(ctx, mm);
+        self.gup_longterm_locked(ctx, mm, start, nr_pages, flags, pages, &mut lock, true)
+    }
+
+    /// `__gup_longterm_locked()`: without FOLL_LONGTERM, `__get_user_pages_locked`;
+    /// with it, allocations avoid ZONE_MOVABLE/CMA (memalloc_pin_save) and pages
+    /// that may not stay pinned are migrated, then the whole range is taken again.
+    #[allow(clippy::too_many_arguments)]
+    fn gup_longterm_locked(&self, ctx: &mut Ctx, mm: usize, start: u64, nr_pages: i64, flags: Foll, mut pages: Option<&mut Vec<Pfn>>, lock: &mut MmapRead<'_, B>, unlockable: bool) -> Res<Ret> {
+        if !flags.has(Flag::Longterm) {
+            return self.get_user_pages_locked_inner(ctx, mm, start, nr_pages, flags, pages, lock, unlockable);
+        }
+        let saved = std::mem::replace(&mut ctx.memalloc_pin, true);
+        let mut tries = 0;
+        let r = loop {
+            let first = pages.as_deref().map_or(0, |p| p.len());
+            let n = self.get_user_pages_locked_inner(ctx, mm, start, nr_pages, flags, pages.as_deref_mut(), lock, unlockable)?;
+            if n <= 0 {
+                break n;
+            }
+            let Some(out) = pages.as_deref_mut() else {
+                break n;
+            };
+            let taken: Vec<Pfn> = out[first..].to_vec();
+            match self.check_and_migrate_movable_pages(ctx, mm, &taken, flags)? {
+                Ok(()) => break n,
+                Err(e) => {
+                    out.truncate(first);
+                    tries += 1;
+                    if e != Errno::EAGAIN || tries > 10 {
+                        break e.as_ret();
+                    }
+                }
+            }
+        };
+        ctx.memalloc_pin = saved;
+        Ok(r)
+    }
+
+    /// `__get_user_pages_locked()`: FOLL_GET added for a legacy caller that passed
+    /// pages without saying so (never for FOLL_PIN: in the seed that returns pages
+    /// without a reference); MMF_HAS_PINNED for FOLL_PIN.
+    #[allow(clippy::too_many_arguments)]
+    fn get_user_pages_locked_inner(&self, ctx: &mut Ctx, mm: usize, start: u64, nr_pages: i64, mut flags: Foll, pages: Option<&mut Vec<Pfn>>, lock: &mut MmapRead<'_, B>, _unlockable: bool) -> Res<Ret> {
+        if pages.is_some() && !flags.has(Flag::Pin) {
+            flags = flags.with(Flag::Get);
+        }
+        if flags.has(Flag::Pin) {
+            self.mm_set_has_pinned_flag(mm);
+        }
+        if nr_pages <= 0 {
+            return Ok(0);
+        }
+        let start = start & !(PAGE_SIZE - 1);
+        if (nr_pages as u64).checked_mul(PAGE_SIZE).and_then(|l| start.checked_add(l)).is_none() {
+            return Ok(Errno::EFAULT.as_ret());
+        }
+        self.get_user_pages_inner(ctx, mm, start, nr_pages, flags, pages, lock)
+    }
+
+    /// `__get_user_pages()`: per page, the VMA and its flags, `follow_page_mask`,
+    /// and `faultin_page` when it finds nothing usable. Returns the prefix taken,
+    /// or -errno if none.
+    #[allow(clippy::too_many_arguments)]
+    fn get_user_pages_inner(&self, ctx: &mut Ctx, mm: usize, start: u64, nr_pages: i64, flags: Foll, mut pages: Option<&mut Vec<Pfn>>, lock: &mut MmapRead<'_, B>) -> Res<Ret> {
+        let mut i: i64 = 0;
+        let ret_err = |i: i64, e: Errno| if i > 0 { i } else { e.as_ret() };
+        while i < nr_pages {
+            let addr = start + (i as u64) * PAGE_SIZE;
+            let Some(vma) = World::<B>::find_vma(lock.vmas(), addr) else {
+                return Ok(ret_err(i, Errno::EFAULT));
+            };
+            if let Err(e) = self.check_vma_flags(&vma, flags) {
+                return Ok(ret_err(i, e));
+            }
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                if attempts > 4 {
+                    // The fault keeps not producing a usable PTE (a swap or migration
+                    // entry, which the model does not resolve yet): give up.
+                    return Ok(ret_err(i, Errno::EFAULT));
+                }
+                match self.follow_page_mask(ctx, mm, &vma, addr, flags, nr_pages - i)? {
+                    Follow::Pages(page, count) => {
+                        if let Some(out) = pages.as_deref_mut() {
+                            out.extend(page..page + count as Pfn);
+                        }
+                        i += count;
+                        break;
+                    }
+                    Follow::Err(e) => return Ok(ret_err(i, e)),
+                    r @ (Follow::NoPage | Follow::Unshare) => {
+                        let unshare = matches!(r, Follow::Unshare);
+                        match self.faultin_page(ctx, mm, &vma, addr, flags, unshare)? {
+                            Faultin::Done => continue,
+                            Faultin::Err(e) => return Ok(ret_err(i, e)),
+                        }
+                    }
+                }
+            }
+        }
+        Ok(i)
+    }
+
+    /// The PTE table slot and index for `addr`, walked under `mmap_lock` (tables
+    /// cannot be freed meanwhile); `None` if a level is missing or a huge leaf.
+    fn locked_pte_slot(&self, mm: usize, addr: u64) -> Option<(u32, usize)> {
+        let mut slot = self.mms[mm].pgd;
+        for level in (2..=4).rev() {
+            let e = self.tables[slot as usize].read(self.cfg.index(addr, level));
+            if !e.present() || e.leaf() {
+                return None;
+            }
+            slot = e.table_slot();
+        }
+        Some((slot, self.cfg.index(addr, 1)))
+    }
+
+    /// `gup_must_unshare(vma, flags, page)`: a read-only FOLL_PIN of an anon page
+    /// that is not exclusive (a7f226604170), or a read-only longterm pin of a
+    /// non-anon page in a COW mapping (84209e87c696).
+    fn gup_must_unshare(&self, vma: &Vma, flags: Foll, page: Pfn) -> bool {
+        let p = self.cfg.p();
+        if !p.unshare_ro_pins || !flags.has(Flag::Pin) || flags.has(Flag::Write) {
+            return false;
+        }
+        let f = self.mem.frame(page).flags.read_once();
+        if f & pg::ANON == 0 {
+            return flags.has(Flag::Longterm) && vma.is_cow() && p.rules >= Rules::V6_1;
+        }
+        B::smp_rmb();
+        f & pg::ANON_EXCLUSIVE == 0
+    }
+
+    /// `check_vma_flags()`.
+    fn check_vma_flags(&self, vma: &Vma, flags: Foll) -> Result<(), Errno> {
+        let rules = self.cfg.p().rules;
+        if rules < Rules::Latest && vma.flags & (vm::IO | vm::PFNMAP) != 0 {
+            return Err(Errno::EFAULT);
+        }
+        if flags.has(Flag::Anon) && !vma.is_anon() {
+            return Err(Errno::EFAULT);
+        }
+        if flags.has(Flag::Write) {
+            // 6.5: no FOLL_LONGTERM write pins of file mappings that need dirty
+            // tracking (writable_file_mapping_allowed); every file here does.
+            if rules == Rules::Latest
+                && flags.has(Flag::Longterm)
+                && flags.has(Flag::Pin)
+                && matches!(vma.kind, VmaKind::FileShared { .. })
+            {
+                return Err(Errno::EFAULT);
+            }
+            if !vma.writable() && !(flags.has(Flag::Force) && vma.is_cow()) {
+                return Err(Errno::EFAULT);
+            }
+        } else if vma.flags & vm::READ == 0 && !(flags.has(Flag::Force) && vma.flags & vm::MAYREAD != 0) {
+            return Err(Errno::EFAULT);
+        }
+        Ok(())
+    }
+
+    /// `follow_page_mask()`: walk under `mmap_lock`, then `follow_page_pte()` under
+    /// the PTE table's PTL or the huge leaf under the PMD table's.
+    fn follow_page_mask(&self, ctx: &mut Ctx, mm: usize, vma: &Vma, addr: u64, flags: Foll, want: i64) -> Res<Follow> {
+        let mut slot = self.mms[mm].pgd;
+        for level in (1..=4).rev() {
+            let t = &self.tables[slot as usize];
+            let idx = self.cfg.index(addr, level);
+            let e = t.read(idx);
+            if !e.present() {
+                return Ok(Follow::NoPage);
+            }
+            if level > 1 && !e.leaf() {
+                slot = e.table_slot();
+                continue;
+            }
+            let g = t.ptl.lock();
+            let e = t.read(idx);
+            let r = self.follow_leaf(ctx, vma, addr, level, e, flags, want)?;
+            if let (Follow::Pages(..), true, true) = (&r, flags.has(Flag::Touch), flags.has(Flag::Write)) {
+                // FOLL_TOUCH: a write marks the entry dirty.
+                if !e.dirty() {
+                    t.set(idx, e.with(Pte::DIRTY));
+                }
+            }
+            drop(g);
+            ctx.step(&self.ghost, if level == 1 { "follow_page_pte" } else { "follow_huge_pmd" }, addr);
+            return Ok(r);
+        }
+        Ok(Follow::NoPage)
+    }
+
+    /// The checks of `follow_page_pte()` (KERNEL.md §4.3), PTL held. A huge leaf
+    /// takes every subpage left in the folio at once (57edfcfd3419, 6.6; earlier
+    /// eras took them one by one, with the same result).
+    #[allow(clippy::too_many_arguments)]
+    fn follow_leaf(&self, ctx: &mut Ctx, vma: &Vma, addr: u64, level: u32, e: Pte, flags: Foll, want: i64) -> Res<Follow> {
+        if self.cfg.p().rules == Rules::Seed && flags.has(Flag::Get) && flags.has(Flag::Pin) {
+            return Ok(Follow::Err(Errno::EINVAL));
+        }
+        if !e.present() || e.protnone() {
+            return Ok(Follow::NoPage);
+        }
+        let per_leaf = 1u64 << (self.cfg.fanout_bits * (level - 1));
+        let page = e.pfn() + ((addr >> PAGE_SHIFT) & (per_leaf - 1)) as Pfn;
+        if e.special() && !self.mem.is_zero_pfn(page) {
+            // vm_normal_page() == NULL, not the zero page: no struct page to return.
+            return Ok(Follow::Err(Errno::EFAULT));
+        }
+        if flags.has(Flag::Write) && !e.write() {
+            // can_follow_write_pte(): only a writable PTE (FOLL_FORCE on an
+            // exclusive anon page is not modelled): break COW with a write fault.
+            return Ok(Follow::NoPage);
+        }
+        if !e.write() && self.gup_must_unshare(vma, flags, page) {
+            return Ok(Follow::Unshare);
+        }
+        let left_in_leaf = per_leaf - ((addr >> PAGE_SHIFT) & (per_leaf - 1));
+        let refs = (want as u64).min(left_in_leaf) as i64;
+        let refs = if level == 1 { 1 } else { refs };
+        if self.cfg.p().rules == Rules::Seed && flags.has(Flag::Pin) && !flags.has(Flag::Get) {
+            // The seed's follow_page_pte takes a reference only for FOLL_GET.
+            return Ok(Follow::Pages(page, refs));
+        }
+        match self.try_grab_folio(ctx, page, refs, flags)? {
+            Ok(_) => Ok(Follow::Pages(page, refs)),
+            Err(e) => Ok(Follow::Err(e)),
+        }
+    }
+
+    /// `faultin_page()`: FOLL_NOFAULT refuses; otherwise `handle_mm_fault` with
+    /// FAULT_FLAG_WRITE or FAULT_FLAG_UNSHARE.
+    #[allow(clippy::too_many_arguments)]
+    fn faultin_page(&self, ctx: &mut Ctx, mm: usize, vma: &Vma, addr: u64, flags: Foll, unshare: bool) -> Res<Faultin> {
+        if flags.has(Flag::Nofault) {
+            return Ok(Faultin::Err(Errno::EFAULT));
+        }
+        ctx.step(&self.ghost, "faultin_page", addr);
+        let ff = FaultFlags {
+            write: flags.has(Flag::Write) && !unshare,
+            unshare,
+        };
+        let saved = ctx.memalloc_pin;
+        let r = self.handle_mm_fault(ctx, mm, vma, addr, ff)?;
+        ctx.memalloc_pin = saved;
+        Ok(match r {
+            Ok(()) => Faultin::Done,
+            Err(e) => Faultin::Err(e),
+        })
+    }
+
+    /// `check_and_migrate_movable_pages()` (`check_and_migrate_cma_pages` before
+    /// 5.13): if any page may not stay pinned long-term, drop every page of the
+    /// call, migrate the offenders and ask for a retry (-EAGAIN).
+    ///
+    /// Simplification: migration here moves a base page under its PTL (clear the
+    /// PTE, check nobody else holds it, copy, map the copy); the real
+    /// migration-entry protocol arrives with the migration actor.
+    fn check_and_migrate_movable_pages(&self, ctx: &mut Ctx, mm: usize, taken: &[Pfn], flags: Foll) -> Res<Result<(), Errno>> {
+        let movable: Vec<Pfn> = taken
+            .iter()
+            .map(|&p| self.mem.page_folio(p))
+            .filter(|&h| !self.is_longterm_pinnable(h))
+            .collect();
+        if movable.is_empty() {
+            return Ok(Ok(()));
+        }
+        ctx.step(&self.ghost, "check_and_migrate_movable_pages", movable.len() as u64);
+        let kind = if flags.has(Flag::Pin) && self.cfg.p().pin != crate::preset::PinCounting::AsGet {
+            HoldKind::Pin
+        } else {
+            HoldKind::Get
+        };
+        self.unpin_pages_grouped(ctx, taken, kind)?;
+        let mut failed = false;
+        for head in movable {
+            if !self.migrate_base_page(ctx, mm, head)? {
+                failed = true;
+            }
+        }
+        Ok(Err(if failed { Errno::ENOMEM } else { Errno::EAGAIN }))
+    }
+
+    /// Moves one mapped base page to a pinnable frame; false if it could not.
+    fn migrate_base_page(&self, ctx: &mut Ctx, mm: usize, old: Pfn) -> Res<bool> {
+        if self.mem.folio_order(old) != 0 {
+            return Ok(false);
+        }
+        let mappings = self.mem.frame(old).rmap.lock().entries();
+        let [e] = mappings.as_slice() else {
+            return Ok(false);
+        };
+        if e.mm as usize != mm {
+            return Ok(false);
+        }
+        let Some((slot, idx)) = self.locked_pte_slot(mm, e.addr) else {
+            return Ok(false);
+        };
+        let Some(new) = self.mem.alloc_folio_where(ctx, &self.ghost, crate::mem::Order::Base, pg::ANON | pg::ANON_EXCLUSIVE, |z| z == Zone::Normal) else {
+            return Ok(false);
+        };
+        let t = &self.tables[slot as usize];
+        let g = t.ptl.lock();
+        let pte = t.get_and_clear(idx);
+        B::smp_mb();
+        // The mapping's own reference is the only one allowed.
+        if pte.pfn() != old || !pte.present() || self.mem.folio_ref_count(old) != 1 {
+            t.set(idx, pte);
+            drop(g);
+            self.mem.folio_put_refs(ctx, &self.ghost, new, 1, None)?;
+            return Ok(false);
+        }
+        for w in 0..2 {
+            self.mem.write_data(new, w, self.mem.read_data(old, w));
+        }
+        let keep = self.mem.frame(old).flags.read_once() & (pg::ANON | pg::ANON_EXCLUSIVE | pg::DIRTY);
+        self.mem.frame(new).flags.or(keep);
+        self.remove_rmap(old, *e);
+        self.add_rmap(new, *e);
+        t.set(idx, Pte::mk_page(new, pte.write(), pte.dirty()));
+        drop(g);
+        ctx.step(&self.ghost, "migrate_pages: moved", u64::from(new));
+        self.mem.folio_put_refs(ctx, &self.ghost, old, 1, None)?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,337 @@
+//! Presets: named vectors of protocol features, one per kernel release where a
+//! modelled feature changes, plus the pseudo-preset of the unmerged FOLL_PIN v11
+//! series. Every feature names the commit that introduced it (KERNEL.md §0).
+//!
+//! A historical bug is (scenario, base preset, one feature delta): the base preset
+//! with the fix removed must be found, the base preset must not.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::ReuseRule;
+use crate::gup::flags::Rules;
+
+/// How FOLL_PIN is counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PinCounting {
+    /// The seed patch: FOLL_PIN is plumbing only; a pin is a plain reference.
+    AsGet,
+    /// The v11 series (Dec 2019): GUP_PIN_COUNTING_BIAS per subpage, added to the
+    /// head's refcount for every folio size (2^28 per whole pin of a 1 GiB page).
+    BiasOnHead,
+    /// 3faa52c03f44 + 47e29d32afba (5.7): the bias for small folios, an exact
+    /// pincount for folios of at least `min_order` (5.7: order > 1; 5232c63f46fd,
+    /// 5.18: every large folio).
+    ExactLarge { min_order: u32 },
+}
+
+/// How many atomics a fast-path pin takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PinAtomics {
+    /// 5.7 `try_grab_compound_head`: one `page_ref_add_unless(refs * bias)`, which
+    /// is fully ordered.
+    One,
+    /// 5.18 folio conversion (8ea2979c1444): `try_get_folio(refs)` then a relaxed
+    /// `folio_ref_add(refs * (bias - 1))` or `atomic_add(refs, _pincount)`.
+    Two,
+}
+
+/// `mm->has_pinned` / MMF_HAS_PINNED.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HasPinned {
+    None,
+    /// 008cfe4418b3 (5.9): `atomic_set(&mm->has_pinned, 1)` on every pin.
+    Set,
+    /// 5.14 (Andrea Arcangeli): MMF_HAS_PINNED, test before set.
+    TestBeforeSet,
+}
+
+/// Which folios FOLL_LONGTERM migrates away before pinning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LongtermScope {
+    /// `check_and_migrate_cma_pages` (5.1 .. 5.12).
+    Cma,
+    /// 5.13 "migrate pinned pages out of movable zone" (Pasha Tatashin).
+    Movable,
+}
+
+/// Where GUP-fast checks that a folio may be pinned long-term.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LongtermCheck {
+    /// 5.x-6.9: on the page, before the reference (an unstable page).
+    BeforeRef,
+    /// 6.10 `try_grab_folio_fast`: on the folio, after the reference.
+    AfterRef,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Hash, PartialOrd, Ord)]
+pub enum PresetId {
+    #[serde(rename = "seed")]
+    Seed,
+    #[serde(rename = "v11")]
+    V11,
+    #[serde(rename = "5.7")]
+    V5_7,
+    #[serde(rename = "5.10")]
+    V5_10,
+    #[serde(rename = "5.11")]
+    V5_11,
+    #[serde(rename = "6.1")]
+    V6_1,
+    #[serde(rename = "latest")]
+    Latest,
+}
+
+impl PresetId {
+    pub const ALL: [PresetId; 7] = [
+        PresetId::Seed,
+        PresetId::V11,
+        PresetId::V5_7,
+        PresetId::V5_10,
+        PresetId::V5_11,
+        PresetId::V6_1,
+        PresetId::Latest,
+    ];
+    pub fn preset(self) -> &'static Preset {
+        &PRESETS[self as usize]
+    }
+    pub fn name(self) -> &'static str {
+        self.preset().name
+    }
+    pub fn parse(s: &str) -> Result<PresetId, String> {
+        PresetId::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = PresetId::ALL.iter().map(|p| p.name()).collect();
+                format!("unknown preset '{s}' (known: {})", names.join(", "))
+            })
+    }
+}
+
+impl Default for PresetId {
+    fn default() -> Self {
+        PresetId::Latest
+    }
+}
+
+/// One release's protocol.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Preset {
+    pub id: PresetId,
+    pub name: &'static str,
+    pub about: &'static str,
+    /// Flag values, validity rules and errno conventions.
+    pub rules: Rules,
+    pub pin: PinCounting,
+    pub pin_atomics: PinAtomics,
+    /// c24d37322548 (5.13): recheck `page_folio(page)` after the speculative ref.
+    pub head_recheck: bool,
+    /// 70cbc3cc78a9 (6.1): recheck the PMD after pinning a PTE (THP collapse).
+    pub pmd_recheck: bool,
+    /// 088b8aa537c2 (6.1): `smp_mb__after_atomic()` after the pin add.
+    pub mb_after_pin: bool,
+    /// 57efa1fe5957 (5.11): `mm->write_protect_seq` read by FOLL_PIN fast walks.
+    pub seqcount: bool,
+    pub has_pinned: HasPinned,
+    /// c8070b787519 (6.5): a pin of the shared zero page takes no reference.
+    pub zero_page_pin_noop: bool,
+    pub longterm_scope: LongtermScope,
+    pub longterm_check: LongtermCheck,
+    /// a7f226604170 (5.19): a read-only pin of a possibly shared anon page unshares.
+    pub unshare_ro_pins: bool,
+    /// The write-fault reuse rule of `do_wp_page`.
+    pub reuse: ReuseRule,
+    /// 3faa52c03f44 (5.7): /proc/vmstat nr_foll_pin_acquired / _released.
+    pub vmstat: bool,
+}
+
+/// One feature of a preset, for listings: name, value, commit.
+pub struct Feature {
+    pub name: &'static str,
+    pub value: String,
+    pub commit: &'static str,
+}
+
+impl Preset {
+    pub fn features(&self) -> Vec<Feature> {
+        let f = |name, value: String, commit| Feature {
+            name,
+            value,
+            commit,
+        };
+        vec![
+            f("flag rules", format!("{:?}", self.rules), "seed eddb1c228f79 / 6.3 is_valid_gup_args"),
+            f("pin counting", format!("{:?}", self.pin), "3faa52c03f44, 47e29d32afba, 5232c63f46fd"),
+            f("pin atomics", format!("{:?}", self.pin_atomics), "8ea2979c1444"),
+            f("head recheck", self.head_recheck.to_string(), "c24d37322548"),
+            f("pmd recheck", self.pmd_recheck.to_string(), "70cbc3cc78a9"),
+            f("mb after pin", self.mb_after_pin.to_string(), "088b8aa537c2"),
+            f("write_protect_seq", self.seqcount.to_string(), "57efa1fe5957"),
+            f("has_pinned", format!("{:?}", self.has_pinned), "008cfe4418b3, 5.14 MMF_HAS_PINNED"),
+            f("zero page pin no-op", self.zero_page_pin_noop.to_string(), "c8070b787519"),
+            f("longterm scope", format!("{:?}", self.longterm_scope), "5.13 movable-zone migration"),
+            f("longterm check", format!("{:?}", self.longterm_check), "6.10 try_grab_folio_fast"),
+            f("unshare R/O pins", self.unshare_ro_pins.to_string(), "a7f226604170"),
+            f("reuse rule", format!("{:?}", self.reuse), "09854ba94c6a, 6c287605fd56"),
+            f("pin vmstat", self.vmstat.to_string(), "3faa52c03f44"),
+        ]
+    }
+}
+
+const fn base(id: PresetId, name: &'static str, about: &'static str) -> Preset {
+    Preset {
+        id,
+        name,
+        about,
+        rules: Rules::Latest,
+        pin: PinCounting::ExactLarge { min_order: 1 },
+        pin_atomics: PinAtomics::Two,
+        head_recheck: true,
+        pmd_recheck: true,
+        mb_after_pin: true,
+        seqcount: true,
+        has_pinned: HasPinned::TestBeforeSet,
+        zero_page_pin_noop: true,
+        longterm_scope: LongtermScope::Movable,
+        longterm_check: LongtermCheck::AfterRef,
+        unshare_ro_pins: true,
+        reuse: ReuseRule::AnonExclusive,
+        vmstat: true,
+    }
+}
+
+/// Every preset, indexed by `PresetId`.
+pub static PRESETS: [Preset; 7] = [
+    Preset {
+        rules: Rules::Seed,
+        pin: PinCounting::AsGet,
+        pin_atomics: PinAtomics::One,
+        head_recheck: false,
+        pmd_recheck: false,
+        mb_after_pin: false,
+        seqcount: false,
+        has_pinned: HasPinned::None,
+        zero_page_pin_noop: false,
+        longterm_scope: LongtermScope::Cma,
+        longterm_check: LongtermCheck::BeforeRef,
+        unshare_ro_pins: false,
+        reuse: ReuseRule::Mapcount,
+        vmstat: false,
+        ..base(
+            PresetId::Seed,
+            "seed",
+            "the seed patch (pin_user_pages v2 07/19 on 5.5): FOLL_PIN defined, pins are gets",
+        )
+    },
+    Preset {
+        rules: Rules::V5_7,
+        pin: PinCounting::BiasOnHead,
+        pin_atomics: PinAtomics::One,
+        head_recheck: false,
+        pmd_recheck: false,
+        mb_after_pin: false,
+        seqcount: false,
+        has_pinned: HasPinned::None,
+        zero_page_pin_noop: false,
+        longterm_scope: LongtermScope::Cma,
+        longterm_check: LongtermCheck::BeforeRef,
+        unshare_ro_pins: false,
+        reuse: ReuseRule::Mapcount,
+        ..base(
+            PresetId::V11,
+            "v11",
+            "unmerged FOLL_PIN v11 series (Dec 2019): bias 1024 per subpage on the head, every size",
+        )
+    },
+    Preset {
+        rules: Rules::V5_7,
+        pin: PinCounting::ExactLarge { min_order: 2 },
+        pin_atomics: PinAtomics::One,
+        head_recheck: false,
+        pmd_recheck: false,
+        mb_after_pin: false,
+        seqcount: false,
+        has_pinned: HasPinned::None,
+        zero_page_pin_noop: false,
+        longterm_scope: LongtermScope::Cma,
+        longterm_check: LongtermCheck::BeforeRef,
+        unshare_ro_pins: false,
+        reuse: ReuseRule::Mapcount,
+        ..base(
+            PresetId::V5_7,
+            "5.7",
+            "FOLL_PIN tracked: bias 1024, exact pincount for order > 1, pin vmstat",
+        )
+    },
+    Preset {
+        rules: Rules::V5_11,
+        pin: PinCounting::ExactLarge { min_order: 2 },
+        pin_atomics: PinAtomics::One,
+        head_recheck: false,
+        pmd_recheck: false,
+        mb_after_pin: false,
+        seqcount: false,
+        has_pinned: HasPinned::Set,
+        zero_page_pin_noop: false,
+        longterm_scope: LongtermScope::Cma,
+        longterm_check: LongtermCheck::BeforeRef,
+        unshare_ro_pins: false,
+        reuse: ReuseRule::PageCount,
+        ..base(
+            PresetId::V5_10,
+            "5.10",
+            "reuse only when page_count == 1, has_pinned set on every pin",
+        )
+    },
+    Preset {
+        rules: Rules::V5_11,
+        pin: PinCounting::ExactLarge { min_order: 2 },
+        pin_atomics: PinAtomics::One,
+        head_recheck: false,
+        pmd_recheck: false,
+        mb_after_pin: false,
+        seqcount: true,
+        has_pinned: HasPinned::Set,
+        zero_page_pin_noop: false,
+        longterm_scope: LongtermScope::Cma,
+        longterm_check: LongtermCheck::BeforeRef,
+        unshare_ro_pins: false,
+        reuse: ReuseRule::PageCount,
+        ..base(
+            PresetId::V5_11,
+            "5.11",
+            "write_protect_seq: FOLL_PIN fast walks back off while fork copies",
+        )
+    },
+    Preset {
+        rules: Rules::V6_1,
+        zero_page_pin_noop: false,
+        longterm_check: LongtermCheck::BeforeRef,
+        ..base(
+            PresetId::V6_1,
+            "6.1",
+            "folios (two atomics), PageAnonExclusive, unshare, the 6.1 barrier and PMD recheck",
+        )
+    },
+    base(
+        PresetId::Latest,
+        "latest",
+        "is_valid_gup_args, zero page pins are no-ops, longterm check after the ref",
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_are_indexed_by_id_and_named_uniquely() {
+        for id in PresetId::ALL {
+            assert_eq!(id.preset().id, id);
+            assert_eq!(PresetId::parse(id.name()), Ok(id));
+        }
+        assert!(PresetId::parse("4.19").is_err());
+        let json = serde_json::to_string(&PresetId::V5_11).unwrap();
+        assert_eq!(json, "\"5.11\"");
+    }
+}
