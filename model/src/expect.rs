@@ -37,6 +37,9 @@ pub struct Entry {
     /// Engines that must *not* find it (ordering-only mutations under shuttle).
     #[serde(default)]
     pub missed_by: Vec<String>,
+    /// Other invariants the same bug may break first, depending on the schedule.
+    #[serde(default)]
+    pub also: Vec<String>,
 }
 
 impl Entry {
@@ -99,9 +102,14 @@ pub fn judge(entry: &Entry, outcomes: &[Outcome]) -> Result<(), String> {
             }
         }
         Some(inv) => {
+            let also: Vec<Invariant> = entry
+                .also
+                .iter()
+                .filter_map(|a| Invariant::parse(a).ok())
+                .collect();
             for o in &found {
                 let got = o.failure.as_ref().expect("filtered").violation.invariant;
-                if got != inv {
+                if got != inv && !also.contains(&got) {
                     return Err(format!("expected {inv}, {} found {got}", o.engine));
                 }
             }

@@ -30,8 +30,8 @@ pub mod walk;
 pub mod world;
 
 pub use config::{Arch, CounterScale, Mutation, ReuseRule, WorldConfig};
-pub use preset::{Preset, PresetId};
 pub use engine::{run, Engine, Failure, Outcome};
 pub use ghost::{Invariant, Violation};
+pub use preset::{Preset, PresetId};
 pub use scenario::Scenario;
 pub use world::World;

@@ -291,9 +291,13 @@ impl<B: Backend> Memory<B> {
     /// PF_MEMALLOC_PIN (a FOLL_LONGTERM pin faulting) never from ZONE_MOVABLE/CMA.
     pub fn alloc_anon(&self, ctx: &mut Ctx, ghost: &Ghost) -> Option<Pfn> {
         let pin = ctx.memalloc_pin;
-        self.alloc_folio_where(ctx, ghost, Order::Base, pg::ANON | pg::ANON_EXCLUSIVE, |z| {
-            !pin || z == Zone::Normal
-        })
+        self.alloc_folio_where(
+            ctx,
+            ghost,
+            Order::Base,
+            pg::ANON | pg::ANON_EXCLUSIVE,
+            |z| !pin || z == Zone::Normal,
+        )
     }
 
     /// `alloc_pages()` restricted to zones `accept` allows (PF_MEMALLOC_PIN keeps

@@ -164,6 +164,12 @@ impl<B: Backend> World<B> {
         Ok(Ok(()))
     }
 
+    /// A page for a fault, after running any RCU callbacks that are due.
+    fn alloc_anon_page(&self, ctx: &mut Ctx) -> Res<Option<Pfn>> {
+        self.rcu_reclaim(ctx)?;
+        Ok(self.mem.alloc_anon(ctx, &self.ghost))
+    }
+
     /// `do_anonymous_page()`: a read fault maps the shared zero page; a write fault
     /// allocates a zeroed, exclusive anonymous page.
     #[allow(clippy::too_many_arguments)]
@@ -187,7 +193,7 @@ impl<B: Backend> World<B> {
             drop(g);
             return Ok(Ok(()));
         }
-        let Some(pfn) = self.mem.alloc_anon(ctx, &self.ghost) else {
+        let Some(pfn) = self.alloc_anon_page(ctx)? else {
             return Ok(Err(Errno::ENOMEM));
         };
         self.mem.write_data(pfn, 0, 0);
@@ -280,7 +286,7 @@ impl<B: Backend> World<B> {
     ) -> Res<Result<(), Errno>> {
         let old = pte.pfn();
         let zero = pte.special() && self.mem.is_zero_pfn(old);
-        let Some(new) = self.mem.alloc_anon(ctx, &self.ghost) else {
+        let Some(new) = self.alloc_anon_page(ctx)? else {
             return Ok(Err(Errno::ENOMEM));
         };
         for w in 0..2 {
@@ -335,7 +341,8 @@ impl<B: Backend> World<B> {
     /// `munmap()` (do_vmi_munmap -> unmap_region): under `mmap_lock` for write,
     /// remove the VMAs, zap the PTEs under their PTLs gathering the pages, unhook
     /// page tables no VMA needs any more (free_pgtables), then `tlb_finish_mmu`:
-    /// flush, free the pages, free the tables (after a grace period under RCU).
+    /// flush, free the pages, free the tables (under RCU only after a grace period,
+    /// asynchronously: munmap returns at once).
     pub fn munmap(&self, ctx: &mut Ctx, mm: usize, start: u64, len: u64) -> Res<Result<(), Errno>> {
         ctx.step(&self.ghost, "do_vmi_munmap", start);
         let end = start.saturating_add(len);
@@ -501,12 +508,13 @@ impl<B: Backend> World<B> {
         for head in &tlb.pages {
             self.mem.folio_put_refs(ctx, &self.ghost, *head, 1, None)?;
         }
-        if !tlb.tables.is_empty() && !flush_waits_for_walkers(self.cfg.arch) {
-            self.walkers
-                .sync(ctx, &self.ghost, "tlb_remove_table: RCU grace period");
-        }
         for slot in tlb.tables {
-            self.free_table(ctx, slot)?;
+            if flush_waits_for_walkers(self.cfg.arch) {
+                // The IPI above already waited for every walker.
+                self.free_table(ctx, slot)?;
+            } else {
+                self.call_rcu_table(ctx, slot);
+            }
         }
         Ok(())
     }

@@ -63,7 +63,9 @@ pub enum LongtermCheck {
     AfterRef,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Hash, PartialOrd, Ord,
+)]
 pub enum PresetId {
     #[serde(rename = "seed")]
     Seed,
@@ -77,6 +79,7 @@ pub enum PresetId {
     V5_11,
     #[serde(rename = "6.1")]
     V6_1,
+    #[default]
     #[serde(rename = "latest")]
     Latest,
 }
@@ -105,12 +108,6 @@ impl PresetId {
                 let names: Vec<_> = PresetId::ALL.iter().map(|p| p.name()).collect();
                 format!("unknown preset '{s}' (known: {})", names.join(", "))
             })
-    }
-}
-
-impl Default for PresetId {
-    fn default() -> Self {
-        PresetId::Latest
     }
 }
 
@@ -160,19 +157,67 @@ impl Preset {
             commit,
         };
         vec![
-            f("flag rules", format!("{:?}", self.rules), "seed eddb1c228f79 / 6.3 is_valid_gup_args"),
-            f("pin counting", format!("{:?}", self.pin), "3faa52c03f44, 47e29d32afba, 5232c63f46fd"),
-            f("pin atomics", format!("{:?}", self.pin_atomics), "8ea2979c1444"),
-            f("head recheck", self.head_recheck.to_string(), "c24d37322548"),
+            f(
+                "flag rules",
+                format!("{:?}", self.rules),
+                "seed eddb1c228f79 / 6.3 is_valid_gup_args",
+            ),
+            f(
+                "pin counting",
+                format!("{:?}", self.pin),
+                "3faa52c03f44, 47e29d32afba, 5232c63f46fd",
+            ),
+            f(
+                "pin atomics",
+                format!("{:?}", self.pin_atomics),
+                "8ea2979c1444",
+            ),
+            f(
+                "head recheck",
+                self.head_recheck.to_string(),
+                "c24d37322548",
+            ),
             f("pmd recheck", self.pmd_recheck.to_string(), "70cbc3cc78a9"),
-            f("mb after pin", self.mb_after_pin.to_string(), "088b8aa537c2"),
-            f("write_protect_seq", self.seqcount.to_string(), "57efa1fe5957"),
-            f("has_pinned", format!("{:?}", self.has_pinned), "008cfe4418b3, 5.14 MMF_HAS_PINNED"),
-            f("zero page pin no-op", self.zero_page_pin_noop.to_string(), "c8070b787519"),
-            f("longterm scope", format!("{:?}", self.longterm_scope), "5.13 movable-zone migration"),
-            f("longterm check", format!("{:?}", self.longterm_check), "6.10 try_grab_folio_fast"),
-            f("unshare R/O pins", self.unshare_ro_pins.to_string(), "a7f226604170"),
-            f("reuse rule", format!("{:?}", self.reuse), "09854ba94c6a, 6c287605fd56"),
+            f(
+                "mb after pin",
+                self.mb_after_pin.to_string(),
+                "088b8aa537c2",
+            ),
+            f(
+                "write_protect_seq",
+                self.seqcount.to_string(),
+                "57efa1fe5957",
+            ),
+            f(
+                "has_pinned",
+                format!("{:?}", self.has_pinned),
+                "008cfe4418b3, 5.14 MMF_HAS_PINNED",
+            ),
+            f(
+                "zero page pin no-op",
+                self.zero_page_pin_noop.to_string(),
+                "c8070b787519",
+            ),
+            f(
+                "longterm scope",
+                format!("{:?}", self.longterm_scope),
+                "5.13 movable-zone migration",
+            ),
+            f(
+                "longterm check",
+                format!("{:?}", self.longterm_check),
+                "6.10 try_grab_folio_fast",
+            ),
+            f(
+                "unshare R/O pins",
+                self.unshare_ro_pins.to_string(),
+                "a7f226604170",
+            ),
+            f(
+                "reuse rule",
+                format!("{:?}", self.reuse),
+                "09854ba94c6a, 6c287605fd56",
+            ),
             f("pin vmstat", self.vmstat.to_string(), "3faa52c03f44"),
         ]
     }

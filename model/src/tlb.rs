@@ -87,6 +87,30 @@ impl<B: Backend> Walkers<B> {
     }
 }
 
+impl<B: Backend> Walkers<B> {
+    /// The start of a grace period (`call_rcu`): after a full barrier, the CPUs
+    /// walking now and the section each is in. Freeing waits only for these.
+    pub fn snapshot(&self) -> Vec<(usize, u32)> {
+        B::smp_mb();
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(cpu, s)| {
+                let v = s.read_once();
+                (v & 1 == 1).then_some((cpu, v))
+            })
+            .collect()
+    }
+
+    /// Whether every walker of `snap` has left the section it was in (its
+    /// interrupts-off section ended, so the grace period has elapsed for it). An
+    /// acquire read: the walker's table reads happen before the free that follows.
+    pub fn elapsed(&self, snap: &[(usize, u32)]) -> bool {
+        snap.iter()
+            .all(|&(cpu, v)| self.slots[cpu].load_acquire() != v)
+    }
+}
+
 /// `struct mmu_gather`: pages and page tables unmapped by a zap, freed only after
 /// the TLB flush (and, for tables under RCU freeing, after a grace period).
 #[derive(Debug, Default)]

@@ -23,8 +23,16 @@ pub struct World<B: Backend> {
     /// The page wait queue (`folio_wait_table`): sleepers on PG_locked.
     pub page_waitq: Mutex<B, ()>,
     pub page_waitq_cv: Condvar<B>,
+    /// Page tables freed under RCU table freeing, waiting for their grace period:
+    /// (slot, walkers that must leave first). `tlb_remove_table_rcu` callbacks.
+    pub rcu_pending: Mutex<B, Vec<RcuTable>>,
+    /// How many are pending: a hint that spares allocations a lock when none is.
+    rcu_pending_hint: std::sync::atomic::AtomicUsize,
     pub ghost: Ghost,
 }
+
+/// A page table waiting for its grace period, and the walkers it waits for.
+pub type RcuTable = (u32, Vec<(usize, u32)>);
 
 /// How a region of the layout starts out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,6 +201,8 @@ impl<B: Backend> World<B> {
             walkers: Walkers::new(cfg.nr_cpus),
             page_waitq: Mutex::new(()),
             page_waitq_cv: Condvar::new(),
+            rcu_pending: Mutex::new(Vec::new()),
+            rcu_pending_hint: std::sync::atomic::AtomicUsize::new(0),
             mms: Box::new([]),
             cfg,
             mem,
@@ -319,9 +329,57 @@ impl<B: Backend> World<B> {
         self.mem.frame(head).rmap.lock().remove(&e)
     }
 
+    /// `tlb_remove_table()` under RCU table freeing: queue the table behind a grace
+    /// period (`call_rcu`) and return at once.
+    pub fn call_rcu_table(&self, ctx: &mut Ctx, slot: u32) {
+        let snap = self.walkers.snapshot();
+        ctx.step(&self.ghost, "tlb_remove_table: call_rcu", u64::from(slot));
+        self.rcu_pending.lock().push((slot, snap));
+        self.rcu_pending_hint
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Runs the RCU callbacks whose grace period has elapsed (`rcu_core`), freeing
+    /// their tables. Called where memory is allocated, and at quiescence.
+    pub fn rcu_reclaim(&self, ctx: &mut Ctx) -> Res<()> {
+        if self
+            .rcu_pending_hint
+            .load(std::sync::atomic::Ordering::SeqCst)
+            == 0
+        {
+            return Ok(());
+        }
+        let ready: Vec<u32> = {
+            let mut pending = self.rcu_pending.lock();
+            let mut ready = Vec::new();
+            pending.retain(|(slot, snap)| {
+                let done = self.walkers.elapsed(snap);
+                if done {
+                    ready.push(*slot);
+                }
+                !done
+            });
+            ready
+        };
+        self.rcu_pending_hint
+            .fetch_sub(ready.len(), std::sync::atomic::Ordering::SeqCst);
+        for slot in ready {
+            self.free_table(ctx, slot)?;
+        }
+        Ok(())
+    }
+
+    /// `rcu_barrier()` at quiescence: no walker is left, every callback runs.
+    pub fn rcu_barrier(&self, ctx: &mut Ctx) -> Res<()> {
+        self.rcu_reclaim(ctx)
+    }
+
     /// `pte_alloc_one` / `pmd_alloc_one`: a table slot plus the frame it occupies.
     /// Tables are freed only once empty, so a fresh slot has all entries none.
     pub fn alloc_table(&self, ctx: &mut Ctx) -> Option<u32> {
+        if self.rcu_reclaim(ctx).is_err() {
+            return None;
+        }
         let pfn = self
             .mem
             .alloc_folio(ctx, &self.ghost, Order::Base, pg::PGTABLE)?;
@@ -411,8 +469,14 @@ impl<B: Backend> World<B> {
     /// left; every address still mapped holds the last value written to it. `ledger`
     /// is every thread's ledger, merged.
     pub fn check_quiescent(&self, ledger: &Ledger) -> Result<(), Box<Violation>> {
+        self.rcu_barrier(&mut Ctx::new(usize::MAX, 0, false))?;
         self.check_conservation(&ledger.holds)?;
-        let pins_held: i64 = ledger.holds.iter().filter(|h| h.kind == HoldKind::Pin).map(|h| h.count).sum();
+        let pins_held: i64 = ledger
+            .holds
+            .iter()
+            .filter(|h| h.kind == HoldKind::Pin)
+            .map(|h| h.count)
+            .sum();
         if pins_held == 0 && ledger.pin_acquired != ledger.pin_released {
             return Err(Box::new(Violation {
                 invariant: Invariant::Conservation,

@@ -127,6 +127,13 @@ fn munmap_frees_pages_and_the_tables_no_vma_needs() {
     let (pa, pb) = (a.pte.pfn(), b.pte.pfn());
     let table_frame = w.ghost.table_frame(a.slot);
     assert!(w.munmap(&mut c, 0, 0, 2 * P).unwrap().is_ok());
+    // RCU table freeing: the table waits for a grace period; nobody walks, so the
+    // next callback run frees it.
+    assert!(
+        w.ghost.table(a.slot).allocated(),
+        "freed only after a grace period"
+    );
+    w.rcu_barrier(&mut c).unwrap();
     assert!(!w.ghost.frame(pa).allocated(), "unmapped page freed");
     assert_eq!(w.mem.folio_ref_count(pa), 0);
     assert!(!w.ghost.table(a.slot).allocated(), "empty PTE table freed");
@@ -140,6 +147,29 @@ fn munmap_frees_pages_and_the_tables_no_vma_needs() {
     w.mem
         .folio_put_refs(&mut c, &w.ghost, next, 1, None)
         .unwrap();
+    quiescent(&w, &c);
+}
+
+#[test]
+fn an_rcu_freed_table_waits_for_the_walkers_that_may_see_it() {
+    let w = world(Layout::one(vec![
+        Region::anon(0, 1, Populate::Anon),
+        Region::anon(4, 1, Populate::Anon),
+    ]));
+    let mut walker = Ctx::new(1, 2, false);
+    let mut c = ctx();
+    let snap = w.walk_lockless(&mut c, 0, 0).unwrap().unwrap();
+    w.walkers.irq_save(&mut walker, &w.ghost, false);
+    w.munmap(&mut c, 0, 0, P).unwrap().unwrap();
+    // Allocation runs due callbacks; this one is not due while the walker walks.
+    w.rcu_reclaim(&mut c).unwrap();
+    assert!(w.ghost.table(snap.slot).allocated());
+    assert!(w
+        .reread(&mut walker, snap.slot, snap.idx, snap.stamp, "recheck")
+        .is_ok());
+    w.walkers.irq_restore(&mut walker, &w.ghost);
+    w.rcu_reclaim(&mut c).unwrap();
+    assert!(!w.ghost.table(snap.slot).allocated());
     quiescent(&w, &c);
 }
 
@@ -285,6 +315,7 @@ fn a_stale_walk_through_a_freed_table_is_a_use_after_free() {
     let mut c = ctx();
     let snap = w.walk_lockless(&mut c, 0, 0).unwrap().unwrap();
     w.munmap(&mut c, 0, 0, P).unwrap().unwrap();
+    w.rcu_barrier(&mut c).unwrap();
     let v = w
         .reread(&mut c, snap.slot, snap.idx, snap.stamp, "recheck")
         .unwrap_err();

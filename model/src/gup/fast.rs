@@ -34,7 +34,14 @@ struct PmdSnap {
 
 impl<B: Backend> World<B> {
     /// `get_user_pages_fast(start, nr_pages, gup_flags, pages)`.
-    pub fn get_user_pages_fast(&self, ctx: &mut Ctx, start: u64, nr_pages: i64, gup_flags: Foll, pages: Option<&mut Vec<Pfn>>) -> Res<Ret> {
+    pub fn get_user_pages_fast(
+        &self,
+        ctx: &mut Ctx,
+        start: u64,
+        nr_pages: i64,
+        gup_flags: Foll,
+        pages: Option<&mut Vec<Pfn>>,
+    ) -> Res<Ret> {
         ctx.step(&self.ghost, "get_user_pages_fast", start);
         let rules = self.cfg.p().rules;
         let flags = match rules {
@@ -52,7 +59,12 @@ impl<B: Backend> World<B> {
                 }
                 gup_flags.with(Flag::Get)
             }
-            Rules::Latest => match self.is_valid_gup_args(pages.is_some(), false, gup_flags, Foll::of(&[Flag::Get])) {
+            Rules::Latest => match self.is_valid_gup_args(
+                pages.is_some(),
+                false,
+                gup_flags,
+                Foll::of(&[Flag::Get]),
+            ) {
                 Some(f) => f,
                 None => return Ok(Errno::EINVAL.as_ret()),
             },
@@ -62,13 +74,25 @@ impl<B: Backend> World<B> {
 
     /// `get_user_pages_fast_only()` (5.9+; `__get_user_pages_fast` before): never
     /// falls back to the slow path; never negative ("clamped" in 6.1).
-    pub fn get_user_pages_fast_only(&self, ctx: &mut Ctx, start: u64, nr_pages: i64, gup_flags: Foll, pages: Option<&mut Vec<Pfn>>) -> Res<Ret> {
+    pub fn get_user_pages_fast_only(
+        &self,
+        ctx: &mut Ctx,
+        start: u64,
+        nr_pages: i64,
+        gup_flags: Foll,
+        pages: Option<&mut Vec<Pfn>>,
+    ) -> Res<Ret> {
         ctx.step(&self.ghost, "get_user_pages_fast_only", start);
         let rules = self.cfg.p().rules;
         let flags = match rules {
             Rules::Seed | Rules::V5_7 => return Ok(Errno::ENOSYS.as_ret()),
             Rules::V5_11 | Rules::V6_1 => gup_flags.with(Flag::Get).with(Flag::FastOnly),
-            Rules::Latest => match self.is_valid_gup_args(pages.is_some(), false, gup_flags, Foll::of(&[Flag::Get, Flag::FastOnly])) {
+            Rules::Latest => match self.is_valid_gup_args(
+                pages.is_some(),
+                false,
+                gup_flags,
+                Foll::of(&[Flag::Get, Flag::FastOnly]),
+            ) {
                 Some(f) => f,
                 None => return Ok(Errno::EINVAL.as_ret()),
             },
@@ -80,7 +104,14 @@ impl<B: Backend> World<B> {
     }
 
     /// `pin_user_pages_fast(start, nr_pages, gup_flags, pages)`.
-    pub fn pin_user_pages_fast(&self, ctx: &mut Ctx, start: u64, nr_pages: i64, gup_flags: Foll, pages: Option<&mut Vec<Pfn>>) -> Res<Ret> {
+    pub fn pin_user_pages_fast(
+        &self,
+        ctx: &mut Ctx,
+        start: u64,
+        nr_pages: i64,
+        gup_flags: Foll,
+        pages: Option<&mut Vec<Pfn>>,
+    ) -> Res<Ret> {
         ctx.step(&self.ghost, "pin_user_pages_fast", start);
         let flags = match self.cfg.p().rules {
             // A placeholder in the seed: the get path, FOLL_PIN never set.
@@ -91,7 +122,12 @@ impl<B: Backend> World<B> {
                 }
                 gup_flags.with(Flag::Pin)
             }
-            Rules::Latest => match self.is_valid_gup_args(pages.is_some(), false, gup_flags, Foll::of(&[Flag::Pin])) {
+            Rules::Latest => match self.is_valid_gup_args(
+                pages.is_some(),
+                false,
+                gup_flags,
+                Foll::of(&[Flag::Pin]),
+            ) {
                 Some(f) => f,
                 None => return Ok(Errno::EINVAL.as_ret()),
             },
@@ -101,7 +137,14 @@ impl<B: Backend> World<B> {
 
     /// `pin_user_pages_fast_only()` (5.9+): 0 instead of -EINVAL on bad arguments
     /// (6.1).
-    pub fn pin_user_pages_fast_only(&self, ctx: &mut Ctx, start: u64, nr_pages: i64, gup_flags: Foll, pages: Option<&mut Vec<Pfn>>) -> Res<Ret> {
+    pub fn pin_user_pages_fast_only(
+        &self,
+        ctx: &mut Ctx,
+        start: u64,
+        nr_pages: i64,
+        gup_flags: Foll,
+        pages: Option<&mut Vec<Pfn>>,
+    ) -> Res<Ret> {
         ctx.step(&self.ghost, "pin_user_pages_fast_only", start);
         let rules = self.cfg.p().rules;
         let flags = match rules {
@@ -112,7 +155,12 @@ impl<B: Backend> World<B> {
                 }
                 gup_flags.with(Flag::Pin).with(Flag::FastOnly)
             }
-            Rules::Latest => match self.is_valid_gup_args(pages.is_some(), false, gup_flags, Foll::of(&[Flag::Pin, Flag::FastOnly])) {
+            Rules::Latest => match self.is_valid_gup_args(
+                pages.is_some(),
+                false,
+                gup_flags,
+                Foll::of(&[Flag::Pin, Flag::FastOnly]),
+            ) {
                 Some(f) => f,
                 None => return Ok(0),
             },
@@ -147,7 +195,14 @@ impl<B: Backend> World<B> {
 
     /// `internal_get_user_pages_fast()` / `gup_fast_fallback()`: the lockless
     /// walk, then the slow path for what it could not take.
-    fn internal_get_user_pages_fast(&self, ctx: &mut Ctx, start: u64, nr_pages: i64, flags: Foll, mut pages: Option<&mut Vec<Pfn>>) -> Res<Ret> {
+    fn internal_get_user_pages_fast(
+        &self,
+        ctx: &mut Ctx,
+        start: u64,
+        nr_pages: i64,
+        flags: Foll,
+        mut pages: Option<&mut Vec<Pfn>>,
+    ) -> Res<Ret> {
         let rules = self.cfg.p().rules;
         if !flags.outside(self.fast_flag_mask()).is_empty() {
             return Ok(Errno::EINVAL.as_ret());
@@ -160,10 +215,18 @@ impl<B: Backend> World<B> {
             return Ok(0);
         }
         let Some(len) = (nr_pages as u64).checked_mul(PAGE_SIZE) else {
-            return Ok(if rules == Rules::Latest { Errno::EOVERFLOW.as_ret() } else { 0 });
+            return Ok(if rules == Rules::Latest {
+                Errno::EOVERFLOW.as_ret()
+            } else {
+                0
+            });
         };
         let Some(end) = start.checked_add(len) else {
-            return Ok(if rules == Rules::Latest { Errno::EOVERFLOW.as_ret() } else { 0 });
+            return Ok(if rules == Rules::Latest {
+                Errno::EOVERFLOW.as_ret()
+            } else {
+                0
+            });
         };
         if end > self.cfg.va_size() {
             // !access_ok() / end > TASK_SIZE_MAX.
@@ -186,7 +249,14 @@ impl<B: Backend> World<B> {
             Rules::Latest => flags.with(Flag::Touch).with(Flag::Unlockable),
             _ => flags.with(Flag::Touch),
         };
-        let ret = self.gup_slow_unlocked(ctx, ctx.mm, rest_start, nr_pages - nr_pinned, slow_flags, pages)?;
+        let ret = self.gup_slow_unlocked(
+            ctx,
+            ctx.mm,
+            rest_start,
+            nr_pages - nr_pinned,
+            slow_flags,
+            pages,
+        )?;
         if ret < 0 {
             // "The caller has to unpin the pages we already pinned, so returning
             // -errno is not an option."
@@ -197,7 +267,15 @@ impl<B: Backend> World<B> {
 
     /// `gup_fast()`: the walk with interrupts off, bracketed for FOLL_PIN by the
     /// `write_protect_seq` read and retry (57efa1fe5957).
-    fn gup_fast(&self, ctx: &mut Ctx, mm: usize, start: u64, end: u64, flags: Foll, pages: &mut Vec<Pfn>) -> Res<usize> {
+    fn gup_fast(
+        &self,
+        ctx: &mut Ctx,
+        mm: usize,
+        start: u64,
+        end: u64,
+        flags: Foll,
+        pages: &mut Vec<Pfn>,
+    ) -> Res<usize> {
         let p = self.cfg.p();
         let seq_check = flags.has(Flag::Pin) && p.seqcount;
         let mut seq = 0;
@@ -205,20 +283,38 @@ impl<B: Backend> World<B> {
             // raw_read_seqcount(): odd means fork is copying; take the slow path.
             seq = self.mms[mm].write_protect_seq.read_once();
             B::smp_rmb();
-            ctx.step(&self.ghost, "gup_fast: read write_protect_seq", u64::from(seq));
+            ctx.step(
+                &self.ghost,
+                "gup_fast: read write_protect_seq",
+                u64::from(seq),
+            );
             if seq & 1 == 1 {
                 return Ok(0);
             }
         }
         let registered = !self.cfg.has(Mutation::WalkerSkipsRegistration);
         if registered {
-            self.walkers
-                .irq_save(ctx, &self.ghost, self.cfg.has(Mutation::WalkerRegistrationNoBarrier));
+            self.walkers.irq_save(
+                ctx,
+                &self.ghost,
+                self.cfg.has(Mutation::WalkerRegistrationNoBarrier),
+            );
         }
         let first = pages.len();
         let mut nr = 0usize;
         let pgd = self.mms[mm].pgd;
-        let r = self.gup_fast_range(ctx, 4, pgd, self.ghost.table(pgd), start, end, flags, pages, &mut nr, None);
+        let r = self.gup_fast_range(
+            ctx,
+            4,
+            pgd,
+            self.ghost.table(pgd),
+            start,
+            end,
+            flags,
+            pages,
+            &mut nr,
+            None,
+        );
         if registered {
             self.walkers.irq_restore(ctx, &self.ghost);
         }
@@ -229,7 +325,11 @@ impl<B: Backend> World<B> {
             B::smp_rmb();
             let now = self.mms[mm].write_protect_seq.read_once();
             if now != seq {
-                ctx.step(&self.ghost, "gup_fast: seqcount retry, unpin all", u64::from(now));
+                ctx.step(
+                    &self.ghost,
+                    "gup_fast: seqcount retry, unpin all",
+                    u64::from(now),
+                );
                 let taken: Vec<Pfn> = pages.drain(first..).collect();
                 self.unpin_pages_grouped(ctx, &taken, HoldKind::Pin)?;
                 return Ok(0);
@@ -269,15 +369,43 @@ impl<B: Backend> World<B> {
                 if e.protnone() {
                     return Ok(false);
                 }
-                self.gup_fast_leaf(ctx, level, slot, idx, stamp, e, addr, next, flags, pages, nr)?
+                self.gup_fast_leaf(
+                    ctx, level, slot, idx, stamp, e, addr, next, flags, pages, nr,
+                )?
             } else {
                 let child = e.table_slot();
                 let child_stamp = self.ghost.table(child);
                 if level == 2 {
-                    let pmd = PmdSnap { slot, idx, val: e, stamp };
-                    self.gup_fast_pte_range(ctx, pmd, child, child_stamp, addr, next, flags, pages, nr)?
+                    let pmd = PmdSnap {
+                        slot,
+                        idx,
+                        val: e,
+                        stamp,
+                    };
+                    self.gup_fast_pte_range(
+                        ctx,
+                        pmd,
+                        child,
+                        child_stamp,
+                        addr,
+                        next,
+                        flags,
+                        pages,
+                        nr,
+                    )?
                 } else {
-                    self.gup_fast_range(ctx, level - 1, child, child_stamp, addr, next, flags, pages, nr, None)?
+                    self.gup_fast_range(
+                        ctx,
+                        level - 1,
+                        child,
+                        child_stamp,
+                        addr,
+                        next,
+                        flags,
+                        pages,
+                        nr,
+                        None,
+                    )?
                 }
             };
             if !ok {
@@ -294,11 +422,10 @@ impl<B: Backend> World<B> {
         if self.mem.is_zero_pfn(page) {
             return true;
         }
-        match (self.cfg.p().longterm_scope, self.mem.frame(page).zone) {
-            (_, Zone::Normal) => true,
-            (LongtermScope::Cma, Zone::Movable) => true,
-            _ => false,
-        }
+        matches!(
+            (self.cfg.p().longterm_scope, self.mem.frame(page).zone),
+            (_, Zone::Normal) | (LongtermScope::Cma, Zone::Movable)
+        )
     }
 
     /// `gup_must_unshare(NULL, flags, page)` as GUP-fast asks it (no VMA): a
@@ -347,7 +474,10 @@ impl<B: Backend> World<B> {
             }
             let page = pte.pfn();
             let seen = self.ghost.frame(page);
-            if flags.has(Flag::Longterm) && p.longterm_check == LongtermCheck::BeforeRef && !self.is_longterm_pinnable(page) {
+            if flags.has(Flag::Longterm)
+                && p.longterm_check == LongtermCheck::BeforeRef
+                && !self.is_longterm_pinnable(page)
+            {
                 return Ok(false);
             }
             let Some(head) = self.try_grab_folio_fast(ctx, page, 1, flags)? else {
@@ -355,17 +485,26 @@ impl<B: Backend> World<B> {
             };
             let mut changed = false;
             if p.pmd_recheck {
-                let now = self.reread(ctx, pmd.slot, pmd.idx, pmd.stamp, "gup_fast_pte_range: recheck pmd")?;
+                let now = self.reread(
+                    ctx,
+                    pmd.slot,
+                    pmd.idx,
+                    pmd.stamp,
+                    "gup_fast_pte_range: recheck pmd",
+                )?;
                 changed |= now != pmd.val;
             }
             let reached = if self.cfg.has(Mutation::SkipPteRecheck) {
                 seen
             } else {
-                changed |= self.reread(ctx, slot, idx, stamp, "gup_fast_pte_range: recheck pte")? != pte;
+                changed |=
+                    self.reread(ctx, slot, idx, stamp, "gup_fast_pte_range: recheck pte")? != pte;
                 self.ghost.frame(page)
             };
             let refuse = changed
-                || (flags.has(Flag::Longterm) && p.longterm_check == LongtermCheck::AfterRef && !self.is_longterm_pinnable(page))
+                || (flags.has(Flag::Longterm)
+                    && p.longterm_check == LongtermCheck::AfterRef
+                    && !self.is_longterm_pinnable(page))
                 || (!pte.write() && self.gup_fast_must_unshare(flags, page));
             if refuse {
                 self.gup_put_speculative(ctx, head, 1, flags)?;
@@ -409,7 +548,10 @@ impl<B: Backend> World<B> {
         let per_leaf = 1u64 << (self.cfg.fanout_bits * (level - 1));
         let first = e.pfn() + ((addr >> PAGE_SHIFT) & (per_leaf - 1)) as Pfn;
         let refs = ((end - addr) >> PAGE_SHIFT) as i64;
-        if flags.has(Flag::Longterm) && p.longterm_check == LongtermCheck::BeforeRef && !self.is_longterm_pinnable(first) {
+        if flags.has(Flag::Longterm)
+            && p.longterm_check == LongtermCheck::BeforeRef
+            && !self.is_longterm_pinnable(first)
+        {
             return Ok(false);
         }
         let Some(head) = self.try_grab_folio_fast(ctx, first, refs, flags)? else {
@@ -417,7 +559,9 @@ impl<B: Backend> World<B> {
         };
         let now = self.reread(ctx, slot, idx, stamp, "gup_fast_pmd_leaf: recheck")?;
         let refuse = now != e
-            || (flags.has(Flag::Longterm) && p.longterm_check == LongtermCheck::AfterRef && !self.is_longterm_pinnable(first))
+            || (flags.has(Flag::Longterm)
+                && p.longterm_check == LongtermCheck::AfterRef
+                && !self.is_longterm_pinnable(first))
             || (!e.write() && self.gup_fast_must_unshare(flags, first));
         if refuse {
             self.gup_put_speculative(ctx, head, refs, flags)?;
@@ -431,9 +575,23 @@ impl<B: Backend> World<B> {
 
     /// `is_valid_gup_args()` (6.3+): `None` is invalid (the kernel WARNs and returns
     /// -EINVAL, or 0 for the pin_* unlocked/remote wrappers).
-    pub fn is_valid_gup_args(&self, pages: bool, locked: bool, flags: Foll, to_set: Foll) -> Option<Foll> {
+    pub fn is_valid_gup_args(
+        &self,
+        pages: bool,
+        locked: bool,
+        flags: Foll,
+        to_set: Foll,
+    ) -> Option<Foll> {
         use Flag::*;
-        let internal = Foll::of(&[Touch, Tried, Remote, Pin, FastOnly, Unlockable, MadvPopulate]);
+        let internal = Foll::of(&[
+            Touch,
+            Tried,
+            Remote,
+            Pin,
+            FastOnly,
+            Unlockable,
+            MadvPopulate,
+        ]);
         if flags.any(internal) {
             return None;
         }

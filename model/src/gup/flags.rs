@@ -103,7 +103,11 @@ impl Flag {
 
     pub fn parse(s: &str) -> Result<Flag, String> {
         let up = s.to_ascii_uppercase();
-        let want = if up.starts_with("FOLL_") { up } else { format!("FOLL_{up}") };
+        let want = if up.starts_with("FOLL_") {
+            up
+        } else {
+            format!("FOLL_{up}")
+        };
         Flag::ALL
             .into_iter()
             .find(|f| f.name() == want)
@@ -278,7 +282,10 @@ impl Rules {
 
     /// Encodes a flag set; flags this era does not have are dropped.
     pub fn encode(self, flags: Foll) -> u32 {
-        flags.iter().filter_map(|f| self.value(f)).fold(0, |a, v| a | v)
+        flags
+            .iter()
+            .filter_map(|f| self.value(f))
+            .fold(0, |a, v| a | v)
     }
 }
 
@@ -298,7 +305,13 @@ mod tests {
 
     #[test]
     fn decode_roundtrips_and_reports_unknown_bits() {
-        for r in [Rules::Seed, Rules::V5_7, Rules::V5_11, Rules::V6_1, Rules::Latest] {
+        for r in [
+            Rules::Seed,
+            Rules::V5_7,
+            Rules::V5_11,
+            Rules::V6_1,
+            Rules::Latest,
+        ] {
             let f = Foll::of(&[Flag::Write, Flag::Longterm, Flag::Pin]);
             assert_eq!(r.decode(r.encode(f)), Ok(f), "{r:?}");
         }

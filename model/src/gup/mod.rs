@@ -90,9 +90,18 @@ impl<B: Backend> World<B> {
                 return Ok(None);
             }
             if self.cfg.p().head_recheck && self.mem.page_folio(page) != head {
-                ctx.step(&self.ghost, "try_get_folio: folio changed, retry", u64::from(head));
-                self.mem
-                    .folio_put_refs(ctx, &self.ghost, head, delta, Some(HoldKind::Speculative))?;
+                ctx.step(
+                    &self.ghost,
+                    "try_get_folio: folio changed, retry",
+                    u64::from(head),
+                );
+                self.mem.folio_put_refs(
+                    ctx,
+                    &self.ghost,
+                    head,
+                    delta,
+                    Some(HoldKind::Speculative),
+                )?;
                 continue;
             }
             return Ok(Some(head));
@@ -103,7 +112,13 @@ impl<B: Backend> World<B> {
     /// `try_grab_compound_head` 5.7-5.17): the fast path's grab of `refs`
     /// subpages of the folio of `page`, by FOLL_GET or FOLL_PIN. The references
     /// stay speculative until `gup_fast_commit` (after the rechecks).
-    pub fn try_grab_folio_fast(&self, ctx: &mut Ctx, page: Pfn, refs: i64, flags: Foll) -> Res<Option<Pfn>> {
+    pub fn try_grab_folio_fast(
+        &self,
+        ctx: &mut Ctx,
+        page: Pfn,
+        refs: i64,
+        flags: Foll,
+    ) -> Res<Option<Pfn>> {
         if flags.has(Flag::Get) {
             return self.try_get_folio(ctx, page, refs);
         }
@@ -119,7 +134,9 @@ impl<B: Backend> World<B> {
                 // One fully ordered add of the whole delta (5.7: refs pre-multiplied
                 // by the bias, or refs with hpage_pincount_add after it).
                 let order = self.mem.folio_order(self.mem.page_folio(page));
-                let Some(head) = self.try_get_folio(ctx, page, self.pin_refcount_delta(order, refs))? else {
+                let Some(head) =
+                    self.try_get_folio(ctx, page, self.pin_refcount_delta(order, refs))?
+                else {
                     return Ok(None);
                 };
                 if self.folio_has_pincount(self.mem.folio_order(head)) {
@@ -139,7 +156,12 @@ impl<B: Backend> World<B> {
                 } else {
                     let rest = self.pin_refcount_delta(order, refs) - refs;
                     self.mem.frame(head).refcount.add(rest as i32);
-                    ctx.hold(head, self.ghost.frame(head).gen(), HoldKind::Speculative, rest);
+                    ctx.hold(
+                        head,
+                        self.ghost.frame(head).gen(),
+                        HoldKind::Speculative,
+                        rest,
+                    );
                 }
                 ctx.step(&self.ghost, "try_grab_folio: pin add", u64::from(head));
                 head
@@ -161,7 +183,10 @@ impl<B: Backend> World<B> {
         }
         let gen = self.ghost.frame(head).gen();
         let (kind, delta) = if flags.has(Flag::Pin) && self.cfg.p().pin != PinCounting::AsGet {
-            (HoldKind::Pin, self.pin_refcount_delta(self.mem.folio_order(head), refs))
+            (
+                HoldKind::Pin,
+                self.pin_refcount_delta(self.mem.folio_order(head), refs),
+            )
         } else {
             (HoldKind::Get, refs)
         };
@@ -187,15 +212,26 @@ impl<B: Backend> World<B> {
         } else {
             refs
         };
-        self.mem
-            .folio_put_refs(ctx, &self.ghost, head, delta as i32, Some(HoldKind::Speculative))?;
+        self.mem.folio_put_refs(
+            ctx,
+            &self.ghost,
+            head,
+            delta as i32,
+            Some(HoldKind::Speculative),
+        )?;
         Ok(())
     }
 
     /// `try_grab_folio()` (slow path, under the PTL): the page is mapped, so a
     /// count of zero or less is a bug the kernel WARNs about and refuses with
     /// -ENOMEM. Plain adds: the PTL keeps the folio alive.
-    pub fn try_grab_folio(&self, ctx: &mut Ctx, page: Pfn, refs: i64, flags: Foll) -> Res<Result<Pfn, crate::mm::Errno>> {
+    pub fn try_grab_folio(
+        &self,
+        ctx: &mut Ctx,
+        page: Pfn,
+        refs: i64,
+        flags: Foll,
+    ) -> Res<Result<Pfn, crate::mm::Errno>> {
         let head = self.mem.page_folio(page);
         let p = self.cfg.p();
         if flags.has(Flag::Pin) && p.zero_page_pin_noop && self.mem.is_zero_pfn(page) {
@@ -210,9 +246,16 @@ impl<B: Backend> World<B> {
         }
         let order = self.mem.folio_order(head);
         let pin = flags.has(Flag::Pin) && p.pin != PinCounting::AsGet;
-        let delta = if pin { self.pin_refcount_delta(order, refs) } else { refs };
+        let delta = if pin {
+            self.pin_refcount_delta(order, refs)
+        } else {
+            refs
+        };
         let delta32 = i32::try_from(delta).map_err(|_| {
-            ctx.violation(Invariant::RefcountBounds, format!("a grab of {delta} references does not fit the counter"))
+            ctx.violation(
+                Invariant::RefcountBounds,
+                format!("a grab of {delta} references does not fit the counter"),
+            )
         })?;
         self.mem.folio_ref_add(ctx, &self.ghost, head, delta32)?;
         if pin && self.folio_has_pincount(order) {
@@ -266,7 +309,8 @@ impl<B: Backend> World<B> {
         };
         ctx.ledger.release(head, kind, refs);
         ctx.step(&self.ghost, "gup_put_folio", u64::from(head));
-        self.mem.folio_put_refs(ctx, &self.ghost, head, delta as i32, None)?;
+        self.mem
+            .folio_put_refs(ctx, &self.ghost, head, delta as i32, None)?;
         Ok(())
     }
 

@@ -35,8 +35,17 @@ impl<B: Backend> World<B> {
 
     /// `unpin_user_pages_dirty_lock(pages, npages, make_dirty)`: dirty each folio
     /// that is clean, under its lock, then unpin.
-    pub fn unpin_user_pages_dirty_lock(&self, ctx: &mut Ctx, pages: &[Pfn], make_dirty: bool) -> Res<()> {
-        ctx.step(&self.ghost, "unpin_user_pages_dirty_lock", pages.len() as u64);
+    pub fn unpin_user_pages_dirty_lock(
+        &self,
+        ctx: &mut Ctx,
+        pages: &[Pfn],
+        make_dirty: bool,
+    ) -> Res<()> {
+        ctx.step(
+            &self.ghost,
+            "unpin_user_pages_dirty_lock",
+            pages.len() as u64,
+        );
         if !make_dirty {
             return self.unpin_pages_grouped(ctx, pages, self.pin_kind());
         }
@@ -51,7 +60,13 @@ impl<B: Backend> World<B> {
 
     /// `unpin_user_page_range_dirty_lock(page, npages, make_dirty)`: a physically
     /// contiguous range.
-    pub fn unpin_user_page_range_dirty_lock(&self, ctx: &mut Ctx, page: Pfn, npages: u32, make_dirty: bool) -> Res<()> {
+    pub fn unpin_user_page_range_dirty_lock(
+        &self,
+        ctx: &mut Ctx,
+        page: Pfn,
+        npages: u32,
+        make_dirty: bool,
+    ) -> Res<()> {
         let pages: Vec<Pfn> = (page..page.saturating_add(npages)).collect();
         self.unpin_user_pages_dirty_lock(ctx, &pages, make_dirty)
     }
@@ -93,7 +108,12 @@ impl<B: Backend> World<B> {
     }
 
     /// Releases `pages` as `kind`, one subtraction per folio run.
-    pub(crate) fn unpin_pages_grouped(&self, ctx: &mut Ctx, pages: &[Pfn], kind: HoldKind) -> Res<()> {
+    pub(crate) fn unpin_pages_grouped(
+        &self,
+        ctx: &mut Ctx,
+        pages: &[Pfn],
+        kind: HoldKind,
+    ) -> Res<()> {
         for (head, nr) in self.folio_groups(pages) {
             self.gup_put_folio(ctx, head, nr, kind)?;
         }

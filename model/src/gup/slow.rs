@@ -55,7 +55,14 @@ impl<B: Backend> World<B> {
 
     /// `get_user_pages(start, nr_pages, gup_flags, pages)`: the caller holds
     /// `mmap_lock` (the model takes it around the call, as the caller would).
-    pub fn get_user_pages(&self, ctx: &mut Ctx, start: u64, nr_pages: i64, gup_flags: Foll, pages: Option<&mut Vec<Pfn>>) -> Res<Ret> {
+    pub fn get_user_pages(
+        &self,
+        ctx: &mut Ctx,
+        start: u64,
+        nr_pages: i64,
+        gup_flags: Foll,
+        pages: Option<&mut Vec<Pfn>>,
+    ) -> Res<Ret> {
         ctx.step(&self.ghost, "get_user_pages", start);
         let flags = match self.cfg.p().rules {
             // The seed and 5.7: FOLL_PIN only from the pin_* wrappers.
@@ -72,7 +79,12 @@ impl<B: Backend> World<B> {
                 }
                 gup_flags.with(Flag::Touch)
             }
-            Rules::Latest => match self.is_valid_gup_args(pages.is_some(), false, gup_flags, Foll::of(&[Flag::Touch])) {
+            Rules::Latest => match self.is_valid_gup_args(
+                pages.is_some(),
+                false,
+                gup_flags,
+                Foll::of(&[Flag::Touch]),
+            ) {
                 Some(f) => f,
                 None => return Ok(Errno::EINVAL.as_ret()),
             },
@@ -83,7 +95,14 @@ impl<B: Backend> World<B> {
 
     /// `pin_user_pages(start, nr_pages, gup_flags, pages)`: like get_user_pages,
     /// with FOLL_PIN and without FOLL_TOUCH.
-    pub fn pin_user_pages(&self, ctx: &mut Ctx, start: u64, nr_pages: i64, gup_flags: Foll, pages: Option<&mut Vec<Pfn>>) -> Res<Ret> {
+    pub fn pin_user_pages(
+        &self,
+        ctx: &mut Ctx,
+        start: u64,
+        nr_pages: i64,
+        gup_flags: Foll,
+        pages: Option<&mut Vec<Pfn>>,
+    ) -> Res<Ret> {
         ctx.step(&self.ghost, "pin_user_pages", start);
         let flags = match self.cfg.p().rules {
             // The seed: a placeholder for get_user_pages().
@@ -101,7 +120,12 @@ impl<B: Backend> World<B> {
                 gup_flags.with(Flag::Pin)
             }
             // pin_* wrappers return 0 on invalid arguments (6.3+).
-            Rules::Latest => match self.is_valid_gup_args(pages.is_some(), false, gup_flags, Foll::of(&[Flag::Pin])) {
+            Rules::Latest => match self.is_valid_gup_args(
+                pages.is_some(),
+                false,
+                gup_flags,
+                Foll::of(&[Flag::Pin]),
+            ) {
                 Some(f) => f,
                 None => return Ok(0),
             },
@@ -112,7 +136,16 @@ impl<B: Backend> World<B> {
 
     /// `get_user_pages_remote(mm, start, nr_pages, gup_flags, pages, locked)`.
     #[allow(clippy::too_many_arguments)]
-    pub fn get_user_pages_remote(&self, ctx: &mut Ctx, mm: usize, start: u64, nr_pages: i64, gup_flags: Foll, pages: Option<&mut Vec<Pfn>>, locked: Option<&mut i32>) -> Res<Ret> {
+    pub fn get_user_pages_remote(
+        &self,
+        ctx: &mut Ctx,
+        mm: usize,
+        start: u64,
+        nr_pages: i64,
+        gup_flags: Foll,
+        pages: Option<&mut Vec<Pfn>>,
+        locked: Option<&mut i32>,
+    ) -> Res<Ret> {
         ctx.step(&self.ghost, "get_user_pages_remote", start);
         if mm >= self.mms.len() {
             return Ok(Errno::EFAULT.as_ret());
@@ -130,8 +163,15 @@ impl<B: Backend> World<B> {
                 }
                 gup_flags
             }
-            Rules::Latest => match self.is_valid_gup_args(pages.is_some(), locked.is_some(), gup_flags, Foll::of(&[Flag::Touch, Flag::Remote])) {
-                Some(f) => return self.gup_remote_locked(ctx, mm, start, nr_pages, f, pages, locked),
+            Rules::Latest => match self.is_valid_gup_args(
+                pages.is_some(),
+                locked.is_some(),
+                gup_flags,
+                Foll::of(&[Flag::Touch, Flag::Remote]),
+            ) {
+                Some(f) => {
+                    return self.gup_remote_locked(ctx, mm, start, nr_pages, f, pages, locked)
+                }
                 None => return Ok(Errno::EINVAL.as_ret()),
             },
         };
@@ -140,13 +180,25 @@ impl<B: Backend> World<B> {
 
     /// `pin_user_pages_remote(mm, start, nr_pages, gup_flags, pages, locked)`.
     #[allow(clippy::too_many_arguments)]
-    pub fn pin_user_pages_remote(&self, ctx: &mut Ctx, mm: usize, start: u64, nr_pages: i64, gup_flags: Foll, pages: Option<&mut Vec<Pfn>>, locked: Option<&mut i32>) -> Res<Ret> {
+    pub fn pin_user_pages_remote(
+        &self,
+        ctx: &mut Ctx,
+        mm: usize,
+        start: u64,
+        nr_pages: i64,
+        gup_flags: Foll,
+        pages: Option<&mut Vec<Pfn>>,
+        locked: Option<&mut i32>,
+    ) -> Res<Ret> {
         ctx.step(&self.ghost, "pin_user_pages_remote", start);
         if mm >= self.mms.len() {
             return Ok(Errno::EFAULT.as_ret());
         }
         let flags = match self.cfg.p().rules {
-            Rules::Seed => return self.get_user_pages_remote(ctx, mm, start, nr_pages, gup_flags, pages, locked),
+            Rules::Seed => {
+                return self
+                    .get_user_pages_remote(ctx, mm, start, nr_pages, gup_flags, pages, locked)
+            }
             Rules::V5_7 | Rules::V5_11 => {
                 if gup_flags.has(Flag::Get) {
                     return Ok(Errno::EINVAL.as_ret());
@@ -159,8 +211,15 @@ impl<B: Backend> World<B> {
                 }
                 gup_flags.with(Flag::Pin)
             }
-            Rules::Latest => match self.is_valid_gup_args(pages.is_some(), locked.is_some(), gup_flags, Foll::of(&[Flag::Pin, Flag::Touch, Flag::Remote])) {
-                Some(f) => return self.gup_remote_locked(ctx, mm, start, nr_pages, f, pages, locked),
+            Rules::Latest => match self.is_valid_gup_args(
+                pages.is_some(),
+                locked.is_some(),
+                gup_flags,
+                Foll::of(&[Flag::Pin, Flag::Touch, Flag::Remote]),
+            ) {
+                Some(f) => {
+                    return self.gup_remote_locked(ctx, mm, start, nr_pages, f, pages, locked)
+                }
                 None => return Ok(0),
             },
         };
@@ -170,21 +229,40 @@ impl<B: Backend> World<B> {
     /// `__get_user_pages_remote()` (before 6.3): FOLL_LONGTERM cannot drop the lock
     /// ("incompatible with FAULT_FLAG_ALLOW_RETRY because of the FS DAX check").
     #[allow(clippy::too_many_arguments)]
-    fn get_user_pages_remote_inner(&self, ctx: &mut Ctx, mm: usize, start: u64, nr_pages: i64, flags: Foll, pages: Option<&mut Vec<Pfn>>, locked: Option<&mut i32>) -> Res<Ret> {
+    fn get_user_pages_remote_inner(
+        &self,
+        ctx: &mut Ctx,
+        mm: usize,
+        start: u64,
+        nr_pages: i64,
+        flags: Foll,
+        pages: Option<&mut Vec<Pfn>>,
+        locked: Option<&mut i32>,
+    ) -> Res<Ret> {
         let flags = flags.with(Flag::Touch).with(Flag::Remote);
         if flags.has(Flag::Longterm) {
             if locked.is_some() {
                 return Ok(Errno::EINVAL.as_ret());
             }
             let mut lock = self.mmap_read_lock(ctx, mm);
-            return self.gup_longterm_locked(ctx, mm, start, nr_pages, flags, pages, &mut lock, false);
+            return self
+                .gup_longterm_locked(ctx, mm, start, nr_pages, flags, pages, &mut lock, false);
         }
         self.gup_remote_locked(ctx, mm, start, nr_pages, flags, pages, locked)
     }
 
     /// The caller holds `mm`'s lock; with `locked` the call may drop it and says so.
     #[allow(clippy::too_many_arguments)]
-    fn gup_remote_locked(&self, ctx: &mut Ctx, mm: usize, start: u64, nr_pages: i64, flags: Foll, pages: Option<&mut Vec<Pfn>>, locked: Option<&mut i32>) -> Res<Ret> {
+    fn gup_remote_locked(
+        &self,
+        ctx: &mut Ctx,
+        mm: usize,
+        start: u64,
+        nr_pages: i64,
+        flags: Foll,
+        pages: Option<&mut Vec<Pfn>>,
+        locked: Option<&mut i32>,
+    ) -> Res<Ret> {
         let unlockable = locked.is_some();
         if let Some(l) = locked.as_deref() {
             if *l != 1 {
@@ -192,7 +270,9 @@ impl<B: Backend> World<B> {
             }
         }
         let mut lock = self.mmap_read_lock(ctx, mm);
-        let r = self.gup_longterm_locked(ctx, mm, start, nr_pages, flags, pages, &mut lock, unlockable)?;
+        let r = self.gup_longterm_locked(
+            ctx, mm, start, nr_pages, flags, pages, &mut lock, unlockable,
+        )?;
         if let Some(l) = locked {
             *l = i32::from(lock.guard.is_some());
         }
@@ -201,7 +281,14 @@ impl<B: Backend> World<B> {
 
     /// `get_user_pages_unlocked(start, nr_pages, pages, gup_flags)`: takes and drops
     /// `mmap_lock` itself.
-    pub fn get_user_pages_unlocked(&self, ctx: &mut Ctx, start: u64, nr_pages: i64, pages: Option<&mut Vec<Pfn>>, gup_flags: Foll) -> Res<Ret> {
+    pub fn get_user_pages_unlocked(
+        &self,
+        ctx: &mut Ctx,
+        start: u64,
+        nr_pages: i64,
+        pages: Option<&mut Vec<Pfn>>,
+        gup_flags: Foll,
+    ) -> Res<Ret> {
         ctx.step(&self.ghost, "get_user_pages_unlocked", start);
         let flags = match self.cfg.p().rules {
             // LONGTERM is refused; FOLL_PIN is not (the seed's hole: a FOLL_PIN
@@ -212,26 +299,52 @@ impl<B: Backend> World<B> {
                 }
                 gup_flags.with(Flag::Touch)
             }
-            Rules::Latest => match self.is_valid_gup_args(pages.is_some(), false, gup_flags, Foll::of(&[Flag::Touch, Flag::Unlockable])) {
+            Rules::Latest => match self.is_valid_gup_args(
+                pages.is_some(),
+                false,
+                gup_flags,
+                Foll::of(&[Flag::Touch, Flag::Unlockable]),
+            ) {
                 Some(f) => f,
                 None => return Ok(Errno::EINVAL.as_ret()),
             },
         };
-        self.gup_slow_unlocked(ctx, ctx.mm, start, nr_pages, flags.with(Flag::Unlockable), pages)
+        self.gup_slow_unlocked(
+            ctx,
+            ctx.mm,
+            start,
+            nr_pages,
+            flags.with(Flag::Unlockable),
+            pages,
+        )
     }
 
     /// `pin_user_pages_unlocked(start, nr_pages, pages, gup_flags)` (5.8+).
-    pub fn pin_user_pages_unlocked(&self, ctx: &mut Ctx, start: u64, nr_pages: i64, pages: Option<&mut Vec<Pfn>>, gup_flags: Foll) -> Res<Ret> {
+    pub fn pin_user_pages_unlocked(
+        &self,
+        ctx: &mut Ctx,
+        start: u64,
+        nr_pages: i64,
+        pages: Option<&mut Vec<Pfn>>,
+        gup_flags: Foll,
+    ) -> Res<Ret> {
         ctx.step(&self.ghost, "pin_user_pages_unlocked", start);
         match self.cfg.p().rules {
             Rules::Seed | Rules::V5_7 => Ok(Errno::ENOSYS.as_ret()),
             Rules::V5_11 | Rules::V6_1 => {
-                if gup_flags.has(Flag::Get) || (self.cfg.p().rules == Rules::V6_1 && pages.is_none()) {
+                if gup_flags.has(Flag::Get)
+                    || (self.cfg.p().rules == Rules::V6_1 && pages.is_none())
+                {
                     return Ok(Errno::EINVAL.as_ret());
                 }
                 self.get_user_pages_unlocked(ctx, start, nr_pages, pages, gup_flags.with(Flag::Pin))
             }
-            Rules::Latest => match self.is_valid_gup_args(pages.is_some(), false, gup_flags, Foll::of(&[Flag::Pin, Flag::Touch, Flag::Unlockable])) {
+            Rules::Latest => match self.is_valid_gup_args(
+                pages.is_some(),
+                false,
+                gup_flags,
+                Foll::of(&[Flag::Pin, Flag::Touch, Flag::Unlockable]),
+            ) {
                 Some(f) => self.gup_slow_unlocked(ctx, ctx.mm, start, nr_pages, f, pages),
                 None => Ok(0),
             },
@@ -240,7 +353,15 @@ impl<B: Backend> World<B> {
 
     /// `get_user_pages_locked(start, nr_pages, gup_flags, pages, locked)` (until
     /// 6.4): the caller holds the lock; it may be dropped.
-    pub fn get_user_pages_locked(&self, ctx: &mut Ctx, start: u64, nr_pages: i64, gup_flags: Foll, pages: Option<&mut Vec<Pfn>>, locked: &mut i32) -> Res<Ret> {
+    pub fn get_user_pages_locked(
+        &self,
+        ctx: &mut Ctx,
+        start: u64,
+        nr_pages: i64,
+        gup_flags: Foll,
+        pages: Option<&mut Vec<Pfn>>,
+        locked: &mut i32,
+    ) -> Res<Ret> {
         ctx.step(&self.ghost, "get_user_pages_locked", start);
         let flags = match self.cfg.p().rules {
             // 5.7 refuses LONGTERM but not PIN (that came with pin_user_pages_locked).
@@ -258,12 +379,28 @@ impl<B: Backend> World<B> {
             }
             Rules::Latest => return Ok(Errno::ENOSYS.as_ret()),
         };
-        self.gup_remote_locked(ctx, ctx.mm, start, nr_pages, flags.with(Flag::Touch), pages, Some(locked))
+        self.gup_remote_locked(
+            ctx,
+            ctx.mm,
+            start,
+            nr_pages,
+            flags.with(Flag::Touch),
+            pages,
+            Some(locked),
+        )
     }
 
     /// Takes `mmap_lock`, runs the slow path (which may drop and retake it), drops
     /// it (`__gup_longterm_unlocked` / the `locked == 0` path of 6.3+).
-    pub(crate) fn gup_slow_unlocked(&self, ctx: &mut Ctx, mm: usize, start: u64, nr_pages: i64, flags: Foll, pages: Option<&mut Vec<Pfn>>) -> Res<Ret> {
+    pub(crate) fn gup_slow_unlocked(
+        &self,
+        ctx: &mut Ctx,
+        mm: usize,
+        start: u64,
+        nr_pages: i64,
+        flags: Foll,
+        pages: Option<&mut Vec<Pfn>>,
+    ) -> Res<Ret> {
         let mut lock = self.mmap_read_lock(ctx, mm);
         self.gup_longterm_locked(ctx, mm, start, nr_pages, flags, pages, &mut lock, true)
     }
@@ -272,15 +409,36 @@ impl<B: Backend> World<B> {
     /// with it, allocations avoid ZONE_MOVABLE/CMA (memalloc_pin_save) and pages
     /// that may not stay pinned are migrated, then the whole range is taken again.
     #[allow(clippy::too_many_arguments)]
-    fn gup_longterm_locked(&self, ctx: &mut Ctx, mm: usize, start: u64, nr_pages: i64, flags: Foll, mut pages: Option<&mut Vec<Pfn>>, lock: &mut MmapRead<'_, B>, unlockable: bool) -> Res<Ret> {
+    fn gup_longterm_locked(
+        &self,
+        ctx: &mut Ctx,
+        mm: usize,
+        start: u64,
+        nr_pages: i64,
+        flags: Foll,
+        mut pages: Option<&mut Vec<Pfn>>,
+        lock: &mut MmapRead<'_, B>,
+        unlockable: bool,
+    ) -> Res<Ret> {
         if !flags.has(Flag::Longterm) {
-            return self.get_user_pages_locked_inner(ctx, mm, start, nr_pages, flags, pages, lock, unlockable);
+            return self.get_user_pages_locked_inner(
+                ctx, mm, start, nr_pages, flags, pages, lock, unlockable,
+            );
         }
         let saved = std::mem::replace(&mut ctx.memalloc_pin, true);
         let mut tries = 0;
         let r = loop {
             let first = pages.as_deref().map_or(0, |p| p.len());
-            let n = self.get_user_pages_locked_inner(ctx, mm, start, nr_pages, flags, pages.as_deref_mut(), lock, unlockable)?;
+            let n = self.get_user_pages_locked_inner(
+                ctx,
+                mm,
+                start,
+                nr_pages,
+                flags,
+                pages.as_deref_mut(),
+                lock,
+                unlockable,
+            )?;
             if n <= 0 {
                 break n;
             }
@@ -307,7 +465,17 @@ impl<B: Backend> World<B> {
     /// pages without saying so (never for FOLL_PIN: in the seed that returns pages
     /// without a reference); MMF_HAS_PINNED for FOLL_PIN.
     #[allow(clippy::too_many_arguments)]
-    fn get_user_pages_locked_inner(&self, ctx: &mut Ctx, mm: usize, start: u64, nr_pages: i64, mut flags: Foll, pages: Option<&mut Vec<Pfn>>, lock: &mut MmapRead<'_, B>, _unlockable: bool) -> Res<Ret> {
+    fn get_user_pages_locked_inner(
+        &self,
+        ctx: &mut Ctx,
+        mm: usize,
+        start: u64,
+        nr_pages: i64,
+        mut flags: Foll,
+        pages: Option<&mut Vec<Pfn>>,
+        lock: &mut MmapRead<'_, B>,
+        _unlockable: bool,
+    ) -> Res<Ret> {
         if pages.is_some() && !flags.has(Flag::Pin) {
             flags = flags.with(Flag::Get);
         }
@@ -318,7 +486,11 @@ impl<B: Backend> World<B> {
             return Ok(0);
         }
         let start = start & !(PAGE_SIZE - 1);
-        if (nr_pages as u64).checked_mul(PAGE_SIZE).and_then(|l| start.checked_add(l)).is_none() {
+        if (nr_pages as u64)
+            .checked_mul(PAGE_SIZE)
+            .and_then(|l| start.checked_add(l))
+            .is_none()
+        {
             return Ok(Errno::EFAULT.as_ret());
         }
         self.get_user_pages_inner(ctx, mm, start, nr_pages, flags, pages, lock)
@@ -328,7 +500,16 @@ impl<B: Backend> World<B> {
     /// and `faultin_page` when it finds nothing usable. Returns the prefix taken,
     /// or -errno if none.
     #[allow(clippy::too_many_arguments)]
-    fn get_user_pages_inner(&self, ctx: &mut Ctx, mm: usize, start: u64, nr_pages: i64, flags: Foll, mut pages: Option<&mut Vec<Pfn>>, lock: &mut MmapRead<'_, B>) -> Res<Ret> {
+    fn get_user_pages_inner(
+        &self,
+        ctx: &mut Ctx,
+        mm: usize,
+        start: u64,
+        nr_pages: i64,
+        flags: Foll,
+        mut pages: Option<&mut Vec<Pfn>>,
+        lock: &mut MmapRead<'_, B>,
+    ) -> Res<Ret> {
         let mut i: i64 = 0;
         let ret_err = |i: i64, e: Errno| if i > 0 { i } else { e.as_ret() };
         while i < nr_pages {
@@ -418,10 +599,12 @@ impl<B: Backend> World<B> {
             {
                 return Err(Errno::EFAULT);
             }
-            if !vma.writable() && !(flags.has(Flag::Force) && vma.is_cow()) {
+            if !(vma.writable() || flags.has(Flag::Force) && vma.is_cow()) {
                 return Err(Errno::EFAULT);
             }
-        } else if vma.flags & vm::READ == 0 && !(flags.has(Flag::Force) && vma.flags & vm::MAYREAD != 0) {
+        } else if vma.flags & vm::READ == 0
+            && !(flags.has(Flag::Force) && vma.flags & vm::MAYREAD != 0)
+        {
             return Err(Errno::EFAULT);
         }
         Ok(())
@@ -429,7 +612,15 @@ impl<B: Backend> World<B> {
 
     /// `follow_page_mask()`: walk under `mmap_lock`, then `follow_page_pte()` under
     /// the PTE table's PTL or the huge leaf under the PMD table's.
-    fn follow_page_mask(&self, ctx: &mut Ctx, mm: usize, vma: &Vma, addr: u64, flags: Foll, want: i64) -> Res<Follow> {
+    fn follow_page_mask(
+        &self,
+        ctx: &mut Ctx,
+        mm: usize,
+        vma: &Vma,
+        addr: u64,
+        flags: Foll,
+        want: i64,
+    ) -> Res<Follow> {
         let mut slot = self.mms[mm].pgd;
         for level in (1..=4).rev() {
             let t = &self.tables[slot as usize];
@@ -445,14 +636,24 @@ impl<B: Backend> World<B> {
             let g = t.ptl.lock();
             let e = t.read(idx);
             let r = self.follow_leaf(ctx, vma, addr, level, e, flags, want)?;
-            if let (Follow::Pages(..), true, true) = (&r, flags.has(Flag::Touch), flags.has(Flag::Write)) {
+            if let (Follow::Pages(..), true, true) =
+                (&r, flags.has(Flag::Touch), flags.has(Flag::Write))
+            {
                 // FOLL_TOUCH: a write marks the entry dirty.
                 if !e.dirty() {
                     t.set(idx, e.with(Pte::DIRTY));
                 }
             }
             drop(g);
-            ctx.step(&self.ghost, if level == 1 { "follow_page_pte" } else { "follow_huge_pmd" }, addr);
+            ctx.step(
+                &self.ghost,
+                if level == 1 {
+                    "follow_page_pte"
+                } else {
+                    "follow_huge_pmd"
+                },
+                addr,
+            );
             return Ok(r);
         }
         Ok(Follow::NoPage)
@@ -462,7 +663,16 @@ impl<B: Backend> World<B> {
     /// takes every subpage left in the folio at once (57edfcfd3419, 6.6; earlier
     /// eras took them one by one, with the same result).
     #[allow(clippy::too_many_arguments)]
-    fn follow_leaf(&self, ctx: &mut Ctx, vma: &Vma, addr: u64, level: u32, e: Pte, flags: Foll, want: i64) -> Res<Follow> {
+    fn follow_leaf(
+        &self,
+        ctx: &mut Ctx,
+        vma: &Vma,
+        addr: u64,
+        level: u32,
+        e: Pte,
+        flags: Foll,
+        want: i64,
+    ) -> Res<Follow> {
         if self.cfg.p().rules == Rules::Seed && flags.has(Flag::Get) && flags.has(Flag::Pin) {
             return Ok(Follow::Err(Errno::EINVAL));
         }
@@ -499,7 +709,15 @@ impl<B: Backend> World<B> {
     /// `faultin_page()`: FOLL_NOFAULT refuses; otherwise `handle_mm_fault` with
     /// FAULT_FLAG_WRITE or FAULT_FLAG_UNSHARE.
     #[allow(clippy::too_many_arguments)]
-    fn faultin_page(&self, ctx: &mut Ctx, mm: usize, vma: &Vma, addr: u64, flags: Foll, unshare: bool) -> Res<Faultin> {
+    fn faultin_page(
+        &self,
+        ctx: &mut Ctx,
+        mm: usize,
+        vma: &Vma,
+        addr: u64,
+        flags: Foll,
+        unshare: bool,
+    ) -> Res<Faultin> {
         if flags.has(Flag::Nofault) {
             return Ok(Faultin::Err(Errno::EFAULT));
         }
@@ -524,7 +742,13 @@ impl<B: Backend> World<B> {
     /// Simplification: migration here moves a base page under its PTL (clear the
     /// PTE, check nobody else holds it, copy, map the copy); the real
     /// migration-entry protocol arrives with the migration actor.
-    fn check_and_migrate_movable_pages(&self, ctx: &mut Ctx, mm: usize, taken: &[Pfn], flags: Foll) -> Res<Result<(), Errno>> {
+    fn check_and_migrate_movable_pages(
+        &self,
+        ctx: &mut Ctx,
+        mm: usize,
+        taken: &[Pfn],
+        flags: Foll,
+    ) -> Res<Result<(), Errno>> {
         let movable: Vec<Pfn> = taken
             .iter()
             .map(|&p| self.mem.page_folio(p))
@@ -533,8 +757,13 @@ impl<B: Backend> World<B> {
         if movable.is_empty() {
             return Ok(Ok(()));
         }
-        ctx.step(&self.ghost, "check_and_migrate_movable_pages", movable.len() as u64);
-        let kind = if flags.has(Flag::Pin) && self.cfg.p().pin != crate::preset::PinCounting::AsGet {
+        ctx.step(
+            &self.ghost,
+            "check_and_migrate_movable_pages",
+            movable.len() as u64,
+        );
+        let kind = if flags.has(Flag::Pin) && self.cfg.p().pin != crate::preset::PinCounting::AsGet
+        {
             HoldKind::Pin
         } else {
             HoldKind::Get
@@ -564,7 +793,13 @@ impl<B: Backend> World<B> {
         let Some((slot, idx)) = self.locked_pte_slot(mm, e.addr) else {
             return Ok(false);
         };
-        let Some(new) = self.mem.alloc_folio_where(ctx, &self.ghost, crate::mem::Order::Base, pg::ANON | pg::ANON_EXCLUSIVE, |z| z == Zone::Normal) else {
+        let Some(new) = self.mem.alloc_folio_where(
+            ctx,
+            &self.ghost,
+            crate::mem::Order::Base,
+            pg::ANON | pg::ANON_EXCLUSIVE,
+            |z| z == Zone::Normal,
+        ) else {
             return Ok(false);
         };
         let t = &self.tables[slot as usize];
@@ -581,7 +816,8 @@ impl<B: Backend> World<B> {
         for w in 0..2 {
             self.mem.write_data(new, w, self.mem.read_data(old, w));
         }
-        let keep = self.mem.frame(old).flags.read_once() & (pg::ANON | pg::ANON_EXCLUSIVE | pg::DIRTY);
+        let keep =
+            self.mem.frame(old).flags.read_once() & (pg::ANON | pg::ANON_EXCLUSIVE | pg::DIRTY);
         self.mem.frame(new).flags.or(keep);
         self.remove_rmap(old, *e);
         self.add_rmap(new, *e);
