@@ -48,6 +48,9 @@ pub trait KAtomic: Send + Sync + 'static {
     fn load_acquire(&self) -> Self::V;
     /// atomic_add() (non-returning: unordered).
     fn add(&self, v: Self::V);
+    /// atomic_fetch_add_relaxed(): unordered, returns the old value (lets the
+    /// model check an increment without adding ordering the kernel lacks).
+    fn fetch_add_relaxed(&self, v: Self::V) -> Self::V;
     /// atomic_sub() (non-returning: unordered).
     fn sub(&self, v: Self::V);
     /// set_bit() / atomic_or() (non-returning: unordered).
@@ -227,6 +230,11 @@ macro_rules! katomic {
             }
             #[inline]
             #[track_caller]
+            fn fetch_add_relaxed(&self, v: $v) -> $v {
+                self.0.fetch_add(v, $rel)
+            }
+            #[inline]
+            #[track_caller]
             fn sub(&self, v: $v) {
                 self.0.fetch_sub(v, $rel);
             }
@@ -301,9 +309,18 @@ pub mod std_backend {
 
     pub struct Std;
 
+    // An address dependency orders on every CPU Rust targets except Alpha; Rust
+    // has no consume ordering, so off x86 the std backend uses Acquire.
+    const DEP: std::sync::atomic::Ordering =
+        if cfg!(any(target_arch = "x86_64", target_arch = "x86")) {
+            Relaxed
+        } else {
+            Acquire
+        };
+
     macro_rules! std_atomics {
         ($($name:ident $raw:ty, $v:ty;)*) => {$(
-            katomic!($name, $raw, $v, full = (), rmw = SeqCst, dep = Relaxed,
+            katomic!($name, $raw, $v, full = (), rmw = SeqCst, dep = DEP,
                      relaxed = Relaxed, rel = Release, acq = Acquire);
         )*};
     }
@@ -361,15 +378,28 @@ pub mod std_backend {
         fn smp_mb() {
             fence(SeqCst)
         }
-        // x86: a locked RMW is already a full barrier; keep the compiler honest.
+        // x86: a locked RMW is already a full barrier and loads/stores are ordered
+        // (TSO); keep the compiler honest. Elsewhere, real fences.
         fn smp_mb__after_atomic() {
-            compiler_fence(SeqCst)
+            if cfg!(any(target_arch = "x86_64", target_arch = "x86")) {
+                compiler_fence(SeqCst)
+            } else {
+                fence(SeqCst)
+            }
         }
         fn smp_rmb() {
-            compiler_fence(Acquire)
+            if cfg!(any(target_arch = "x86_64", target_arch = "x86")) {
+                compiler_fence(Acquire)
+            } else {
+                fence(Acquire)
+            }
         }
         fn smp_wmb() {
-            compiler_fence(Release)
+            if cfg!(any(target_arch = "x86_64", target_arch = "x86")) {
+                compiler_fence(Release)
+            } else {
+                fence(Release)
+            }
         }
         fn spawn<F, T>(name: String, stack_size: usize, f: F) -> Self::JoinHandle<T>
         where

@@ -379,8 +379,11 @@ impl Ghost {
     pub fn frame(&self, pfn: Pfn) -> Stamp {
         Stamp(self.frame_state[pfn as usize].load(SeqCst))
     }
+    /// A frame leaves the free lists. Handing out an allocated frame is a model
+    /// bug (the allocator's own), not a protocol violation: it panics.
     pub fn frame_allocated(&self, pfn: Pfn) {
-        self.frame_state[pfn as usize].fetch_or(1, SeqCst);
+        let was = self.frame_state[pfn as usize].fetch_or(1, SeqCst);
+        assert!(was & 1 == 0, "model bug: frame {pfn} allocated twice");
     }
     /// A frame was freed: its generation moves on, so any stamp taken before fails.
     pub fn frame_freed(&self, pfn: Pfn) {
@@ -397,7 +400,11 @@ impl Ghost {
     }
     pub fn table_allocated(&self, slot: u32, pfn: Pfn) {
         self.table_frame[slot as usize].store(pfn, SeqCst);
-        self.table_state[slot as usize].fetch_or(1, SeqCst);
+        let was = self.table_state[slot as usize].fetch_or(1, SeqCst);
+        assert!(
+            was & 1 == 0,
+            "model bug: page-table slot {slot} allocated twice"
+        );
     }
     pub fn table_freed(&self, slot: u32) {
         let s = &self.table_state[slot as usize];

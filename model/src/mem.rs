@@ -193,31 +193,27 @@ impl<B: Backend> Memory<B> {
     /// `folio_ref_add()` / `folio_get()`: a plain (unordered) increment by a caller
     /// that believes the folio is live. If the frame is free this is a resurrection.
     pub fn folio_ref_add(&self, ctx: &Ctx, ghost: &Ghost, head: Pfn, refs: i32) -> Res<()> {
-        self.frame(head).refcount.add(refs);
-        if !ghost.frame(head).allocated() {
+        let old = self.frame(head).refcount.fetch_add_relaxed(refs);
+        if !ghost.frame(head).allocated() || self.counter.norm(old) == 0 {
             return Err(ctx.violation(
                 Invariant::NoResurrection,
-                format!("folio {head} got a reference while free (refcount was zero)"),
+                format!(
+                    "folio {head} got a reference while its refcount was zero (freed or frozen)"
+                ),
             ));
         }
-        Ok(())
+        self.check_inc(ctx, head, old, refs)
     }
 
-    /// refcount bounds on an increment: no crossing from negative to non-negative,
-    /// and no raise from zero.
+    /// refcount bounds on an increment: none on a negative count (the grab paths
+    /// refuse one; the kernel lets one racing grab overshoot into the negative,
+    /// never a second), so no increment can wrap back to non-negative.
     fn check_inc(&self, ctx: &Ctx, head: Pfn, old_raw: i32, refs: i32) -> Res<()> {
         let old = self.counter.norm(old_raw);
-        let new = self.counter.norm(old_raw.wrapping_add(refs));
-        if old == 0 {
-            return Err(ctx.violation(
-                Invariant::NoResurrection,
-                format!("folio {head} refcount raised from zero"),
-            ));
-        }
-        if old < 0 && new >= 0 {
+        if old < 0 {
             return Err(ctx.violation(
                 Invariant::RefcountBounds,
-                format!("folio {head} refcount wrapped from {old} to {new}"),
+                format!("folio {head} refcount {old} is negative and still got {refs} more"),
             ));
         }
         Ok(())
@@ -261,11 +257,13 @@ impl<B: Backend> Memory<B> {
                 "the shared zero page was freed".to_string(),
             ));
         }
+        // The generation moves on at the moment the count reached zero: any access
+        // through an earlier stamp is now a use after free. The head first, before
+        // the next backend read; tails once the order is known.
+        ghost.frame_freed(head);
         let order = self.folio_order(head);
         let nr = 1u32 << order;
-        // The generation moves on at the moment the count reached zero: any access
-        // through an earlier stamp is now a use after free.
-        for p in head..head + nr {
+        for p in head + 1..head + nr {
             ghost.frame_freed(p);
         }
         ctx.step(ghost, "free_frozen_pages", u64::from(head));

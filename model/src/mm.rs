@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, KAtomic, RwLock};
 use crate::config::{ReuseRule, PAGE_SIZE};
-use crate::ghost::{Ctx, Invariant, Res, UnmapRec, WriteRec};
+use crate::ghost::{Ctx, HoldKind, Invariant, Res, UnmapRec, WriteRec};
 use crate::mem::{pg, Pfn};
 use crate::pgtable::Pte;
 use crate::rmap::RmapEntry;
@@ -146,11 +146,12 @@ impl<B: Backend> World<B> {
         if !vma.is_anon() {
             return Ok(Err(Errno::EFAULT));
         }
-        let Some((slot, idx)) = self
-            .ensure_pte_table(ctx, mm, addr)
-            .map_err(|d| ctx.violation(Invariant::Conservation, d))?
-        else {
-            return Ok(Err(Errno::ENOMEM));
+        let (slot, idx) = match self.ensure_pte_table(ctx, mm, addr) {
+            Ok(Some(x)) => x,
+            Ok(None) => return Ok(Err(Errno::ENOMEM)),
+            // A huge leaf that needs a write fault: do_huge_pmd_wp_page is not
+            // modelled yet; the fault fails instead of pretending.
+            Err(_) => return Ok(Err(Errno::EFAULT)),
         };
         let t = &self.tables[slot as usize];
         let pte = t.read(idx);
@@ -265,8 +266,24 @@ impl<B: Backend> World<B> {
                 return Ok(Ok(()));
             }
         }
+        // The fault's own reference on the old page, taken under the PTL, keeps
+        // it alive while it is copied with the lock dropped (`folio_get` in
+        // do_wp_page).
+        let held = if zero {
+            None
+        } else {
+            let head = self.mem.page_folio(old);
+            self.mem.folio_ref_add(ctx, &self.ghost, head, 1)?;
+            ctx.hold(head, self.ghost.frame(head).gen(), HoldKind::Get, 1);
+            Some(head)
+        };
         drop(g);
-        self.wp_page_copy(ctx, mm, vma, addr, slot, idx, pte, ff)
+        let r = self.wp_page_copy(ctx, mm, vma, addr, slot, idx, pte, ff);
+        if let Some(head) = held {
+            self.mem
+                .folio_put_refs(ctx, &self.ghost, head, 1, Some(HoldKind::Get))?;
+        }
+        r
     }
 
     /// `wp_page_copy()`: copy into a new exclusive page, then replace the PTE with
@@ -350,6 +367,11 @@ impl<B: Backend> World<B> {
             return Ok(Err(Errno::EINVAL));
         }
         let mut vmas = self.mms[mm].mmap_lock.write();
+        if self.splits_huge_leaf(mm, start, end) {
+            // The kernel splits a THP's PMD here (__split_huge_pmd) and refuses an
+            // unaligned hugetlb unmap; the split is not modelled yet.
+            return Ok(Err(Errno::EINVAL));
+        }
         // Split VMAs at the range boundaries and drop what lies inside.
         let mut kept = Vec::with_capacity(vmas.len() + 1);
         for v in vmas.iter() {
@@ -381,10 +403,29 @@ impl<B: Backend> World<B> {
         Ok(Ok(()))
     }
 
+    /// Whether [start, end) cuts through a huge leaf (mmap_lock held for write).
+    fn splits_huge_leaf(&self, mm: usize, start: u64, end: u64) -> bool {
+        [start, end - 1].into_iter().any(|a| {
+            let mut slot = self.mms[mm].pgd;
+            for level in (2..=4).rev() {
+                let e = self.tables[slot as usize].read(self.cfg.index(a, level));
+                if !e.present() {
+                    return false;
+                }
+                if e.leaf() {
+                    let span = 1u64 << self.cfg.shift(level);
+                    let lo = a & !(span - 1);
+                    return start > lo || end < lo + span;
+                }
+                slot = e.table_slot();
+            }
+            false
+        })
+    }
+
     /// `unmap_page_range` -> `zap_pud_range` -> `zap_pmd_range` -> `zap_pte_range`:
     /// clear entries under each table's PTL and gather the mapped folios.
-    /// Simplification: a PMD leaf is zapped whole when the range covers any part of
-    /// it (the kernel would split the PMD first).
+    /// Huge leaves are zapped whole (munmap refuses ranges that cut through one).
     #[allow(clippy::too_many_arguments)]
     fn zap_range(
         &self,
@@ -484,8 +525,9 @@ impl<B: Backend> World<B> {
             if vmas.iter().any(|v| v.start < hi && lo < v.end) {
                 continue;
             }
+            // pmd_clear() / pud_clear(): a plain store, under the parent's lock.
             let g = t.ptl.lock();
-            t.get_and_clear(i);
+            t.set(i, Pte::NONE);
             drop(g);
             ctx.step(&self.ghost, "free_pgd_range: clear entry", lo);
             tlb.tables.push(e.table_slot());
@@ -588,7 +630,7 @@ impl<B: Backend> World<B> {
                     ctx.ledger.wrote(WriteRec {
                         seq,
                         mm: mm as u32,
-                        addr,
+                        addr: addr & !(PAGE_SIZE - 1),
                         value: v,
                     });
                     if !e.dirty() {

@@ -5,6 +5,11 @@
 //! folio under a backend lock on the folio's head; each entry names the address
 //! space and virtual address, and walkers (page_mkclean, try_to_unmap, split,
 //! migration) take the PTL of the entry they visit.
+//!
+//! Lock order: the kernel takes the anon_vma / i_mmap lock, then the PTL. Here
+//! the per-folio rmap lock is innermost: it is taken under a PTL (fault, zap) and
+//! never held while taking another lock, so a walker copies the entries under it
+//! (`Rmap::entries`), drops it, then takes each PTL.
 
 use serde::{Deserialize, Serialize};
 
