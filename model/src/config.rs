@@ -119,10 +119,14 @@ pub enum Mutation {
     /// GUP-fast does not recheck the PTE after its grab. Observable in
     /// `gup_fast_vs_munmap` under RCU, where the freed frame is reused.
     SkipPteRecheck,
+    /// `do_anonymous_page` publishes the PTE without the smp_wmb() of
+    /// `__folio_mark_uptodate()`: a lockless reader can see the frame's previous
+    /// contents. Ordering only (loom). Observable in `fault_vs_lockless_walker`.
+    FaultNoWmb,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 7] = [
+    pub const ALL: [Mutation; 8] = [
         Mutation::WalkerSkipsRegistration,
         Mutation::WalkerPlainGet,
         Mutation::WalkerRegistrationNoBarrier,
@@ -130,6 +134,7 @@ impl Mutation {
         Mutation::UnpinGet,
         Mutation::GrabPlainIncrement,
         Mutation::SkipPteRecheck,
+        Mutation::FaultNoWmb,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -140,6 +145,7 @@ impl Mutation {
             Mutation::UnpinGet => "unpin_get",
             Mutation::GrabPlainIncrement => "grab_plain_increment",
             Mutation::SkipPteRecheck => "skip_pte_recheck",
+            Mutation::FaultNoWmb => "fault_no_wmb",
         }
     }
     pub fn describe(self) -> &'static str {
@@ -159,6 +165,9 @@ impl Mutation {
                 "GUP-fast grabs with a plain increment that can raise a zero refcount"
             }
             Mutation::SkipPteRecheck => "GUP-fast skips the PTE recheck after its grab",
+            Mutation::FaultNoWmb => {
+                "anonymous fault publishes the PTE before the zeroed page (no smp_wmb)"
+            }
         }
     }
     pub fn parse(s: &str) -> Result<Mutation, String> {

@@ -344,6 +344,10 @@ pub struct Ghost {
     /// The frame each page-table slot occupies (virt_to_page of the table).
     table_frame: Box<[AtomicU32]>,
     pub step_seq: AtomicU64,
+    /// Under the model checkers: every non-zero value written to a frame, with the
+    /// frame's generation at the time (judges what a lockless reader read). Off
+    /// under real threads, where it would be a shared ghost lock.
+    values: Option<std::sync::Mutex<std::collections::BTreeSet<(Pfn, u32, u64)>>>,
 }
 
 /// A generation stamp taken when an object was reached.
@@ -360,14 +364,48 @@ impl Stamp {
 }
 
 impl Ghost {
-    pub fn new(nr_frames: usize, nr_tables: usize) -> Self {
+    pub fn new(nr_frames: usize, nr_tables: usize, track_values: bool) -> Self {
         let mk = |n: usize| (0..n).map(|_| AtomicU32::new(0)).collect::<Box<[_]>>();
         Ghost {
             frame_state: mk(nr_frames),
             table_state: mk(nr_tables),
             table_frame: mk(nr_tables),
             step_seq: AtomicU64::new(0),
+            values: track_values.then(Default::default),
         }
+    }
+
+    /// Records that `value` was just written to `pfn` in its current generation.
+    pub fn wrote_value(&self, pfn: Pfn, value: u64) {
+        if let (Some(v), true) = (&self.values, value != 0) {
+            let gen = self.frame(pfn).gen();
+            v.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert((pfn, gen, value));
+        }
+    }
+
+    /// A value read from `pfn` while holding a reference taken in generation
+    /// `stamp`: zero, or written in that generation. Anything else is the data of
+    /// a previous life of the frame (a fresh page published before its contents).
+    pub fn check_value(&self, ctx: &Ctx, pfn: Pfn, stamp: Stamp, value: u64) -> Res<()> {
+        let Some(v) = &self.values else {
+            return Ok(());
+        };
+        if value == 0
+            || v.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&(pfn, stamp.gen(), value))
+        {
+            return Ok(());
+        }
+        Err(ctx.violation(
+            Invariant::NoUseAfterFree,
+            format!(
+                "read {value:#x} from frame {pfn} in generation {}: data of a previous generation",
+                stamp.gen()
+            ),
+        ))
     }
 
     /// The next global sequence number (orders writes and unmaps; they are taken

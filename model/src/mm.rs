@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, KAtomic, RwLock};
-use crate::config::{ReuseRule, PAGE_SIZE};
+use crate::config::{Mutation, ReuseRule, PAGE_SIZE};
 use crate::ghost::{Ctx, HoldKind, Invariant, Res, UnmapRec, WriteRec};
 use crate::mem::{pg, Pfn};
 use crate::pgtable::Pte;
@@ -197,10 +197,12 @@ impl<B: Backend> World<B> {
         let Some(pfn) = self.alloc_anon_page(ctx)? else {
             return Ok(Err(Errno::ENOMEM));
         };
-        self.mem.write_data(pfn, 0, 0);
-        self.mem.write_data(pfn, 1, 0);
+        self.write_page(pfn, 0, 0);
+        self.write_page(pfn, 1, 0);
         // __folio_mark_uptodate(): the zeroed contents before the PTE is visible.
-        B::smp_wmb();
+        if !self.cfg.has(Mutation::FaultNoWmb) {
+            B::smp_wmb();
+        }
         let g = t.ptl.lock();
         if !t.read(idx).is_none() {
             drop(g);
@@ -308,7 +310,7 @@ impl<B: Backend> World<B> {
         };
         for w in 0..2 {
             let v = if zero { 0 } else { self.mem.read_data(old, w) };
-            self.mem.write_data(new, w, v);
+            self.write_page(new, w, v);
         }
         B::smp_wmb();
         let t = &self.tables[slot as usize];
@@ -625,7 +627,7 @@ impl<B: Backend> World<B> {
                 let pfn: Pfn = e.pfn() + sub;
                 let v = if write {
                     let v = ctx.next_value();
-                    self.mem.write_data(pfn, 0, v);
+                    self.write_page(pfn, 0, v);
                     let seq = self.ghost.tick();
                     ctx.ledger.wrote(WriteRec {
                         seq,

@@ -193,10 +193,12 @@ impl<B: Backend> World<B> {
                 return Ok(Peek::BackedOff);
             }
         }
-        let reached = self.ghost.frame(page);
+        // The reference pins the frame's generation: what is read must have been
+        // written in it (or be the zeroes of a fresh page).
+        let held = self.ghost.frame(page);
         let v = self.mem.read_data(page, 0);
         ctx.step(&self.ghost, "read page", u64::from(page));
-        self.ghost.check_frame(ctx, page, reached)?;
+        self.ghost.check_value(ctx, page, held, v)?;
         self.mem
             .folio_put_refs(ctx, &self.ghost, head, 1, Some(HoldKind::Speculative))?;
         Ok(Peek::Read(page, v))

@@ -191,7 +191,7 @@ impl<B: Backend> World<B> {
             pud_order: cfg.pud_order(),
             zero_pfn: 0,
         };
-        let ghost = Ghost::new(cfg.nr_frames, cfg.nr_tables);
+        let ghost = Ghost::new(cfg.nr_frames, cfg.nr_tables, B::MODEL_CHECKED);
         // The zero page: reserved, one permanent reference, never freed.
         mem.prep_folio(0, 0, pg::RESERVED);
         ghost.frame_allocated(0);
@@ -669,6 +669,12 @@ impl<B: Backend> World<B> {
             pfn += nr;
         }
         Ok(())
+    }
+
+    /// Writes a data word of a page and records the value in the ghost.
+    pub fn write_page(&self, pfn: Pfn, word: usize, value: u64) {
+        self.mem.write_data(pfn, word, value);
+        self.ghost.wrote_value(pfn, value);
     }
 
     /// The VMA containing `addr` in a VMA list held under mmap_lock (`vma_lookup`).

@@ -814,7 +814,7 @@ impl<B: Backend> World<B> {
             return Ok(false);
         }
         for w in 0..2 {
-            self.mem.write_data(new, w, self.mem.read_data(old, w));
+            self.write_page(new, w, self.mem.read_data(old, w));
         }
         let keep =
             self.mem.frame(old).flags.read_once() & (pg::ANON | pg::ANON_EXCLUSIVE | pg::DIRTY);
