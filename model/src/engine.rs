@@ -248,16 +248,19 @@ fn run_loom(
 /// Wraps a shuttle scheduler so a run ends, without a panic, once a violation has
 /// been recorded.
 struct StopOnViolation<S> {
-    inner: S,
+    inner: Option<S>,
     stop: Arc<AtomicBool>,
 }
 
 impl<S: shuttle::scheduler::Scheduler> shuttle::scheduler::Scheduler for StopOnViolation<S> {
     fn new_execution(&mut self) -> Option<shuttle::scheduler::Schedule> {
         if self.stop.load(SeqCst) {
+            // shuttle's RandomScheduler prints "failing seed" when dropped in the
+            // middle of a run; the failure is reported here, as a value, instead.
+            std::mem::forget(self.inner.take());
             return None;
         }
-        self.inner.new_execution()
+        self.inner.as_mut()?.new_execution()
     }
     fn next_task(
         &mut self,
@@ -265,10 +268,12 @@ impl<S: shuttle::scheduler::Scheduler> shuttle::scheduler::Scheduler for StopOnV
         current: Option<shuttle::scheduler::TaskId>,
         is_yielding: bool,
     ) -> Option<shuttle::scheduler::TaskId> {
-        self.inner.next_task(runnable, current, is_yielding)
+        self.inner
+            .as_mut()?
+            .next_task(runnable, current, is_yielding)
     }
     fn next_u64(&mut self) -> u64 {
-        self.inner.next_u64()
+        self.inner.as_mut().map_or(0, |s| s.next_u64())
     }
 }
 
@@ -286,7 +291,7 @@ fn run_shuttle<S: shuttle::scheduler::Scheduler + 'static>(
     config.failure_persistence = shuttle::FailurePersistence::None;
     let runner = shuttle::Runner::new(
         StopOnViolation {
-            inner: scheduler,
+            inner: Some(scheduler),
             stop: stop.clone(),
         },
         config,

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Arch, Mutation};
 use crate::engine::{run, Engine, Outcome};
 use crate::ghost::Invariant;
+use crate::preset::PresetId;
 use crate::scenario;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +26,8 @@ pub enum Expect {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     pub scenario: String,
+    #[serde(default)]
+    pub preset: PresetId,
     pub arch: Arch,
     /// The mutation applied (none: the protocol as the kernel has it).
     #[serde(default)]
@@ -54,8 +57,9 @@ impl Entry {
     }
     pub fn label(&self) -> String {
         format!(
-            "{} / {} / {}",
+            "{} / {} / {} / {}",
             self.scenario,
+            self.preset.name(),
             self.arch.name(),
             self.mutation.map_or("-", |m| m.name())
         )
@@ -75,7 +79,7 @@ pub struct Evaluation {
 pub fn evaluate(entry: &Entry, engines: &[Engine]) -> Result<Evaluation, String> {
     let sc = scenario::by_name(&entry.scenario)?;
     let muts: Vec<Mutation> = entry.mutation.into_iter().collect();
-    let cfg = sc.config(entry.arch, &muts);
+    let cfg = sc.config_for(entry.preset, entry.arch, &muts);
     let mut outcomes = Vec::new();
     for e in engines {
         outcomes.push(run(&sc, &cfg, e)?);

@@ -277,6 +277,8 @@ pub struct Ctx {
     pub irq_seq: u32,
     /// Sequence of this thread's data writes (unique (writer, sequence) values).
     pub write_seq: u32,
+    /// GUP results this thread still holds, oldest first.
+    pub handles: Vec<crate::ops::Handle>,
 }
 
 impl Ctx {
@@ -292,6 +294,7 @@ impl Ctx {
             memalloc_pin: false,
             irq_seq: 0,
             write_seq: 0,
+            handles: Vec::new(),
         }
     }
 

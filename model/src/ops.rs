@@ -9,12 +9,113 @@ use arbitrary::Arbitrary;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
-use crate::config::PAGE_SIZE;
-use crate::ghost::{Ctx, Res};
+use crate::config::{Mutation, PAGE_SIZE};
+use crate::ghost::{Ctx, Invariant, Res};
+use crate::gup::flags::{Flag, Foll, Rules};
+use crate::mem::Pfn;
+use crate::preset::PinCounting;
 use crate::world::{Layout, World};
 
 /// Version of the op encoding; bump when a variant changes meaning.
-pub const OPS_VERSION: u32 = 1;
+pub const OPS_VERSION: u32 = 2;
+
+/// A GUP entry point, by the kernel's name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Arbitrary)]
+#[serde(rename_all = "snake_case")]
+pub enum GupApi {
+    GetUserPages,
+    GetUserPagesRemote,
+    GetUserPagesLocked,
+    GetUserPagesUnlocked,
+    GetUserPagesFast,
+    GetUserPagesFastOnly,
+    PinUserPages,
+    PinUserPagesRemote,
+    PinUserPagesUnlocked,
+    PinUserPagesFast,
+    PinUserPagesFastOnly,
+}
+
+impl GupApi {
+    pub const ALL: [GupApi; 11] = [
+        GupApi::GetUserPages,
+        GupApi::GetUserPagesRemote,
+        GupApi::GetUserPagesLocked,
+        GupApi::GetUserPagesUnlocked,
+        GupApi::GetUserPagesFast,
+        GupApi::GetUserPagesFastOnly,
+        GupApi::PinUserPages,
+        GupApi::PinUserPagesRemote,
+        GupApi::PinUserPagesUnlocked,
+        GupApi::PinUserPagesFast,
+        GupApi::PinUserPagesFastOnly,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            GupApi::GetUserPages => "get_user_pages",
+            GupApi::GetUserPagesRemote => "get_user_pages_remote",
+            GupApi::GetUserPagesLocked => "get_user_pages_locked",
+            GupApi::GetUserPagesUnlocked => "get_user_pages_unlocked",
+            GupApi::GetUserPagesFast => "get_user_pages_fast",
+            GupApi::GetUserPagesFastOnly => "get_user_pages_fast_only",
+            GupApi::PinUserPages => "pin_user_pages",
+            GupApi::PinUserPagesRemote => "pin_user_pages_remote",
+            GupApi::PinUserPagesUnlocked => "pin_user_pages_unlocked",
+            GupApi::PinUserPagesFast => "pin_user_pages_fast",
+            GupApi::PinUserPagesFastOnly => "pin_user_pages_fast_only",
+        }
+    }
+    /// A pin_* entry point: released with unpin_user_page*.
+    pub fn pins(self) -> bool {
+        self.name().starts_with("pin_")
+    }
+}
+
+/// The FOLL_* flags a caller may pass, as a selector.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Arbitrary)]
+pub struct FlagSel {
+    #[serde(default)]
+    pub write: bool,
+    #[serde(default)]
+    pub longterm: bool,
+    #[serde(default)]
+    pub force: bool,
+}
+
+impl FlagSel {
+    pub const WRITE: FlagSel = FlagSel {
+        write: true,
+        longterm: false,
+        force: false,
+    };
+    pub fn foll(self) -> Foll {
+        let mut f = Foll::NONE;
+        if self.write {
+            f = f.with(Flag::Write);
+        }
+        if self.longterm {
+            f = f.with(Flag::Longterm);
+        }
+        if self.force {
+            f = f.with(Flag::Force);
+        }
+        f
+    }
+}
+
+/// How a GUP result is released.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Arbitrary)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseApi {
+    /// The call that matches how the pages were taken: put_page for a get,
+    /// unpin_user_pages for a pin (put_user_pages in the seed).
+    Matching,
+    /// Dirty then release: unpin_user_pages_dirty_lock(make_dirty), or
+    /// set_page_dirty_lock + put_page for a get (the DIO pattern).
+    DirtyLock,
+    /// unpin_user_page_range_dirty_lock over the handle's first page.
+    RangeDirtyLock,
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Arbitrary)]
 #[serde(rename_all = "snake_case")]
@@ -30,6 +131,39 @@ pub enum Op {
     /// A GUP-fast-style lockless lookup that reads the page under a speculative
     /// reference (walk.rs).
     LocklessPeek { mm: u8, page: u16 },
+    /// A GUP call on `nr` pages from a layout page; the result becomes a handle.
+    Gup {
+        api: GupApi,
+        mm: u8,
+        page: u16,
+        nr: u8,
+        flags: FlagSel,
+    },
+    /// Bad input: a raw address, count and flag word (decoded by the era's
+    /// values; unknown bits reach the call as FOLL_* it must refuse), optionally
+    /// with no pages array.
+    GupRaw {
+        api: GupApi,
+        mm: u8,
+        start: u64,
+        nr_pages: i64,
+        raw_flags: u32,
+        no_pages: bool,
+    },
+    /// Releases what an earlier GUP op of this thread took (handle = the
+    /// `handle % n`-th GUP result still held).
+    Release { handle: u8, how: ReleaseApi },
+    /// `page_maybe_dma_pinned()` on a handle's first page: a pin this thread holds
+    /// must read as pinned (no false negatives).
+    MaybeDmaPinned { handle: u8 },
+}
+
+/// What a GUP op returned and whether it has been released.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handle {
+    pub pages: Vec<Pfn>,
+    /// Taken by a pin_* entry point.
+    pub pin: bool,
 }
 
 impl Op {
@@ -42,6 +176,9 @@ impl Op {
             Op::Munmap { .. } => "munmap",
             Op::Mmap { .. } => "mmap",
             Op::LocklessPeek { .. } => "lockless peek",
+            Op::Gup { api, .. } | Op::GupRaw { api, .. } => api.name(),
+            Op::Release { .. } => "release",
+            Op::MaybeDmaPinned { .. } => "page_maybe_dma_pinned",
         }
     }
 }
@@ -113,8 +250,166 @@ impl<B: Backend> World<B> {
                     let _ = self.lockless_peek(ctx, mm, addr)?;
                 }
             }
+            Op::Gup {
+                api,
+                mm,
+                page,
+                nr,
+                flags,
+            } => {
+                let mm = r.mm(mm);
+                if let Some(addr) = r.page(mm, page) {
+                    self.gup_op(ctx, api, mm, addr, i64::from(nr % 8), flags.foll(), true)?;
+                }
+            }
+            Op::GupRaw {
+                api,
+                mm,
+                start,
+                nr_pages,
+                raw_flags,
+                no_pages,
+            } => {
+                let mm = r.mm(mm);
+                // Bits no flag of the era has are passed as FOLL_MADV_POPULATE, an
+                // internal flag every wrapper must refuse.
+                let flags = match self.cfg.p().rules.decode(raw_flags) {
+                    Ok(f) => f,
+                    Err(_) => Foll::of(&[Flag::MadvPopulate]),
+                };
+                self.gup_op(ctx, api, mm, start, nr_pages, flags, !no_pages)?;
+            }
+            Op::Release { handle, how } => self.release_op(ctx, handle, how)?,
+            Op::MaybeDmaPinned { handle } => {
+                if ctx.handles.is_empty() || self.cfg.p().pin == PinCounting::AsGet {
+                    return Ok(());
+                }
+                let h = &ctx.handles[usize::from(handle) % ctx.handles.len()];
+                let (Some(&page), true) = (h.pages.first(), h.pin) else {
+                    return Ok(());
+                };
+                if !self.page_maybe_dma_pinned(page) {
+                    return Err(ctx.violation(
+                        Invariant::PinnedIsVisible,
+                        format!("page {page} is pinned by this thread but page_maybe_dma_pinned() says no"),
+                    ));
+                }
+            }
         }
         Ok(())
+    }
+
+    /// One GUP call; checks the prefix-result rule and keeps the result.
+    #[allow(clippy::too_many_arguments)]
+    fn gup_op(
+        &self,
+        ctx: &mut Ctx,
+        api: GupApi,
+        mm: usize,
+        start: u64,
+        nr: i64,
+        flags: Foll,
+        with_pages: bool,
+    ) -> Res<()> {
+        let mut pages = Vec::new();
+        let out = with_pages.then_some(&mut pages);
+        let me = ctx.mm;
+        let ret = match api {
+            GupApi::GetUserPages => self.get_user_pages(ctx, start, nr, flags, out)?,
+            GupApi::GetUserPagesRemote => {
+                self.get_user_pages_remote(ctx, mm, start, nr, flags, out, None)?
+            }
+            GupApi::GetUserPagesLocked => {
+                let mut locked = 1;
+                self.get_user_pages_locked(ctx, start, nr, flags, out, &mut locked)?
+            }
+            GupApi::GetUserPagesUnlocked => {
+                self.get_user_pages_unlocked(ctx, start, nr, out, flags)?
+            }
+            GupApi::GetUserPagesFast => self.get_user_pages_fast(ctx, start, nr, flags, out)?,
+            GupApi::GetUserPagesFastOnly => {
+                self.get_user_pages_fast_only(ctx, start, nr, flags, out)?
+            }
+            GupApi::PinUserPages => self.pin_user_pages(ctx, start, nr, flags, out)?,
+            GupApi::PinUserPagesRemote => {
+                self.pin_user_pages_remote(ctx, mm, start, nr, flags, out, None)?
+            }
+            GupApi::PinUserPagesUnlocked => {
+                self.pin_user_pages_unlocked(ctx, start, nr, out, flags)?
+            }
+            GupApi::PinUserPagesFast => self.pin_user_pages_fast(ctx, start, nr, flags, out)?,
+            GupApi::PinUserPagesFastOnly => {
+                self.pin_user_pages_fast_only(ctx, start, nr, flags, out)?
+            }
+        };
+        debug_assert_eq!(ctx.mm, me);
+        // prefix result: a count of the pages filled in, or -errno with none.
+        let filled = pages.len() as i64;
+        if (ret < 0 && filled > 0) || (ret >= 0 && ret != filled) {
+            return Err(ctx.violation(
+                Invariant::PrefixResult,
+                format!(
+                    "{} returned {ret} with {filled} page(s) filled in",
+                    api.name()
+                ),
+            ));
+        }
+        if filled > 0 {
+            ctx.handles.push(Handle {
+                pages,
+                pin: api.pins(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Releases a handle the way the op says (and the mutations distort).
+    fn release_op(&self, ctx: &mut Ctx, handle: u8, how: ReleaseApi) -> Res<()> {
+        if ctx.handles.is_empty() {
+            return Ok(());
+        }
+        let i = usize::from(handle) % ctx.handles.len();
+        let h = ctx.handles.remove(i);
+        let seed = self.cfg.p().rules == Rules::Seed;
+        let as_pin = if h.pin {
+            !self.cfg.has(Mutation::PutPageOnPin)
+        } else {
+            self.cfg.has(Mutation::UnpinGet)
+        };
+        match (how, as_pin) {
+            (_, true) if seed => self.put_user_pages(ctx, &h.pages),
+            (ReleaseApi::Matching, true) => self.unpin_user_pages(ctx, &h.pages),
+            (ReleaseApi::DirtyLock, true) => self.unpin_user_pages_dirty_lock(ctx, &h.pages, true),
+            (ReleaseApi::RangeDirtyLock, true) => {
+                // The range call needs physically contiguous pages; otherwise the
+                // caller releases page by page.
+                let contiguous = h.pages.windows(2).all(|w| w[1] == w[0] + 1);
+                if contiguous {
+                    self.unpin_user_page_range_dirty_lock(
+                        ctx,
+                        h.pages[0],
+                        h.pages.len() as u32,
+                        true,
+                    )
+                } else {
+                    self.unpin_user_pages_dirty_lock(ctx, &h.pages, true)
+                }
+            }
+            (ReleaseApi::Matching, false) => {
+                for &p in &h.pages {
+                    self.put_page(ctx, p)?;
+                }
+                Ok(())
+            }
+            (ReleaseApi::DirtyLock | ReleaseApi::RangeDirtyLock, false) => {
+                for &p in &h.pages {
+                    let head = self.mem.page_folio(p);
+                    self.set_page_dirty_lock(ctx, head);
+                    self.put_page(ctx, p)?;
+                }
+                Ok(())
+            }
+        }
     }
 }
 

@@ -3,8 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Arch, Mutation, WorldConfig};
+use crate::config::{Arch, CounterScale, Mutation, WorldConfig};
+use crate::ops::{FlagSel, GupApi, ReleaseApi};
 use crate::ops::{Op, OPS_VERSION};
+use crate::preset::PresetId;
 use crate::world::{Layout, Populate, Region};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,9 +21,15 @@ pub struct Scenario {
 }
 
 impl Scenario {
-    /// The world of one run of this scenario.
+    /// The world of one run of this scenario under the latest preset.
     pub fn config(&self, arch: Arch, mutations: &[Mutation]) -> WorldConfig {
+        self.config_for(PresetId::Latest, arch, mutations)
+    }
+
+    /// The world of one run of this scenario.
+    pub fn config_for(&self, preset: PresetId, arch: Arch, mutations: &[Mutation]) -> WorldConfig {
         let mut c = self.world.clone();
+        c.preset = preset;
         c.arch = arch;
         c.mutations = mutations.to_vec();
         c.nr_cpus = c.nr_cpus.max(self.threads.len() + 1);
@@ -104,9 +112,181 @@ pub fn fault_vs_lockless_walker() -> Scenario {
     }
 }
 
+/// `gup_fast_vs_munmap`: the first design-card race with the real fast path.
+/// One thread pins a page with `pin_user_pages_fast` and unpins it; the other
+/// unmaps it (its PTE table stays: a neighbour keeps it), faults a copy-on-write
+/// page elsewhere, which reuses the freed frame (last in, first out), then maps
+/// the address again and touches it.
+///
+/// A pin taken before the zap may return a page that is no longer mapped (GUP
+/// promises "not freed", not "still mapped"). What must never happen: a reference
+/// raised from zero, a walk through a freed table, or a returned page that was
+/// freed and reused between the walk and the grab.
+pub fn gup_fast_vs_munmap() -> Scenario {
+    Scenario {
+        name: "gup_fast_vs_munmap".into(),
+        about: "pin_user_pages_fast against munmap, a reusing fault elsewhere and a remap".into(),
+        version: OPS_VERSION,
+        layout: Layout::one(vec![
+            Region::anon(0, 1, Populate::Anon),
+            Region::anon(1, 1, Populate::Anon),
+            Region::anon(2, 1, Populate::ZeroPage),
+        ]),
+        threads: vec![
+            vec![
+                Op::Munmap { mm: 0, region: 0 },
+                Op::Touch {
+                    mm: 0,
+                    page: 2,
+                    write: true,
+                },
+                Op::Mmap { mm: 0, region: 0 },
+                Op::Touch {
+                    mm: 0,
+                    page: 0,
+                    write: true,
+                },
+            ],
+            vec![
+                Op::Gup {
+                    api: GupApi::PinUserPagesFast,
+                    mm: 0,
+                    page: 0,
+                    nr: 1,
+                    flags: FlagSel::WRITE,
+                },
+                Op::Release {
+                    handle: 0,
+                    how: ReleaseApi::Matching,
+                },
+            ],
+        ],
+        world: WorldConfig {
+            nr_frames: 14,
+            nr_tables: 8,
+            ..WorldConfig::small(Arch::Ipi)
+        },
+    }
+}
+
+/// `concurrent_pin_unpin`: a FOLL_PIN user (fast path, checks the page reads as
+/// pinned) and a FOLL_GET user (DIO-style: dirty, then put) on one page at once.
+/// The counters must come back to the mapping's own reference.
+pub fn concurrent_pin_unpin() -> Scenario {
+    Scenario {
+        name: "concurrent_pin_unpin".into(),
+        about: "pin_user_pages_fast + unpin against get_user_pages_fast + put on one page".into(),
+        version: OPS_VERSION,
+        layout: Layout::one(vec![Region::anon(0, 1, Populate::Anon)]),
+        threads: vec![
+            vec![
+                Op::Gup {
+                    api: GupApi::PinUserPagesFast,
+                    mm: 0,
+                    page: 0,
+                    nr: 1,
+                    flags: FlagSel::WRITE,
+                },
+                Op::MaybeDmaPinned { handle: 0 },
+                Op::Release {
+                    handle: 0,
+                    how: ReleaseApi::DirtyLock,
+                },
+            ],
+            vec![
+                Op::Gup {
+                    api: GupApi::GetUserPagesFast,
+                    mm: 0,
+                    page: 0,
+                    nr: 1,
+                    flags: FlagSel::WRITE,
+                },
+                Op::Release {
+                    handle: 0,
+                    how: ReleaseApi::Matching,
+                },
+            ],
+        ],
+        world: WorldConfig {
+            nr_frames: 10,
+            nr_tables: 6,
+            ..WorldConfig::small(Arch::Ipi)
+        },
+    }
+}
+
+/// `huge_page_pin_overflow`: two threads each take four whole pins of a
+/// hugetlb-like folio and keep them, on an 8-bit counter with bias 4 (the seed's
+/// arithmetic at a scale loom can reach: a whole pin adds 16 under the v11
+/// bias-on-head counting, so the eighth overflows the counter, as a 1 GiB page
+/// did after "about 8" pins; with the exact pincount it adds 4).
+pub fn huge_page_pin_overflow() -> Scenario {
+    let pin = Op::Gup {
+        api: GupApi::PinUserPagesFast,
+        mm: 0,
+        page: 0,
+        nr: 4,
+        flags: FlagSel::default(),
+    };
+    Scenario {
+        name: "huge_page_pin_overflow".into(),
+        about: "whole pins of a huge folio held by two threads, on a scaled counter".into(),
+        version: OPS_VERSION,
+        layout: Layout::one(vec![Region::anon(0, 4, Populate::Hugetlb)]),
+        threads: vec![vec![pin.clone(); 4], vec![pin; 4]],
+        world: WorldConfig {
+            nr_frames: 16,
+            nr_tables: 6,
+            counter: CounterScale {
+                bits: 8,
+                pin_bias: 4,
+            },
+            ..WorldConfig::small(Arch::Ipi)
+        },
+    }
+}
+
+/// `zero_page_pin`: read-only pins of never-written anonymous memory pin the
+/// shared zero page through the slow path (its PTE is special, so the fast path
+/// falls back). Like vfio before 873aefb376bb, nobody unpins: on a 6-bit counter
+/// with bias 4, eight pins overflow the zero page's count unless pins of the
+/// zero page are no-ops (c8070b787519, 6.5).
+pub fn zero_page_pin() -> Scenario {
+    let pin = Op::Gup {
+        api: GupApi::PinUserPages,
+        mm: 0,
+        page: 0,
+        nr: 1,
+        flags: FlagSel::default(),
+    };
+    Scenario {
+        name: "zero_page_pin".into(),
+        about: "read-only pins of the shared zero page, never released, on a scaled counter".into(),
+        version: OPS_VERSION,
+        layout: Layout::one(vec![Region::anon(0, 1, Populate::ZeroPage)]),
+        threads: vec![vec![pin.clone(); 4], vec![pin; 4]],
+        world: WorldConfig {
+            nr_frames: 10,
+            nr_tables: 6,
+            counter: CounterScale {
+                bits: 6,
+                pin_bias: 4,
+            },
+            ..WorldConfig::small(Arch::Ipi)
+        },
+    }
+}
+
 /// Every scenario, by name.
 pub fn catalogue() -> Vec<Scenario> {
-    vec![munmap_vs_lockless_walker(), fault_vs_lockless_walker()]
+    vec![
+        munmap_vs_lockless_walker(),
+        fault_vs_lockless_walker(),
+        gup_fast_vs_munmap(),
+        concurrent_pin_unpin(),
+        huge_page_pin_overflow(),
+        zero_page_pin(),
+    ]
 }
 
 pub fn by_name(name: &str) -> Result<Scenario, String> {

@@ -651,6 +651,18 @@ impl<B: Backend> World<B> {
             let other = held[pfn] - pins[pfn];
             let permanent = i64::from(flags & pg::RESERVED != 0) + table_refs[pfn];
             let expected = maps + other + pin_refs + permanent;
+            let limit = 1i64 << (self.mem.counter.bits - 1);
+            if expected >= limit {
+                return Err(Box::new(Violation {
+                    invariant: Invariant::RefcountBounds,
+                    thread: None,
+                    step: "quiescence".into(),
+                    detail: format!(
+                        "folio {p} has {expected} references ({maps} mapping(s), {other} get(s), {} pin(s)): more than a {}-bit refcount holds (it reads {rc})",
+                        pins[pfn], self.mem.counter.bits
+                    ),
+                }));
+            }
             if rc != expected {
                 return Err(fail(format!(
                     "folio {p} refcount {rc}, expected {expected} ({maps} mapping(s), {other} get(s), {} pin(s), {permanent} permanent)",

@@ -6,6 +6,14 @@ use clap::{Parser, Subcommand};
 use gupcheck_model::expect::{self, Evaluation};
 use gupcheck_model::{scenario, Engine, Invariant, Mutation};
 use std::process::ExitCode;
+
+/// println! that does not panic when stdout is closed (`gupcheck list | head`).
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
 use std::time::Instant;
 
 #[derive(Parser)]
@@ -25,9 +33,35 @@ enum Cmd {
     List,
     /// The default campaign: every expectation-matrix entry under every engine.
     Campaign(CampaignArgs),
+    /// Runs one scenario under one engine and prints the outcome (and, for a
+    /// violation, the interleaving of kernel-named steps).
+    Explore(ExploreArgs),
     /// Memory footprint of a fully populated address space on the std backend
     /// (512-entry tables, 4 KiB pages): peak RSS and bytes per mapped page.
     Footprint(FootprintArgs),
+}
+
+#[derive(clap::Args, Clone)]
+struct ExploreArgs {
+    /// Scenario name (see `gupcheck list`).
+    scenario: String,
+    /// loom | shuttle-random | shuttle-pct | shuttle-dfs | std
+    #[arg(long, default_value = "shuttle-pct")]
+    engine: String,
+    #[arg(long, default_value = "latest")]
+    preset: String,
+    /// ipi | rcu
+    #[arg(long, default_value = "rcu")]
+    arch: String,
+    #[arg(long)]
+    mutation: Vec<String>,
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    iterations: u64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// loom preemption bound (PCT depth for shuttle-pct).
+    #[arg(long, default_value_t = 2)]
+    bound: usize,
 }
 
 #[derive(clap::Args, Clone)]
@@ -76,32 +110,92 @@ fn main() -> ExitCode {
         }
         Some(Cmd::Campaign(a)) => campaign(&a),
         Some(Cmd::Footprint(a)) => footprint(&a),
+        Some(Cmd::Explore(a)) => match explore(&a) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("gupcheck: {e}");
+                ExitCode::from(2)
+            }
+        },
         None => campaign(&CampaignArgs::default()),
     }
 }
 
 fn list() {
-    println!("scenarios:");
+    say!("scenarios:");
     for s in scenario::catalogue() {
-        println!("  {:<28} {}", s.name, s.about);
+        say!("  {:<28} {}", s.name, s.about);
     }
-    println!("arch modes:");
-    println!(
+    say!("arch modes:");
+    say!(
         "  {:<28} TLB flush by IPI: frees of tables and data pages wait for walkers",
         "ipi"
     );
-    println!(
+    say!(
         "  {:<28} RCU table freeing: only table frees wait (a grace period)",
         "rcu"
     );
-    println!("mutations:");
+    say!("mutations:");
     for m in Mutation::ALL {
-        println!("  {:<28} {}", m.name(), m.describe());
+        say!("  {:<28} {}", m.name(), m.describe());
     }
-    println!("invariants:");
+    say!("invariants:");
     for i in Invariant::ALL {
-        println!("  {:<28} {}", i.name(), i.meaning());
+        say!("  {:<28} {}", i.name(), i.meaning());
     }
+}
+
+fn explore(a: &ExploreArgs) -> Result<ExitCode, String> {
+    let sc = scenario::by_name(&a.scenario)?;
+    let preset = gupcheck_model::PresetId::parse(&a.preset)?;
+    let arch = gupcheck_model::Arch::parse(&a.arch)?;
+    let muts = a
+        .mutation
+        .iter()
+        .map(|m| Mutation::parse(m))
+        .collect::<Result<Vec<_>, _>>()?;
+    let n = a.iterations as usize;
+    let engine = match a.engine.as_str() {
+        "loom" => Engine::Loom { preemption_bound: Some(a.bound) },
+        "shuttle-random" => Engine::ShuttleRandom { iterations: n, seed: a.seed },
+        "shuttle-pct" => Engine::ShuttlePct { iterations: n, depth: a.bound.max(1), seed: a.seed },
+        "shuttle-dfs" => Engine::ShuttleDfs { max_iterations: Some(n) },
+        "std" => Engine::Std { iterations: n },
+        other => {
+            return Err(format!(
+                "unknown engine '{other}' (expected loom, shuttle-random, shuttle-pct, shuttle-dfs or std)"
+            ))
+        }
+    };
+    let cfg = sc.config_for(preset, arch, &muts);
+    let t = Instant::now();
+    let o = gupcheck_model::run(&sc, &cfg, &engine)?;
+    say!(
+        "{} / {} / {} / {} under {}: {} execution(s) in {:.2} s",
+        o.scenario,
+        preset.name(),
+        o.arch,
+        if o.mutations.is_empty() {
+            "-".to_string()
+        } else {
+            o.mutations.join(",")
+        },
+        o.engine,
+        o.iterations,
+        t.elapsed().as_secs_f64()
+    );
+    let Some(f) = o.failure else {
+        say!("no violation");
+        return Ok(ExitCode::SUCCESS);
+    };
+    say!("VIOLATION at execution {}: {}", f.iteration, f.violation);
+    let threads = f.trace.iter().map(|s| s.thread).max().map_or(0, |m| m + 1);
+    for s in &f.trace {
+        let pad = 44 * s.thread;
+        say!("{:>5} {:pad$}{} {:#x}", s.seq, "", s.name, s.arg, pad = pad);
+    }
+    let _ = threads;
+    Ok(ExitCode::from(1))
 }
 
 /// Reads a `/proc/self/status` field in KiB.
@@ -146,7 +240,7 @@ fn footprint(a: &FootprintArgs) -> ExitCode {
         return ExitCode::from(2);
     };
     let tables = w.cfg.nr_tables - w.mem.free.lock().tables.len();
-    println!(
+    say!(
         "footprint: {} MiB of {} ({} pages mapped, {} frames, {} page tables in use)",
         a.mib,
         if a.thp {
@@ -158,18 +252,18 @@ fn footprint(a: &FootprintArgs) -> ExitCode {
         w.cfg.nr_frames,
         tables
     );
-    println!(
+    say!(
         "  peak RSS        {:>8.1} MiB (VmHWM; {:.1} MiB before the build)",
         hwm as f64 / 1024.0,
         base as f64 / 1024.0
     );
-    println!("  RSS now         {:>8.1} MiB", rss as f64 / 1024.0);
-    println!(
+    say!("  RSS now         {:>8.1} MiB", rss as f64 / 1024.0);
+    say!(
         "  per mapped page {:>8.1} bytes (a modelled struct page is {} bytes)",
         (rss.saturating_sub(base)) as f64 * 1024.0 / pages as f64,
         std::mem::size_of::<gupcheck_model::mem::Frame<Std>>()
     );
-    println!(
+    say!(
         "  build           {:>8.2} s, conservation check {:.2} s",
         built.as_secs_f64(),
         checked.as_secs_f64()
@@ -201,7 +295,7 @@ fn campaign(a: &CampaignArgs) -> ExitCode {
         },
     ];
     let matrix = expect::matrix();
-    println!(
+    say!(
         "gupcheck default campaign: {} matrix entries x {} engines (loom bound {}, shuttle {} executions, {} real-thread runs)",
         matrix.len(),
         engines.len(),
@@ -209,9 +303,14 @@ fn campaign(a: &CampaignArgs) -> ExitCode {
         iterations,
         a.std_iterations
     );
-    println!(
+    say!(
         "{:<62} {:<22} {:<22} {:<22} {:<22} {:<22} verdict",
-        "scenario / arch / mutation", "expected", "loom", "shuttle-random", "shuttle-pct", "std"
+        "scenario / arch / mutation",
+        "expected",
+        "loom",
+        "shuttle-random",
+        "shuttle-pct",
+        "std"
     );
     let start = Instant::now();
     let mut bad = 0;
@@ -241,7 +340,7 @@ fn campaign(a: &CampaignArgs) -> ExitCode {
                 format!("MISMATCH: {why}")
             }
         };
-        println!(
+        say!(
             "{:<62} {:<22} {:<22} {:<22} {:<22} {:<22} {}",
             entry.label(),
             expected,
@@ -252,7 +351,7 @@ fn campaign(a: &CampaignArgs) -> ExitCode {
             verdict
         );
     }
-    println!(
+    say!(
         "{} entries, {} mismatches, {:.1} s",
         matrix.len(),
         bad,

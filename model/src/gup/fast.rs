@@ -510,6 +510,11 @@ impl<B: Backend> World<B> {
                 self.gup_put_speculative(ctx, head, 1, flags)?;
                 return Ok(false);
             }
+            ctx.step(
+                &self.ghost,
+                "gup_fast_pte_range: take page",
+                u64::from(page),
+            );
             if self.ghost.frame(page) != reached {
                 return Err(ctx.violation(
                     Invariant::NoUseAfterFree,
