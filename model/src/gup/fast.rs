@@ -210,6 +210,13 @@ impl<B: Backend> World<B> {
         if flags.has(Flag::Pin) {
             self.mm_set_has_pinned_flag(ctx.mm);
         }
+        // The seed's walk takes a plain reference whatever the flags (FOLL_GET is
+        // implied there, not passed).
+        let flags = if rules == Rules::Seed && !flags.has(Flag::Pin) {
+            flags.with(Flag::Get)
+        } else {
+            flags
+        };
         let start = start & !(PAGE_SIZE - 1);
         if nr_pages <= 0 {
             return Ok(0);
