@@ -227,21 +227,24 @@ impl Ledger {
 
     /// Adds `count` references of `kind` on folio `head` (generation `gen`).
     pub fn hold(&mut self, head: Pfn, gen: u32, kind: HoldKind, count: i64) {
-        if let Some(h) = self
+        match self
             .holds
-            .iter_mut()
-            .find(|h| h.head == head && h.gen == gen && h.kind == kind)
+            .iter()
+            .position(|h| h.head == head && h.gen == gen && h.kind == kind)
         {
-            h.count += count;
-        } else {
-            self.holds.push(Hold {
+            Some(i) => {
+                self.holds[i].count += count;
+                if self.holds[i].count == 0 {
+                    self.holds.swap_remove(i);
+                }
+            }
+            None => self.holds.push(Hold {
                 head,
                 gen,
                 kind,
                 count,
-            });
+            }),
         }
-        self.holds.retain(|h| h.count != 0);
     }
 
     /// Keeps the latest write per (mm, addr).

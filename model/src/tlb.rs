@@ -29,7 +29,9 @@ use crate::mem::Pfn;
 
 pub struct Walkers<B: Backend> {
     slots: Box<[B::AtomicU32]>,
-    lock: Mutex<B, ()>,
+    /// Freers waiting for a walker to leave (protected by the lock): a walker
+    /// leaving wakes the condition variable only if someone waits.
+    lock: Mutex<B, usize>,
     cv: Condvar<B>,
 }
 
@@ -37,7 +39,7 @@ impl<B: Backend> Walkers<B> {
     pub fn new(nr_cpus: usize) -> Self {
         Walkers {
             slots: (0..nr_cpus).map(|_| B::AtomicU32::new(0)).collect(),
-            lock: Mutex::new(()),
+            lock: Mutex::new(0),
             cv: Condvar::new(),
         }
     }
@@ -61,7 +63,9 @@ impl<B: Backend> Walkers<B> {
         ctx.irq_seq = ctx.irq_seq.wrapping_add(1);
         let g = self.lock.lock();
         self.slots[ctx.cpu].write_once(ctx.irq_seq);
-        self.cv.notify_all();
+        if *g > 0 {
+            self.cv.notify_all();
+        }
         drop(g);
     }
 
@@ -78,9 +82,11 @@ impl<B: Backend> Walkers<B> {
             }
             let seen = slot.read_once();
             if seen & 1 == 1 {
+                *g += 1;
                 while slot.read_once() == seen {
                     g = self.cv.wait(g);
                 }
+                *g -= 1;
             }
         }
         drop(g);

@@ -126,8 +126,14 @@ pub struct Foll(pub u32);
 impl Foll {
     pub const NONE: Foll = Foll(0);
 
-    pub fn of(flags: &[Flag]) -> Foll {
-        Foll(flags.iter().fold(0, |a, f| a | f.bit()))
+    pub const fn of(flags: &[Flag]) -> Foll {
+        let mut v = 0;
+        let mut i = 0;
+        while i < flags.len() {
+            v |= 1 << (flags[i] as u32);
+            i += 1;
+        }
+        Foll(v)
     }
     pub fn has(self, f: Flag) -> bool {
         self.0 & f.bit() != 0
