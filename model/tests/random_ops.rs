@@ -1,0 +1,97 @@
+//! Arbitrary op sequences, decoded from pseudo-random bytes the way a fuzzer's
+//! would be: decoding never panics, no op panics in any preset, and the latest
+//! preset reports no violation (every release the interpreter makes is the
+//! matching one, so a violation there would be a model bug). Two threads under
+//! shuttle too.
+
+use arbitrary::{Arbitrary, Unstructured};
+use gupcheck_model::ops::Op;
+use gupcheck_model::scenario::Scenario;
+use gupcheck_model::world::{Layout, Populate, Region};
+use gupcheck_model::{run, Arch, Engine, PresetId, WorldConfig};
+
+fn bytes(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn ops(seed: u64) -> Vec<Op> {
+    let b = bytes(seed, 512);
+    let mut u = Unstructured::new(&b);
+    (0..24).map_while(|_| Op::arbitrary(&mut u).ok()).collect()
+}
+
+fn scenario(threads: Vec<Vec<Op>>) -> Scenario {
+    Scenario {
+        name: "random".into(),
+        about: String::new(),
+        version: gupcheck_model::ops::OPS_VERSION,
+        layout: Layout::one(vec![
+            Region::anon(0, 4, Populate::Anon),
+            Region::anon(4, 2, Populate::None),
+            Region::anon(6, 2, Populate::ZeroPage),
+            Region::anon(8, 4, Populate::Thp),
+            Region::anon(16, 16, Populate::Hugetlb),
+        ]),
+        threads,
+        world: WorldConfig {
+            fanout_bits: 2,
+            nr_frames: 128,
+            nr_tables: 32,
+            ..WorldConfig::small(Arch::Rcu)
+        },
+    }
+}
+
+#[test]
+fn one_thread_any_preset_never_panics_and_latest_stays_clean() {
+    for seed in 0..2000u64 {
+        let sc = scenario(vec![ops(seed)]);
+        for p in PresetId::ALL {
+            for arch in Arch::ALL {
+                let cfg = sc.config_for(p, arch, &[]);
+                let o = run(&sc, &cfg, &Engine::Std { iterations: 1 }).expect("layout fits");
+                if p == PresetId::Latest {
+                    assert!(
+                        o.failure.is_none(),
+                        "seed {seed} {arch:?}: {:?}\nops: {:?}",
+                        o.failure.map(|f| f.violation),
+                        sc.threads
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn two_threads_under_shuttle_stay_clean_in_the_latest_preset() {
+    for seed in 0..300u64 {
+        let sc = scenario(vec![ops(2 * seed + 1000), ops(2 * seed + 1001)]);
+        for arch in Arch::ALL {
+            let cfg = sc.config_for(PresetId::Latest, arch, &[]);
+            let o = run(
+                &sc,
+                &cfg,
+                &Engine::ShuttleRandom {
+                    iterations: 20,
+                    seed,
+                },
+            )
+            .expect("layout fits");
+            assert!(
+                o.failure.is_none(),
+                "seed {seed} {arch:?}: {:?}\nops: {:?}",
+                o.failure.map(|f| f.violation),
+                sc.threads
+            );
+        }
+    }
+}
