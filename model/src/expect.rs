@@ -5,7 +5,8 @@
 //! `clean`: no engine may report a violation. `found`: the named invariant must be
 //! reported (by the engines listed, or by at least one engine). `known-open`: found,
 //! but the kernel itself never fixed it (the reason says why); it is not a failure
-//! of the protocol under test.
+//! of the protocol under test. `known-incomplete`: found, and the kernel's fix is
+//! known to be partial.
 
 use serde::{Deserialize, Serialize};
 
@@ -50,9 +51,9 @@ impl Entry {
     pub fn invariant(&self) -> Option<Invariant> {
         match &self.expect {
             Expect::Clean => None,
-            Expect::Found { invariant } | Expect::KnownOpen { invariant, .. } => {
-                Invariant::parse(invariant).ok()
-            }
+            Expect::Found { invariant }
+            | Expect::KnownOpen { invariant, .. }
+            | Expect::KnownIncomplete { invariant, .. } => Invariant::parse(invariant).ok(),
         }
     }
     pub fn label(&self) -> String {

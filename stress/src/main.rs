@@ -126,6 +126,10 @@ fn list() {
     for s in scenario::catalogue() {
         say!("  {:<28} {}", s.name, s.about);
     }
+    say!("presets:");
+    for p in gupcheck_model::PresetId::ALL {
+        say!("  {:<28} {}", p.name(), p.preset().about);
+    }
     say!("arch modes:");
     say!(
         "  {:<28} TLB flush by IPI: frees of tables and data pages wait for walkers",
@@ -189,12 +193,11 @@ fn explore(a: &ExploreArgs) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     };
     say!("VIOLATION at execution {}: {}", f.iteration, f.violation);
-    let threads = f.trace.iter().map(|s| s.thread).max().map_or(0, |m| m + 1);
+    // One column per thread, in global step order.
     for s in &f.trace {
         let pad = 44 * s.thread;
         say!("{:>5} {:pad$}{} {:#x}", s.seq, "", s.name, s.arg, pad = pad);
     }
-    let _ = threads;
     Ok(ExitCode::from(1))
 }
 

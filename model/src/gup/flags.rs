@@ -173,6 +173,14 @@ impl std::fmt::Debug for Foll {
 }
 
 /// Whose flag rules and numbers apply.
+///
+/// Sources: the seed from its own patch (mm/gup.c and include/linux/mm.h hunks of
+/// v2 07/19); 5.11 from a 5.11.4 tree (`mm/gup.c`: `is_valid_gup_flags`,
+/// `internal_get_user_pages_fast`, `lockless_pages_from_mm`,
+/// `check_and_migrate_cma_pages`; `include/linux/mm.h` FOLL_* block); 5.7 from the
+/// 5.7-cycle patch mails and the removed lines of later patches ("mm/gup: require
+/// FOLL_GET for get_user_pages_fast()", "mm/gup: introduce pin_user_pages_locked()",
+/// the FOLL_FAST_ONLY refactor); 6.1 and latest from KERNEL.md §2.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Hash, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum Rules {
