@@ -123,10 +123,15 @@ pub enum Mutation {
     /// `__folio_mark_uptodate()`: a lockless reader can see the frame's previous
     /// contents. Ordering only (loom). Observable in `fault_vs_lockless_walker`.
     FaultNoWmb,
+    /// After VM_FAULT_RETRY dropped and retook `mmap_lock`, the slow path retries
+    /// with the VMA it found before, not a fresh lookup: a range unmapped meanwhile
+    /// is faulted in again outside any VMA, where nothing will ever free it.
+    /// Observable in `gup_unlocked_vs_munmap`.
+    StaleVmaAfterRetry,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 8] = [
+    pub const ALL: [Mutation; 9] = [
         Mutation::WalkerSkipsRegistration,
         Mutation::WalkerPlainGet,
         Mutation::WalkerRegistrationNoBarrier,
@@ -135,6 +140,7 @@ impl Mutation {
         Mutation::GrabPlainIncrement,
         Mutation::SkipPteRecheck,
         Mutation::FaultNoWmb,
+        Mutation::StaleVmaAfterRetry,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -146,6 +152,7 @@ impl Mutation {
             Mutation::GrabPlainIncrement => "grab_plain_increment",
             Mutation::SkipPteRecheck => "skip_pte_recheck",
             Mutation::FaultNoWmb => "fault_no_wmb",
+            Mutation::StaleVmaAfterRetry => "stale_vma_after_retry",
         }
     }
     pub fn describe(self) -> &'static str {
@@ -167,6 +174,9 @@ impl Mutation {
             Mutation::SkipPteRecheck => "GUP-fast skips the PTE recheck after its grab",
             Mutation::FaultNoWmb => {
                 "anonymous fault publishes the PTE before the zeroed page (no smp_wmb)"
+            }
+            Mutation::StaleVmaAfterRetry => {
+                "GUP retries after VM_FAULT_RETRY with the VMA found before the lock drop"
             }
         }
     }

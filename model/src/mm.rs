@@ -124,6 +124,11 @@ pub struct FaultFlags {
     pub write: bool,
     /// FAULT_FLAG_UNSHARE (c89357e27f20, 5.19): break COW without making writable.
     pub unshare: bool,
+    /// FAULT_FLAG_ALLOW_RETRY: the handler may ask for `mmap_lock` to be dropped
+    /// while it waits for I/O (VM_FAULT_RETRY, here -EAGAIN).
+    pub allow_retry: bool,
+    /// FAULT_FLAG_TRIED: this is the retry.
+    pub tried: bool,
 }
 
 impl<B: Backend> World<B> {
@@ -158,10 +163,58 @@ impl<B: Backend> World<B> {
         if pte.is_none() {
             return self.do_anonymous_page(ctx, mm, vma, addr, slot, idx, ff);
         }
+        if pte.is_swap() {
+            return self.do_swap_page(ctx, mm, vma, addr, slot, idx, pte, ff);
+        }
         if pte.present() && (ff.write || ff.unshare) && !pte.write() {
             return self.do_wp_page(ctx, mm, vma, addr, slot, idx, pte, ff);
         }
-        // Present and sufficient, or swap/migration (not yet modelled): nothing to do.
+        // Present and sufficient, or a migration entry (not yet modelled).
+        Ok(Ok(()))
+    }
+
+    /// `do_swap_page()`: read the page back from its swap slot. With
+    /// FAULT_FLAG_ALLOW_RETRY the first attempt starts the I/O and asks for
+    /// `mmap_lock` to be dropped while it completes (`folio_lock_or_retry`): the
+    /// window in which munmap can slip in. The entry is exclusive (the model swaps
+    /// out only unshared pages), so the page comes back exclusive.
+    #[allow(clippy::too_many_arguments)]
+    fn do_swap_page(
+        &self,
+        ctx: &mut Ctx,
+        mm: usize,
+        vma: &Vma,
+        addr: u64,
+        slot: u32,
+        idx: usize,
+        pte: Pte,
+        ff: FaultFlags,
+    ) -> Res<Result<(), Errno>> {
+        if ff.allow_retry && !ff.tried {
+            ctx.step(&self.ghost, "do_swap_page: swap I/O, VM_FAULT_RETRY", addr);
+            return Ok(Err(Errno::EAGAIN));
+        }
+        let Some(pfn) = self.alloc_anon_page(ctx)? else {
+            return Ok(Err(Errno::ENOMEM));
+        };
+        let data = self.swap.lock()[pte.pfn() as usize].unwrap_or([0, 0]);
+        for (w, v) in data.into_iter().enumerate() {
+            self.write_page(pfn, w, v);
+        }
+        B::smp_wmb();
+        let t = &self.tables[slot as usize];
+        let g = t.ptl.lock();
+        if t.read(idx) != pte {
+            drop(g);
+            self.mem.folio_put_refs(ctx, &self.ghost, pfn, 1, None)?;
+            return Ok(Ok(()));
+        }
+        self.add_rmap(pfn, RmapEntry::pte(mm, addr));
+        let write = ff.write && vma.writable();
+        t.set(idx, Pte::mk_page(pfn, write, write));
+        drop(g);
+        self.swap.lock()[pte.pfn() as usize] = None;
+        ctx.step(&self.ghost, "do_swap_page: set_pte_at", addr);
         Ok(Ok(()))
     }
 
@@ -470,6 +523,11 @@ impl<B: Backend> World<B> {
                 },
                 lo,
             );
+            if old.is_swap() {
+                // free_swap_and_cache().
+                self.swap.lock()[old.pfn() as usize] = None;
+                continue;
+            }
             if !old.present() || old.special() {
                 continue;
             }
@@ -591,7 +649,7 @@ impl<B: Backend> World<B> {
                 addr,
                 FaultFlags {
                     write,
-                    unshare: false,
+                    ..FaultFlags::default()
                 },
             )? {
                 return Ok(Err(e));

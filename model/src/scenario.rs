@@ -277,6 +277,44 @@ pub fn zero_page_pin() -> Scenario {
     }
 }
 
+/// `gup_unlocked_vs_munmap`: `get_user_pages_unlocked` on swapped-out pages. The
+/// swap-in asks for `mmap_lock` to be dropped while its I/O runs
+/// (VM_FAULT_RETRY), and another thread unmaps the range in that window; the
+/// retry with FOLL_TRIED must find the VMA again or stop with the prefix it has.
+pub fn gup_unlocked_vs_munmap() -> Scenario {
+    Scenario {
+        name: "gup_unlocked_vs_munmap".into(),
+        about: "get_user_pages_unlocked drops mmap_lock for swap-in I/O while munmap slips in"
+            .into(),
+        version: OPS_VERSION,
+        layout: Layout::one(vec![
+            Region::anon(0, 2, Populate::Swapped),
+            Region::anon(2, 1, Populate::Anon),
+        ]),
+        threads: vec![
+            vec![
+                Op::Gup {
+                    api: GupApi::GetUserPagesUnlocked,
+                    mm: 0,
+                    page: 0,
+                    nr: 2,
+                    flags: FlagSel::default(),
+                },
+                Op::Release {
+                    handle: 0,
+                    how: ReleaseApi::Matching,
+                },
+            ],
+            vec![Op::Munmap { mm: 0, region: 0 }],
+        ],
+        world: WorldConfig {
+            nr_frames: 14,
+            nr_tables: 8,
+            ..WorldConfig::small(Arch::Ipi)
+        },
+    }
+}
+
 /// Every scenario, by name.
 pub fn catalogue() -> Vec<Scenario> {
     vec![
@@ -286,6 +324,7 @@ pub fn catalogue() -> Vec<Scenario> {
         concurrent_pin_unpin(),
         huge_page_pin_overflow(),
         zero_page_pin(),
+        gup_unlocked_vs_munmap(),
     ]
 }
 

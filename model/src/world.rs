@@ -23,6 +23,8 @@ pub struct World<B: Backend> {
     /// The page wait queue (`folio_wait_table`): sleepers on PG_locked.
     pub page_waitq: Mutex<B, ()>,
     pub page_waitq_cv: Condvar<B>,
+    /// The swap device: a slot holds a swapped-out page's two data words.
+    pub swap: Mutex<B, Vec<Option<[u64; 2]>>>,
     /// Page tables freed under RCU table freeing, waiting for their grace period:
     /// (slot, walkers that must leave first). `tlb_remove_table_rcu` callbacks.
     pub rcu_pending: Mutex<B, Vec<RcuTable>>,
@@ -48,6 +50,8 @@ pub enum Populate {
     Thp,
     /// PUD-mapped hugetlb-like folios (never split or collapsed; PUD-aligned).
     Hugetlb,
+    /// Swapped out: each PTE is a swap entry, the data in a swap slot.
+    Swapped,
 }
 
 /// One VMA of the initial layout.
@@ -202,6 +206,7 @@ impl<B: Backend> World<B> {
             page_waitq: Mutex::new(()),
             page_waitq_cv: Condvar::new(),
             rcu_pending: Mutex::new(Vec::new()),
+            swap: Mutex::new(Vec::new()),
             rcu_pending_hint: std::sync::atomic::AtomicUsize::new(0),
             mms: Box::new([]),
             cfg,
@@ -262,6 +267,17 @@ impl<B: Backend> World<B> {
         let oom = || "layout needs more frames or page-table slots".to_string();
         match r.populate {
             Populate::None => {}
+            Populate::Swapped => {
+                for p in 0..r.pages {
+                    let addr = r.start() + p * PAGE_SIZE;
+                    let (slot, idx) = self.ensure_pte_table(boot, mm, addr)?.ok_or_else(oom)?;
+                    let mut swap = self.swap.lock();
+                    swap.push(Some([0, 0]));
+                    let entry = Pte::mk_swap((swap.len() - 1) as u32);
+                    drop(swap);
+                    self.tables[slot as usize].set(idx, entry);
+                }
+            }
             Populate::ZeroPage | Populate::Anon => {
                 for p in 0..r.pages {
                     let addr = r.start() + p * PAGE_SIZE;
@@ -565,8 +581,9 @@ impl<B: Backend> World<B> {
             })
         };
         for mm in self.mms.iter() {
-            let mut stack = vec![(mm.pgd, 4u32)];
-            while let Some((slot, level)) = stack.pop() {
+            let vmas = mm.mmap_lock.read().clone();
+            let mut stack = vec![(mm.pgd, 4u32, 0u64)];
+            while let Some((slot, level, base)) = stack.pop() {
                 if !self.ghost.table(slot).allocated() {
                     return Err(Box::new(Violation {
                         invariant: Invariant::NoUseAfterFree,
@@ -577,9 +594,23 @@ impl<B: Backend> World<B> {
                 }
                 table_refs[self.ghost.table_frame(slot) as usize] += 1;
                 let t = &self.tables[slot as usize];
+                let span = 1u64 << self.cfg.shift(level);
                 for i in 0..self.cfg.fanout() {
                     let e = Pte(t.entries[i].read_once());
-                    if !e.present() || e.special() {
+                    let lo = base + i as u64 * span;
+                    if !e.present() && !e.is_swap() {
+                        continue;
+                    }
+                    if (level == 1 || e.leaf() || e.is_swap())
+                        && World::<B>::find_vma(&vmas, lo).is_none()
+                    {
+                        // Nothing will ever zap it: the page (or swap slot) leaks.
+                        return Err(fail(format!(
+                            "mm {} maps {lo:#x} outside any VMA ({e:?}): nothing will free it",
+                            mm.id
+                        )));
+                    }
+                    if e.special() || e.is_swap() {
                         continue;
                     }
                     if level == 1 {
@@ -587,7 +618,7 @@ impl<B: Backend> World<B> {
                     } else if e.leaf() {
                         pmd_maps[e.pfn() as usize] += 1;
                     } else {
-                        stack.push((e.table_slot(), level - 1));
+                        stack.push((e.table_slot(), level - 1, lo));
                     }
                 }
             }

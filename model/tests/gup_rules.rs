@@ -565,3 +565,75 @@ fn releases_must_match_and_counters_come_back() {
         w.check_quiescent(&c.ledger).unwrap();
     }
 }
+
+#[test]
+fn a_swap_in_drops_mmap_lock_and_retries_only_when_the_caller_allows_it() {
+    let layout = Layout::one(vec![
+        Region::anon(0, 2, Populate::Swapped),
+        Region::anon(2, 1, Populate::Anon),
+    ]);
+    for p in [V5_7, Latest] {
+        let w = World::<Std>::build(cfg(p), &layout).unwrap();
+        let mut c = Ctx::new(0, 1, true);
+        let mut pages = Vec::new();
+        // _unlocked may drop the lock: VM_FAULT_RETRY, then FOLL_TRIED, per page.
+        assert_eq!(
+            w.get_user_pages_unlocked(&mut c, 0, 2, Some(&mut pages), Foll::NONE)
+                .unwrap(),
+            2
+        );
+        let drops = c
+            .trace
+            .iter()
+            .filter(|s| s.name == "mmap_read_unlock: VM_FAULT_RETRY")
+            .count();
+        assert_eq!(drops, 2, "{}", p.name());
+        for &pg in &pages {
+            w.put_page(&mut c, pg).unwrap();
+        }
+        assert!(
+            w.swap.lock().iter().all(|s| s.is_none()),
+            "slots freed by swap-in"
+        );
+        w.check_quiescent(&c.ledger).unwrap();
+    }
+    // get_user_pages (caller holds the lock, no `locked`) and user faults swap in
+    // without dropping it.
+    let w = World::<Std>::build(cfg(Latest), &layout).unwrap();
+    let mut c = Ctx::new(0, 1, true);
+    let mut pages = Vec::new();
+    assert_eq!(
+        w.get_user_pages(&mut c, 0, 1, Foll::NONE, Some(&mut pages))
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        w.user_access(&mut c, 0, P, true).unwrap().map(|_| ()),
+        Ok(())
+    );
+    assert!(c
+        .trace
+        .iter()
+        .all(|s| s.name != "mmap_read_unlock: VM_FAULT_RETRY"));
+    w.put_page(&mut c, pages[0]).unwrap();
+    w.check_quiescent(&c.ledger).unwrap();
+}
+
+#[test]
+fn munmap_frees_swap_slots_and_no_mapping_outlives_its_vma() {
+    let w = World::<Std>::build(
+        cfg(Latest),
+        &Layout::one(vec![Region::anon(0, 2, Populate::Swapped)]),
+    )
+    .unwrap();
+    let mut c = ctx();
+    w.munmap(&mut c, 0, 0, 2 * P).unwrap().unwrap();
+    assert!(w.swap.lock().iter().all(|s| s.is_none()));
+    w.check_quiescent(&c.ledger).unwrap();
+    // A mapping left behind a removed VMA is a leak the quiescent check names.
+    let w = world(Latest);
+    w.mms[0].mmap_lock.write().retain(|v| v.start != 0);
+    let v = w.check_quiescent(&ctx().ledger).unwrap_err();
+    assert_eq!(v.invariant, gupcheck_model::Invariant::Conservation);
+    assert!(v.detail.contains("outside any VMA"), "{}", v.detail);
+}

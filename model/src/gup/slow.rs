@@ -8,7 +8,7 @@
 //! never races with `copy_page_range`.
 
 use crate::backend::{Backend, KAtomic};
-use crate::config::{PAGE_SHIFT, PAGE_SIZE};
+use crate::config::{Mutation, PAGE_SHIFT, PAGE_SIZE};
 use crate::ghost::{Ctx, HoldKind, Res};
 use crate::mem::{pg, Pfn, Zone};
 use crate::mm::{vm, Errno, FaultFlags, Vma, VmaKind};
@@ -32,6 +32,8 @@ enum Follow {
 /// What `faultin_page` did.
 enum Faultin {
     Done,
+    /// VM_FAULT_RETRY: drop mmap_lock, then retry the page with FOLL_TRIED.
+    Retry,
     Err(Errno),
 }
 
@@ -47,7 +49,7 @@ impl<'a, B: Backend> MmapRead<'a, B> {
 }
 
 impl<B: Backend> World<B> {
-    fn mmap_read_lock(&self, ctx: &mut Ctx, mm: usize) -> MmapRead<'_, B> {
+    fn mmap_read_lock<'w>(&'w self, ctx: &mut Ctx, mm: usize) -> MmapRead<'w, B> {
         let g = self.mms[mm].mmap_lock.read();
         ctx.step(&self.ghost, "mmap_read_lock", mm as u64);
         MmapRead { guard: Some(g) }
@@ -409,15 +411,15 @@ impl<B: Backend> World<B> {
     /// with it, allocations avoid ZONE_MOVABLE/CMA (memalloc_pin_save) and pages
     /// that may not stay pinned are migrated, then the whole range is taken again.
     #[allow(clippy::too_many_arguments)]
-    fn gup_longterm_locked(
-        &self,
+    fn gup_longterm_locked<'w>(
+        &'w self,
         ctx: &mut Ctx,
         mm: usize,
         start: u64,
         nr_pages: i64,
         flags: Foll,
         mut pages: Option<&mut Vec<Pfn>>,
-        lock: &mut MmapRead<'_, B>,
+        lock: &mut MmapRead<'w, B>,
         unlockable: bool,
     ) -> Res<Ret> {
         if !flags.has(Flag::Longterm) {
@@ -465,16 +467,16 @@ impl<B: Backend> World<B> {
     /// pages without saying so (never for FOLL_PIN: in the seed that returns pages
     /// without a reference); MMF_HAS_PINNED for FOLL_PIN.
     #[allow(clippy::too_many_arguments)]
-    fn get_user_pages_locked_inner(
-        &self,
+    fn get_user_pages_locked_inner<'w>(
+        &'w self,
         ctx: &mut Ctx,
         mm: usize,
         start: u64,
         nr_pages: i64,
         mut flags: Foll,
         pages: Option<&mut Vec<Pfn>>,
-        lock: &mut MmapRead<'_, B>,
-        _unlockable: bool,
+        lock: &mut MmapRead<'w, B>,
+        unlockable: bool,
     ) -> Res<Ret> {
         if pages.is_some() && !flags.has(Flag::Pin) {
             flags = flags.with(Flag::Get);
@@ -493,28 +495,92 @@ impl<B: Backend> World<B> {
         {
             return Ok(Errno::EFAULT.as_ret());
         }
-        self.get_user_pages_inner(ctx, mm, start, nr_pages, flags, pages, lock)
+        // The retry loop of __get_user_pages_locked(): a fault that needs I/O asks
+        // for mmap_lock to be dropped (VM_FAULT_RETRY); the lock is taken again and
+        // the faulting page retried with FOLL_TRIED, then the rest.
+        let mut done: i64 = 0;
+        let mut tried = false;
+        let mut stale: Option<Vma> = None;
+        let mut pages = pages;
+        while done < nr_pages {
+            let at = start + (done as u64) * PAGE_SIZE;
+            let (n, retry) = if tried {
+                // The stale_vma_after_retry mutation keeps the VMA found before the
+                // lock was dropped instead of looking it up again.
+                let hint = stale
+                    .take()
+                    .filter(|_| self.cfg.has(Mutation::StaleVmaAfterRetry));
+                self.get_user_pages_inner(
+                    ctx,
+                    mm,
+                    at,
+                    1,
+                    flags.with(Flag::Tried),
+                    pages.as_deref_mut(),
+                    lock,
+                    unlockable,
+                    hint,
+                )?
+            } else {
+                self.get_user_pages_inner(
+                    ctx,
+                    mm,
+                    at,
+                    nr_pages - done,
+                    flags,
+                    pages.as_deref_mut(),
+                    lock,
+                    unlockable,
+                    None,
+                )?
+            };
+            if n < 0 {
+                return Ok(if done > 0 { done } else { n });
+            }
+            done += n;
+            if !retry {
+                if tried && done < nr_pages {
+                    tried = false;
+                    continue;
+                }
+                break;
+            }
+            // VM_FAULT_RETRY: drop mmap_lock while the I/O completes; anything
+            // (munmap, mmap) may happen meanwhile. Then retake it and retry.
+            stale = World::<B>::find_vma(lock.vmas(), start + (done as u64) * PAGE_SIZE);
+            lock.guard = None;
+            ctx.step(&self.ghost, "mmap_read_unlock: VM_FAULT_RETRY", at);
+            lock.guard = Some(self.mms[mm].mmap_lock.read());
+            ctx.step(&self.ghost, "mmap_read_lock: retry with FOLL_TRIED", at);
+            tried = true;
+        }
+        Ok(done)
     }
 
     /// `__get_user_pages()`: per page, the VMA and its flags, `follow_page_mask`,
-    /// and `faultin_page` when it finds nothing usable. Returns the prefix taken,
-    /// or -errno if none.
+    /// and `faultin_page` when it finds nothing usable. Returns the prefix taken
+    /// (or -errno if none), and whether a fault asked for the lock to be dropped.
     #[allow(clippy::too_many_arguments)]
-    fn get_user_pages_inner(
-        &self,
+    fn get_user_pages_inner<'w>(
+        &'w self,
         ctx: &mut Ctx,
         mm: usize,
         start: u64,
         nr_pages: i64,
         flags: Foll,
         mut pages: Option<&mut Vec<Pfn>>,
-        lock: &mut MmapRead<'_, B>,
-    ) -> Res<Ret> {
+        lock: &mut MmapRead<'w, B>,
+        unlockable: bool,
+        mut vma_hint: Option<Vma>,
+    ) -> Res<(Ret, bool)> {
         let mut i: i64 = 0;
-        let ret_err = |i: i64, e: Errno| if i > 0 { i } else { e.as_ret() };
+        let ret_err = |i: i64, e: Errno| (if i > 0 { i } else { e.as_ret() }, false);
         while i < nr_pages {
             let addr = start + (i as u64) * PAGE_SIZE;
-            let Some(vma) = World::<B>::find_vma(lock.vmas(), addr) else {
+            let Some(vma) = vma_hint
+                .take()
+                .or_else(|| World::<B>::find_vma(lock.vmas(), addr))
+            else {
                 return Ok(ret_err(i, Errno::EFAULT));
             };
             if let Err(e) = self.check_vma_flags(&vma, flags) {
@@ -524,8 +590,8 @@ impl<B: Backend> World<B> {
             loop {
                 attempts += 1;
                 if attempts > 4 {
-                    // The fault keeps not producing a usable PTE (a swap or migration
-                    // entry, which the model does not resolve yet): give up.
+                    // The fault keeps not producing a usable PTE (a migration entry,
+                    // which the model does not resolve yet): give up.
                     return Ok(ret_err(i, Errno::EFAULT));
                 }
                 match self.follow_page_mask(ctx, mm, &vma, addr, flags, nr_pages - i)? {
@@ -539,15 +605,16 @@ impl<B: Backend> World<B> {
                     Follow::Err(e) => return Ok(ret_err(i, e)),
                     r @ (Follow::NoPage | Follow::Unshare) => {
                         let unshare = matches!(r, Follow::Unshare);
-                        match self.faultin_page(ctx, mm, &vma, addr, flags, unshare)? {
+                        match self.faultin_page(ctx, mm, &vma, addr, flags, unshare, unlockable)? {
                             Faultin::Done => continue,
+                            Faultin::Retry => return Ok((i, true)),
                             Faultin::Err(e) => return Ok(ret_err(i, e)),
                         }
                     }
                 }
             }
         }
-        Ok(i)
+        Ok((i, false))
     }
 
     /// The PTE table slot and index for `addr`, walked under `mmap_lock` (tables
@@ -707,7 +774,8 @@ impl<B: Backend> World<B> {
     }
 
     /// `faultin_page()`: FOLL_NOFAULT refuses; otherwise `handle_mm_fault` with
-    /// FAULT_FLAG_WRITE or FAULT_FLAG_UNSHARE.
+    /// FAULT_FLAG_WRITE or FAULT_FLAG_UNSHARE, and FAULT_FLAG_ALLOW_RETRY when the
+    /// caller can have the lock dropped (FOLL_UNLOCKABLE / a `locked` argument).
     #[allow(clippy::too_many_arguments)]
     fn faultin_page(
         &self,
@@ -717,6 +785,7 @@ impl<B: Backend> World<B> {
         addr: u64,
         flags: Foll,
         unshare: bool,
+        unlockable: bool,
     ) -> Res<Faultin> {
         if flags.has(Flag::Nofault) {
             return Ok(Faultin::Err(Errno::EFAULT));
@@ -725,12 +794,13 @@ impl<B: Backend> World<B> {
         let ff = FaultFlags {
             write: flags.has(Flag::Write) && !unshare,
             unshare,
+            allow_retry: unlockable,
+            tried: flags.has(Flag::Tried),
         };
-        let saved = ctx.memalloc_pin;
         let r = self.handle_mm_fault(ctx, mm, vma, addr, ff)?;
-        ctx.memalloc_pin = saved;
         Ok(match r {
             Ok(()) => Faultin::Done,
+            Err(Errno::EAGAIN) if unlockable => Faultin::Retry,
             Err(e) => Faultin::Err(e),
         })
     }
