@@ -21,7 +21,9 @@ use crate::preset::{LongtermCheck, LongtermScope};
 use crate::world::World;
 
 use super::flags::{Flag, Foll, Rules};
+use super::rules::Admit;
 use super::Ret;
+use crate::ops::GupApi;
 
 /// Where the PTE table of a walk was reached from (for the PMD recheck).
 #[derive(Clone, Copy)]
@@ -43,37 +45,15 @@ impl<B: Backend> World<B> {
         pages: Option<&mut Vec<Pfn>>,
     ) -> Res<Ret> {
         ctx.step(&self.ghost, "get_user_pages_fast", start);
-        let rules = self.cfg.p().rules;
-        let flags = match rules {
-            // The seed: FOLL_PIN is for the pin_* wrappers only; FOLL_GET is implied
-            // by the fast path itself.
-            Rules::Seed => {
-                if gup_flags.has(Flag::Pin) {
-                    return Ok(Errno::EINVAL.as_ret());
-                }
-                gup_flags
-            }
-            Rules::V5_7 | Rules::V5_11 | Rules::V6_1 => {
-                if gup_flags.has(Flag::Pin) {
-                    return Ok(Errno::EINVAL.as_ret());
-                }
-                gup_flags.with(Flag::Get)
-            }
-            Rules::Latest => match self.is_valid_gup_args(
-                pages.is_some(),
-                false,
-                gup_flags,
-                Foll::of(&[Flag::Get]),
-            ) {
-                Some(f) => f,
-                None => return Ok(Errno::EINVAL.as_ret()),
-            },
-        };
-        self.internal_get_user_pages_fast(ctx, start, nr_pages, flags, pages)
+        match self.admit(GupApi::GetUserPagesFast, gup_flags, pages.is_some(), false) {
+            Admit::Flags(f) => self.internal_get_user_pages_fast(ctx, start, nr_pages, f, pages),
+            Admit::Return(r) => Ok(r),
+            Admit::Forward(_) => unreachable!("get_* entry points do not forward"),
+        }
     }
 
     /// `get_user_pages_fast_only()` (5.9+; `__get_user_pages_fast` before): never
-    /// falls back to the slow path; never negative ("clamped" in 6.1).
+    /// falls back to the slow path; never negative before 6.3.
     pub fn get_user_pages_fast_only(
         &self,
         ctx: &mut Ctx,
@@ -83,24 +63,16 @@ impl<B: Backend> World<B> {
         pages: Option<&mut Vec<Pfn>>,
     ) -> Res<Ret> {
         ctx.step(&self.ghost, "get_user_pages_fast_only", start);
-        let rules = self.cfg.p().rules;
-        let flags = match rules {
-            Rules::Seed | Rules::V5_7 => return Ok(Errno::ENOSYS.as_ret()),
-            Rules::V5_11 | Rules::V6_1 => gup_flags.with(Flag::Get).with(Flag::FastOnly),
-            Rules::Latest => match self.is_valid_gup_args(
-                pages.is_some(),
-                false,
-                gup_flags,
-                Foll::of(&[Flag::Get, Flag::FastOnly]),
-            ) {
-                Some(f) => f,
-                None => return Ok(Errno::EINVAL.as_ret()),
-            },
-        };
-        let r = self.internal_get_user_pages_fast(ctx, start, nr_pages, flags, pages)?;
-        // 6.1 clamped a negative result to 0; latest returns what the fast path
-        // returned (KERNEL.md §2.3: the doc's "never negative" is not kept there).
-        Ok(if rules == Rules::Latest { r } else { r.max(0) })
+        match self.admit(
+            GupApi::GetUserPagesFastOnly,
+            gup_flags,
+            pages.is_some(),
+            false,
+        ) {
+            Admit::Flags(f) => self.fast_only(ctx, start, nr_pages, f, pages),
+            Admit::Return(r) => Ok(r),
+            Admit::Forward(_) => unreachable!("get_* entry points do not forward"),
+        }
     }
 
     /// `pin_user_pages_fast(start, nr_pages, gup_flags, pages)`.
@@ -113,30 +85,14 @@ impl<B: Backend> World<B> {
         pages: Option<&mut Vec<Pfn>>,
     ) -> Res<Ret> {
         ctx.step(&self.ghost, "pin_user_pages_fast", start);
-        let flags = match self.cfg.p().rules {
-            // A placeholder in the seed: the get path, FOLL_PIN never set.
-            Rules::Seed => return self.get_user_pages_fast(ctx, start, nr_pages, gup_flags, pages),
-            Rules::V5_7 | Rules::V5_11 | Rules::V6_1 => {
-                if gup_flags.has(Flag::Get) || pages.is_none() {
-                    return Ok(Errno::EINVAL.as_ret());
-                }
-                gup_flags.with(Flag::Pin)
-            }
-            Rules::Latest => match self.is_valid_gup_args(
-                pages.is_some(),
-                false,
-                gup_flags,
-                Foll::of(&[Flag::Pin]),
-            ) {
-                Some(f) => f,
-                None => return Ok(Errno::EINVAL.as_ret()),
-            },
-        };
-        self.internal_get_user_pages_fast(ctx, start, nr_pages, flags, pages)
+        match self.admit(GupApi::PinUserPagesFast, gup_flags, pages.is_some(), false) {
+            Admit::Flags(f) => self.internal_get_user_pages_fast(ctx, start, nr_pages, f, pages),
+            Admit::Return(r) => Ok(r),
+            Admit::Forward(_) => self.get_user_pages_fast(ctx, start, nr_pages, gup_flags, pages),
+        }
     }
 
-    /// `pin_user_pages_fast_only()` (5.9+): 0 instead of -EINVAL on bad arguments
-    /// (6.1).
+    /// `pin_user_pages_fast_only()` (5.9+).
     pub fn pin_user_pages_fast_only(
         &self,
         ctx: &mut Ctx,
@@ -146,27 +102,34 @@ impl<B: Backend> World<B> {
         pages: Option<&mut Vec<Pfn>>,
     ) -> Res<Ret> {
         ctx.step(&self.ghost, "pin_user_pages_fast_only", start);
-        let rules = self.cfg.p().rules;
-        let flags = match rules {
-            Rules::Seed | Rules::V5_7 => return Ok(Errno::ENOSYS.as_ret()),
-            Rules::V5_11 | Rules::V6_1 => {
-                if gup_flags.has(Flag::Get) || pages.is_none() {
-                    return Ok(0);
-                }
-                gup_flags.with(Flag::Pin).with(Flag::FastOnly)
-            }
-            Rules::Latest => match self.is_valid_gup_args(
-                pages.is_some(),
-                false,
-                gup_flags,
-                Foll::of(&[Flag::Pin, Flag::FastOnly]),
-            ) {
-                Some(f) => f,
-                None => return Ok(0),
-            },
-        };
+        match self.admit(
+            GupApi::PinUserPagesFastOnly,
+            gup_flags,
+            pages.is_some(),
+            false,
+        ) {
+            Admit::Flags(f) => self.fast_only(ctx, start, nr_pages, f, pages),
+            Admit::Return(r) => Ok(r),
+            Admit::Forward(_) => unreachable!("no seed placeholder for _fast_only"),
+        }
+    }
+
+    /// The fast path alone; 6.1 and before clamped a negative result to 0 (latest
+    /// returns what the fast path returned: KERNEL.md §2.3).
+    fn fast_only(
+        &self,
+        ctx: &mut Ctx,
+        start: u64,
+        nr_pages: i64,
+        flags: Foll,
+        pages: Option<&mut Vec<Pfn>>,
+    ) -> Res<Ret> {
         let r = self.internal_get_user_pages_fast(ctx, start, nr_pages, flags, pages)?;
-        Ok(if rules == Rules::Latest { r } else { r.max(0) })
+        Ok(if self.cfg.p().rules == Rules::Latest {
+            r
+        } else {
+            r.max(0)
+        })
     }
 
     /// The flags the fast path accepts, per era (`internal_get_user_pages_fast` /

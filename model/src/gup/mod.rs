@@ -14,6 +14,7 @@
 pub mod fast;
 pub mod flags;
 pub mod release;
+pub mod rules;
 pub mod slow;
 
 use crate::backend::{Backend, KAtomic};

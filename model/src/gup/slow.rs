@@ -16,7 +16,9 @@ use crate::pgtable::Pte;
 use crate::world::World;
 
 use super::flags::{Flag, Foll, Rules};
+use super::rules::Admit;
 use super::Ret;
+use crate::ops::GupApi;
 
 /// What `follow_page_mask` found.
 enum Follow {
@@ -66,30 +68,10 @@ impl<B: Backend> World<B> {
         pages: Option<&mut Vec<Pfn>>,
     ) -> Res<Ret> {
         ctx.step(&self.ghost, "get_user_pages", start);
-        let flags = match self.cfg.p().rules {
-            // The seed and 5.7: FOLL_PIN only from the pin_* wrappers.
-            Rules::Seed | Rules::V5_7 => {
-                if gup_flags.has(Flag::Pin) {
-                    return Ok(Errno::EINVAL.as_ret());
-                }
-                gup_flags.with(Flag::Touch)
-            }
-            // is_valid_gup_flags(): no FOLL_PIN, no FOLL_LONGTERM.
-            Rules::V5_11 | Rules::V6_1 => {
-                if gup_flags.any(Foll::of(&[Flag::Pin, Flag::Longterm])) {
-                    return Ok(Errno::EINVAL.as_ret());
-                }
-                gup_flags.with(Flag::Touch)
-            }
-            Rules::Latest => match self.is_valid_gup_args(
-                pages.is_some(),
-                false,
-                gup_flags,
-                Foll::of(&[Flag::Touch]),
-            ) {
-                Some(f) => f,
-                None => return Ok(Errno::EINVAL.as_ret()),
-            },
+        let flags = match self.admit(GupApi::GetUserPages, gup_flags, pages.is_some(), false) {
+            Admit::Flags(f) => f,
+            Admit::Return(r) => return Ok(r),
+            Admit::Forward(_) => unreachable!("get_* entry points do not forward"),
         };
         let mut lock = self.mmap_read_lock(ctx, ctx.mm);
         self.gup_longterm_locked(ctx, ctx.mm, start, nr_pages, flags, pages, &mut lock, false)
@@ -106,31 +88,12 @@ impl<B: Backend> World<B> {
         pages: Option<&mut Vec<Pfn>>,
     ) -> Res<Ret> {
         ctx.step(&self.ghost, "pin_user_pages", start);
-        let flags = match self.cfg.p().rules {
-            // The seed: a placeholder for get_user_pages().
-            Rules::Seed => return self.get_user_pages(ctx, start, nr_pages, gup_flags, pages),
-            Rules::V5_7 | Rules::V5_11 => {
-                if gup_flags.has(Flag::Get) {
-                    return Ok(Errno::EINVAL.as_ret());
-                }
-                gup_flags.with(Flag::Pin)
+        let flags = match self.admit(GupApi::PinUserPages, gup_flags, pages.is_some(), false) {
+            Admit::Flags(f) => f,
+            Admit::Return(r) => return Ok(r),
+            Admit::Forward(_) => {
+                return self.get_user_pages(ctx, start, nr_pages, gup_flags, pages)
             }
-            Rules::V6_1 => {
-                if gup_flags.has(Flag::Get) || pages.is_none() {
-                    return Ok(Errno::EINVAL.as_ret());
-                }
-                gup_flags.with(Flag::Pin)
-            }
-            // pin_* wrappers return 0 on invalid arguments (6.3+).
-            Rules::Latest => match self.is_valid_gup_args(
-                pages.is_some(),
-                false,
-                gup_flags,
-                Foll::of(&[Flag::Pin]),
-            ) {
-                Some(f) => f,
-                None => return Ok(0),
-            },
         };
         let mut lock = self.mmap_read_lock(ctx, ctx.mm);
         self.gup_longterm_locked(ctx, ctx.mm, start, nr_pages, flags, pages, &mut lock, false)
@@ -152,32 +115,16 @@ impl<B: Backend> World<B> {
         if mm >= self.mms.len() {
             return Ok(Errno::EFAULT.as_ret());
         }
-        let flags = match self.cfg.p().rules {
-            Rules::Seed | Rules::V5_7 => {
-                if gup_flags.has(Flag::Pin) {
-                    return Ok(Errno::EINVAL.as_ret());
-                }
-                gup_flags
-            }
-            Rules::V5_11 | Rules::V6_1 => {
-                if gup_flags.any(Foll::of(&[Flag::Pin, Flag::Longterm])) {
-                    return Ok(Errno::EINVAL.as_ret());
-                }
-                gup_flags
-            }
-            Rules::Latest => match self.is_valid_gup_args(
-                pages.is_some(),
-                locked.is_some(),
-                gup_flags,
-                Foll::of(&[Flag::Touch, Flag::Remote]),
-            ) {
-                Some(f) => {
-                    return self.gup_remote_locked(ctx, mm, start, nr_pages, f, pages, locked)
-                }
-                None => return Ok(Errno::EINVAL.as_ret()),
-            },
-        };
-        self.get_user_pages_remote_inner(ctx, mm, start, nr_pages, flags, pages, locked)
+        match self.admit(
+            GupApi::GetUserPagesRemote,
+            gup_flags,
+            pages.is_some(),
+            locked.is_some(),
+        ) {
+            Admit::Flags(f) => self.gup_remote(ctx, mm, start, nr_pages, f, pages, locked),
+            Admit::Return(r) => Ok(r),
+            Admit::Forward(_) => unreachable!("get_* entry points do not forward"),
+        }
     }
 
     /// `pin_user_pages_remote(mm, start, nr_pages, gup_flags, pages, locked)`.
@@ -196,36 +143,38 @@ impl<B: Backend> World<B> {
         if mm >= self.mms.len() {
             return Ok(Errno::EFAULT.as_ret());
         }
-        let flags = match self.cfg.p().rules {
-            Rules::Seed => {
-                return self
-                    .get_user_pages_remote(ctx, mm, start, nr_pages, gup_flags, pages, locked)
+        match self.admit(
+            GupApi::PinUserPagesRemote,
+            gup_flags,
+            pages.is_some(),
+            locked.is_some(),
+        ) {
+            Admit::Flags(f) => self.gup_remote(ctx, mm, start, nr_pages, f, pages, locked),
+            Admit::Return(r) => Ok(r),
+            Admit::Forward(_) => {
+                self.get_user_pages_remote(ctx, mm, start, nr_pages, gup_flags, pages, locked)
             }
-            Rules::V5_7 | Rules::V5_11 => {
-                if gup_flags.has(Flag::Get) {
-                    return Ok(Errno::EINVAL.as_ret());
-                }
-                gup_flags.with(Flag::Pin)
-            }
-            Rules::V6_1 => {
-                if gup_flags.has(Flag::Get) || pages.is_none() {
-                    return Ok(Errno::EINVAL.as_ret());
-                }
-                gup_flags.with(Flag::Pin)
-            }
-            Rules::Latest => match self.is_valid_gup_args(
-                pages.is_some(),
-                locked.is_some(),
-                gup_flags,
-                Foll::of(&[Flag::Pin, Flag::Touch, Flag::Remote]),
-            ) {
-                Some(f) => {
-                    return self.gup_remote_locked(ctx, mm, start, nr_pages, f, pages, locked)
-                }
-                None => return Ok(0),
-            },
-        };
-        self.get_user_pages_remote_inner(ctx, mm, start, nr_pages, flags, pages, locked)
+        }
+    }
+
+    /// The remote path after the entry checks: 6.3+ goes straight to
+    /// `__get_user_pages_locked`; before, `__get_user_pages_remote`.
+    #[allow(clippy::too_many_arguments)]
+    fn gup_remote(
+        &self,
+        ctx: &mut Ctx,
+        mm: usize,
+        start: u64,
+        nr_pages: i64,
+        flags: Foll,
+        pages: Option<&mut Vec<Pfn>>,
+        locked: Option<&mut i32>,
+    ) -> Res<Ret> {
+        if self.cfg.p().rules == Rules::Latest {
+            self.gup_remote_locked(ctx, mm, start, nr_pages, flags, pages, locked)
+        } else {
+            self.get_user_pages_remote_inner(ctx, mm, start, nr_pages, flags, pages, locked)
+        }
     }
 
     /// `__get_user_pages_remote()` (before 6.3): FOLL_LONGTERM cannot drop the lock
@@ -282,7 +231,7 @@ impl<B: Backend> World<B> {
     }
 
     /// `get_user_pages_unlocked(start, nr_pages, pages, gup_flags)`: takes and drops
-    /// `mmap_lock` itself.
+    /// `mmap_lock` itself, and lets a fault drop it meanwhile.
     pub fn get_user_pages_unlocked(
         &self,
         ctx: &mut Ctx,
@@ -292,36 +241,27 @@ impl<B: Backend> World<B> {
         gup_flags: Foll,
     ) -> Res<Ret> {
         ctx.step(&self.ghost, "get_user_pages_unlocked", start);
-        let flags = match self.cfg.p().rules {
-            // LONGTERM is refused; FOLL_PIN is not (the seed's hole: a FOLL_PIN
-            // caller gets pages without a reference, as no FOLL_GET is added).
-            Rules::Seed | Rules::V5_7 | Rules::V5_11 | Rules::V6_1 => {
-                if gup_flags.has(Flag::Longterm) {
-                    return Ok(Errno::EINVAL.as_ret());
-                }
-                gup_flags.with(Flag::Touch)
-            }
-            Rules::Latest => match self.is_valid_gup_args(
-                pages.is_some(),
-                false,
-                gup_flags,
-                Foll::of(&[Flag::Touch, Flag::Unlockable]),
-            ) {
-                Some(f) => f,
-                None => return Ok(Errno::EINVAL.as_ret()),
-            },
-        };
-        self.gup_slow_unlocked(
-            ctx,
-            ctx.mm,
-            start,
-            nr_pages,
-            flags.with(Flag::Unlockable),
-            pages,
-        )
+        match self.admit(
+            GupApi::GetUserPagesUnlocked,
+            gup_flags,
+            pages.is_some(),
+            false,
+        ) {
+            Admit::Flags(f) => self.gup_slow_unlocked(
+                ctx,
+                ctx.mm,
+                start,
+                nr_pages,
+                f.with(Flag::Unlockable),
+                pages,
+            ),
+            Admit::Return(r) => Ok(r),
+            Admit::Forward(_) => unreachable!("get_* entry points do not forward"),
+        }
     }
 
-    /// `pin_user_pages_unlocked(start, nr_pages, pages, gup_flags)` (5.8+).
+    /// `pin_user_pages_unlocked(start, nr_pages, pages, gup_flags)` (5.8+): before
+    /// 6.3 it is get_user_pages_unlocked with FOLL_PIN, and that wrapper's checks.
     pub fn pin_user_pages_unlocked(
         &self,
         ctx: &mut Ctx,
@@ -331,25 +271,18 @@ impl<B: Backend> World<B> {
         gup_flags: Foll,
     ) -> Res<Ret> {
         ctx.step(&self.ghost, "pin_user_pages_unlocked", start);
-        match self.cfg.p().rules {
-            Rules::Seed | Rules::V5_7 => Ok(Errno::ENOSYS.as_ret()),
-            Rules::V5_11 | Rules::V6_1 => {
-                if gup_flags.has(Flag::Get)
-                    || (self.cfg.p().rules == Rules::V6_1 && pages.is_none())
-                {
-                    return Ok(Errno::EINVAL.as_ret());
-                }
-                self.get_user_pages_unlocked(ctx, start, nr_pages, pages, gup_flags.with(Flag::Pin))
+        match self.admit(
+            GupApi::PinUserPagesUnlocked,
+            gup_flags,
+            pages.is_some(),
+            false,
+        ) {
+            Admit::Flags(f) if self.cfg.p().rules == Rules::Latest => {
+                self.gup_slow_unlocked(ctx, ctx.mm, start, nr_pages, f, pages)
             }
-            Rules::Latest => match self.is_valid_gup_args(
-                pages.is_some(),
-                false,
-                gup_flags,
-                Foll::of(&[Flag::Pin, Flag::Touch, Flag::Unlockable]),
-            ) {
-                Some(f) => self.gup_slow_unlocked(ctx, ctx.mm, start, nr_pages, f, pages),
-                None => Ok(0),
-            },
+            Admit::Flags(f) => self.get_user_pages_unlocked(ctx, start, nr_pages, pages, f),
+            Admit::Return(r) => Ok(r),
+            Admit::Forward(_) => unreachable!("no seed placeholder for _unlocked"),
         }
     }
 
@@ -365,31 +298,13 @@ impl<B: Backend> World<B> {
         locked: &mut i32,
     ) -> Res<Ret> {
         ctx.step(&self.ghost, "get_user_pages_locked", start);
-        let flags = match self.cfg.p().rules {
-            // 5.7 refuses LONGTERM but not PIN (that came with pin_user_pages_locked).
-            Rules::Seed | Rules::V5_7 => {
-                if gup_flags.has(Flag::Longterm) {
-                    return Ok(Errno::EINVAL.as_ret());
-                }
-                gup_flags
+        match self.admit(GupApi::GetUserPagesLocked, gup_flags, pages.is_some(), true) {
+            Admit::Flags(f) => {
+                self.gup_remote_locked(ctx, ctx.mm, start, nr_pages, f, pages, Some(locked))
             }
-            Rules::V5_11 | Rules::V6_1 => {
-                if gup_flags.any(Foll::of(&[Flag::Longterm, Flag::Pin])) {
-                    return Ok(Errno::EINVAL.as_ret());
-                }
-                gup_flags
-            }
-            Rules::Latest => return Ok(Errno::ENOSYS.as_ret()),
-        };
-        self.gup_remote_locked(
-            ctx,
-            ctx.mm,
-            start,
-            nr_pages,
-            flags.with(Flag::Touch),
-            pages,
-            Some(locked),
-        )
+            Admit::Return(r) => Ok(r),
+            Admit::Forward(_) => unreachable!("get_* entry points do not forward"),
+        }
     }
 
     /// Takes `mmap_lock`, runs the slow path (which may drop and retake it), drops
