@@ -245,11 +245,13 @@ const fn base(id: PresetId, name: &'static str, about: &'static str) -> Preset {
     }
 }
 
-/// Every preset, indexed by `PresetId`.
-pub static PRESETS: [Preset; 7] = [
+/// The 5.x protocol before the 5.13 and 5.18 reworks: one fully ordered grab, no
+/// head or PMD recheck, no barrier after the pin, CMA-only longterm migration
+/// checked on the page before the reference, no unshare.
+const fn era5(id: PresetId, name: &'static str, about: &'static str) -> Preset {
     Preset {
-        rules: Rules::Seed,
-        pin: PinCounting::AsGet,
+        rules: Rules::V5_7,
+        pin: PinCounting::ExactLarge { min_order: 2 },
         pin_atomics: PinAtomics::One,
         head_recheck: false,
         pmd_recheck: false,
@@ -261,68 +263,40 @@ pub static PRESETS: [Preset; 7] = [
         longterm_check: LongtermCheck::BeforeRef,
         unshare_ro_pins: false,
         reuse: ReuseRule::Mapcount,
+        ..base(id, name, about)
+    }
+}
+
+/// Every preset, indexed by `PresetId`.
+pub static PRESETS: [Preset; 7] = [
+    Preset {
+        rules: Rules::Seed,
+        pin: PinCounting::AsGet,
         vmstat: false,
-        ..base(
+        ..era5(
             PresetId::Seed,
             "seed",
             "the seed patch (pin_user_pages v2 07/19 on 5.5): FOLL_PIN defined, pins are gets",
         )
     },
     Preset {
-        rules: Rules::V5_7,
         pin: PinCounting::BiasOnHead,
-        pin_atomics: PinAtomics::One,
-        head_recheck: false,
-        pmd_recheck: false,
-        mb_after_pin: false,
-        seqcount: false,
-        has_pinned: HasPinned::None,
-        zero_page_pin_noop: false,
-        longterm_scope: LongtermScope::Cma,
-        longterm_check: LongtermCheck::BeforeRef,
-        unshare_ro_pins: false,
-        reuse: ReuseRule::Mapcount,
-        ..base(
+        ..era5(
             PresetId::V11,
             "v11",
             "unmerged FOLL_PIN v11 series (Dec 2019): bias 1024 per subpage on the head, every size",
         )
     },
-    Preset {
-        rules: Rules::V5_7,
-        pin: PinCounting::ExactLarge { min_order: 2 },
-        pin_atomics: PinAtomics::One,
-        head_recheck: false,
-        pmd_recheck: false,
-        mb_after_pin: false,
-        seqcount: false,
-        has_pinned: HasPinned::None,
-        zero_page_pin_noop: false,
-        longterm_scope: LongtermScope::Cma,
-        longterm_check: LongtermCheck::BeforeRef,
-        unshare_ro_pins: false,
-        reuse: ReuseRule::Mapcount,
-        ..base(
-            PresetId::V5_7,
-            "5.7",
-            "FOLL_PIN tracked: bias 1024, exact pincount for order > 1, pin vmstat",
-        )
-    },
+    era5(
+        PresetId::V5_7,
+        "5.7",
+        "FOLL_PIN tracked: bias 1024, exact pincount for order > 1, pin vmstat",
+    ),
     Preset {
         rules: Rules::V5_11,
-        pin: PinCounting::ExactLarge { min_order: 2 },
-        pin_atomics: PinAtomics::One,
-        head_recheck: false,
-        pmd_recheck: false,
-        mb_after_pin: false,
-        seqcount: false,
         has_pinned: HasPinned::Set,
-        zero_page_pin_noop: false,
-        longterm_scope: LongtermScope::Cma,
-        longterm_check: LongtermCheck::BeforeRef,
-        unshare_ro_pins: false,
         reuse: ReuseRule::PageCount,
-        ..base(
+        ..era5(
             PresetId::V5_10,
             "5.10",
             "reuse only when page_count == 1, has_pinned set on every pin",
@@ -330,19 +304,10 @@ pub static PRESETS: [Preset; 7] = [
     },
     Preset {
         rules: Rules::V5_11,
-        pin: PinCounting::ExactLarge { min_order: 2 },
-        pin_atomics: PinAtomics::One,
-        head_recheck: false,
-        pmd_recheck: false,
-        mb_after_pin: false,
-        seqcount: true,
         has_pinned: HasPinned::Set,
-        zero_page_pin_noop: false,
-        longterm_scope: LongtermScope::Cma,
-        longterm_check: LongtermCheck::BeforeRef,
-        unshare_ro_pins: false,
         reuse: ReuseRule::PageCount,
-        ..base(
+        seqcount: true,
+        ..era5(
             PresetId::V5_11,
             "5.11",
             "write_protect_seq: FOLL_PIN fast walks back off while fork copies",
