@@ -205,15 +205,17 @@ impl<B: Backend> Memory<B> {
         self.check_inc(ctx, head, old, refs)
     }
 
-    /// refcount bounds on an increment: none on a negative count (the grab paths
-    /// refuse one; the kernel lets one racing grab overshoot into the negative,
-    /// never a second), so no increment can wrap back to non-negative.
+    /// refcount bounds on an increment: none may wrap a negative (overflowed)
+    /// count back to non-negative. Racing grabs can each pass the "< 0" refusal and
+    /// overshoot into the negative (atomic_add_unless only refuses zero): the
+    /// kernel allows that, so it is not a violation by itself.
     fn check_inc(&self, ctx: &Ctx, head: Pfn, old_raw: i32, refs: i32) -> Res<()> {
         let old = self.counter.norm(old_raw);
-        if old < 0 {
+        let new = self.counter.norm(old_raw.wrapping_add(refs));
+        if old < 0 && new >= 0 {
             return Err(ctx.violation(
                 Invariant::RefcountBounds,
-                format!("folio {head} refcount {old} is negative and still got {refs} more"),
+                format!("folio {head} refcount wrapped from {old} back to {new}"),
             ));
         }
         Ok(())
@@ -235,10 +237,13 @@ impl<B: Backend> Memory<B> {
             ctx.hold(head, stamp.gen(), k, -i64::from(refs));
         }
         let new = self.counter.norm(new_raw);
-        if new < 0 {
+        let old = self.counter.norm(new_raw.wrapping_add(refs));
+        if new < 0 && old >= 0 {
+            // From a sane count to below zero: more released than held. (An
+            // overflowed count stays negative while its holders release.)
             return Err(ctx.violation(
                 Invariant::RefcountBounds,
-                format!("folio {head} refcount dropped below zero to {new}"),
+                format!("folio {head} refcount dropped below zero, from {old} to {new}"),
             ));
         }
         if new == 0 {

@@ -291,14 +291,84 @@ fn nr_pages_zero_returns_zero() {
 }
 
 #[test]
-fn a_negative_count_returns_zero_on_the_fast_path() {
+fn a_negative_count_is_a_huge_length_on_the_fast_path() {
+    // (unsigned long)nr_pages << PAGE_SHIFT: from address 0 the end lies past the
+    // address space (-EFAULT); from higher up it wraps (0, or -EOVERFLOW in 6.3+).
     per_era(
-        &[(V5_7, 0), (V5_11, 0), (V6_1, 0), (Latest, 0)],
+        &[
+            (V5_7, EFAULT),
+            (V5_11, EFAULT),
+            (V6_1, EFAULT),
+            (Latest, EFAULT),
+        ],
         |w, c, p| {
             w.get_user_pages_fast(c, 0, -3, Foll::NONE, Some(p))
                 .unwrap()
         },
     );
+    per_era(
+        &[(V5_7, 0), (V5_11, 0), (V6_1, 0), (Latest, EOVERFLOW)],
+        |w, c, p| {
+            w.get_user_pages_fast(c, 8 * P, -3, Foll::NONE, Some(p))
+                .unwrap()
+        },
+    );
+}
+
+#[test]
+fn get_user_pages_fast_refuses_longterm_from_5_11() {
+    // 5.7 let FOLL_LONGTERM through get_user_pages_fast; is_valid_gup_flags()
+    // refuses it in 5.11 and 6.1; 6.3 refuses LONGTERM without PIN.
+    per_era(
+        &[(V5_7, 1), (V5_11, EINVAL), (V6_1, EINVAL), (Latest, EINVAL)],
+        |w, c, p| {
+            w.get_user_pages_fast(c, 0, 1, f(&[Flag::Longterm]), Some(p))
+                .unwrap()
+        },
+    );
+}
+
+#[test]
+fn a_dropped_lock_is_reported_through_locked() {
+    let layout = Layout::one(vec![
+        Region::anon(0, 1, Populate::Swapped),
+        Region::anon(1, 1, Populate::Anon),
+    ]);
+    for p in [V5_7, V5_11, Latest] {
+        let w = World::<Std>::build(cfg(p), &layout).unwrap();
+        let mut c = ctx();
+        let mut pages = Vec::new();
+        let mut locked = 1;
+        let r = w
+            .get_user_pages_remote(
+                &mut c,
+                0,
+                P,
+                1,
+                Foll::NONE,
+                Some(&mut pages),
+                Some(&mut locked),
+            )
+            .unwrap();
+        assert_eq!((r, locked), (1, 1), "{}", p.name());
+        let r = w
+            .get_user_pages_remote(
+                &mut c,
+                0,
+                0,
+                1,
+                Foll::NONE,
+                Some(&mut pages),
+                Some(&mut locked),
+            )
+            .unwrap();
+        assert_eq!(
+            (r, locked),
+            (1, 0),
+            "{}: the swap-in dropped the lock",
+            p.name()
+        );
+    }
 }
 
 #[test]
@@ -528,6 +598,39 @@ fn a_longterm_pin_migrates_what_the_era_may_not_pin() {
         assert_eq!(w.mem.read_data(pages[0], 0), v);
         assert_eq!(zone(&w, 0), w.mem.frame(pages[0]).zone);
         w.unpin_user_pages(&mut c, &pages).unwrap();
+        w.check_quiescent(&c.ledger).unwrap();
+    }
+}
+
+#[test]
+fn a_failed_migration_keeps_the_cma_page_before_5_13_and_fails_after() {
+    for (p, want) in [(V5_11, 1), (Latest, -(Errno::ENOMEM as i64))] {
+        let mut cf = cfg(p);
+        cf.cma_frames = 5;
+        let w = World::<Std>::build(cf, &Layout::one(vec![Region::anon(0, 1, Populate::Anon)]))
+            .unwrap();
+        let mut c = ctx();
+        // Someone else holds the page: migration cannot move it.
+        let mut held = Vec::new();
+        assert_eq!(
+            w.get_user_pages_fast(&mut c, 0, 1, Foll::NONE, Some(&mut held))
+                .unwrap(),
+            1
+        );
+        let mut pages = Vec::new();
+        let r = w
+            .pin_user_pages(&mut c, 0, 1, f(&[Flag::Longterm]), Some(&mut pages))
+            .unwrap();
+        assert_eq!(r, want, "{}", p.name());
+        if r > 0 {
+            assert_eq!(
+                w.mem.frame(pages[0]).zone,
+                Zone::Cma,
+                "kept, pinned, in CMA"
+            );
+            w.unpin_user_pages(&mut c, &pages).unwrap();
+        }
+        w.put_page(&mut c, held[0]).unwrap();
         w.check_quiescent(&c.ledger).unwrap();
     }
 }

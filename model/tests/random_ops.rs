@@ -25,7 +25,22 @@ fn bytes(seed: u64, n: usize) -> Vec<u8> {
 fn ops(seed: u64) -> Vec<Op> {
     let b = bytes(seed, 512);
     let mut u = Unstructured::new(&b);
-    (0..24).map_while(|_| Op::arbitrary(&mut u).ok()).collect()
+    (0..24)
+        .map_while(|_| Op::arbitrary(&mut u).ok())
+        .map(|mut op| {
+            // Most raw addresses land in the layout (32 pages), some anywhere.
+            if let Op::GupRaw {
+                start, nr_pages, ..
+            } = &mut op
+            {
+                if *start % 4 != 0 {
+                    *start %= 32 * 4096;
+                    *nr_pages %= 40;
+                }
+            }
+            op
+        })
+        .collect()
 }
 
 fn scenario(threads: Vec<Vec<Op>>) -> Scenario {

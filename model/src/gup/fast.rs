@@ -181,17 +181,15 @@ impl<B: Backend> World<B> {
             flags
         };
         let start = start & !(PAGE_SIZE - 1);
-        if nr_pages <= 0 {
+        if nr_pages == 0 {
             return Ok(0);
         }
-        let Some(len) = (nr_pages as u64).checked_mul(PAGE_SIZE) else {
-            return Ok(if rules == Rules::Latest {
-                Errno::EOVERFLOW.as_ret()
-            } else {
-                0
-            });
-        };
-        let Some(end) = start.checked_add(len) else {
+        // `len = (unsigned long)nr_pages << PAGE_SHIFT`: a negative count becomes
+        // a huge length, as in the kernel.
+        let len = (nr_pages as u64).wrapping_shl(PAGE_SHIFT);
+        let Some(end) = start.checked_add(len).filter(|&e| e > start) else {
+            // 5.x: end <= start returns 0; 5.11/6.1 check_add_overflow returns 0;
+            // 6.3+ returns -EOVERFLOW.
             return Ok(if rules == Rules::Latest {
                 Errno::EOVERFLOW.as_ret()
             } else {
@@ -213,20 +211,27 @@ impl<B: Backend> World<B> {
         if nr_pinned == nr_pages || flags.has(Flag::FastOnly) {
             return Ok(nr_pinned);
         }
-        // The slow path for the rest (`__gup_longterm_unlocked` before 6.3).
+        // The slow path for the rest. 6.3+: `__gup_longterm_locked(..., &locked = 0,
+        // flags | FOLL_TOUCH | FOLL_UNLOCKABLE)`. Before: `__gup_longterm_unlocked`,
+        // which for FOLL_LONGTERM takes mmap_lock itself and never lets a fault drop
+        // it (no FOLL_TOUCH), and otherwise is get_user_pages_unlocked.
         let rest_start = start + (nr_pinned as u64) * PAGE_SIZE;
-        let slow_flags = match rules {
-            Rules::Latest => flags.with(Flag::Touch).with(Flag::Unlockable),
-            _ => flags.with(Flag::Touch),
+        let rest = nr_pages - nr_pinned;
+        let ret = if rules == Rules::Latest {
+            let f = flags.with(Flag::Touch).with(Flag::Unlockable);
+            self.gup_slow_unlocked(ctx, ctx.mm, rest_start, rest, f, pages)?
+        } else if flags.has(Flag::Longterm) {
+            self.gup_slow_locked(ctx, ctx.mm, rest_start, rest, flags, pages)?
+        } else {
+            self.gup_slow_unlocked(
+                ctx,
+                ctx.mm,
+                rest_start,
+                rest,
+                flags.with(Flag::Touch),
+                pages,
+            )?
         };
-        let ret = self.gup_slow_unlocked(
-            ctx,
-            ctx.mm,
-            rest_start,
-            nr_pages - nr_pinned,
-            slow_flags,
-            pages,
-        )?;
         if ret < 0 {
             // "The caller has to unpin the pages we already pinned, so returning
             // -errno is not an option."
@@ -408,8 +413,8 @@ impl<B: Backend> World<B> {
         let f = self.mem.frame(page).flags.read_once();
         if f & pg::ANON == 0 {
             // Non-anon: only LONGTERM in a COW mapping, which needs the VMA
-            // (84209e87c696): GUP-fast cannot tell, so it falls back.
-            return flags.has(Flag::Longterm);
+            // (84209e87c696, 6.2): GUP-fast cannot tell, so it falls back.
+            return flags.has(Flag::Longterm) && self.cfg.p().rules == Rules::Latest;
         }
         // Pairs with the barrier after clearing PageAnonExclusive (088b8aa537c2).
         B::smp_rmb();
@@ -445,6 +450,7 @@ impl<B: Backend> World<B> {
             let page = pte.pfn();
             let seen = self.ghost.frame(page);
             if flags.has(Flag::Longterm)
+                && flags.has(Flag::Pin)
                 && p.longterm_check == LongtermCheck::BeforeRef
                 && !self.is_longterm_pinnable(page)
             {
@@ -471,11 +477,7 @@ impl<B: Backend> World<B> {
                     self.reread(ctx, slot, idx, stamp, "gup_fast_pte_range: recheck pte")? != pte;
                 self.ghost.frame(page)
             };
-            let refuse = changed
-                || (flags.has(Flag::Longterm)
-                    && p.longterm_check == LongtermCheck::AfterRef
-                    && !self.is_longterm_pinnable(page))
-                || (!pte.write() && self.gup_fast_must_unshare(flags, page));
+            let refuse = changed || (!pte.write() && self.gup_fast_must_unshare(flags, page));
             if refuse {
                 self.gup_put_speculative(ctx, head, 1, flags)?;
                 return Ok(false);
@@ -485,6 +487,8 @@ impl<B: Backend> World<B> {
                 "gup_fast_pte_range: take page",
                 u64::from(page),
             );
+            // Meaningful only when the recheck is skipped (the mutation): the
+            // recheck itself re-validates the page it re-reads.
             if self.ghost.frame(page) != reached {
                 return Err(ctx.violation(
                     Invariant::NoUseAfterFree,
@@ -524,6 +528,7 @@ impl<B: Backend> World<B> {
         let first = e.pfn() + ((addr >> PAGE_SHIFT) & (per_leaf - 1)) as Pfn;
         let refs = ((end - addr) >> PAGE_SHIFT) as i64;
         if flags.has(Flag::Longterm)
+            && flags.has(Flag::Pin)
             && p.longterm_check == LongtermCheck::BeforeRef
             && !self.is_longterm_pinnable(first)
         {
@@ -533,11 +538,7 @@ impl<B: Backend> World<B> {
             return Ok(false);
         };
         let now = self.reread(ctx, slot, idx, stamp, "gup_fast_pmd_leaf: recheck")?;
-        let refuse = now != e
-            || (flags.has(Flag::Longterm)
-                && p.longterm_check == LongtermCheck::AfterRef
-                && !self.is_longterm_pinnable(first))
-            || (!e.write() && self.gup_fast_must_unshare(flags, first));
+        let refuse = now != e || (!e.write() && self.gup_fast_must_unshare(flags, first));
         if refuse {
             self.gup_put_speculative(ctx, head, refs, flags)?;
             return Ok(false);

@@ -257,10 +257,11 @@ impl Rules {
             HonorNumaFault | Unlockable | MadvPopulate => return None,
         };
         let exists = match (self, f) {
-            // FOLL_SPLIT was removed in 5.10 (replaced by FOLL_SPLIT_PMD); FOLL_NOFAULT
-            // (5.16) reused its value 0x80.
-            (Rules::Seed | Rules::V5_7, Split) => true,
-            (_, Split) => false,
+            // FOLL_SPLIT went after 5.11 (FOLL_SPLIT_PMD replaced it); FOLL_NOFAULT
+            // (5.16) reused its value 0x80. FOLL_NUMA and FOLL_MIGRATION are gone
+            // by 6.1.
+            (Rules::V6_1, Split | Numa | Migration) => false,
+            (_, Split) => true,
             (Rules::V6_1, Nofault) => true,
             (_, Nofault) => false,
             // get_user_pages_fast_only() and FOLL_FAST_ONLY arrived in 5.9.
@@ -273,6 +274,22 @@ impl Rules {
             _ => true,
         };
         exists.then_some(v)
+    }
+
+    /// Decodes a raw number into the flags it names and the bits no flag of this
+    /// era has.
+    pub fn decode_lossy(self, raw: u32) -> (Foll, u32) {
+        let mut out = Foll::NONE;
+        let mut left = raw;
+        for f in Flag::ALL {
+            if let Some(v) = self.value(f) {
+                if raw & v == v {
+                    out = out.with(f);
+                    left &= !v;
+                }
+            }
+        }
+        (out, left)
     }
 
     /// Decodes a raw number; `Err` carries the bits no flag of this era has.

@@ -21,7 +21,7 @@ use crate::backend::{Backend, KAtomic};
 use crate::config::Mutation;
 use crate::ghost::{Ctx, HoldKind, Invariant, Res};
 use crate::mem::Pfn;
-use crate::preset::{PinAtomics, PinCounting};
+use crate::preset::{LongtermCheck, PinAtomics, PinCounting};
 use crate::world::World;
 use flags::{Flag, Foll};
 
@@ -151,6 +151,21 @@ impl<B: Backend> World<B> {
                 let Some(head) = self.try_get_folio(ctx, page, refs)? else {
                     return Ok(None);
                 };
+                // 6.10: the long-term check on the now stable folio, before it
+                // looks pinned.
+                if flags.has(Flag::Longterm)
+                    && p.longterm_check == LongtermCheck::AfterRef
+                    && !self.is_longterm_pinnable(head)
+                {
+                    self.mem.folio_put_refs(
+                        ctx,
+                        &self.ghost,
+                        head,
+                        refs as i32,
+                        Some(HoldKind::Speculative),
+                    )?;
+                    return Ok(None);
+                }
                 let order = self.mem.folio_order(head);
                 if self.folio_has_pincount(order) {
                     self.mem.frame(head).pincount.add(refs as i32);

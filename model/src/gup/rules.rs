@@ -97,7 +97,8 @@ fn rule(api: GupApi, r: Rules) -> Row {
         // The seed's fast path takes a reference whatever the flags; from 5.7
         // get_user_pages_fast sets FOLL_GET ("require FOLL_GET").
         (A::GetUserPagesFast, Seed) => row(pin, false, EINVAL, NONE),
-        (A::GetUserPagesFast, V5_7 | V5_11 | V6_1) => row(pin, false, EINVAL, get),
+        (A::GetUserPagesFast, V5_7) => row(pin, false, EINVAL, get),
+        (A::GetUserPagesFast, V5_11 | V6_1) => row(pin_longterm, false, EINVAL, get),
         (A::GetUserPagesFast, Latest) => latest(&[Get], EINVAL),
         (A::GetUserPagesFastOnly, Seed | V5_7) => ABSENT,
         (A::GetUserPagesFastOnly, V5_11 | V6_1) => row(NONE, false, 0, Foll::of(&[Get, FastOnly])),

@@ -13,6 +13,7 @@ use crate::ghost::{Ctx, HoldKind, Res};
 use crate::mem::{pg, Pfn, Zone};
 use crate::mm::{vm, Errno, FaultFlags, Vma, VmaKind};
 use crate::pgtable::Pte;
+use crate::preset::LongtermScope;
 use crate::world::World;
 
 use super::flags::{Flag, Foll, Rules};
@@ -42,6 +43,8 @@ enum Faultin {
 /// `mmap_lock` held for read by this call chain, or dropped.
 pub struct MmapRead<'a, B: Backend> {
     guard: Option<B::RawReadGuard<'a, Vec<Vma>>>,
+    /// A fault dropped the lock at some point (VM_FAULT_RETRY).
+    dropped: bool,
 }
 
 impl<'a, B: Backend> MmapRead<'a, B> {
@@ -54,7 +57,10 @@ impl<B: Backend> World<B> {
     fn mmap_read_lock<'w>(&'w self, ctx: &mut Ctx, mm: usize) -> MmapRead<'w, B> {
         let g = self.mms[mm].mmap_lock.read();
         ctx.step(&self.ghost, "mmap_read_lock", mm as u64);
-        MmapRead { guard: Some(g) }
+        MmapRead {
+            guard: Some(g),
+            dropped: false,
+        }
     }
 
     /// `get_user_pages(start, nr_pages, gup_flags, pages)`: the caller holds
@@ -225,7 +231,15 @@ impl<B: Backend> World<B> {
             ctx, mm, start, nr_pages, flags, pages, &mut lock, unlockable,
         )?;
         if let Some(l) = locked {
-            *l = i32::from(lock.guard.is_some());
+            // __get_user_pages_locked(): "if (lock_dropped && *locked)" the lock is
+            // released and the caller told so: what it read under the lock before
+            // the call may no longer hold.
+            if lock.dropped {
+                lock.guard = None;
+                *l = 0;
+            } else {
+                *l = 1;
+            }
         }
         Ok(r)
     }
@@ -307,6 +321,21 @@ impl<B: Backend> World<B> {
         }
     }
 
+    /// Takes `mmap_lock`, runs the slow path without letting a fault drop it, drops
+    /// it (`__gup_longterm_unlocked` for FOLL_LONGTERM before 6.3).
+    pub(crate) fn gup_slow_locked(
+        &self,
+        ctx: &mut Ctx,
+        mm: usize,
+        start: u64,
+        nr_pages: i64,
+        flags: Foll,
+        pages: Option<&mut Vec<Pfn>>,
+    ) -> Res<Ret> {
+        let mut lock = self.mmap_read_lock(ctx, mm);
+        self.gup_longterm_locked(ctx, mm, start, nr_pages, flags, pages, &mut lock, false)
+    }
+
     /// Takes `mmap_lock`, runs the slow path (which may drop and retake it), drops
     /// it (`__gup_longterm_unlocked` / the `locked == 0` path of 6.3+).
     pub(crate) fn gup_slow_unlocked(
@@ -344,6 +373,9 @@ impl<B: Backend> World<B> {
         }
         let saved = std::mem::replace(&mut ctx.memalloc_pin, true);
         let mut tries = 0;
+        // check_and_migrate_cma_pages (before 5.13): if migration fails, the range
+        // is taken again and the CMA pages stay pinned (migrate_allow = false).
+        let mut migrate_allow = true;
         let r = loop {
             let first = pages.as_deref().map_or(0, |p| p.len());
             let n = self.get_user_pages_locked_inner(
@@ -362,13 +394,18 @@ impl<B: Backend> World<B> {
             let Some(out) = pages.as_deref_mut() else {
                 break n;
             };
+            if !migrate_allow {
+                break n;
+            }
             let taken: Vec<Pfn> = out[first..].to_vec();
             match self.check_and_migrate_movable_pages(ctx, mm, &taken, flags)? {
                 Ok(()) => break n,
                 Err(e) => {
                     out.truncate(first);
                     tries += 1;
-                    if e != Errno::EAGAIN || tries > 10 {
+                    if e != Errno::EAGAIN && self.cfg.p().longterm_scope == LongtermScope::Cma {
+                        migrate_allow = false;
+                    } else if e != Errno::EAGAIN || tries > 10 {
                         break e.as_ret();
                     }
                 }
@@ -464,6 +501,7 @@ impl<B: Backend> World<B> {
             // (munmap, mmap) may happen meanwhile. Then retake it and retry.
             stale = World::<B>::find_vma(lock.vmas(), start + (done as u64) * PAGE_SIZE);
             lock.guard = None;
+            lock.dropped = true;
             ctx.step(&self.ghost, "mmap_read_unlock: VM_FAULT_RETRY", at);
             lock.guard = Some(self.mms[mm].mmap_lock.read());
             ctx.step(&self.ghost, "mmap_read_lock: retry with FOLL_TRIED", at);
@@ -556,7 +594,7 @@ impl<B: Backend> World<B> {
         }
         let f = self.mem.frame(page).flags.read_once();
         if f & pg::ANON == 0 {
-            return flags.has(Flag::Longterm) && vma.is_cow() && p.rules >= Rules::V6_1;
+            return flags.has(Flag::Longterm) && vma.is_cow() && p.rules == Rules::Latest;
         }
         B::smp_rmb();
         f & pg::ANON_EXCLUSIVE == 0
@@ -617,13 +655,21 @@ impl<B: Backend> World<B> {
             }
             let g = t.ptl.lock();
             let e = t.read(idx);
+            if level > 1 && !e.leaf() {
+                // follow_pmd_mask(): the leaf became a table (or went) before the
+                // lock was taken; look again.
+                drop(g);
+                return Ok(Follow::NoPage);
+            }
             let r = self.follow_leaf(ctx, vma, addr, level, e, flags, want)?;
-            if let (Follow::Pages(..), true, true) =
+            if let (Follow::Pages(page, _), true, true) =
                 (&r, flags.has(Flag::Touch), flags.has(Flag::Write))
             {
-                // FOLL_TOUCH: a write marks the entry dirty.
+                // FOLL_TOUCH: a write through a clean PTE dirties the page
+                // (set_page_dirty), not the PTE.
                 if !e.dirty() {
-                    t.set(idx, e.with(Pte::DIRTY));
+                    let head = self.mem.page_folio(*page);
+                    self.mem.frame(head).flags.or(pg::DIRTY);
                 }
             }
             drop(g);
@@ -806,6 +852,8 @@ impl<B: Backend> World<B> {
         self.mem.frame(new).flags.or(keep);
         self.remove_rmap(old, *e);
         self.add_rmap(new, *e);
+        // folio_mark_uptodate(): the copy before the PTE that publishes it.
+        B::smp_wmb();
         t.set(idx, Pte::mk_page(new, pte.write(), pte.dirty()));
         drop(g);
         ctx.step(&self.ghost, "migrate_pages: moved", u64::from(new));
