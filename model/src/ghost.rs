@@ -474,21 +474,4 @@ impl Ghost {
         }
         Ok(())
     }
-
-    /// no use after free, for a data frame.
-    pub fn check_frame(&self, ctx: &Ctx, pfn: Pfn, reached: Stamp) -> Res<()> {
-        let now = self.frame(pfn);
-        if !reached.allocated() || now != reached {
-            return Err(ctx.violation(
-                Invariant::NoUseAfterFree,
-                format!(
-                    "frame {pfn} accessed after it was freed: reached in generation {}{}, now generation {}",
-                    reached.gen(),
-                    if reached.allocated() { "" } else { " (already free)" },
-                    now.gen()
-                ),
-            ));
-        }
-        Ok(())
-    }
 }
