@@ -65,6 +65,19 @@ pub struct Failure {
     pub iteration: u64,
     /// Every thread's steps, in global order.
     pub trace: Vec<Step>,
+    /// For shuttle engines: every scheduling decision of the failing execution,
+    /// which replays it exactly.
+    #[serde(default)]
+    pub schedule: Option<Schedule>,
+}
+
+/// The scheduling decisions of one shuttle execution: the task chosen at each
+/// step and the values handed out as randomness.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schedule {
+    pub tasks: Vec<u32>,
+    #[serde(default)]
+    pub randoms: Vec<u64>,
 }
 
 /// The result of one engine run.
@@ -229,6 +242,7 @@ fn run_loom(
                     violation: *v,
                     iteration: i,
                     trace,
+                    schedule: None,
                 });
                 resume_unwind(Box::new(ViolationFound));
             }
@@ -245,21 +259,26 @@ fn run_loom(
     (iterations, failure)
 }
 
-/// Wraps a shuttle scheduler so a run ends, without a panic, once a violation has
-/// been recorded.
-struct StopOnViolation<S> {
+/// Wraps a shuttle scheduler: records every decision of the current execution,
+/// and ends the run, without a panic, once a violation has been recorded (the
+/// failing execution's decisions are kept for its artifact).
+struct Recording<S> {
     inner: Option<S>,
     stop: Arc<AtomicBool>,
+    current: Schedule,
+    failing: Arc<std::sync::Mutex<Option<Schedule>>>,
 }
 
-impl<S: shuttle::scheduler::Scheduler> shuttle::scheduler::Scheduler for StopOnViolation<S> {
+impl<S: shuttle::scheduler::Scheduler> shuttle::scheduler::Scheduler for Recording<S> {
     fn new_execution(&mut self) -> Option<shuttle::scheduler::Schedule> {
         if self.stop.load(SeqCst) {
+            *self.failing.lock().unwrap() = Some(std::mem::take(&mut self.current));
             // shuttle's RandomScheduler prints "failing seed" when dropped in the
             // middle of a run; the failure is reported here, as a value, instead.
             std::mem::forget(self.inner.take());
             return None;
         }
+        self.current = Schedule::default();
         self.inner.as_mut()?.new_execution()
     }
     fn next_task(
@@ -268,13 +287,88 @@ impl<S: shuttle::scheduler::Scheduler> shuttle::scheduler::Scheduler for StopOnV
         current: Option<shuttle::scheduler::TaskId>,
         is_yielding: bool,
     ) -> Option<shuttle::scheduler::TaskId> {
-        self.inner
+        let t = self
+            .inner
             .as_mut()?
-            .next_task(runnable, current, is_yielding)
+            .next_task(runnable, current, is_yielding)?;
+        self.current.tasks.push(usize::from(t) as u32);
+        Some(t)
     }
     fn next_u64(&mut self) -> u64 {
-        self.inner.as_mut().map_or(0, |s| s.next_u64())
+        let v = self.inner.as_mut().map_or(0, |s| s.next_u64());
+        self.current.randoms.push(v);
+        v
     }
+}
+
+/// Replays a recorded schedule for one execution. Past its end (or where a
+/// recorded task is not runnable) it continues fairly: the current task if it
+/// can run, else the runnable task with the lowest id.
+struct Replay {
+    schedule: Schedule,
+    pos: usize,
+    rpos: usize,
+    started: bool,
+}
+
+impl shuttle::scheduler::Scheduler for Replay {
+    fn new_execution(&mut self) -> Option<shuttle::scheduler::Schedule> {
+        if std::mem::replace(&mut self.started, true) {
+            return None;
+        }
+        Some(shuttle::scheduler::Schedule::new(0))
+    }
+    fn next_task(
+        &mut self,
+        runnable: &[&shuttle::scheduler::Task],
+        current: Option<shuttle::scheduler::TaskId>,
+        _is_yielding: bool,
+    ) -> Option<shuttle::scheduler::TaskId> {
+        let want = self.schedule.tasks.get(self.pos).copied();
+        self.pos += 1;
+        let ids: Vec<usize> = runnable.iter().map(|t| usize::from(t.id())).collect();
+        let pick = want
+            .map(|w| w as usize)
+            .filter(|w| ids.contains(w))
+            .or_else(|| current.map(usize::from).filter(|c| ids.contains(c)))
+            .or_else(|| ids.iter().copied().min())?;
+        Some(pick.into())
+    }
+    fn next_u64(&mut self) -> u64 {
+        let v = self.schedule.randoms.get(self.rpos).copied().unwrap_or(0);
+        self.rpos += 1;
+        v
+    }
+}
+
+/// Replays one shuttle execution of `sc` from `schedule`.
+pub fn replay_shuttle(
+    sc: &Scenario,
+    cfg: &WorldConfig,
+    schedule: &Schedule,
+) -> Result<Outcome, String> {
+    World::<Std>::build(cfg.clone(), &sc.layout)?;
+    order_panic_hooks();
+    let sc = Arc::new(sc.clone());
+    let cfgs = Arc::new(cfg.clone());
+    let (iterations, failure) = run_shuttle(
+        &sc,
+        &cfgs,
+        Replay {
+            schedule: schedule.clone(),
+            pos: 0,
+            rpos: 0,
+            started: false,
+        },
+    );
+    Ok(Outcome {
+        scenario: sc.name.clone(),
+        engine: "shuttle-replay".into(),
+        arch: cfg.arch.name().to_string(),
+        mutations: cfg.mutations.iter().map(|m| m.name().to_string()).collect(),
+        iterations,
+        failure,
+    })
 }
 
 fn run_shuttle<S: shuttle::scheduler::Scheduler + 'static>(
@@ -289,10 +383,13 @@ fn run_shuttle<S: shuttle::scheduler::Scheduler + 'static>(
     config.stack_size = THREAD_STACK;
     config.silence_warnings = true;
     config.failure_persistence = shuttle::FailurePersistence::None;
+    let failing: Arc<std::sync::Mutex<Option<Schedule>>> = Arc::default();
     let runner = shuttle::Runner::new(
-        StopOnViolation {
+        Recording {
             inner: Some(scheduler),
             stop: stop.clone(),
+            current: Schedule::default(),
+            failing: failing.clone(),
         },
         config,
     );
@@ -309,12 +406,16 @@ fn run_shuttle<S: shuttle::scheduler::Scheduler + 'static>(
                     violation: *v,
                     iteration: i,
                     trace,
+                    schedule: None,
                 });
             }
             s2.store(true, SeqCst);
         }
     });
-    let failure = found.lock().unwrap().take();
+    let mut failure = found.lock().unwrap().take();
+    if let Some(f) = failure.as_mut() {
+        f.schedule = failing.lock().unwrap().take();
+    }
     (iters.load(SeqCst), failure)
 }
 
@@ -333,6 +434,7 @@ fn run_std(
                     violation: *v,
                     iteration: i as u64,
                     trace,
+                    schedule: None,
                 }),
             );
         }

@@ -12,6 +12,7 @@
 
 #![allow(non_snake_case)] // smp_mb__after_atomic keeps the kernel's name
 
+pub mod artifact;
 pub mod backend;
 pub mod config;
 pub mod engine;

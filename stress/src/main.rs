@@ -3,6 +3,7 @@
 //! real threads, judged against the matrix.
 
 use clap::{Parser, Subcommand};
+use gupcheck_model::artifact::{render_trace, Artifact};
 use gupcheck_model::expect::{self, Evaluation};
 use gupcheck_model::{scenario, Engine, Invariant, Mutation};
 use std::process::ExitCode;
@@ -36,6 +37,12 @@ enum Cmd {
     /// Runs one scenario under one engine and prints the outcome (and, for a
     /// violation, the interleaving of kernel-named steps).
     Explore(ExploreArgs),
+    /// Replays a failure artifact and prints its interleaving. Exit 1 if it
+    /// reproduces the violation, 0 if not, 2 on bad input.
+    Replay {
+        /// The JSON artifact `explore` wrote.
+        file: std::path::PathBuf,
+    },
     /// Memory footprint of a fully populated address space on the std backend
     /// (512-entry tables, 4 KiB pages): peak RSS and bytes per mapped page.
     Footprint(FootprintArgs),
@@ -62,6 +69,9 @@ struct ExploreArgs {
     /// loom preemption bound (PCT depth for shuttle-pct).
     #[arg(long, default_value_t = 2)]
     bound: usize,
+    /// Where a failure's artifact is written.
+    #[arg(long, default_value = "gupcheck-artifacts")]
+    out: std::path::PathBuf,
 }
 
 #[derive(clap::Args, Clone)]
@@ -110,6 +120,13 @@ fn main() -> ExitCode {
         }
         Some(Cmd::Campaign(a)) => campaign(&a),
         Some(Cmd::Footprint(a)) => footprint(&a),
+        Some(Cmd::Replay { file }) => match replay(&file) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("gupcheck: {e}");
+                ExitCode::from(2)
+            }
+        },
         Some(Cmd::Explore(a)) => match explore(&a) {
             Ok(code) => code,
             Err(e) => {
@@ -193,12 +210,50 @@ fn explore(a: &ExploreArgs) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     };
     say!("VIOLATION at execution {}: {}", f.iteration, f.violation);
-    // One column per thread, in global step order.
-    for s in &f.trace {
-        let pad = 44 * s.thread;
-        say!("{:>5} {:pad$}{} {:#x}", s.seq, "", s.name, s.arg, pad = pad);
-    }
+    say!("{}", render_trace(&f.trace));
+    let art = Artifact::new(&sc, preset, arch, &muts, &engine, f);
+    let path = art.write_atomic(&a.out)?;
+    say!("artifact: {}", path.display());
+    say!("replay:   {}", Artifact::replay_command(&path));
     Ok(ExitCode::from(1))
+}
+
+fn replay(file: &std::path::Path) -> Result<ExitCode, String> {
+    let art = Artifact::load(file)?;
+    let (o, same) = art.replay()?;
+    say!(
+        "replaying {} / {} / {} / {} ({}, recorded with gupcheck {}, loom {}, shuttle {})",
+        art.scenario.name,
+        art.preset.name(),
+        art.arch.name(),
+        if art.mutations.is_empty() {
+            "-".to_string()
+        } else {
+            art.mutations
+                .iter()
+                .map(|m| m.name())
+                .collect::<Vec<_>>()
+                .join(",")
+        },
+        art.engine.name(),
+        art.gupcheck,
+        art.loom,
+        art.shuttle
+    );
+    match &o.failure {
+        Some(f) => {
+            say!("{}", render_trace(&f.trace));
+            say!("VIOLATION: {}", f.violation);
+        }
+        None => say!("no violation"),
+    }
+    if same {
+        say!("reproduced: {}", art.failure.violation.invariant);
+        Ok(ExitCode::from(1))
+    } else {
+        say!("not reproduced (recorded: {})", art.failure.violation);
+        Ok(ExitCode::SUCCESS)
+    }
 }
 
 /// Reads a `/proc/self/status` field in KiB.

@@ -1,0 +1,74 @@
+//! Failure artifacts replay exactly: a shuttle failure from its recorded
+//! decisions, 100 times out of 100; a loom failure by bound and iteration.
+
+use gupcheck_model::artifact::Artifact;
+use gupcheck_model::scenario::{gup_fast_vs_munmap, munmap_vs_lockless_walker};
+use gupcheck_model::{run, Arch, Engine, Mutation, PresetId};
+
+#[test]
+fn a_shuttle_artifact_replays_the_same_violation_100_times() {
+    let sc = gup_fast_vs_munmap();
+    let m = [Mutation::SkipPteRecheck];
+    let engine = Engine::ShuttlePct {
+        iterations: 3_000,
+        depth: 3,
+        seed: 5,
+    };
+    let o = run(&sc, &sc.config(Arch::Rcu, &m), &engine).unwrap();
+    let f = o.failure.expect("PCT finds the skipped recheck");
+    assert!(f.schedule.as_ref().is_some_and(|s| !s.tasks.is_empty()));
+    let art = Artifact::new(&sc, PresetId::Latest, Arch::Rcu, &m, &engine, f.clone());
+    // Through JSON, as a file would carry it.
+    let art = Artifact::parse(&serde_json::to_string(&art).unwrap()).unwrap();
+    for i in 0..100 {
+        let (o, same) = art.replay().unwrap();
+        assert!(same, "replay {i} did not reproduce");
+        let g = o.failure.unwrap();
+        assert_eq!(g.violation, f.violation, "replay {i}");
+        assert_eq!(g.trace, f.trace, "replay {i}: a different interleaving");
+    }
+}
+
+#[test]
+fn a_replay_of_the_fixed_protocol_does_not_reproduce() {
+    let sc = gup_fast_vs_munmap();
+    let m = [Mutation::SkipPteRecheck];
+    let engine = Engine::ShuttlePct {
+        iterations: 3_000,
+        depth: 3,
+        seed: 5,
+    };
+    let f = run(&sc, &sc.config(Arch::Rcu, &m), &engine)
+        .unwrap()
+        .failure
+        .unwrap();
+    // The same schedule against the protocol with its recheck.
+    let art = Artifact::new(&sc, PresetId::Latest, Arch::Rcu, &[], &engine, f);
+    let (o, same) = art.replay().unwrap();
+    assert!(!same && o.failure.is_none());
+}
+
+#[test]
+fn a_loom_artifact_replays_by_bound_and_iteration() {
+    let sc = munmap_vs_lockless_walker();
+    let m = [Mutation::WalkerSkipsRegistration];
+    let engine = Engine::Loom {
+        preemption_bound: Some(2),
+    };
+    let f = run(&sc, &sc.config(Arch::Rcu, &m), &engine)
+        .unwrap()
+        .failure
+        .unwrap();
+    let art = Artifact::new(&sc, PresetId::Latest, Arch::Rcu, &m, &engine, f.clone());
+    let (o, same) = art.replay().unwrap();
+    assert!(same);
+    assert_eq!(o.failure.unwrap().iteration, f.iteration);
+}
+
+#[test]
+fn malformed_artifacts_are_refused_in_one_line() {
+    for bad in ["", "{", "[]", r#"{"format": 99}"#, "not json"] {
+        let e = Artifact::parse(bad).unwrap_err();
+        assert!(!e.contains('\n'), "{e}");
+    }
+}
