@@ -36,6 +36,9 @@ pub struct Artifact {
     pub mutations: Vec<Mutation>,
     pub engine: Engine,
     pub failure: Failure,
+    /// Context switches of the failing schedule before and after minimisation.
+    #[serde(default)]
+    pub minimised: Option<(usize, usize)>,
 }
 
 impl Artifact {
@@ -58,6 +61,7 @@ impl Artifact {
             mutations: mutations.to_vec(),
             engine: engine.clone(),
             failure,
+            minimised: None,
         }
     }
 

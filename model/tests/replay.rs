@@ -72,3 +72,28 @@ fn malformed_artifacts_are_refused_in_one_line() {
         assert!(!e.contains('\n'), "{e}");
     }
 }
+
+#[test]
+fn minimisation_keeps_the_violation_with_no_more_switches() {
+    use gupcheck_model::engine::{minimise, replay_shuttle, switches};
+    let sc = gupcheck_model::scenario::gup_unlocked_vs_munmap();
+    let m = [Mutation::StaleVmaAfterRetry];
+    let cfg = sc.config(Arch::Rcu, &m);
+    let engine = Engine::ShuttleRandom {
+        iterations: 3_000,
+        seed: 1,
+    };
+    let f = run(&sc, &cfg, &engine).unwrap().failure.expect("found");
+    let min = minimise(&sc, &cfg, &f, 200).unwrap();
+    assert_eq!(min.switches_before, switches(f.schedule.as_ref().unwrap()));
+    assert!(min.switches_after <= min.switches_before);
+    assert!(
+        min.switches_after < min.switches_before,
+        "this schedule has slack to remove"
+    );
+    let o = replay_shuttle(&sc, &cfg, min.failure.schedule.as_ref().unwrap()).unwrap();
+    assert_eq!(
+        o.failure.unwrap().violation.invariant,
+        f.violation.invariant
+    );
+}

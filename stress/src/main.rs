@@ -72,6 +72,9 @@ struct ExploreArgs {
     /// Where a failure's artifact is written.
     #[arg(long, default_value = "gupcheck-artifacts")]
     out: std::path::PathBuf,
+    /// Report a shuttle failure as found, without shrinking its schedule.
+    #[arg(long)]
+    no_minimise: bool,
 }
 
 #[derive(clap::Args, Clone)]
@@ -209,9 +212,24 @@ fn explore(a: &ExploreArgs) -> Result<ExitCode, String> {
         say!("no violation");
         return Ok(ExitCode::SUCCESS);
     };
+    let mut minimised = None;
+    let f = if f.schedule.is_some() && !a.no_minimise {
+        let m = gupcheck_model::engine::minimise(&sc, &cfg, &f, 300)?;
+        minimised = Some((m.switches_before, m.switches_after));
+        say!(
+            "minimised: {} -> {} context switches ({} replays)",
+            m.switches_before,
+            m.switches_after,
+            m.replays
+        );
+        m.failure
+    } else {
+        f
+    };
     say!("VIOLATION at execution {}: {}", f.iteration, f.violation);
     say!("{}", render_trace(&f.trace));
-    let art = Artifact::new(&sc, preset, arch, &muts, &engine, f);
+    let mut art = Artifact::new(&sc, preset, arch, &muts, &engine, f);
+    art.minimised = minimised;
     let path = art.write_atomic(&a.out)?;
     say!("artifact: {}", path.display());
     say!("replay:   {}", Artifact::replay_command(&path));
