@@ -43,6 +43,18 @@ enum Cmd {
         /// The JSON artifact `explore` wrote.
         file: std::path::PathBuf,
     },
+    /// Engine speeds and detection power: shuttle executions/s and loom
+    /// iterations/s on gup_fast_vs_munmap, and for every `found` matrix entry the
+    /// median executions-to-detect over 20 seeds for shuttle random and PCT,
+    /// beside PCT's guarantee 1/(n*k^(d-1)).
+    Engines {
+        /// Seeds per entry and scheduler.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        seeds: u64,
+        /// Executions allowed per seed before giving up.
+        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
+        budget: u64,
+    },
     /// Memory footprint of a fully populated address space on the std backend
     /// (512-entry tables, 4 KiB pages): peak RSS and bytes per mapped page.
     Footprint(FootprintArgs),
@@ -123,6 +135,13 @@ fn main() -> ExitCode {
         }
         Some(Cmd::Campaign(a)) => campaign(&a),
         Some(Cmd::Footprint(a)) => footprint(&a),
+        Some(Cmd::Engines { seeds, budget }) => match engines(seeds, budget as usize) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("gupcheck: {e}");
+                ExitCode::from(2)
+            }
+        },
         Some(Cmd::Replay { file }) => match replay(&file) {
             Ok(code) => code,
             Err(e) => {
@@ -272,6 +291,133 @@ fn replay(file: &std::path::Path) -> Result<ExitCode, String> {
         say!("not reproduced (recorded: {})", art.failure.violation);
         Ok(ExitCode::SUCCESS)
     }
+}
+
+fn median(mut v: Vec<u64>) -> Option<u64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_unstable();
+    Some(v[v.len() / 2])
+}
+
+fn engines(seeds: u64, budget: usize) -> Result<ExitCode, String> {
+    use gupcheck_model::{run, Arch};
+    let sc = scenario::by_name("gup_fast_vs_munmap")?;
+    let cfg = sc.config(Arch::Rcu, &[]);
+    say!(
+        "engine speed on gup_fast_vs_munmap (latest, rcu, clean: every execution runs to the end)"
+    );
+    for (name, e) in [
+        (
+            "shuttle random",
+            Engine::ShuttleRandom {
+                iterations: 20_000,
+                seed: 1,
+            },
+        ),
+        (
+            "shuttle PCT d=3",
+            Engine::ShuttlePct {
+                iterations: 20_000,
+                depth: 3,
+                seed: 1,
+            },
+        ),
+        (
+            "loom, bound 3",
+            Engine::Loom {
+                preemption_bound: Some(3),
+            },
+        ),
+    ] {
+        let t = Instant::now();
+        let o = run(&sc, &cfg, &e)?;
+        let secs = t.elapsed().as_secs_f64();
+        say!(
+            "  {:<18} {:>8} executions in {:>6.2} s = {:>9.0} /s",
+            name,
+            o.iterations,
+            secs,
+            o.iterations as f64 / secs
+        );
+    }
+    say!("");
+    say!("executions to detect (median over {seeds} seeds; '-' = not found within {budget})");
+    say!(
+        "  {:<62} {:>8} {:>8} {:>4} {:>6} {:>12}",
+        "scenario / preset / arch / mutation",
+        "random",
+        "PCT d=3",
+        "n",
+        "k",
+        "PCT bound"
+    );
+    for entry in expect::matrix()
+        .into_iter()
+        .filter(|e| e.invariant().is_some())
+    {
+        if ["shuttle-random", "shuttle-pct"]
+            .iter()
+            .all(|n| entry.missed_by.iter().any(|m| m == n))
+        {
+            say!("  {:<62} {:>8} {:>8}", entry.label(), "loom", "only");
+            continue;
+        }
+        let sc = scenario::by_name(&entry.scenario)?;
+        let muts: Vec<Mutation> = entry.mutation.into_iter().collect();
+        let cfg = sc.config_for(entry.preset, entry.arch, &muts);
+        let mut found = [Vec::new(), Vec::new()];
+        let mut k_seen = Vec::new();
+        for seed in 0..seeds {
+            for (i, e) in [
+                Engine::ShuttleRandom {
+                    iterations: budget,
+                    seed,
+                },
+                Engine::ShuttlePct {
+                    iterations: budget,
+                    depth: 3,
+                    seed,
+                },
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let o = run(&sc, &cfg, &e)?;
+                if let Some(f) = o.failure {
+                    found[i].push(f.iteration + 1);
+                    if let Some(s) = f.schedule {
+                        k_seen.push(s.tasks.len() as u64);
+                    }
+                }
+            }
+        }
+        let show = |v: &Vec<u64>| {
+            if v.len() * 2 > seeds as usize {
+                median(v.clone()).map_or("-".into(), |m| m.to_string())
+            } else {
+                "-".into()
+            }
+        };
+        let n = sc.threads.len() as u64 + 1;
+        let k = median(k_seen).unwrap_or(0);
+        let bound = if k > 0 {
+            format!("1/{}", n * k * k)
+        } else {
+            "-".into()
+        };
+        say!(
+            "  {:<62} {:>8} {:>8} {:>4} {:>6} {:>12}",
+            entry.label(),
+            show(&found[0]),
+            show(&found[1]),
+            n,
+            k,
+            bound
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Reads a `/proc/self/status` field in KiB.
