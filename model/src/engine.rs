@@ -89,6 +89,9 @@ pub struct Outcome {
     pub mutations: Vec<String>,
     /// Executions run (up to and including a failing one).
     pub iterations: u64,
+    /// Executions whose trace passed through the scenario's race window.
+    #[serde(default)]
+    pub window_hits: u64,
     pub failure: Option<Failure>,
 }
 
@@ -107,12 +110,14 @@ pub fn run(sc: &Scenario, cfg: &WorldConfig, engine: &Engine) -> Result<Outcome,
     }
     let sc = Arc::new(sc.clone());
     let cfg = Arc::new(cfg.clone());
+    let hits = Arc::new(AtomicU64::new(0));
     let (iterations, failure) = match engine {
-        Engine::Loom { preemption_bound } => run_loom(&sc, &cfg, *preemption_bound),
+        Engine::Loom { preemption_bound } => run_loom(&sc, &cfg, *preemption_bound, &hits),
         Engine::ShuttleRandom { iterations, seed } => run_shuttle(
             &sc,
             &cfg,
             shuttle::scheduler::RandomScheduler::new_from_seed(*seed, *iterations),
+            &hits,
         ),
         Engine::ShuttlePct {
             iterations,
@@ -122,13 +127,15 @@ pub fn run(sc: &Scenario, cfg: &WorldConfig, engine: &Engine) -> Result<Outcome,
             &sc,
             &cfg,
             shuttle::scheduler::PctScheduler::new_from_seed(*seed, *depth, *iterations),
+            &hits,
         ),
         Engine::ShuttleDfs { max_iterations } => run_shuttle(
             &sc,
             &cfg,
             shuttle::scheduler::DfsScheduler::new(*max_iterations, false),
+            &hits,
         ),
-        Engine::Std { iterations } => run_std(&sc, &cfg, *iterations),
+        Engine::Std { iterations } => run_std(&sc, &cfg, *iterations, &hits),
     };
     Ok(Outcome {
         scenario: sc.name.clone(),
@@ -136,6 +143,7 @@ pub fn run(sc: &Scenario, cfg: &WorldConfig, engine: &Engine) -> Result<Outcome,
         arch: cfg.arch.name().to_string(),
         mutations: cfg.mutations.iter().map(|m| m.name().to_string()).collect(),
         iterations,
+        window_hits: hits.load(SeqCst),
         failure,
     })
 }
@@ -167,6 +175,7 @@ struct ThreadEnd {
 fn execute<B: Backend>(
     w: &Arc<World<B>>,
     sc: &Arc<Scenario>,
+    window_hits: &AtomicU64,
 ) -> Result<(), (Box<Violation>, Vec<Step>)> {
     let handles: Vec<_> = (0..sc.threads.len())
         .map(|t| {
@@ -205,6 +214,9 @@ fn execute<B: Backend>(
         }
     }
     trace.sort_by_key(|s| s.seq);
+    if sc.window.as_ref().is_some_and(|win| win.hit(&trace)) {
+        window_hits.fetch_add(1, SeqCst);
+    }
     if let Some(v) = first {
         return Err((v, trace));
     }
@@ -218,6 +230,7 @@ fn run_loom(
     sc: &Arc<Scenario>,
     cfg: &Arc<WorldConfig>,
     bound: Option<usize>,
+    hits: &Arc<AtomicU64>,
 ) -> (u64, Option<Failure>) {
     let found: Arc<std::sync::Mutex<Option<Failure>>> = Arc::default();
     let iters = Arc::new(AtomicU64::new(0));
@@ -229,7 +242,13 @@ fn run_loom(
         b.max_branches = 20_000;
     }
     b.expect_explicit_explore = true;
-    let (f2, i2, sc2, cfg2) = (found.clone(), iters.clone(), sc.clone(), cfg.clone());
+    let (f2, i2, sc2, cfg2, h2) = (
+        found.clone(),
+        iters.clone(),
+        sc.clone(),
+        cfg.clone(),
+        hits.clone(),
+    );
     let r = catch_unwind(AssertUnwindSafe(|| {
         b.check(move || {
             let i = i2.fetch_add(1, SeqCst);
@@ -237,7 +256,7 @@ fn run_loom(
                 World::<Loom>::build((*cfg2).clone(), &sc2.layout).expect("layout validated"),
             );
             loom::explore();
-            if let Err((v, trace)) = execute(&w, &sc2) {
+            if let Err((v, trace)) = execute(&w, &sc2, &h2) {
                 *f2.lock().unwrap() = Some(Failure {
                     violation: *v,
                     iteration: i,
@@ -351,6 +370,7 @@ pub fn replay_shuttle(
     order_panic_hooks();
     let sc = Arc::new(sc.clone());
     let cfgs = Arc::new(cfg.clone());
+    let hits = Arc::new(AtomicU64::new(0));
     let (iterations, failure) = run_shuttle(
         &sc,
         &cfgs,
@@ -360,6 +380,7 @@ pub fn replay_shuttle(
             rpos: 0,
             started: false,
         },
+        &hits,
     );
     Ok(Outcome {
         scenario: sc.name.clone(),
@@ -367,6 +388,7 @@ pub fn replay_shuttle(
         arch: cfg.arch.name().to_string(),
         mutations: cfg.mutations.iter().map(|m| m.name().to_string()).collect(),
         iterations,
+        window_hits: hits.load(SeqCst),
         failure,
     })
 }
@@ -375,6 +397,7 @@ fn run_shuttle<S: shuttle::scheduler::Scheduler + 'static>(
     sc: &Arc<Scenario>,
     cfg: &Arc<WorldConfig>,
     scheduler: S,
+    hits: &Arc<AtomicU64>,
 ) -> (u64, Option<Failure>) {
     let found: Arc<std::sync::Mutex<Option<Failure>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
@@ -393,13 +416,20 @@ fn run_shuttle<S: shuttle::scheduler::Scheduler + 'static>(
         },
         config,
     );
-    let (f2, s2, i2, sc2, cfg2) = (found.clone(), stop, iters.clone(), sc.clone(), cfg.clone());
+    let (f2, s2, i2, sc2, cfg2, h2) = (
+        found.clone(),
+        stop,
+        iters.clone(),
+        sc.clone(),
+        cfg.clone(),
+        hits.clone(),
+    );
     runner.run(move || {
         let i = i2.fetch_add(1, SeqCst);
         let w = Arc::new(
             World::<Shuttle>::build((*cfg2).clone(), &sc2.layout).expect("layout validated"),
         );
-        if let Err((v, trace)) = execute(&w, &sc2) {
+        if let Err((v, trace)) = execute(&w, &sc2, &h2) {
             let mut f = f2.lock().unwrap();
             if f.is_none() {
                 *f = Some(Failure {
@@ -423,11 +453,12 @@ fn run_std(
     sc: &Arc<Scenario>,
     cfg: &Arc<WorldConfig>,
     iterations: usize,
+    hits: &Arc<AtomicU64>,
 ) -> (u64, Option<Failure>) {
     for i in 0..iterations {
         let w =
             Arc::new(World::<Std>::build((**cfg).clone(), &sc.layout).expect("layout validated"));
-        if let Err((v, trace)) = execute(&w, sc) {
+        if let Err((v, trace)) = execute(&w, sc, hits) {
             return (
                 i as u64 + 1,
                 Some(Failure {

@@ -96,7 +96,7 @@ pub fn evaluate(entry: &Entry, engines: &[Engine]) -> Result<Evaluation, String>
     for e in engines {
         outcomes.push(run(&sc, &cfg, e)?);
     }
-    let verdict = judge(entry, &outcomes);
+    let verdict = judge(entry, &outcomes, sc.window.is_some());
     Ok(Evaluation {
         entry: entry.clone(),
         outcomes,
@@ -104,8 +104,10 @@ pub fn evaluate(entry: &Entry, engines: &[Engine]) -> Result<Evaluation, String>
     })
 }
 
-/// Whether `outcomes` agree with `entry`.
-pub fn judge(entry: &Entry, outcomes: &[Outcome]) -> Result<(), String> {
+/// Whether `outcomes` agree with `entry`. With a race window (`window`), an
+/// engine expected to miss an ordering-only bug must still have reached the
+/// window: otherwise its miss would show nothing.
+pub fn judge(entry: &Entry, outcomes: &[Outcome], window: bool) -> Result<(), String> {
     let found: Vec<&Outcome> = outcomes.iter().filter(|o| o.failure.is_some()).collect();
     match entry.invariant() {
         None => {
@@ -142,6 +144,16 @@ pub fn judge(entry: &Entry, outcomes: &[Outcome]) -> Result<(), String> {
             for n in entry.missed_by.iter().filter(|n| ran(n)) {
                 if hit(n) {
                     return Err(format!("{n} is expected to miss this, but found it"));
+                }
+                let reached: u64 = outcomes
+                    .iter()
+                    .filter(|o| o.engine == *n)
+                    .map(|o| o.window_hits)
+                    .sum();
+                if window && reached == 0 {
+                    return Err(format!(
+                        "{n} missed it without ever reaching the race window"
+                    ));
                 }
             }
         }

@@ -18,6 +18,56 @@ pub struct Scenario {
     pub threads: Vec<Vec<Op>>,
     /// World shape (fan-out, frames, tables); arch and mutations come from the run.
     pub world: WorldConfig,
+    /// The race window of the scenario's ordering-only bugs, for counting how
+    /// often a sequentially consistent engine's executions reach it.
+    #[serde(default)]
+    pub window: Option<Window>,
+}
+
+/// A race window: thread `thread` between its steps `open` (empty: its start)
+/// and `close`, with a `racer` step of another thread in between.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    pub thread: usize,
+    pub open: String,
+    pub racer: String,
+    pub close: String,
+}
+
+impl Window {
+    fn new(thread: usize, open: &str, racer: &str, close: &str) -> Option<Window> {
+        Some(Window {
+            thread,
+            open: open.into(),
+            racer: racer.into(),
+            close: close.into(),
+        })
+    }
+
+    /// Whether an execution's trace (in global order) passed through the window.
+    pub fn hit(&self, trace: &[crate::ghost::Step]) -> bool {
+        let mine = |name: &str| -> Vec<u64> {
+            trace
+                .iter()
+                .filter(|s| s.thread == self.thread && s.name == name)
+                .map(|s| s.seq)
+                .collect()
+        };
+        let open = if self.open.is_empty() {
+            0
+        } else {
+            match mine(&self.open).first() {
+                Some(&o) => o,
+                None => return false,
+            }
+        };
+        let Some(close) = mine(&self.close).into_iter().find(|&c| c > open) else {
+            return false;
+        };
+        trace.iter().any(|s| {
+            s.thread != self.thread && s.name == self.racer && s.seq > open && s.seq < close
+        })
+    }
 }
 
 impl Scenario {
@@ -68,6 +118,9 @@ pub fn munmap_vs_lockless_walker() -> Scenario {
             nr_tables: 8,
             ..WorldConfig::small(Arch::Ipi)
         },
+        // The walker has announced itself and read the PMD when munmap unhooks
+        // the PTE table: the barrier decides whether the free waits for it.
+        window: Window::new(1, "local_irq_save", "free_pgd_range: clear entry", "gup_fast_pte_range: read pte"),
     }
 }
 
@@ -109,6 +162,9 @@ pub fn fault_vs_lockless_walker() -> Scenario {
             nr_tables: 8,
             ..WorldConfig::small(Arch::Ipi)
         },
+        // The walker reads the page the fault published: the smp_wmb decides
+        // whether it can see the frame's previous contents.
+        window: Window::new(1, "", "do_anonymous_page: set_pte_at", "read page"),
     }
 }
 
@@ -166,6 +222,7 @@ pub fn gup_fast_vs_munmap() -> Scenario {
             nr_tables: 8,
             ..WorldConfig::small(Arch::Ipi)
         },
+        window: None,
     }
 }
 
@@ -212,6 +269,7 @@ pub fn concurrent_pin_unpin() -> Scenario {
             nr_tables: 6,
             ..WorldConfig::small(Arch::Ipi)
         },
+        window: None,
     }
 }
 
@@ -243,6 +301,7 @@ pub fn huge_page_pin_overflow() -> Scenario {
             },
             ..WorldConfig::small(Arch::Ipi)
         },
+        window: None,
     }
 }
 
@@ -274,6 +333,7 @@ pub fn zero_page_pin() -> Scenario {
             },
             ..WorldConfig::small(Arch::Ipi)
         },
+        window: None,
     }
 }
 
@@ -312,6 +372,7 @@ pub fn gup_unlocked_vs_munmap() -> Scenario {
             nr_tables: 8,
             ..WorldConfig::small(Arch::Ipi)
         },
+        window: None,
     }
 }
 

@@ -62,6 +62,7 @@ fn scenario(threads: Vec<Vec<Op>>) -> Scenario {
             nr_tables: 32,
             ..WorldConfig::small(Arch::Rcu)
         },
+        window: None,
     }
 }
 

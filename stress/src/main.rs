@@ -227,6 +227,13 @@ fn explore(a: &ExploreArgs) -> Result<ExitCode, String> {
         o.iterations,
         t.elapsed().as_secs_f64()
     );
+    if sc.window.is_some() {
+        say!(
+            "race window reached in {} of {} execution(s)",
+            o.window_hits,
+            o.iterations
+        );
+    }
     let Some(f) = o.failure else {
         say!("no violation");
         return Ok(ExitCode::SUCCESS);
@@ -552,6 +559,9 @@ fn campaign(a: &CampaignArgs) -> ExitCode {
             .iter()
             .map(|o| match &o.failure {
                 Some(f) => format!("{} @{}", f.violation.invariant, f.iteration),
+                None if !entry.missed_by.is_empty() && o.window_hits > 0 => {
+                    format!("clean ({}, {} in window)", o.iterations, o.window_hits)
+                }
                 None => format!("clean ({})", o.iterations),
             })
             .collect();
