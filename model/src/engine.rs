@@ -549,3 +549,78 @@ pub fn minimise(
         replays,
     })
 }
+
+/// A schedule drawn from fuzz input: each decision takes the next byte modulo the
+/// runnable tasks; when the bytes run out it falls back fairly (the running task
+/// if it can run, else the lowest runnable). Randomness comes from the bytes too.
+struct Bytes {
+    bytes: Vec<u8>,
+    pos: usize,
+    started: bool,
+}
+
+impl shuttle::scheduler::Scheduler for Bytes {
+    fn new_execution(&mut self) -> Option<shuttle::scheduler::Schedule> {
+        if std::mem::replace(&mut self.started, true) {
+            return None;
+        }
+        Some(shuttle::scheduler::Schedule::new(0))
+    }
+    fn next_task(
+        &mut self,
+        runnable: &[&shuttle::scheduler::Task],
+        current: Option<shuttle::scheduler::TaskId>,
+        _is_yielding: bool,
+    ) -> Option<shuttle::scheduler::TaskId> {
+        let ids: Vec<usize> = runnable.iter().map(|t| usize::from(t.id())).collect();
+        let pick = match self.bytes.get(self.pos) {
+            Some(&b) => {
+                self.pos += 1;
+                ids.get(usize::from(b) % ids.len().max(1)).copied()
+            }
+            None => current
+                .map(usize::from)
+                .filter(|c| ids.contains(c))
+                .or_else(|| ids.iter().copied().min()),
+        }?;
+        Some(pick.into())
+    }
+    fn next_u64(&mut self) -> u64 {
+        let mut v = 0u64;
+        for _ in 0..8 {
+            v = (v << 8) | u64::from(self.bytes.get(self.pos).copied().unwrap_or(0));
+            self.pos += 1;
+        }
+        v
+    }
+}
+
+/// One shuttle execution whose schedule is drawn from `bytes` (the fuzz targets'
+/// engine). A failure carries its recorded decisions, so it replays like any
+/// other shuttle failure.
+pub fn run_bytes(sc: &Scenario, cfg: &WorldConfig, bytes: &[u8]) -> Result<Outcome, String> {
+    World::<Std>::build(cfg.clone(), &sc.layout)?;
+    order_panic_hooks();
+    let sc = Arc::new(sc.clone());
+    let cfgs = Arc::new(cfg.clone());
+    let hits = Arc::new(AtomicU64::new(0));
+    let (iterations, failure) = run_shuttle(
+        &sc,
+        &cfgs,
+        Bytes {
+            bytes: bytes.to_vec(),
+            pos: 0,
+            started: false,
+        },
+        &hits,
+    );
+    Ok(Outcome {
+        scenario: sc.name.clone(),
+        engine: "shuttle-bytes".into(),
+        arch: cfg.arch.name().to_string(),
+        mutations: cfg.mutations.iter().map(|m| m.name().to_string()).collect(),
+        iterations,
+        window_hits: hits.load(SeqCst),
+        failure,
+    })
+}

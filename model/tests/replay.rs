@@ -97,3 +97,34 @@ fn minimisation_keeps_the_violation_with_no_more_switches() {
         f.violation.invariant
     );
 }
+
+#[test]
+fn byte_schedules_find_races_and_their_failures_replay() {
+    use gupcheck_model::engine::{replay_shuttle, run_bytes};
+    let sc = gupcheck_model::scenario::gup_unlocked_vs_munmap();
+    let m = [Mutation::StaleVmaAfterRetry];
+    let cfg = sc.config(Arch::Rcu, &m);
+    // Empty input: the fair fallback runs each thread to completion, no race.
+    assert!(run_bytes(&sc, &cfg, &[]).unwrap().failure.is_none());
+    // Search byte strings until one schedules the race (fuzzing does this with
+    // coverage guidance). Runs of one value keep one task running, as a fuzzer's
+    // repeated-byte mutations do.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let found = (0..2_000).find_map(|_| {
+        let mut bytes = Vec::new();
+        for _ in 0..4 {
+            let r = next();
+            bytes.extend(std::iter::repeat_n(r as u8, (r >> 8) as usize % 48 + 1));
+        }
+        run_bytes(&sc, &cfg, &bytes).unwrap().failure
+    });
+    let f = found.expect("some byte string schedules the race");
+    let o = replay_shuttle(&sc, &cfg, f.schedule.as_ref().unwrap()).unwrap();
+    assert_eq!(o.failure.unwrap().violation, f.violation);
+}
