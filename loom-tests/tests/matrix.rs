@@ -1,33 +1,54 @@
 //! The expectation matrix, run: every entry of `model/expectations.json` under
-//! loom (bound 2), shuttle random and PCT, and real threads. `clean` entries fail
-//! on any violation; `found` / `known-open` entries fail if the engines stop
-//! finding them, or if an engine expected to miss an ordering-only bug finds it.
+//! loom (bound 2 for the design-card race scenarios and the ordering-only
+//! mutations, bound 1 for the rest), shuttle random, PCT at depths 1 to 3, DFS up
+//! to a maximum (clean entries), and real threads. `clean` entries fail on any
+//! violation; `found` / `known-open` entries fail if the engines stop finding
+//! them, or if an engine expected to miss an ordering-only bug finds it or never
+//! reaches its race window.
 
 use gupcheck_model::expect::{self, Entry};
 use gupcheck_model::Engine;
 
-const LOOM_BOUND: usize = 2;
 const SHUTTLE_ITERS: usize = 3_000;
+const DFS_MAX: usize = 2_000;
 const STD_ITERS: usize = 100;
 
-fn engines() -> Vec<Engine> {
-    vec![
+/// The design card's races get loom's deeper bound, as do ordering-only bugs.
+fn loom_bound(e: &Entry) -> usize {
+    let design_card = ["gup_fast_vs_munmap", "munmap_vs_lockless_walker"];
+    if design_card.contains(&e.scenario.as_str()) || !e.missed_by.is_empty() {
+        2
+    } else {
+        1
+    }
+}
+
+fn engines(e: &Entry) -> Vec<Engine> {
+    let mut v = vec![
         Engine::Loom {
-            preemption_bound: Some(LOOM_BOUND),
+            preemption_bound: Some(loom_bound(e)),
         },
         Engine::ShuttleRandom {
             iterations: SHUTTLE_ITERS,
             seed: 7,
         },
-        Engine::ShuttlePct {
+    ];
+    for depth in 1..=3 {
+        v.push(Engine::ShuttlePct {
             iterations: SHUTTLE_ITERS,
-            depth: 3,
+            depth,
             seed: 7,
-        },
-        Engine::Std {
-            iterations: STD_ITERS,
-        },
-    ]
+        });
+    }
+    if e.invariant().is_none() {
+        v.push(Engine::ShuttleDfs {
+            max_iterations: Some(DFS_MAX),
+        });
+    }
+    v.push(Engine::Std {
+        iterations: STD_ITERS,
+    });
+    v
 }
 
 fn check(filter: impl Fn(&Entry) -> bool) {
@@ -35,7 +56,7 @@ fn check(filter: impl Fn(&Entry) -> bool) {
     assert!(!entries.is_empty(), "no matrix entry selected");
     let mut bad = Vec::new();
     for e in &entries {
-        let ev = expect::evaluate(e, &engines()).expect("matrix entries fit their worlds");
+        let ev = expect::evaluate(e, &engines(e)).expect("matrix entries fit their worlds");
         if let Err(why) = ev.verdict {
             bad.push(format!("{}: {why}", e.label()));
         }

@@ -167,7 +167,13 @@ const MATRIX: &str = include_str!("../expectations.json");
 pub fn parse(text: &str) -> Result<Vec<Entry>, String> {
     let entries: Vec<Entry> =
         serde_json::from_str(text).map_err(|e| format!("expectation matrix: {e}"))?;
-    const ENGINES: [&str; 4] = ["loom", "shuttle-random", "shuttle-pct", "std"];
+    const ENGINES: [&str; 5] = [
+        "loom",
+        "shuttle-random",
+        "shuttle-pct",
+        "shuttle-dfs",
+        "std",
+    ];
     for e in &entries {
         scenario::by_name(&e.scenario).map_err(|m| format!("expectation matrix: {m}"))?;
         if e.expect != Expect::Clean && e.invariant().is_none() {
