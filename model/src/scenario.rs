@@ -218,8 +218,8 @@ pub fn gup_fast_vs_munmap() -> Scenario {
             ],
         ],
         world: WorldConfig {
-            nr_frames: 14,
-            nr_tables: 8,
+            nr_frames: 11,
+            nr_tables: 6,
             ..WorldConfig::small(Arch::Ipi)
         },
         window: None,
