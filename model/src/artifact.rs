@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::config::{Arch, Mutation};
-use crate::engine::{replay_shuttle, run, Engine, Failure, Outcome};
+use crate::engine::{replay_shuttle, run_exact, Engine, Failure, Outcome};
 use crate::ghost::Step;
 use crate::preset::PresetId;
 use crate::scenario::Scenario;
@@ -121,7 +121,12 @@ impl Artifact {
         if a.scenario.threads.is_empty() {
             return Err("artifact scenario has no threads".into());
         }
-        if a.engine.name().starts_with("shuttle") && a.failure.schedule.is_none() {
+        if a.engine.name().starts_with("shuttle")
+            && a.failure
+                .schedule
+                .as_ref()
+                .is_none_or(|s| s.tasks.is_empty())
+        {
             return Err("shuttle artifact without a schedule".into());
         }
         if a.engine.name() == "std" {
@@ -142,7 +147,7 @@ impl Artifact {
             .scenario
             .config_for(self.preset, self.arch, &self.mutations);
         let o = match (&self.engine, &self.failure.schedule) {
-            (Engine::Loom { .. }, _) => run(&self.scenario, &cfg, &self.engine)?,
+            (Engine::Loom { .. }, _) => run_exact(&self.scenario, &cfg, &self.engine)?,
             (_, Some(schedule)) => replay_shuttle(&self.scenario, &cfg, schedule)?,
             (_, None) => return Err("no schedule to replay".into()),
         };

@@ -92,12 +92,29 @@ pub struct Outcome {
     /// Executions whose trace passed through the scenario's race window.
     #[serde(default)]
     pub window_hits: u64,
+    /// The engine exactly as it ran (loom's bound after LOOM_MAX_PREEMPTIONS).
+    pub ran: Engine,
     pub failure: Option<Failure>,
 }
 
 /// Runs `sc` on a world configured by `cfg` under `engine`. `Err` is bad input
 /// (a layout the world cannot hold), never a violation.
 pub fn run(sc: &Scenario, cfg: &WorldConfig, engine: &Engine) -> Result<Outcome, String> {
+    run_with(sc, cfg, engine, true)
+}
+
+/// Like `run`, but exactly as `engine` says: LOOM_MAX_PREEMPTIONS is ignored
+/// (replays must explore the recorded tree).
+pub fn run_exact(sc: &Scenario, cfg: &WorldConfig, engine: &Engine) -> Result<Outcome, String> {
+    run_with(sc, cfg, engine, false)
+}
+
+fn run_with(
+    sc: &Scenario,
+    cfg: &WorldConfig,
+    engine: &Engine,
+    honour_env: bool,
+) -> Result<Outcome, String> {
     order_panic_hooks();
     // Validate the layout once, outside any model checker.
     World::<Std>::build(cfg.clone(), &sc.layout)?;
@@ -111,8 +128,15 @@ pub fn run(sc: &Scenario, cfg: &WorldConfig, engine: &Engine) -> Result<Outcome,
     let sc = Arc::new(sc.clone());
     let cfg = Arc::new(cfg.clone());
     let hits = Arc::new(AtomicU64::new(0));
+    let mut ran = engine.clone();
     let (iterations, failure) = match engine {
-        Engine::Loom { preemption_bound } => run_loom(&sc, &cfg, *preemption_bound, &hits),
+        Engine::Loom { preemption_bound } => {
+            let bound = effective_loom_bound(*preemption_bound, honour_env)?;
+            ran = Engine::Loom {
+                preemption_bound: bound,
+            };
+            run_loom(&sc, &cfg, bound, &hits)?
+        }
         Engine::ShuttleRandom { iterations, seed } => run_shuttle(
             &sc,
             &cfg,
@@ -144,6 +168,7 @@ pub fn run(sc: &Scenario, cfg: &WorldConfig, engine: &Engine) -> Result<Outcome,
         mutations: cfg.mutations.iter().map(|m| m.name().to_string()).collect(),
         iterations,
         window_hits: hits.load(SeqCst),
+        ran,
         failure,
     })
 }
@@ -160,6 +185,14 @@ fn order_panic_hooks() {
         config.silence_warnings = true;
         config.failure_persistence = shuttle::FailurePersistence::None;
         shuttle::Runner::new(shuttle::scheduler::RoundRobinScheduler::new(1), config).run(|| {});
+        // Between shuttle's hook and loom's: a panic inside a loom run (a limit,
+        // a model bug) becomes `run`'s error, so nothing is printed for it here.
+        let shuttle_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_LOOM.with(|f| f.get()) {
+                shuttle_hook(info);
+            }
+        }));
     });
 }
 
@@ -226,22 +259,58 @@ fn execute<B: Backend>(
 /// The marker loom unwinds with when an execution found a violation.
 struct ViolationFound;
 
+/// A `LOOM_*` variable as a number, or a one-line error.
+fn loom_env(name: &str) -> Result<Option<usize>, String> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("{name}={v} is not a number")),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The preemption bound a loom run will use: LOOM_MAX_PREEMPTIONS wins over the
+/// engine's own when `honour_env`.
+pub fn effective_loom_bound(
+    bound: Option<usize>,
+    honour_env: bool,
+) -> Result<Option<usize>, String> {
+    let env = loom_env("LOOM_MAX_PREEMPTIONS")?;
+    Ok(if honour_env { env.or(bound) } else { bound })
+}
+
 fn run_loom(
     sc: &Arc<Scenario>,
     cfg: &Arc<WorldConfig>,
     bound: Option<usize>,
     hits: &Arc<AtomicU64>,
-) -> (u64, Option<Failure>) {
+) -> Result<(u64, Option<Failure>), String> {
     let found: Arc<std::sync::Mutex<Option<Failure>>> = Arc::default();
     let iters = Arc::new(AtomicU64::new(0));
+    let branches = loom_env("LOOM_MAX_BRANCHES")?.unwrap_or(20_000);
+    // loom's Builder::new() parses the LOOM_* variables itself (and panics on a
+    // bad one): they were checked above. The bound is the caller's, resolved;
+    // limits that would make a replay explore a different tree are off.
+    for v in [
+        "LOOM_MAX_PREEMPTIONS",
+        "LOOM_MAX_PERMUTATIONS",
+        "LOOM_MAX_DURATION",
+        "LOOM_CHECKPOINT_INTERVAL",
+    ] {
+        loom_env(v)?;
+    }
     let mut b = loom::model::Builder::new();
-    if std::env::var_os("LOOM_MAX_PREEMPTIONS").is_none() {
-        b.preemption_bound = bound;
-    }
-    if std::env::var_os("LOOM_MAX_BRANCHES").is_none() {
-        b.max_branches = 20_000;
-    }
+    b.preemption_bound = bound;
+    b.max_branches = branches;
+    b.max_permutations = None;
+    b.max_duration = None;
+    b.checkpoint_file = None;
     b.expect_explicit_explore = true;
+    // loom builds the layout inside each execution, before `explore()`: a world
+    // copied in from an image (as shuttle does) explores a different, smaller set
+    // of interleavings at the same bound, which the matrix does not accept.
     let (f2, i2, sc2, cfg2, h2) = (
         found.clone(),
         iters.clone(),
@@ -249,6 +318,7 @@ fn run_loom(
         cfg.clone(),
         hits.clone(),
     );
+    IN_LOOM.with(|f| f.set(true));
     let r = catch_unwind(AssertUnwindSafe(|| {
         b.check(move || {
             let i = i2.fetch_add(1, SeqCst);
@@ -267,15 +337,28 @@ fn run_loom(
             }
         })
     }));
+    IN_LOOM.with(|f| f.set(false));
     let iterations = iters.load(SeqCst);
     let failure = found.lock().unwrap().take();
     if let Err(p) = r {
         if failure.is_none() {
-            // Not ours: a model bug or a loom limit (deadlock, branches). Surface it.
-            resume_unwind(p);
+            // Not ours: a loom limit (branches, deadlock) or a model bug.
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "a panic without a message".into());
+            let first = msg.lines().next().unwrap_or("").to_string();
+            return Err(format!("loom stopped at iteration {iterations}: {first}"));
         }
     }
-    (iterations, failure)
+    Ok((iterations, failure))
+}
+
+thread_local! {
+    /// Set while loom runs on this thread: its panics are reported as errors by
+    /// `run`, not by the panic hooks.
+    static IN_LOOM: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Wraps a shuttle scheduler: records every decision of the current execution,
@@ -389,6 +472,10 @@ pub fn replay_shuttle(
         mutations: cfg.mutations.iter().map(|m| m.name().to_string()).collect(),
         iterations,
         window_hits: hits.load(SeqCst),
+        ran: Engine::ShuttleRandom {
+            iterations: 1,
+            seed: 0,
+        },
         failure,
     })
 }
@@ -416,19 +503,20 @@ fn run_shuttle<S: shuttle::scheduler::Scheduler + 'static>(
         },
         config,
     );
-    let (f2, s2, i2, sc2, cfg2, h2) = (
+    // The layout is built once, on std; each execution copies it in without a
+    // scheduling decision.
+    let img = Arc::new(World::<Std>::build((**cfg).clone(), &sc.layout).expect("layout validated"));
+    let (f2, s2, i2, sc2, img2, h2) = (
         found.clone(),
         stop,
         iters.clone(),
         sc.clone(),
-        cfg.clone(),
+        img,
         hits.clone(),
     );
     runner.run(move || {
         let i = i2.fetch_add(1, SeqCst);
-        let w = Arc::new(
-            World::<Shuttle>::build((*cfg2).clone(), &sc2.layout).expect("layout validated"),
-        );
+        let w = Arc::new(World::<Shuttle>::from_image(&img2));
         if let Err((v, trace)) = execute(&w, &sc2, &h2) {
             let mut f = f2.lock().unwrap();
             if f.is_none() {
@@ -529,7 +617,10 @@ pub fn minimise(
                 let o = replay_shuttle(sc, cfg, &cand)?;
                 if let Some(f) = o.failure {
                     let n = f.schedule.as_ref().map_or(usize::MAX, switches);
-                    if f.violation.invariant == inv && n < best_switches {
+                    let same = f.violation.invariant == inv
+                        && f.violation.thread == failure.violation.thread
+                        && f.violation.step == failure.violation.step;
+                    if same && n < best_switches {
                         best = Failure {
                             iteration: failure.iteration,
                             ..f
@@ -621,6 +712,10 @@ pub fn run_bytes(sc: &Scenario, cfg: &WorldConfig, bytes: &[u8]) -> Result<Outco
         mutations: cfg.mutations.iter().map(|m| m.name().to_string()).collect(),
         iterations,
         window_hits: hits.load(SeqCst),
+        ran: Engine::ShuttleRandom {
+            iterations: 1,
+            seed: 0,
+        },
         failure,
     })
 }

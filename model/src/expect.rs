@@ -136,7 +136,10 @@ pub fn judge(entry: &Entry, outcomes: &[Outcome], window: bool) -> Result<(), St
             if entry.found_by.is_empty() && found.is_empty() {
                 return Err(format!("expected {inv}, no engine found it"));
             }
-            for n in entry.found_by.iter().filter(|n| ran(n)) {
+            for n in &entry.found_by {
+                if !ran(n) {
+                    return Err(format!("{n} must find {inv} but did not run"));
+                }
                 if !hit(n) {
                     return Err(format!("expected {inv} from {n}, which did not find it"));
                 }

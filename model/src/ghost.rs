@@ -381,6 +381,28 @@ impl Ghost {
         }
     }
 
+    /// A copy of this ghost state, for a world built from an image; `track_values`
+    /// as in `new` (the image's recorded values are carried over).
+    pub fn snapshot(&self, track_values: bool) -> Ghost {
+        let copy = |v: &[AtomicU32]| {
+            v.iter()
+                .map(|a| AtomicU32::new(a.load(SeqCst)))
+                .collect::<Box<[_]>>()
+        };
+        let values = self
+            .values
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .unwrap_or_default();
+        Ghost {
+            frame_state: copy(&self.frame_state),
+            table_state: copy(&self.table_state),
+            table_frame: copy(&self.table_frame),
+            step_seq: AtomicU64::new(self.step_seq.load(SeqCst)),
+            values: track_values.then(|| std::sync::Mutex::new(values)),
+        }
+    }
+
     /// Records that `value` was just written to `pfn` in its current generation.
     pub fn wrote_value(&self, pfn: Pfn, value: u64) {
         if let (Some(v), true) = (&self.values, value != 0) {

@@ -586,10 +586,11 @@ impl<B: Backend> World<B> {
                 continue;
             }
             // pmd_clear() / pud_clear(): a plain store, under the parent's lock.
+            // The step is logged before the unlock, which is a scheduling point.
             let g = t.ptl.lock();
             t.set(i, Pte::NONE);
-            drop(g);
             ctx.step(&self.ghost, "free_pgd_range: clear entry", lo);
+            drop(g);
             tlb.tables.push(e.table_slot());
         }
         Ok(())

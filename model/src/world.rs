@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, Condvar, KAtomic, Mutex};
+use crate::backend::{Backend, Condvar, KAtomic, Mutex, Std};
 use crate::config::{WorldConfig, PAGE_SHIFT, PAGE_SIZE};
 use crate::ghost::{Ctx, Ghost, HoldKind, Invariant, Ledger, Res, Violation};
 use crate::mem::{pg, Frame, FreeLists, Memory, Order, Pfn, Zone};
@@ -224,6 +224,83 @@ impl<B: Backend> World<B> {
         }
         w.mms = mms.into_boxed_slice();
         Ok(w)
+    }
+
+    /// A world with the state of `img` (built on the std backend), constructed
+    /// without a single backend operation: under loom and shuttle the layout then
+    /// costs no scheduling decisions, only object creation. `img` must be
+    /// quiescent (freshly built).
+    pub fn from_image(img: &World<Std>) -> World<B> {
+        let frames = img
+            .mem
+            .frames
+            .iter()
+            .map(|f| Frame {
+                refcount: B::AtomicI32::new(f.refcount.read_once()),
+                mapcount: B::AtomicI32::new(f.mapcount.read_once()),
+                entire_mapcount: B::AtomicI32::new(f.entire_mapcount.read_once()),
+                pincount: B::AtomicI32::new(f.pincount.read_once()),
+                flags: B::AtomicU32::new(f.flags.read_once()),
+                compound_head: B::AtomicU32::new(f.compound_head.read_once()),
+                data: [
+                    B::AtomicU64::new(f.data[0].read_once()),
+                    B::AtomicU64::new(f.data[1].read_once()),
+                ],
+                rmap: Mutex::new(f.rmap.lock().clone()),
+                zone: f.zone,
+            })
+            .collect();
+        let free = img.mem.free.lock();
+        let mem = Memory {
+            frames,
+            free: Mutex::new(FreeLists {
+                order0: free.order0.clone(),
+                pmd: free.pmd.clone(),
+                pud: free.pud.clone(),
+                tables: free.tables.clone(),
+            }),
+            counter: img.mem.counter,
+            pmd_order: img.mem.pmd_order,
+            pud_order: img.mem.pud_order,
+            zero_pfn: img.mem.zero_pfn,
+        };
+        drop(free);
+        let tables = img
+            .tables
+            .iter()
+            .map(|t| PageTable {
+                entries: t
+                    .entries
+                    .iter()
+                    .map(|e| B::AtomicU64::new(e.read_once()))
+                    .collect(),
+                ptl: Mutex::new(()),
+            })
+            .collect();
+        let mms = img
+            .mms
+            .iter()
+            .map(|m| Mm {
+                id: m.id,
+                mmap_lock: crate::backend::RwLock::new(m.mmap_lock.read().clone()),
+                pgd: m.pgd,
+                write_protect_seq: B::AtomicU32::new(m.write_protect_seq.read_once()),
+                flags: B::AtomicU32::new(m.flags.read_once()),
+            })
+            .collect();
+        World {
+            cfg: img.cfg.clone(),
+            mem,
+            tables,
+            mms,
+            walkers: Walkers::new(img.cfg.nr_cpus),
+            page_waitq: Mutex::new(()),
+            page_waitq_cv: Condvar::new(),
+            swap: Mutex::new(img.swap.lock().clone()),
+            rcu_pending: Mutex::new(Vec::new()),
+            rcu_pending_hint: std::sync::atomic::AtomicUsize::new(0),
+            ghost: img.ghost.snapshot(B::MODEL_CHECKED),
+        }
     }
 
     /// Builds a world and lays out `layout` directly: VMAs, tables, pages, rmap.

@@ -254,7 +254,8 @@ fn explore(a: &ExploreArgs) -> Result<ExitCode, String> {
     };
     say!("VIOLATION at execution {}: {}", f.iteration, f.violation);
     say!("{}", render_trace(&f.trace));
-    let mut art = Artifact::new(&sc, preset, arch, &muts, &engine, f);
+    // The engine exactly as it ran (loom's bound after LOOM_MAX_PREEMPTIONS).
+    let mut art = Artifact::new(&sc, preset, arch, &muts, &o.ran, f);
     art.minimised = minimised;
     let path = art.write_atomic(&a.out)?;
     say!("artifact: {}", path.display());
@@ -264,6 +265,19 @@ fn explore(a: &ExploreArgs) -> Result<ExitCode, String> {
 
 fn replay(file: &std::path::Path) -> Result<ExitCode, String> {
     let art = Artifact::load(file)?;
+    let (loom, shuttle) = (
+        gupcheck_model::artifact::LOOM_VERSION,
+        gupcheck_model::artifact::SHUTTLE_VERSION,
+    );
+    if art.loom != loom || art.shuttle != shuttle || art.gupcheck != env!("CARGO_PKG_VERSION") {
+        eprintln!(
+            "gupcheck: warning: recorded with gupcheck {} (loom {}, shuttle {}), replaying with {} (loom {loom}, shuttle {shuttle}): schedules may not carry over",
+            art.gupcheck,
+            art.loom,
+            art.shuttle,
+            env!("CARGO_PKG_VERSION")
+        );
+    }
     let (o, same) = art.replay()?;
     say!(
         "replaying {} / {} / {} / {} ({}, recorded with gupcheck {}, loom {}, shuttle {})",
@@ -306,6 +320,13 @@ fn median(mut v: Vec<u64>) -> Option<u64> {
     }
     v.sort_unstable();
     Some(v[v.len() / 2])
+}
+
+/// The median over `seeds` runs of which `found` detected, the misses counting
+/// as infinite: defined only if more than half found it.
+fn median_with_misses(mut found: Vec<u64>, seeds: usize) -> Option<u64> {
+    found.sort_unstable();
+    found.get(seeds / 2).copied()
 }
 
 fn engines(seeds: u64, budget: usize) -> Result<ExitCode, String> {
@@ -401,11 +422,7 @@ fn engines(seeds: u64, budget: usize) -> Result<ExitCode, String> {
             }
         }
         let show = |v: &Vec<u64>| {
-            if v.len() * 2 > seeds as usize {
-                median(v.clone()).map_or("-".into(), |m| m.to_string())
-            } else {
-                "-".into()
-            }
+            median_with_misses(v.clone(), seeds as usize).map_or("-".into(), |m| m.to_string())
         };
         let n = sc.threads.len() as u64 + 1;
         let k = median(k_seen).unwrap_or(0);

@@ -108,3 +108,47 @@ fn list_names_every_axis() {
     }
     assert!(out.contains("gup_fast_vs_munmap") && out.contains("skip_pte_recheck"));
 }
+
+#[test]
+fn loom_records_the_bound_it_ran_with_and_bad_loom_variables_are_errors() {
+    let dir = std::env::temp_dir().join(format!("gupcheck-loom-{}", std::process::id()));
+    let o = Command::new(env!("CARGO_BIN_EXE_gupcheck"))
+        .args([
+            "explore",
+            "munmap_vs_lockless_walker",
+            "--engine",
+            "loom",
+            "--bound",
+            "1",
+            "--arch",
+            "rcu",
+            "--mutation",
+            "walker_skips_registration",
+            "--out",
+            dir.to_str().unwrap(),
+        ])
+        .env("LOOM_MAX_PREEMPTIONS", "2")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    let file = out
+        .lines()
+        .find_map(|l| l.strip_prefix("replay:   gupcheck replay "))
+        .unwrap()
+        .trim()
+        .to_string();
+    // Replayed without the variable: the artifact carries bound 2.
+    let (code, out, _) = gupcheck(&["replay", &file]);
+    assert_eq!(code, 1, "{out}");
+    std::fs::remove_dir_all(&dir).ok();
+    let o = Command::new(env!("CARGO_BIN_EXE_gupcheck"))
+        .args(["explore", "munmap_vs_lockless_walker", "--engine", "loom"])
+        .env("LOOM_MAX_BRANCHES", "lots")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("LOOM_MAX_BRANCHES"), "{err}");
+}
