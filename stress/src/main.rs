@@ -242,10 +242,13 @@ fn explore(a: &ExploreArgs) -> Result<ExitCode, String> {
     let f = if f.schedule.is_some() && !a.no_minimise {
         let m = gupcheck_model::engine::minimise(&sc, &cfg, &f, 300)?;
         minimised = Some((m.switches_before, m.switches_after));
+        let len = |f: &gupcheck_model::Failure| f.schedule.as_ref().map_or(0, |s| s.tasks.len());
         say!(
-            "minimised: {} -> {} context switches ({} replays)",
+            "minimised: {} -> {} context switches, {} -> {} scheduling decisions ({} replays)",
             m.switches_before,
             m.switches_after,
+            len(&f),
+            len(&m.failure),
             m.replays
         );
         m.failure
