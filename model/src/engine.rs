@@ -449,25 +449,31 @@ pub fn replay_shuttle(
     cfg: &WorldConfig,
     schedule: &Schedule,
 ) -> Result<Outcome, String> {
+    let replay = Replay {
+        schedule: schedule.clone(),
+        pos: 0,
+        rpos: 0,
+        started: false,
+    };
+    run_one_shuttle(sc, cfg, replay, "shuttle-replay")
+}
+
+/// One shuttle run under a scheduler of ours (replay, bytes).
+fn run_one_shuttle<S: shuttle::scheduler::Scheduler + 'static>(
+    sc: &Scenario,
+    cfg: &WorldConfig,
+    scheduler: S,
+    name: &str,
+) -> Result<Outcome, String> {
     World::<Std>::build(cfg.clone(), &sc.layout)?;
     order_panic_hooks();
     let sc = Arc::new(sc.clone());
     let cfgs = Arc::new(cfg.clone());
     let hits = Arc::new(AtomicU64::new(0));
-    let (iterations, failure) = run_shuttle(
-        &sc,
-        &cfgs,
-        Replay {
-            schedule: schedule.clone(),
-            pos: 0,
-            rpos: 0,
-            started: false,
-        },
-        &hits,
-    );
+    let (iterations, failure) = run_shuttle(&sc, &cfgs, scheduler, &hits);
     Ok(Outcome {
         scenario: sc.name.clone(),
-        engine: "shuttle-replay".into(),
+        engine: name.into(),
         arch: cfg.arch.name().to_string(),
         mutations: cfg.mutations.iter().map(|m| m.name().to_string()).collect(),
         iterations,
@@ -690,32 +696,10 @@ impl shuttle::scheduler::Scheduler for Bytes {
 /// engine). A failure carries its recorded decisions, so it replays like any
 /// other shuttle failure.
 pub fn run_bytes(sc: &Scenario, cfg: &WorldConfig, bytes: &[u8]) -> Result<Outcome, String> {
-    World::<Std>::build(cfg.clone(), &sc.layout)?;
-    order_panic_hooks();
-    let sc = Arc::new(sc.clone());
-    let cfgs = Arc::new(cfg.clone());
-    let hits = Arc::new(AtomicU64::new(0));
-    let (iterations, failure) = run_shuttle(
-        &sc,
-        &cfgs,
-        Bytes {
-            bytes: bytes.to_vec(),
-            pos: 0,
-            started: false,
-        },
-        &hits,
-    );
-    Ok(Outcome {
-        scenario: sc.name.clone(),
-        engine: "shuttle-bytes".into(),
-        arch: cfg.arch.name().to_string(),
-        mutations: cfg.mutations.iter().map(|m| m.name().to_string()).collect(),
-        iterations,
-        window_hits: hits.load(SeqCst),
-        ran: Engine::ShuttleRandom {
-            iterations: 1,
-            seed: 0,
-        },
-        failure,
-    })
+    let sched = Bytes {
+        bytes: bytes.to_vec(),
+        pos: 0,
+        started: false,
+    };
+    run_one_shuttle(sc, cfg, sched, "shuttle-bytes")
 }

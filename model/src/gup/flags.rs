@@ -294,20 +294,9 @@ impl Rules {
 
     /// Decodes a raw number; `Err` carries the bits no flag of this era has.
     pub fn decode(self, raw: u32) -> Result<Foll, u32> {
-        let mut out = Foll::NONE;
-        let mut left = raw;
-        for f in Flag::ALL {
-            if let Some(v) = self.value(f) {
-                if raw & v == v {
-                    out = out.with(f);
-                    left &= !v;
-                }
-            }
-        }
-        if left == 0 {
-            Ok(out)
-        } else {
-            Err(left)
+        match self.decode_lossy(raw) {
+            (f, 0) => Ok(f),
+            (_, left) => Err(left),
         }
     }
 
