@@ -403,17 +403,22 @@ impl<S: shuttle::scheduler::Scheduler> shuttle::scheduler::Scheduler for Recordi
     }
 }
 
-/// Replays a recorded schedule for one execution. Past its end (or where a
-/// recorded task is not runnable) it continues fairly: the current task if it
-/// can run, else the runnable task with the lowest id.
-struct Replay {
-    schedule: Schedule,
-    pos: usize,
-    rpos: usize,
+/// Where a one-shot scheduler's decisions come from: a recorded schedule or fuzz
+/// bytes. `None` means "no opinion": the fair fallback decides.
+trait Decisions {
+    fn pick(&mut self, runnable: &[usize]) -> Option<usize>;
+    fn random(&mut self) -> u64;
+}
+
+/// One execution whose decisions come from `D`; where `D` has none (or names a
+/// task that cannot run) it continues fairly: the running task if it can run,
+/// else the runnable task with the lowest id.
+struct OneShot<D> {
+    decisions: D,
     started: bool,
 }
 
-impl shuttle::scheduler::Scheduler for Replay {
+impl<D: Decisions> shuttle::scheduler::Scheduler for OneShot<D> {
     fn new_execution(&mut self) -> Option<shuttle::scheduler::Schedule> {
         if std::mem::replace(&mut self.started, true) {
             return None;
@@ -426,17 +431,34 @@ impl shuttle::scheduler::Scheduler for Replay {
         current: Option<shuttle::scheduler::TaskId>,
         _is_yielding: bool,
     ) -> Option<shuttle::scheduler::TaskId> {
-        let want = self.schedule.tasks.get(self.pos).copied();
-        self.pos += 1;
         let ids: Vec<usize> = runnable.iter().map(|t| usize::from(t.id())).collect();
-        let pick = want
-            .map(|w| w as usize)
+        let pick = self
+            .decisions
+            .pick(&ids)
             .filter(|w| ids.contains(w))
             .or_else(|| current.map(usize::from).filter(|c| ids.contains(c)))
             .or_else(|| ids.iter().copied().min())?;
         Some(pick.into())
     }
     fn next_u64(&mut self) -> u64 {
+        self.decisions.random()
+    }
+}
+
+/// A recorded schedule, decision by decision.
+struct Replay {
+    schedule: Schedule,
+    pos: usize,
+    rpos: usize,
+}
+
+impl Decisions for Replay {
+    fn pick(&mut self, _runnable: &[usize]) -> Option<usize> {
+        let want = self.schedule.tasks.get(self.pos).map(|&w| w as usize);
+        self.pos += 1;
+        want
+    }
+    fn random(&mut self) -> u64 {
         let v = self.schedule.randoms.get(self.rpos).copied().unwrap_or(0);
         self.rpos += 1;
         v
@@ -453,9 +475,16 @@ pub fn replay_shuttle(
         schedule: schedule.clone(),
         pos: 0,
         rpos: 0,
-        started: false,
     };
-    run_one_shuttle(sc, cfg, replay, "shuttle-replay")
+    run_one_shuttle(
+        sc,
+        cfg,
+        OneShot {
+            decisions: replay,
+            started: false,
+        },
+        "shuttle-replay",
+    )
 }
 
 /// One shuttle run under a scheduler of ours (replay, bytes).
@@ -648,41 +677,22 @@ pub fn minimise(
 }
 
 /// A schedule drawn from fuzz input: each decision takes the next byte modulo the
-/// runnable tasks; when the bytes run out it falls back fairly (the running task
-/// if it can run, else the lowest runnable). Randomness comes from the bytes too.
+/// runnable tasks; when the bytes run out the fair fallback decides. Randomness
+/// comes from the bytes too.
 struct Bytes {
     bytes: Vec<u8>,
     pos: usize,
-    started: bool,
 }
 
-impl shuttle::scheduler::Scheduler for Bytes {
-    fn new_execution(&mut self) -> Option<shuttle::scheduler::Schedule> {
-        if std::mem::replace(&mut self.started, true) {
-            return None;
-        }
-        Some(shuttle::scheduler::Schedule::new(0))
+impl Decisions for Bytes {
+    fn pick(&mut self, runnable: &[usize]) -> Option<usize> {
+        let b = *self.bytes.get(self.pos)?;
+        self.pos += 1;
+        runnable
+            .get(usize::from(b) % runnable.len().max(1))
+            .copied()
     }
-    fn next_task(
-        &mut self,
-        runnable: &[&shuttle::scheduler::Task],
-        current: Option<shuttle::scheduler::TaskId>,
-        _is_yielding: bool,
-    ) -> Option<shuttle::scheduler::TaskId> {
-        let ids: Vec<usize> = runnable.iter().map(|t| usize::from(t.id())).collect();
-        let pick = match self.bytes.get(self.pos) {
-            Some(&b) => {
-                self.pos += 1;
-                ids.get(usize::from(b) % ids.len().max(1)).copied()
-            }
-            None => current
-                .map(usize::from)
-                .filter(|c| ids.contains(c))
-                .or_else(|| ids.iter().copied().min()),
-        }?;
-        Some(pick.into())
-    }
-    fn next_u64(&mut self) -> u64 {
+    fn random(&mut self) -> u64 {
         let mut v = 0u64;
         for _ in 0..8 {
             v = (v << 8) | u64::from(self.bytes.get(self.pos).copied().unwrap_or(0));
@@ -696,9 +706,11 @@ impl shuttle::scheduler::Scheduler for Bytes {
 /// engine). A failure carries its recorded decisions, so it replays like any
 /// other shuttle failure.
 pub fn run_bytes(sc: &Scenario, cfg: &WorldConfig, bytes: &[u8]) -> Result<Outcome, String> {
-    let sched = Bytes {
-        bytes: bytes.to_vec(),
-        pos: 0,
+    let sched = OneShot {
+        decisions: Bytes {
+            bytes: bytes.to_vec(),
+            pos: 0,
+        },
         started: false,
     };
     run_one_shuttle(sc, cfg, sched, "shuttle-bytes")
