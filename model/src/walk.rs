@@ -116,15 +116,21 @@ impl<B: Backend> World<B> {
     /// (`walker_skips_registration`) or use a plain `get_page` without recheck
     /// (`walker_plain_get`).
     pub fn lockless_peek(&self, ctx: &mut Ctx, mm: usize, addr: u64) -> Res<Peek> {
+        self.with_irqs_off(ctx, |w, ctx| w.peek_locked_out(ctx, mm, addr))
+    }
+
+    /// Runs a lockless walk between `local_irq_save` and `local_irq_restore`
+    /// (the walker registry), as the walker mutations shape that section: none
+    /// at all (`walker_skips_registration`), or without its barrier
+    /// (`walker_registration_no_barrier`). The section always ends, even when the
+    /// walk stops on a violation, so no freer waits forever.
+    pub fn with_irqs_off<T>(&self, ctx: &mut Ctx, walk: impl FnOnce(&Self, &mut Ctx) -> T) -> T {
         let registered = !self.cfg.has(Mutation::WalkerSkipsRegistration);
         if registered {
-            self.walkers.irq_save(
-                ctx,
-                &self.ghost,
-                self.cfg.has(Mutation::WalkerRegistrationNoBarrier),
-            );
+            let no_barrier = self.cfg.has(Mutation::WalkerRegistrationNoBarrier);
+            self.walkers.irq_save(ctx, &self.ghost, no_barrier);
         }
-        let r = self.peek_locked_out(ctx, mm, addr);
+        let r = walk(self, ctx);
         if registered {
             self.walkers.irq_restore(ctx, &self.ghost);
         }
@@ -205,7 +211,8 @@ impl<B: Backend> World<B> {
     }
 }
 
-fn walk_step(level: u32) -> &'static str {
+/// The step name of a lockless read at `level`.
+pub(crate) fn walk_step(level: u32) -> &'static str {
     match level_name(level) {
         "pgd" => "gup_fast_pgd_range: read pgd",
         "pud" => "gup_fast_pud_range: read pud",

@@ -18,6 +18,7 @@ use crate::mem::{pg, Pfn, Zone};
 use crate::mm::Errno;
 use crate::pgtable::Pte;
 use crate::preset::{LongtermCheck, LongtermScope};
+use crate::walk::walk_step;
 use crate::world::World;
 
 use super::flags::{Flag, Foll, Rules};
@@ -267,33 +268,13 @@ impl<B: Backend> World<B> {
                 return Ok(0);
             }
         }
-        let registered = !self.cfg.has(Mutation::WalkerSkipsRegistration);
-        if registered {
-            self.walkers.irq_save(
-                ctx,
-                &self.ghost,
-                self.cfg.has(Mutation::WalkerRegistrationNoBarrier),
-            );
-        }
         let first = pages.len();
         let mut nr = 0usize;
         let pgd = self.mms[mm].pgd;
-        let r = self.gup_fast_range(
-            ctx,
-            4,
-            pgd,
-            self.ghost.table(pgd),
-            start,
-            end,
-            flags,
-            pages,
-            &mut nr,
-            None,
-        );
-        if registered {
-            self.walkers.irq_restore(ctx, &self.ghost);
-        }
-        r?;
+        self.with_irqs_off(ctx, |w, ctx| {
+            let stamp = w.ghost.table(pgd);
+            w.gup_fast_range(ctx, 4, pgd, stamp, start, end, flags, pages, &mut nr, None)
+        })?;
         if seq_check && nr > 0 {
             // read_seqcount_retry(): fork ran meanwhile; the pages may now be
             // shared, so everything is unpinned (gup_fast_unpin_user_pages).
@@ -588,13 +569,5 @@ impl<B: Backend> World<B> {
             return None;
         }
         Some(f)
-    }
-}
-
-fn walk_step(level: u32) -> &'static str {
-    match level {
-        4 => "gup_fast_pgd_range: read pgd",
-        3 => "gup_fast_pud_range: read pud",
-        _ => "gup_fast_pmd_range: read pmd",
     }
 }
