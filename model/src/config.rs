@@ -128,10 +128,15 @@ pub enum Mutation {
     /// is faulted in again outside any VMA, where nothing will ever free it.
     /// Observable in `gup_unlocked_vs_munmap`.
     StaleVmaAfterRetry,
+    /// A driver using an MMU interval notifier programs its device mapping without
+    /// `mmu_interval_read_retry()`: an invalidation that ran between its lookup and
+    /// its update is missed, and the device writes a page munmap already freed.
+    /// Observable in `notifier_device_vs_munmap`.
+    NotifierSkipsRetry,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 9] = [
+    pub const ALL: [Mutation; 10] = [
         Mutation::WalkerSkipsRegistration,
         Mutation::WalkerPlainGet,
         Mutation::WalkerRegistrationNoBarrier,
@@ -141,6 +146,7 @@ impl Mutation {
         Mutation::SkipPteRecheck,
         Mutation::FaultNoWmb,
         Mutation::StaleVmaAfterRetry,
+        Mutation::NotifierSkipsRetry,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -153,6 +159,7 @@ impl Mutation {
             Mutation::SkipPteRecheck => "skip_pte_recheck",
             Mutation::FaultNoWmb => "fault_no_wmb",
             Mutation::StaleVmaAfterRetry => "stale_vma_after_retry",
+            Mutation::NotifierSkipsRetry => "notifier_skips_retry",
         }
     }
     pub fn describe(self) -> &'static str {
@@ -177,6 +184,9 @@ impl Mutation {
             }
             Mutation::StaleVmaAfterRetry => {
                 "GUP retries after VM_FAULT_RETRY with the VMA found before the lock drop"
+            }
+            Mutation::NotifierSkipsRetry => {
+                "notifier driver maps its device PTE without mmu_interval_read_retry()"
             }
         }
     }
@@ -233,6 +243,10 @@ pub struct WorldConfig {
     pub mutations: Vec<Mutation>,
     /// Keep per-thread traces of kernel-named steps (off in stress and bench).
     pub trace: bool,
+    /// Invariants this run counts but does not stop at: a scenario's `known-open`
+    /// outcomes, so a search can go on to the invariant a mutation breaks.
+    #[serde(default)]
+    pub tolerate: Vec<crate::ghost::Invariant>,
 }
 
 impl WorldConfig {
@@ -251,6 +265,7 @@ impl WorldConfig {
             counter: CounterScale::REAL,
             mutations: Vec::new(),
             trace: true,
+            tolerate: Vec::new(),
         }
     }
 

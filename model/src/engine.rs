@@ -92,6 +92,9 @@ pub struct Outcome {
     /// Executions whose trace passed through the scenario's race window.
     #[serde(default)]
     pub window_hits: u64,
+    /// Executions that broke only a tolerated invariant (`WorldConfig::tolerate`).
+    #[serde(default)]
+    pub tolerated: u64,
     /// The engine exactly as it ran (loom's bound after LOOM_MAX_PREEMPTIONS).
     pub ran: Engine,
     pub failure: Option<Failure>,
@@ -127,7 +130,7 @@ fn run_with(
     }
     let sc = Arc::new(sc.clone());
     let cfg = Arc::new(cfg.clone());
-    let hits = Arc::new(AtomicU64::new(0));
+    let hits = Arc::new(Tally::default());
     let mut ran = engine.clone();
     let (iterations, failure) = match engine {
         Engine::Loom { preemption_bound } => {
@@ -167,7 +170,8 @@ fn run_with(
         arch: cfg.arch.name().to_string(),
         mutations: cfg.mutations.iter().map(|m| m.name().to_string()).collect(),
         iterations,
-        window_hits: hits.load(SeqCst),
+        window_hits: hits.window.load(SeqCst),
+        tolerated: hits.tolerated.load(SeqCst),
         ran,
         failure,
     })
@@ -208,7 +212,7 @@ struct ThreadEnd {
 fn execute<B: Backend>(
     w: &Arc<World<B>>,
     sc: &Arc<Scenario>,
-    window_hits: &AtomicU64,
+    tally: &Tally,
 ) -> Result<(), (Box<Violation>, Vec<Step>)> {
     let handles: Vec<_> = (0..sc.threads.len())
         .map(|t| {
@@ -234,6 +238,7 @@ fn execute<B: Backend>(
     let mut trace = Vec::new();
     let mut ledger = Ledger::default();
     let mut first: Option<Box<Violation>> = None;
+    let mut tolerated = false;
     for h in handles {
         let end = match B::join(h) {
             Ok(e) => e,
@@ -242,18 +247,35 @@ fn execute<B: Backend>(
         };
         trace.extend(end.trace);
         ledger.merge(end.ledger);
-        if first.is_none() {
-            first = end.violation;
+        match end.violation {
+            Some(v) if w.cfg.tolerate.contains(&v.invariant) => tolerated = true,
+            Some(v) if first.is_none() => first = Some(v),
+            _ => {}
         }
     }
     trace.sort_by_key(|s| s.seq);
     if sc.window.as_ref().is_some_and(|win| win.hit(&trace)) {
-        window_hits.fetch_add(1, SeqCst);
+        tally.window.fetch_add(1, SeqCst);
     }
     if let Some(v) = first {
         return Err((v, trace));
     }
+    if tolerated {
+        // A known outcome the run goes past: counted, not judged further (the
+        // thread that saw it stopped midway, so quiescence would not hold).
+        tally.tolerated.fetch_add(1, SeqCst);
+        return Ok(());
+    }
     w.check_quiescent(&ledger).map_err(|v| (v, trace))
+}
+
+/// Counters shared by the executions of one run.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Executions whose trace passed through the scenario's race window.
+    pub window: AtomicU64,
+    /// Executions that broke only a tolerated invariant.
+    pub tolerated: AtomicU64,
 }
 
 /// The marker loom unwinds with when an execution found a violation.
@@ -285,7 +307,7 @@ fn run_loom(
     sc: &Arc<Scenario>,
     cfg: &Arc<WorldConfig>,
     bound: Option<usize>,
-    hits: &Arc<AtomicU64>,
+    hits: &Arc<Tally>,
 ) -> Result<(u64, Option<Failure>), String> {
     let found: Arc<std::sync::Mutex<Option<Failure>>> = Arc::default();
     let iters = Arc::new(AtomicU64::new(0));
@@ -498,7 +520,7 @@ fn run_one_shuttle<S: shuttle::scheduler::Scheduler + 'static>(
     order_panic_hooks();
     let sc = Arc::new(sc.clone());
     let cfgs = Arc::new(cfg.clone());
-    let hits = Arc::new(AtomicU64::new(0));
+    let hits = Arc::new(Tally::default());
     let (iterations, failure) = run_shuttle(&sc, &cfgs, scheduler, &hits);
     Ok(Outcome {
         scenario: sc.name.clone(),
@@ -506,7 +528,8 @@ fn run_one_shuttle<S: shuttle::scheduler::Scheduler + 'static>(
         arch: cfg.arch.name().to_string(),
         mutations: cfg.mutations.iter().map(|m| m.name().to_string()).collect(),
         iterations,
-        window_hits: hits.load(SeqCst),
+        window_hits: hits.window.load(SeqCst),
+        tolerated: hits.tolerated.load(SeqCst),
         ran: Engine::ShuttleRandom {
             iterations: 1,
             seed: 0,
@@ -519,7 +542,7 @@ fn run_shuttle<S: shuttle::scheduler::Scheduler + 'static>(
     sc: &Arc<Scenario>,
     cfg: &Arc<WorldConfig>,
     scheduler: S,
-    hits: &Arc<AtomicU64>,
+    hits: &Arc<Tally>,
 ) -> (u64, Option<Failure>) {
     let found: Arc<std::sync::Mutex<Option<Failure>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
@@ -576,7 +599,7 @@ fn run_std(
     sc: &Arc<Scenario>,
     cfg: &Arc<WorldConfig>,
     iterations: usize,
-    hits: &Arc<AtomicU64>,
+    hits: &Arc<Tally>,
 ) -> (u64, Option<Failure>) {
     for i in 0..iterations {
         let w =

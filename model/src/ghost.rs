@@ -26,10 +26,12 @@ pub enum Invariant {
     PrefixResult,
     MatchedRelease,
     NoLostWrite,
+    DirtyWithoutBuffers,
+    PinThroughWritablePte,
 }
 
 impl Invariant {
-    pub const ALL: [Invariant; 10] = [
+    pub const ALL: [Invariant; 12] = [
         Invariant::NoResurrection,
         Invariant::NoUseAfterFree,
         Invariant::RefcountBounds,
@@ -40,6 +42,8 @@ impl Invariant {
         Invariant::PrefixResult,
         Invariant::MatchedRelease,
         Invariant::NoLostWrite,
+        Invariant::DirtyWithoutBuffers,
+        Invariant::PinThroughWritablePte,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -53,6 +57,8 @@ impl Invariant {
             Invariant::PrefixResult => "prefix result",
             Invariant::MatchedRelease => "matched release",
             Invariant::NoLostWrite => "no lost write",
+            Invariant::DirtyWithoutBuffers => "no dirty page without buffers",
+            Invariant::PinThroughWritablePte => "write pin through a writable pte",
         }
     }
     pub fn meaning(self) -> &'static str {
@@ -67,6 +73,8 @@ impl Invariant {
             Invariant::PrefixResult => "GUP returns a prefix count or -errno, never both",
             Invariant::MatchedRelease => "GET is released by put, PIN by unpin",
             Invariant::NoLostWrite => "a write through a pin or a PTE reaches the disk or stays dirty",
+            Invariant::DirtyWithoutBuffers => "a buffer-head filesystem never has a dirty page-cache page without buffers (ext4_writepage's BUG_ON, a skipped write since cc5095747edf)",
+            Invariant::PinThroughWritablePte => "a FOLL_WRITE grab is kept only if the PTE it was taken through was present and writable after the grab (the page_mkclean rule)",
         }
     }
     pub fn parse(s: &str) -> Result<Invariant, String> {
@@ -151,6 +159,21 @@ pub struct WriteRec {
     pub mm: u32,
     pub addr: u64,
     pub value: u64,
+    /// A device write through a pin: the page written. It is judged only while
+    /// that page is still the one mapped at the address (whether it must stay
+    /// mapped there is the coherent-pin question, not this one).
+    #[serde(default)]
+    pub via_pin: Option<Pfn>,
+}
+
+/// A write that reached a page-cache page (a user store through a shared mapping,
+/// or a device writing through a pin): the last value per (inode, index).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileWriteRec {
+    pub seq: u64,
+    pub inode: u32,
+    pub index: u32,
+    pub value: u64,
 }
 
 /// An munmap of [start, end): earlier writes there are legitimately gone.
@@ -170,6 +193,8 @@ pub struct Ledger {
     pub holds: Vec<Hold>,
     pub writes: Vec<WriteRec>,
     pub unmaps: Vec<UnmapRec>,
+    #[serde(default)]
+    pub file_writes: Vec<FileWriteRec>,
     /// /proc/vmstat nr_foll_pin_acquired / nr_foll_pin_released (per subpage).
     pub pin_acquired: u64,
     pub pin_released: u64,
@@ -184,6 +209,9 @@ impl Ledger {
             self.wrote(w);
         }
         self.unmaps.extend(other.unmaps);
+        for w in other.file_writes {
+            self.file_wrote(w);
+        }
         self.pin_acquired += other.pin_acquired;
         self.pin_released += other.pin_released;
     }
@@ -247,6 +275,19 @@ impl Ledger {
         }
     }
 
+    /// Keeps the latest write per (inode, index).
+    pub fn file_wrote(&mut self, w: FileWriteRec) {
+        match self
+            .file_writes
+            .iter_mut()
+            .find(|x| x.inode == w.inode && x.index == w.index)
+        {
+            Some(x) if x.seq < w.seq => *x = w,
+            Some(_) => {}
+            None => self.file_writes.push(w),
+        }
+    }
+
     /// Keeps the latest write per (mm, addr).
     pub fn wrote(&mut self, w: WriteRec) {
         match self
@@ -282,6 +323,9 @@ pub struct Ctx {
     pub write_seq: u32,
     /// GUP results this thread still holds, oldest first.
     pub handles: Vec<crate::ops::Handle>,
+    /// Folios the GUP call in progress committed, with their writeback generation
+    /// at that moment (a device writing through the pin later compares).
+    pub grabbed: Vec<(Pfn, u32)>,
 }
 
 impl Ctx {
@@ -298,6 +342,7 @@ impl Ctx {
             irq_seq: 0,
             write_seq: 0,
             handles: Vec::new(),
+            grabbed: Vec::new(),
         }
     }
 
@@ -350,6 +395,13 @@ pub struct Ghost {
     /// The frame each page-table slot occupies (virt_to_page of the table).
     table_frame: Box<[AtomicU32]>,
     pub step_seq: AtomicU64,
+    /// Per frame: how many times writeback cleaned it (`folio_clear_dirty_for_io`
+    /// cleared PG_dirty). A device writing through a pin taken in an earlier
+    /// generation writes into a page the filesystem believes clean.
+    wb_gen: Box<[AtomicU32]>,
+    /// Per frame: how many times `page_mkclean_one` write-protected a PTE mapping
+    /// it. A FOLL_WRITE grab must not span one (the page_mkclean rule).
+    cleaned: Box<[AtomicU32]>,
     /// Under the model checkers: every non-zero value written to a frame, with the
     /// frame's generation at the time (judges what a lockless reader read). Off
     /// under real threads, where it would be a shared ghost lock.
@@ -377,6 +429,8 @@ impl Ghost {
             table_state: mk(nr_tables),
             table_frame: mk(nr_tables),
             step_seq: AtomicU64::new(0),
+            wb_gen: mk(nr_frames),
+            cleaned: mk(nr_frames),
             values: track_values.then(Default::default),
         }
     }
@@ -399,8 +453,25 @@ impl Ghost {
             table_state: copy(&self.table_state),
             table_frame: copy(&self.table_frame),
             step_seq: AtomicU64::new(self.step_seq.load(SeqCst)),
+            wb_gen: copy(&self.wb_gen),
+            cleaned: copy(&self.cleaned),
             values: track_values.then(|| std::sync::Mutex::new(values)),
         }
+    }
+
+    pub fn wb_gen(&self, pfn: Pfn) -> u32 {
+        self.wb_gen[pfn as usize].load(SeqCst)
+    }
+    /// Writeback just cleared PG_dirty of `pfn`.
+    pub fn written_back(&self, pfn: Pfn) {
+        self.wb_gen[pfn as usize].fetch_add(1, SeqCst);
+    }
+    pub fn cleaned(&self, pfn: Pfn) -> u32 {
+        self.cleaned[pfn as usize].load(SeqCst)
+    }
+    /// `page_mkclean_one` just write-protected a PTE mapping `pfn`.
+    pub fn pte_cleaned(&self, pfn: Pfn) {
+        self.cleaned[pfn as usize].fetch_add(1, SeqCst);
     }
 
     /// Records that `value` was just written to `pfn` in its current generation.

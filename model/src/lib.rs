@@ -6,7 +6,9 @@
 //! One file per kernel concept: `mem` (frames, folios, the allocator), `pgtable`
 //! (entries and tables), `rmap`, `mm` (address space, faults, mmap, munmap),
 //! `tlb` (walkers, TLB flush, mmu_gather), `walk` (the lockless walk GUP-fast is
-//! built on), `ghost` (what no kernel has: generations, ledgers, traces,
+//! built on), `file` (inodes, page cache, file faults, buffers), `writeback`
+//! (page_mkclean and the disk), `vmscan` (reclaim), `device` (DMA through pins,
+//! the MMU-notifier driver), `ghost` (what no kernel has: generations, ledgers, traces,
 //! invariants), `world` (one instance and its builder), `ops` and `scenario` (what
 //! threads do), `engine` (non-generic entry points per engine).
 
@@ -15,8 +17,10 @@
 pub mod artifact;
 pub mod backend;
 pub mod config;
+pub mod device;
 pub mod engine;
 pub mod expect;
+pub mod file;
 pub mod ghost;
 pub mod gup;
 pub mod mem;
@@ -27,8 +31,10 @@ pub mod preset;
 pub mod rmap;
 pub mod scenario;
 pub mod tlb;
+pub mod vmscan;
 pub mod walk;
 pub mod world;
+pub mod writeback;
 
 pub use config::{Arch, CounterScale, Mutation, ReuseRule, WorldConfig};
 pub use engine::{run, Engine, Failure, Outcome};

@@ -67,6 +67,11 @@ pub struct Frame<B: Backend> {
     pub compound_head: B::AtomicU32,
     /// Two data words of this subpage.
     pub data: [B::AtomicU64; 2],
+    /// `folio->mapping` of a page-cache folio: its inode + 1 (0: none, or anon;
+    /// truncation and reclaim clear it). Head only.
+    pub mapping: B::AtomicU32,
+    /// `folio->index`: the page's offset in its file. Head only.
+    pub index: B::AtomicU32,
     /// Reverse map of the folio (head only).
     pub rmap: Mutex<B, Rmap>,
     pub zone: Zone,
@@ -82,6 +87,8 @@ impl<B: Backend> Frame<B> {
             flags: B::AtomicU32::new(0),
             compound_head: B::AtomicU32::new(0),
             data: [B::AtomicU64::new(0), B::AtomicU64::new(0)],
+            mapping: B::AtomicU32::new(0),
+            index: B::AtomicU32::new(0),
             rmap: Mutex::new(Rmap::default()),
             zone,
         }
@@ -255,7 +262,7 @@ impl<B: Backend> Memory<B> {
 
     /// `free_unref_page` / `free_frozen_pages`: the frames go back to their free
     /// list, last in first out.
-    fn free_folio(&self, ctx: &mut Ctx, ghost: &Ghost, head: Pfn) -> Res<()> {
+    pub(crate) fn free_folio(&self, ctx: &mut Ctx, ghost: &Ghost, head: Pfn) -> Res<()> {
         if self.is_zero_pfn(head) {
             return Err(ctx.violation(
                 Invariant::RefcountBounds,
@@ -350,6 +357,7 @@ impl<B: Backend> Memory<B> {
             f.mapcount.write_once(0);
         }
         let h = self.frame(head);
+        h.mapping.write_once(0);
         h.entire_mapcount.write_once(0);
         h.pincount.write_once(0);
         h.refcount.store_release(1);

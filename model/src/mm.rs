@@ -63,12 +63,15 @@ impl Errno {
 pub enum VmaKind {
     AnonPrivate,
     /// MAP_SHARED of a file (writes reach the page cache; dirty tracking).
+    /// `base` is `vm_start - vm_pgoff` in pages: unchanged when munmap splits.
     FileShared {
         inode: u32,
+        base: u64,
     },
     /// MAP_PRIVATE of a file (COW on write).
     FilePrivate {
         inode: u32,
+        base: u64,
     },
 }
 
@@ -132,10 +135,9 @@ pub struct FaultFlags {
 }
 
 impl<B: Backend> World<B> {
-    /// `handle_mm_fault()` for an anonymous VMA; the caller holds `mmap_lock` for
-    /// read. `Ok(Err(errno))` is VM_FAULT_OOM / SIGSEGV / SIGBUS as an errno.
-    ///
-    /// File faults arrive with the file world; they return -EFAULT here.
+    /// `handle_mm_fault()`; the caller holds `mmap_lock` for read. File VMAs go to
+    /// `do_file_fault` (file.rs). `Ok(Err(errno))` is VM_FAULT_OOM / SIGSEGV /
+    /// SIGBUS as an errno.
     pub fn handle_mm_fault(
         &self,
         ctx: &mut Ctx,
@@ -148,9 +150,6 @@ impl<B: Backend> World<B> {
         if ff.write && !vma.writable() {
             return Ok(Err(Errno::EFAULT));
         }
-        if !vma.is_anon() {
-            return Ok(Err(Errno::EFAULT));
-        }
         let (slot, idx) = match self.ensure_pte_table(ctx, mm, addr) {
             Ok(Some(x)) => x,
             Ok(None) => return Ok(Err(Errno::ENOMEM)),
@@ -160,6 +159,9 @@ impl<B: Backend> World<B> {
         };
         let t = &self.tables[slot as usize];
         let pte = t.read(idx);
+        if !vma.is_anon() {
+            return self.do_file_fault(ctx, mm, vma, addr, slot, idx, pte, ff);
+        }
         if pte.is_none() {
             return self.do_anonymous_page(ctx, mm, vma, addr, slot, idx, ff);
         }
@@ -274,7 +276,7 @@ impl<B: Backend> World<B> {
     /// (`wp_page_copy`). Simplification: the AnonExclusive fallback tests
     /// `page_count() == 1` without the page lock and swap cache.
     #[allow(clippy::too_many_arguments)]
-    fn do_wp_page(
+    pub(crate) fn do_wp_page(
         &self,
         ctx: &mut Ctx,
         mm: usize,
@@ -444,6 +446,7 @@ impl<B: Backend> World<B> {
         *vmas = kept;
         let mut tlb = MmuGather::default();
         let pgd = self.mms[mm].pgd;
+        self.mmu_notifier_invalidate(ctx, mm, start, end);
         self.zap_range(ctx, mm, pgd, 4, 0, start, end, &mut tlb)?;
         let seq = self.ghost.tick();
         ctx.ledger.unmaps.push(UnmapRec {
@@ -533,6 +536,12 @@ impl<B: Backend> World<B> {
             }
             let pfn = old.pfn();
             let pmd = level > 1;
+            if !pmd && old.dirty() && self.folio_file(self.mem.page_folio(pfn)).is_some() {
+                // zap_pte_range(): a dirty file PTE dirties its folio, under the
+                // PTL, before the mapping goes (user stores are made under the
+                // PTL here, so 5df397dec7c4's delayed rmap removal is not needed).
+                self.folio_mark_dirty(ctx, self.mem.page_folio(pfn))?;
+            }
             if !self.remove_rmap(
                 pfn,
                 RmapEntry {
@@ -685,15 +694,22 @@ impl<B: Backend> World<B> {
                         - 1)) as Pfn;
                 let pfn: Pfn = e.pfn() + sub;
                 let v = if write {
+                    let file = self.folio_file(self.mem.page_folio(pfn));
                     let v = ctx.next_value();
                     self.write_page(pfn, 0, v);
-                    let seq = self.ghost.tick();
-                    ctx.ledger.wrote(WriteRec {
-                        seq,
-                        mm: mm as u32,
-                        addr: addr & !(PAGE_SIZE - 1),
-                        value: v,
-                    });
+                    if let Some(file) = file {
+                        // A store to a shared file page belongs to the file.
+                        self.record_file_write(ctx, file, v);
+                    } else {
+                        let seq = self.ghost.tick();
+                        ctx.ledger.wrote(WriteRec {
+                            seq,
+                            mm: mm as u32,
+                            addr: addr & !(PAGE_SIZE - 1),
+                            value: v,
+                            via_pin: None,
+                        });
+                    }
                     if !e.dirty() {
                         t.set(i, e.with(Pte::DIRTY));
                     }

@@ -17,7 +17,7 @@ use crate::preset::PinCounting;
 use crate::world::{Layout, World};
 
 /// Version of the op encoding; bump when a variant changes meaning.
-pub const OPS_VERSION: u32 = 2;
+pub const OPS_VERSION: u32 = 3;
 
 /// A GUP entry point, by the kernel's name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Arbitrary)]
@@ -156,6 +156,18 @@ pub enum Op {
     /// `page_maybe_dma_pinned()` on a handle's first page: a pin this thread holds
     /// must read as pinned (no false negatives).
     MaybeDmaPinned { handle: u8 },
+    /// A device writes into a handle's pages through the pin (DMA), not through
+    /// PTEs.
+    DmaWrite { handle: u8 },
+    /// `filemap_fdatawrite()` of a layout file: every dirty page is cleaned
+    /// (page_mkclean) and written.
+    Writeback { file: u8 },
+    /// Reclaim of one cached page of a layout file (`shrink_folio_list`).
+    Reclaim { file: u8, index: u16 },
+    /// The MMU-notifier driver maps a page for its device (no pin).
+    NotifierMap { mm: u8, page: u16 },
+    /// The MMU-notifier driver's device writes through its mappings.
+    NotifierWrite,
 }
 
 /// What a GUP op returned and whether it has been released.
@@ -164,6 +176,17 @@ pub struct Handle {
     pub pages: Vec<Pfn>,
     /// Taken by a pin_* entry point.
     pub pin: bool,
+    /// Taken with FOLL_WRITE: a device may write into the pages.
+    #[serde(default)]
+    pub write: bool,
+    /// The address space and address the pages were taken from.
+    #[serde(default)]
+    pub mm: u32,
+    #[serde(default)]
+    pub start: u64,
+    /// Each grabbed folio's writeback generation at the grab (ghost).
+    #[serde(default)]
+    pub wb_gen: Vec<(Pfn, u32)>,
 }
 
 impl Op {
@@ -179,6 +202,11 @@ impl Op {
             Op::Gup { api, .. } | Op::GupRaw { api, .. } => api.name(),
             Op::Release { .. } => "release",
             Op::MaybeDmaPinned { .. } => "page_maybe_dma_pinned",
+            Op::DmaWrite { .. } => "device dma write",
+            Op::Writeback { .. } => "filemap_fdatawrite",
+            Op::Reclaim { .. } => "shrink_folio_list",
+            Op::NotifierMap { .. } => "hmm_range_fault",
+            Op::NotifierWrite => "device write (notifier)",
         }
     }
 }
@@ -210,6 +238,11 @@ impl<'a> Resolver<'a> {
             k -= r.pages;
         }
         None
+    }
+    /// The `sel`-th file of the layout.
+    pub fn file(&self, sel: u8) -> Option<u32> {
+        let n = self.layout.files.len();
+        (n > 0).then(|| (usize::from(sel) % n) as u32)
     }
     pub fn region(&self, mm: usize, sel: u8) -> Option<&'a crate::world::Region> {
         let regions = self.layout.mms.get(mm)?;
@@ -280,6 +313,29 @@ impl<B: Backend> World<B> {
                 self.gup_op(ctx, api, mm, start, nr_pages, flags, !no_pages)?;
             }
             Op::Release { handle, how } => self.release_op(ctx, handle, how)?,
+            Op::DmaWrite { handle } => {
+                if !ctx.handles.is_empty() {
+                    self.dma_write(ctx, usize::from(handle) % ctx.handles.len())?;
+                }
+            }
+            Op::Writeback { file } => {
+                if let Some(inode) = r.file(file) {
+                    self.writeback_inode(ctx, inode)?;
+                }
+            }
+            Op::Reclaim { file, index } => {
+                if let Some(inode) = r.file(file) {
+                    let n = self.inodes[inode as usize].nr_pages().max(1);
+                    self.reclaim_file_folio(ctx, inode, u32::from(index) % n)?;
+                }
+            }
+            Op::NotifierMap { mm, page } => {
+                let mm = r.mm(mm);
+                if let Some(addr) = r.page(mm, page) {
+                    let _ = self.notifier_map(ctx, mm, addr)?;
+                }
+            }
+            Op::NotifierWrite => self.notifier_write(ctx)?,
             Op::MaybeDmaPinned { handle } => {
                 if ctx.handles.is_empty() || self.cfg.p().pin == PinCounting::AsGet {
                     return Ok(());
@@ -319,6 +375,7 @@ impl<B: Backend> World<B> {
         let mut pages = Vec::new();
         let out = with_pages.then_some(&mut pages);
         let me = ctx.mm;
+        ctx.grabbed.clear();
         let ret = match api {
             GupApi::GetUserPages => self.get_user_pages(ctx, start, nr, flags, out)?,
             GupApi::GetUserPagesRemote => {
@@ -364,6 +421,10 @@ impl<B: Backend> World<B> {
             ctx.handles.push(Handle {
                 pages,
                 pin: api.pins(),
+                write: flags.has(Flag::Write),
+                mm: mm as u32,
+                start,
+                wb_gen: std::mem::take(&mut ctx.grabbed),
             });
         }
         Ok(())
@@ -410,7 +471,7 @@ impl<B: Backend> World<B> {
             (ReleaseApi::DirtyLock | ReleaseApi::RangeDirtyLock, false) => {
                 for &p in &h.pages {
                     let head = self.mem.page_folio(p);
-                    self.set_page_dirty_lock(ctx, head);
+                    self.set_page_dirty_lock(ctx, head)?;
                     self.put_page(ctx, p)?;
                 }
                 Ok(())

@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, Condvar, KAtomic, Mutex, Std};
 use crate::config::{WorldConfig, PAGE_SHIFT, PAGE_SIZE};
+use crate::device::{NotifierDev, NotifierState};
+use crate::file::{Cached, FileSpec, FsFlavour, Inode};
 use crate::ghost::{Ctx, Ghost, HoldKind, Invariant, Ledger, Res, Violation};
 use crate::mem::{pg, Frame, FreeLists, Memory, Order, Pfn, Zone};
 use crate::mm::{vm, Mm, Vma, VmaKind};
@@ -30,6 +32,10 @@ pub struct World<B: Backend> {
     pub rcu_pending: Mutex<B, Vec<RcuTable>>,
     /// How many are pending: a hint that spares allocations a lock when none is.
     rcu_pending_hint: std::sync::atomic::AtomicUsize,
+    /// Files: page cache and disk (file.rs).
+    pub inodes: Box<[Inode<B>]>,
+    /// The driver with an MMU interval notifier, if the layout has one.
+    pub notifier: Option<NotifierDev<B>>,
     pub ghost: Ghost,
 }
 
@@ -52,6 +58,9 @@ pub enum Populate {
     Hugetlb,
     /// Swapped out: each PTE is a swap entry, the data in a swap slot.
     Swapped,
+    /// A file region mapping the file's cached pages: writable and dirty where
+    /// the page is dirty and the mapping shared and writable, else read-only.
+    PageCache,
 }
 
 /// One VMA of the initial layout.
@@ -72,6 +81,21 @@ impl Region {
             pages,
             writable: true,
             kind: VmaKind::AnonPrivate,
+            populate,
+        }
+    }
+    /// A mapping of file `inode` from its first page (pgoff 0).
+    pub fn file(start_page: u64, pages: u64, inode: u32, shared: bool, populate: Populate) -> Self {
+        let base = start_page;
+        Region {
+            start_page,
+            pages,
+            writable: true,
+            kind: if shared {
+                VmaKind::FileShared { inode, base }
+            } else {
+                VmaKind::FilePrivate { inode, base }
+            },
             populate,
         }
     }
@@ -108,6 +132,12 @@ pub struct Layout {
     /// Free PUD-order (hugetlb-like) folios beyond the layout's own.
     #[serde(default)]
     pub spare_pud_folios: usize,
+    /// Files, by inode number.
+    #[serde(default)]
+    pub files: Vec<FileSpec>,
+    /// A driver with an MMU interval notifier over every address space.
+    #[serde(default)]
+    pub notifier: bool,
 }
 
 /// How many large folios a world carves out of its frames.
@@ -208,6 +238,8 @@ impl<B: Backend> World<B> {
             rcu_pending: Mutex::new(Vec::new()),
             swap: Mutex::new(Vec::new()),
             rcu_pending_hint: std::sync::atomic::AtomicUsize::new(0),
+            inodes: Box::new([]),
+            notifier: None,
             mms: Box::new([]),
             cfg,
             mem,
@@ -246,6 +278,8 @@ impl<B: Backend> World<B> {
                     B::AtomicU64::new(f.data[0].read_once()),
                     B::AtomicU64::new(f.data[1].read_once()),
                 ],
+                mapping: B::AtomicU32::new(f.mapping.read_once()),
+                index: B::AtomicU32::new(f.index.read_once()),
                 rmap: Mutex::new(f.rmap.lock().clone()),
                 zone: f.zone,
             })
@@ -299,6 +333,25 @@ impl<B: Backend> World<B> {
             swap: Mutex::new(img.swap.lock().clone()),
             rcu_pending: Mutex::new(Vec::new()),
             rcu_pending_hint: std::sync::atomic::AtomicUsize::new(0),
+            inodes: img
+                .inodes
+                .iter()
+                .map(|i| Inode {
+                    id: i.id,
+                    flavour: i.flavour,
+                    i_pages: Mutex::new(i.i_pages.lock().clone()),
+                    disk: Mutex::new(i.disk.lock().clone()),
+                })
+                .collect(),
+            notifier: img.notifier.as_ref().map(|n| {
+                let st = n.lock.lock();
+                NotifierDev {
+                    lock: Mutex::new(NotifierState {
+                        seq: st.seq,
+                        ptes: st.ptes.clone(),
+                    }),
+                }
+            }),
             ghost: img.ghost.snapshot(B::MODEL_CHECKED),
         }
     }
@@ -313,14 +366,56 @@ impl<B: Backend> World<B> {
             ));
         }
         let large = layout.large_folios(&cfg);
-        let w = World::new(cfg, large)?;
+        let mut w = World::new(cfg, large)?;
+        w.inodes = layout
+            .files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| Inode::new(i as u32, f))
+            .collect();
+        if layout.notifier {
+            w.notifier = Some(NotifierDev {
+                lock: Mutex::new(NotifierState::default()),
+            });
+        }
         let mut boot = Ctx::new(usize::MAX, 0, false);
+        for (i, f) in layout.files.iter().enumerate() {
+            w.layout_file(&mut boot, i as u32, f)?;
+        }
         for (id, regions) in layout.mms.iter().enumerate() {
             for r in regions {
                 w.layout_region(&mut boot, id, r)?;
             }
         }
         Ok(w)
+    }
+
+    /// Fills a file's page cache as its spec says (each page holds the cache's
+    /// reference, and a dirty page in the buffer-head flavour its buffers').
+    fn layout_file(&self, boot: &mut Ctx, inode: u32, f: &FileSpec) -> Result<(), String> {
+        if f.cached == Cached::No {
+            return Ok(());
+        }
+        for index in 0..f.pages {
+            let dirty = f.cached == Cached::Dirty;
+            let buffers = dirty && f.flavour == FsFlavour::BufferHead;
+            let mut flags = if dirty { pg::DIRTY } else { 0 };
+            if buffers {
+                flags |= pg::HAS_BUFFERS;
+            }
+            let pfn = self
+                .mem
+                .alloc_folio(boot, &self.ghost, Order::Base, flags)
+                .ok_or("layout needs more frames for the page cache")?;
+            if buffers {
+                self.mem.frame(pfn).refcount.add(1);
+            }
+            let fr = self.mem.frame(pfn);
+            fr.mapping.write_once(inode + 1);
+            fr.index.write_once(index);
+            self.inodes[inode as usize].i_pages.lock()[index as usize] = Some(pfn);
+        }
+        Ok(())
     }
 
     fn layout_region(&self, boot: &mut Ctx, mm: usize, r: &Region) -> Result<(), String> {
@@ -344,6 +439,39 @@ impl<B: Backend> World<B> {
         let oom = || "layout needs more frames or page-table slots".to_string();
         match r.populate {
             Populate::None => {}
+            Populate::PageCache => {
+                let (inode, shared) = match r.kind {
+                    VmaKind::FileShared { inode, .. } => (inode, true),
+                    VmaKind::FilePrivate { inode, .. } => (inode, false),
+                    VmaKind::AnonPrivate => {
+                        return Err(format!(
+                            "region at page {} maps the page cache but is anonymous",
+                            r.start_page
+                        ))
+                    }
+                };
+                let ino = self
+                    .inodes
+                    .get(inode as usize)
+                    .ok_or_else(|| format!("region maps inode {inode}, which the layout lacks"))?;
+                for p in 0..r.pages {
+                    let addr = r.start() + p * PAGE_SIZE;
+                    let index = vma.file_index(addr);
+                    let cached = ino.i_pages.lock().get(index as usize).copied().flatten();
+                    let Some(pfn) = cached else {
+                        return Err(format!(
+                            "region at page {} maps index {index} of inode {inode}, which is not cached",
+                            r.start_page
+                        ));
+                    };
+                    let (slot, idx) = self.ensure_pte_table(boot, mm, addr)?.ok_or_else(oom)?;
+                    let dirty = self.mem.frame(pfn).flags.read_once() & pg::DIRTY != 0;
+                    let write = shared && r.writable && dirty;
+                    self.mem.frame(pfn).refcount.add(1);
+                    self.add_rmap(pfn, RmapEntry::pte(mm, addr));
+                    self.tables[slot as usize].set(idx, Pte::mk_page(pfn, write, write));
+                }
+            }
             Populate::Swapped => {
                 for p in 0..r.pages {
                     let addr = r.start() + p * PAGE_SIZE;
@@ -581,7 +709,69 @@ impl<B: Backend> World<B> {
                 ),
             }));
         }
-        self.check_writes(ledger)
+        self.check_writes(ledger)?;
+        self.check_files(ledger)
+    }
+
+    /// no lost write and no dirty page without buffers, for files: every cached
+    /// page is dirty or matches the disk (a clean page that differs will be
+    /// dropped by reclaim without a write); a buffer-head filesystem has no dirty
+    /// page without buffers; the last value written to each file page is in the
+    /// cached page, or on disk if none is cached.
+    pub fn check_files(&self, ledger: &Ledger) -> Result<(), Box<Violation>> {
+        let fail = |invariant, detail: String| {
+            Box::new(Violation {
+                invariant,
+                thread: None,
+                step: "quiescence".into(),
+                detail,
+            })
+        };
+        for ino in self.inodes.iter() {
+            let cache = ino.i_pages.lock().clone();
+            let disk = ino.disk.lock().clone();
+            for (index, p) in cache.iter().enumerate() {
+                let Some(p) = *p else { continue };
+                let flags = self.mem.frame(p).flags.read_once();
+                let data = [self.mem.read_data(p, 0), self.mem.read_data(p, 1)];
+                if flags & pg::DIRTY != 0 {
+                    if ino.flavour == FsFlavour::BufferHead && flags & pg::HAS_BUFFERS == 0 {
+                        return Err(fail(
+                            Invariant::DirtyWithoutBuffers,
+                            format!(
+                                "inode {} index {index}: page {p} is dirty without buffers",
+                                ino.id
+                            ),
+                        ));
+                    }
+                } else if data != disk[index] {
+                    return Err(fail(
+                        Invariant::NoLostWrite,
+                        format!(
+                            "inode {} index {index}: page {p} is clean but holds {:#x}, the disk {:#x}: reclaim will drop it unwritten",
+                            ino.id, data[0], disk[index][0]
+                        ),
+                    ));
+                }
+            }
+            for w in ledger.file_writes.iter().filter(|w| w.inode == ino.id) {
+                let i = w.index as usize;
+                let (now, where_) = match cache.get(i).copied().flatten() {
+                    Some(p) => (self.mem.read_data(p, 0), format!("cached page {p}")),
+                    None => (disk[i][0], "the disk".to_string()),
+                };
+                if now != w.value {
+                    return Err(fail(
+                        Invariant::NoLostWrite,
+                        format!(
+                            "inode {} index {}: {where_} holds {now:#x}, the last write was {:#x}",
+                            ino.id, w.index, w.value
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// no lost write, for user stores: unless the address was unmapped after the
@@ -603,7 +793,11 @@ impl<B: Backend> World<B> {
                     detail,
                 })
             };
-            match self.resolve(w.mm as usize, w.addr) {
+            let now = self.resolve(w.mm as usize, w.addr);
+            if w.via_pin.is_some() && now != w.via_pin {
+                continue;
+            }
+            match now {
                 None => {
                     return Err(lost(format!(
                         "mm {} address {:#x}: value {:#x} was stored, nothing is mapped now",
@@ -700,6 +894,23 @@ impl<B: Backend> World<B> {
                 }
             }
         }
+        // The page cache's reference on each cached page.
+        let mut cache_refs = vec![0i64; n];
+        for ino in self.inodes.iter() {
+            for (index, p) in ino.i_pages.lock().iter().enumerate() {
+                let Some(p) = *p else { continue };
+                let f = self.mem.frame(p);
+                let (m, i) = (f.mapping.read_once(), f.index.read_once());
+                if m != ino.id + 1 || i as usize != index {
+                    return Err(fail(format!(
+                        "page {p} is cached at inode {} index {index} but its mapping says inode {} index {i}",
+                        ino.id,
+                        i64::from(m) - 1
+                    )));
+                }
+                cache_refs[p as usize] += 1;
+            }
+        }
         let mut held = vec![0i64; n];
         let mut pins = vec![0i64; n];
         for h in holds {
@@ -757,7 +968,15 @@ impl<B: Backend> World<B> {
                 self.pin_refcount_delta(order, pins[pfn])
             };
             let other = held[pfn] - pins[pfn];
-            let permanent = i64::from(flags & pg::RESERVED != 0) + table_refs[pfn];
+            if f.mapping.read_once() != 0 && cache_refs[pfn] == 0 {
+                return Err(fail(format!(
+                    "page {p} has a file mapping but is in no page cache"
+                )));
+            }
+            let permanent = i64::from(flags & pg::RESERVED != 0)
+                + table_refs[pfn]
+                + cache_refs[pfn]
+                + i64::from(flags & pg::HAS_BUFFERS != 0);
             let expected = maps + other + pin_refs + permanent;
             let limit = 1i64 << (self.mem.counter.bits - 1);
             if expected >= limit {
@@ -826,9 +1045,16 @@ mod tests {
                 Region::anon(4, 4, Populate::Thp),
                 Region::anon(8, 2, Populate::ZeroPage),
                 Region::anon(16, 16, Populate::Hugetlb),
+                Region::file(40, 2, 0, true, Populate::PageCache),
             ]],
             spare_pmd_folios: 1,
             spare_pud_folios: 1,
+            files: vec![FileSpec {
+                pages: 2,
+                flavour: FsFlavour::BufferHead,
+                cached: Cached::Dirty,
+            }],
+            notifier: false,
         };
         let w = World::<Std>::build(cfg, &layout).unwrap();
         w.check_quiescent(&Ledger::default()).unwrap();

@@ -402,6 +402,22 @@ impl<B: Backend> World<B> {
         self.mem.frame(page).flags.read_once() & pg::ANON_EXCLUSIVE == 0
     }
 
+    /// `gup_fast_folio_allowed()` (6.5 `folio_fast_pin_allowed`, 6.10 name): a
+    /// FOLL_PIN | FOLL_LONGTERM | FOLL_WRITE grab may keep an anonymous folio
+    /// only; a file folio falls back to the slow path, which refuses it
+    /// (`writable_file_mapping_allowed`). Reads `folio->mapping` once.
+    fn gup_fast_folio_allowed(&self, head: Pfn, flags: Foll) -> bool {
+        if self.cfg.p().rules != Rules::Latest
+            || !flags.has(Flag::Pin)
+            || !flags.has(Flag::Longterm)
+            || !flags.has(Flag::Write)
+        {
+            return true;
+        }
+        self.mem.frame(head).mapping.read_once() == 0
+            && self.mem.frame(head).flags.read_once() & pg::ANON != 0
+    }
+
     /// `gup_fast_pte_range()`.
     #[allow(clippy::too_many_arguments)]
     fn gup_fast_pte_range(
@@ -423,6 +439,11 @@ impl<B: Backend> World<B> {
             let idx = self.cfg.index(addr, 1);
             let t = &self.tables[slot as usize];
             let pte = t.read(idx);
+            // Ghost, with the read: how often page_mkclean had write-protected
+            // this page's PTEs when the PTE was read.
+            let cleaned = self
+                .ghost
+                .cleaned(pte.pfn().min(self.cfg.nr_frames as Pfn - 1));
             ctx.step(&self.ghost, "gup_fast_pte_range: read pte", addr);
             self.ghost.check_table(ctx, slot, stamp)?;
             if pte.protnone() || !pte.access_permitted(write) || pte.special() {
@@ -458,7 +479,11 @@ impl<B: Backend> World<B> {
                     self.reread(ctx, slot, idx, stamp, "gup_fast_pte_range: recheck pte")? != pte;
                 self.ghost.frame(page)
             };
-            let refuse = changed || (!pte.write() && self.gup_fast_must_unshare(flags, page));
+            // Ghost, right after the last read that validates the grab.
+            let cleaned_now = self.ghost.cleaned(page);
+            let refuse = changed
+                || !self.gup_fast_folio_allowed(head, flags)
+                || (!pte.write() && self.gup_fast_must_unshare(flags, page));
             if refuse {
                 self.gup_put_speculative(ctx, head, 1, flags)?;
                 return Ok(false);
@@ -468,6 +493,15 @@ impl<B: Backend> World<B> {
                 "gup_fast_pte_range: take page",
                 u64::from(page),
             );
+            // The page_mkclean rule: a FOLL_WRITE grab is kept only if no
+            // page_mkclean write-protected the PTE between its read and the
+            // recheck (which would have seen it).
+            if write && cleaned_now != cleaned {
+                return Err(ctx.violation(
+                    Invariant::PinThroughWritablePte,
+                    format!("GUP-fast keeps a FOLL_WRITE reference on page {page}, whose PTE at {addr:#x} page_mkclean write-protected after it was read: the write bypasses ->page_mkwrite"),
+                ));
+            }
             // Meaningful only when the recheck is skipped (the mutation): the
             // recheck itself re-validates the page it re-reads.
             if self.ghost.frame(page) != reached {

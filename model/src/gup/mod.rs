@@ -208,6 +208,7 @@ impl<B: Backend> World<B> {
         };
         ctx.ledger.release(head, HoldKind::Speculative, delta);
         ctx.hold(head, gen, kind, refs);
+        ctx.grabbed.push((head, self.ghost.wb_gen(head)));
         if kind == HoldKind::Pin && self.cfg.p().vmstat {
             ctx.ledger.pin_acquired += refs as u64;
         }
@@ -278,6 +279,7 @@ impl<B: Backend> World<B> {
             self.mem.frame(head).pincount.add(refs as i32);
         }
         let gen = self.ghost.frame(head).gen();
+        ctx.grabbed.push((head, self.ghost.wb_gen(head)));
         if pin {
             ctx.hold(head, gen, HoldKind::Pin, refs);
             if p.vmstat {

@@ -51,7 +51,7 @@ impl<B: Backend> World<B> {
         }
         for (head, nr) in self.folio_groups(pages) {
             if self.mem.frame(head).flags.read_once() & pg::DIRTY == 0 {
-                self.set_page_dirty_lock(ctx, head);
+                self.set_page_dirty_lock(ctx, head)?;
             }
             self.gup_put_folio(ctx, head, nr, self.pin_kind())?;
         }
@@ -121,11 +121,11 @@ impl<B: Backend> World<B> {
     }
 
     /// `set_page_dirty_lock()`: `folio_mark_dirty` under the folio lock.
-    pub fn set_page_dirty_lock(&self, ctx: &mut Ctx, head: Pfn) {
+    pub fn set_page_dirty_lock(&self, ctx: &mut Ctx, head: Pfn) -> Res<()> {
         self.folio_lock(ctx, head);
-        self.mem.frame(head).flags.or(pg::DIRTY);
-        ctx.step(&self.ghost, "folio_mark_dirty", u64::from(head));
+        let r = self.folio_mark_dirty(ctx, head);
         self.folio_unlock(ctx, head);
+        r
     }
 
     /// `folio_lock()`: PG_locked, sleeping (blocking on the page wait queue) while

@@ -572,7 +572,9 @@ impl<B: Backend> World<B> {
 
     /// The PTE table slot and index for `addr`, walked under `mmap_lock` (tables
     /// cannot be freed meanwhile); `None` if a level is missing or a huge leaf.
-    fn locked_pte_slot(&self, mm: usize, addr: u64) -> Option<(u32, usize)> {
+    /// The PTE table and index mapping `addr`, by a walk of the upper levels
+    /// (`None`: not mapped by a PTE table).
+    pub(crate) fn locked_pte_slot(&self, mm: usize, addr: u64) -> Option<(u32, usize)> {
         let mut slot = self.mms[mm].pgd;
         for level in (2..=4).rev() {
             let e = self.tables[slot as usize].read(self.cfg.index(addr, level));
@@ -669,7 +671,10 @@ impl<B: Backend> World<B> {
                 // (set_page_dirty), not the PTE.
                 if !e.dirty() {
                     let head = self.mem.page_folio(*page);
-                    self.mem.frame(head).flags.or(pg::DIRTY);
+                    if let Err(v) = self.folio_mark_dirty(ctx, head) {
+                        drop(g);
+                        return Err(v);
+                    }
                 }
             }
             drop(g);

@@ -1,0 +1,211 @@
+//! DMA devices, the seed's four cases as actors (pin_user_pages.rst, KERNEL.md
+//! §1.7): a device writes into pinned pages through the pin, never through PTEs
+//! (`dma_write`), and a driver with an MMU interval notifier pins nothing and
+//! drops its device mapping on invalidation (`NotifierDev`). DIO (FOLL_PIN), RDMA
+//! (FOLL_PIN | FOLL_LONGTERM) and the struct-page-only user (FOLL_GET) are GUP
+//! calls followed by these writes and a release (ops.rs).
+//!
+//! Simplifications, one line each:
+//! - one notifier device per world, registered over every address space;
+//! - `mmu_interval_read_begin` does not wait for an invalidation in progress:
+//!   the sequence is read under the driver lock, which the invalidation holds.
+
+use crate::backend::{Backend, Mutex};
+use crate::config::Mutation;
+use crate::ghost::{Ctx, Invariant, Res, WriteRec};
+use crate::gup::flags::{Flag, Foll};
+use crate::mem::Pfn;
+use crate::mm::{Errno, FaultFlags};
+use crate::world::World;
+
+/// A device PTE the notifier driver programmed: what it maps and the frame
+/// generation it saw (ghost).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DevPte {
+    pub mm: u32,
+    pub addr: u64,
+    pub pfn: Pfn,
+    pub gen: u32,
+}
+
+/// The driver's state under its lock: the interval notifier's sequence
+/// (`mmu_interval_set_seq`) and the device's page table.
+#[derive(Debug, Default)]
+pub struct NotifierState {
+    pub seq: u64,
+    pub ptes: Vec<DevPte>,
+}
+
+pub struct NotifierDev<B: Backend> {
+    pub lock: Mutex<B, NotifierState>,
+}
+
+impl<B: Backend> World<B> {
+    /// `mmu_notifier_invalidate_range_start()`: the driver's `->invalidate` takes
+    /// its lock, bumps the sequence and drops device PTEs in [start, end) before
+    /// the caller changes the CPU page tables. No backend operation without a
+    /// registered notifier.
+    pub fn mmu_notifier_invalidate(&self, ctx: &mut Ctx, mm: usize, start: u64, end: u64) {
+        let Some(dev) = &self.notifier else {
+            return;
+        };
+        let mut st = dev.lock.lock();
+        st.seq += 1;
+        st.ptes
+            .retain(|p| !(p.mm as usize == mm && start <= p.addr && p.addr < end));
+        drop(st);
+        ctx.step(&self.ghost, "mmu_notifier_invalidate_range_start", start);
+    }
+
+    /// The driver maps `addr` for its device, `hmm_range_fault()`-style: read the
+    /// sequence, fault the page writable and look up its pfn under `mmap_lock`
+    /// (no reference is taken), then under the driver lock program the device PTE
+    /// unless an invalidation ran meanwhile (`mmu_interval_read_retry`), in which
+    /// case it starts again. Returns the pfn mapped, or an errno.
+    pub fn notifier_map(&self, ctx: &mut Ctx, mm: usize, addr: u64) -> Res<Result<Pfn, Errno>> {
+        let Some(dev) = &self.notifier else {
+            return Ok(Err(Errno::ENOSYS));
+        };
+        for _attempt in 0..3 {
+            let seq = dev.lock.lock().seq;
+            ctx.step(&self.ghost, "mmu_interval_read_begin", addr);
+            let vmas = self.mms[mm].mmap_lock.read();
+            let Some(vma) = World::<B>::find_vma(&vmas, addr) else {
+                return Ok(Err(Errno::EFAULT));
+            };
+            let mut found = self.lookup_writable(mm, addr);
+            if found.is_none() {
+                let ff = FaultFlags {
+                    write: true,
+                    ..FaultFlags::default()
+                };
+                if let Err(e) = self.handle_mm_fault(ctx, mm, &vma, addr, ff)? {
+                    return Ok(Err(e));
+                }
+                found = self.lookup_writable(mm, addr);
+            }
+            drop(vmas);
+            let Some((pfn, gen)) = found else {
+                continue;
+            };
+            let mut st = dev.lock.lock();
+            if st.seq != seq && !self.cfg.has(Mutation::NotifierSkipsRetry) {
+                drop(st);
+                ctx.step(&self.ghost, "mmu_interval_read_retry: again", addr);
+                continue;
+            }
+            st.ptes.push(DevPte {
+                mm: mm as u32,
+                addr,
+                pfn,
+                gen,
+            });
+            drop(st);
+            ctx.step(&self.ghost, "device pte programmed", u64::from(pfn));
+            return Ok(Ok(pfn));
+        }
+        Ok(Err(Errno::EAGAIN))
+    }
+
+    /// The pfn of a present, writable PTE at `addr`, read under its PTL, with the
+    /// frame's generation (ghost, read right after).
+    fn lookup_writable(&self, mm: usize, addr: u64) -> Option<(Pfn, u32)> {
+        let (slot, idx) = self.locked_pte_slot(mm, addr)?;
+        let t = &self.tables[slot as usize];
+        let g = t.ptl.lock();
+        let pte = t.read(idx);
+        let r =
+            (pte.present() && pte.write()).then(|| (pte.pfn(), self.ghost.frame(pte.pfn()).gen()));
+        drop(g);
+        r
+    }
+
+    /// The notifier device writes through every device PTE it has, under the
+    /// driver lock (an invalidation waits for it). A device PTE to a frame freed
+    /// since it was programmed is a use after free.
+    pub fn notifier_write(&self, ctx: &mut Ctx) -> Res<()> {
+        let Some(dev) = &self.notifier else {
+            return Ok(());
+        };
+        let st = dev.lock.lock();
+        for p in st.ptes.iter() {
+            let now = self.ghost.frame(p.pfn);
+            if !now.allocated() || now.gen() != p.gen {
+                return Err(ctx.violation(
+                    Invariant::NoUseAfterFree,
+                    format!(
+                        "device wrote frame {} through a device PTE for {:#x} that the MMU notifier should have invalidated: the frame was freed since",
+                        p.pfn, p.addr
+                    ),
+                ));
+            }
+            let v = ctx.next_value();
+            self.write_page(p.pfn, 0, v);
+            let seq = self.ghost.tick();
+            ctx.ledger.wrote(WriteRec {
+                seq,
+                mm: p.mm,
+                addr: p.addr,
+                value: v,
+                via_pin: None,
+            });
+            ctx.step(&self.ghost, "device dma write", u64::from(p.pfn));
+        }
+        drop(st);
+        Ok(())
+    }
+
+    /// A device writes into the pages of GUP result `handle` through the pin (its
+    /// DMA mapping of the struct pages), never through PTEs; only pages taken
+    /// with FOLL_WRITE (a device reading needs nothing more). A write into a page
+    /// writeback has cleaned since the grab lands in a page the filesystem
+    /// believes clean: the gup+DMA problem of the seed's documentation.
+    pub fn dma_write(&self, ctx: &mut Ctx, handle: usize) -> Res<()> {
+        let h = ctx.handles[handle].clone();
+        if !h.write {
+            return Ok(());
+        }
+        for (k, &page) in h.pages.iter().enumerate() {
+            let head = self.mem.page_folio(page);
+            let file = self.folio_file(head);
+            if !self.ghost.frame(head).allocated() {
+                return Err(ctx.violation(
+                    Invariant::NoUseAfterFree,
+                    format!("device wrote page {page}, freed while the GUP result still held it"),
+                ));
+            }
+            let v = ctx.next_value();
+            self.write_page(page, 0, v);
+            ctx.step(&self.ghost, "device dma write", u64::from(page));
+            let Some(file) = file else {
+                let seq = self.ghost.tick();
+                ctx.ledger.wrote(WriteRec {
+                    seq,
+                    mm: h.mm,
+                    addr: h.start + k as u64 * crate::config::PAGE_SIZE,
+                    value: v,
+                    via_pin: Some(page),
+                });
+                continue;
+            };
+            if let Some(&(_, gen)) = h.wb_gen.iter().find(|(p, _)| *p == head) {
+                if self.ghost.wb_gen(head) != gen {
+                    return Err(ctx.violation(
+                        Invariant::NoLostWrite,
+                        format!(
+                            "device wrote page {page} (inode {}, index {}) after writeback cleaned it: the filesystem believes it clean, so the write is on neither the disk nor a dirty page",
+                            file.0, file.1
+                        ),
+                    ));
+                }
+            }
+            self.record_file_write(ctx, file, v);
+        }
+        Ok(())
+    }
+}
+
+/// Whether `flags` ask for a long-term writable pin (the RDMA case).
+pub fn is_longterm_write_pin(flags: Foll) -> bool {
+    flags.has(Flag::Pin) && flags.has(Flag::Longterm) && flags.has(Flag::Write)
+}

@@ -1,0 +1,398 @@
+//! File-backed memory: inodes with a page cache and a disk, file faults (read
+//! fill, the shared write fault through `->page_mkwrite`, the private write fault
+//! that copies), buffer heads, and `folio_mark_dirty`.
+//!
+//! Two filesystem flavours (KERNEL.md §5.2): *buffer-head* (ext4-like: a dirty
+//! page must have buffers, attached by `->page_mkwrite`, stripped by reclaim once
+//! clean) and *iomap* (per-folio state allocated on demand: a page dirtied behind
+//! the filesystem's back is written normally).
+//!
+//! Simplifications, one line each:
+//! - one page per block, the disk holds the same two data words a page holds;
+//! - the page cache (`i_pages`) is a vector under its lock; lookups take the lock
+//!   (the kernel's are RCU walks with `folio_try_get`), so they never see a frozen
+//!   count: reclaim freezes and removes under the same lock;
+//! - a file never grows or shrinks (no truncate yet): an index past its end is
+//!   SIGBUS, here -EFAULT;
+//! - buffers are all-or-nothing per page and dirty exactly when the page is.
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{Backend, KAtomic, Mutex};
+use crate::config::PAGE_SIZE;
+use crate::ghost::{Ctx, FileWriteRec, HoldKind, Invariant, Res};
+use crate::mem::{pg, Order, Pfn, Zone};
+use crate::mm::{Errno, FaultFlags, Vma, VmaKind};
+use crate::pgtable::Pte;
+use crate::rmap::RmapEntry;
+use crate::world::World;
+
+/// How a filesystem tracks a page's blocks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FsFlavour {
+    /// ext4-like: buffer heads attached to the page (PG_private) by
+    /// `->page_mkwrite` / `block_dirty_folio`; `ext4_writepage` BUG()s on a dirty
+    /// page without them (a warning and a skipped write since cc5095747edf).
+    #[default]
+    BufferHead,
+    /// iomap-like: per-folio state, allocated when needed.
+    Iomap,
+}
+
+/// What the page cache holds of a file at the start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cached {
+    /// Nothing: the first access reads the disk.
+    #[default]
+    No,
+    /// Every page cached and clean (no buffers).
+    Clean,
+    /// Every page cached and dirty (with buffers in the buffer-head flavour), as
+    /// after a write fault through a shared mapping.
+    Dirty,
+}
+
+/// One file of the layout.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileSpec {
+    pub pages: u32,
+    #[serde(default)]
+    pub flavour: FsFlavour,
+    #[serde(default)]
+    pub cached: Cached,
+}
+
+/// `struct inode` + `struct address_space`, the parts the protocol touches.
+pub struct Inode<B: Backend> {
+    pub id: u32,
+    pub flavour: FsFlavour,
+    /// `mapping->i_pages` under `xa_lock`: the page cache, by index.
+    pub i_pages: Mutex<B, Vec<Option<Pfn>>>,
+    /// The blocks on disk, by index.
+    pub disk: Mutex<B, Vec<[u64; 2]>>,
+}
+
+impl<B: Backend> Inode<B> {
+    pub fn new(id: u32, spec: &FileSpec) -> Self {
+        Inode {
+            id,
+            flavour: spec.flavour,
+            i_pages: Mutex::new(vec![None; spec.pages as usize]),
+            disk: Mutex::new(vec![[0, 0]; spec.pages as usize]),
+        }
+    }
+    pub fn nr_pages(&self) -> u32 {
+        self.i_pages.lock().len() as u32
+    }
+}
+
+impl<B: Backend> World<B> {
+    /// `folio->mapping` of a page-cache folio: (inode, index), read racily.
+    pub fn folio_file(&self, head: Pfn) -> Option<(u32, u32)> {
+        let f = self.mem.frame(head);
+        let m = f.mapping.read_once();
+        (m != 0).then(|| (m - 1, f.index.read_once()))
+    }
+
+    /// `filemap_get_folio()`: the cached folio at `index` with a reference for the
+    /// caller (a plain add: the page cache's own reference keeps it alive under
+    /// the lock).
+    pub fn filemap_get_folio(&self, ctx: &mut Ctx, inode: u32, index: u32) -> Res<Option<Pfn>> {
+        let ino = &self.inodes[inode as usize];
+        let cache = ino.i_pages.lock();
+        let Some(head) = cache.get(index as usize).copied().flatten() else {
+            return Ok(None);
+        };
+        self.mem.folio_ref_add(ctx, &self.ghost, head, 1)?;
+        ctx.hold(head, self.ghost.frame(head).gen(), HoldKind::Get, 1);
+        drop(cache);
+        Ok(Some(head))
+    }
+
+    /// `filemap_fault()`: the cached folio, or a new one read from disk and added
+    /// to the page cache (`filemap_add_folio`: the cache takes its own reference).
+    /// The caller gets a reference either way.
+    pub fn filemap_fault(&self, ctx: &mut Ctx, inode: u32, index: u32) -> Res<Result<Pfn, Errno>> {
+        let ino = &self.inodes[inode as usize];
+        if index >= ino.nr_pages() {
+            return Ok(Err(Errno::EFAULT));
+        }
+        if let Some(head) = self.filemap_get_folio(ctx, inode, index)? {
+            return Ok(Ok(head));
+        }
+        self.rcu_reclaim(ctx)?;
+        let pin = ctx.memalloc_pin;
+        let Some(new) = self
+            .mem
+            .alloc_folio_where(ctx, &self.ghost, Order::Base, 0, |z| {
+                !pin || z == Zone::Normal
+            })
+        else {
+            return Ok(Err(Errno::ENOMEM));
+        };
+        // The read: the page is private to us until it is in the cache.
+        let data = ino.disk.lock()[index as usize];
+        for (w, v) in data.into_iter().enumerate() {
+            self.write_page(new, w, v);
+        }
+        let f = self.mem.frame(new);
+        f.index.write_once(index);
+        f.mapping.write_once(inode + 1);
+        // folio_mark_uptodate(): the contents before the folio is findable.
+        B::smp_wmb();
+        let mut cache = ino.i_pages.lock();
+        if let Some(other) = cache[index as usize] {
+            // Someone else filled it first: use theirs.
+            self.mem.folio_ref_add(ctx, &self.ghost, other, 1)?;
+            ctx.hold(other, self.ghost.frame(other).gen(), HoldKind::Get, 1);
+            drop(cache);
+            self.mem.frame(new).mapping.write_once(0);
+            self.mem.folio_put_refs(ctx, &self.ghost, new, 1, None)?;
+            return Ok(Ok(other));
+        }
+        // The allocation's reference becomes the cache's; the caller gets another.
+        self.mem.folio_ref_add(ctx, &self.ghost, new, 1)?;
+        ctx.hold(new, self.ghost.frame(new).gen(), HoldKind::Get, 1);
+        cache[index as usize] = Some(new);
+        drop(cache);
+        ctx.step(&self.ghost, "filemap_add_folio", u64::from(new));
+        Ok(Ok(new))
+    }
+
+    /// `folio_mark_dirty()` (`set_page_dirty`): PG_dirty. On a buffer-head
+    /// filesystem a page-cache page dirtied without buffers is the bug the seed's
+    /// documentation describes (ext4 `BUG_ON(!page_has_buffers)` at writeback).
+    pub fn folio_mark_dirty(&self, ctx: &mut Ctx, head: Pfn) -> Res<()> {
+        let file = self.folio_file(head);
+        let old = self.mem.frame(head).flags.fetch_or(pg::DIRTY);
+        ctx.step(&self.ghost, "folio_mark_dirty", u64::from(head));
+        if let Some((inode, index)) = file {
+            let ino = &self.inodes[inode as usize];
+            if ino.flavour == FsFlavour::BufferHead && old & pg::HAS_BUFFERS == 0 {
+                return Err(ctx.violation(
+                    Invariant::DirtyWithoutBuffers,
+                    format!(
+                        "page {head} (inode {inode}, index {index}) was dirtied without buffers: ext4_writepage will BUG (or, since cc5095747edf, skip it and lose the data)"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `create_empty_buffers()` via `folio_attach_private()`: PG_private and one
+    /// reference for the buffers. Page lock held.
+    fn folio_attach_buffers(&self, ctx: &mut Ctx, head: Pfn) -> Res<()> {
+        let f = self.mem.frame(head);
+        if f.flags.read_once() & pg::HAS_BUFFERS != 0 {
+            return Ok(());
+        }
+        self.mem.folio_ref_add(ctx, &self.ghost, head, 1)?;
+        f.flags.or(pg::HAS_BUFFERS);
+        ctx.step(&self.ghost, "create_empty_buffers", u64::from(head));
+        Ok(())
+    }
+
+    /// `do_page_mkwrite()` -> `->page_mkwrite` (`block_page_mkwrite` /
+    /// `iomap_page_mkwrite`): under the page lock, check the page is still in the
+    /// file, attach buffers (buffer-head flavour), mark it dirty. `Ok(false)` is
+    /// VM_FAULT_NOPAGE: the page left the file meanwhile, the fault is retried.
+    pub fn do_page_mkwrite(&self, ctx: &mut Ctx, head: Pfn, inode: u32) -> Res<bool> {
+        self.folio_lock(ctx, head);
+        if self.mem.frame(head).mapping.read_once() != inode + 1 {
+            self.folio_unlock(ctx, head);
+            return Ok(false);
+        }
+        let r = (|| {
+            if self.inodes[inode as usize].flavour == FsFlavour::BufferHead {
+                self.folio_attach_buffers(ctx, head)?;
+            }
+            self.folio_mark_dirty(ctx, head)
+        })();
+        self.folio_unlock(ctx, head);
+        r?;
+        ctx.step(&self.ghost, "do_page_mkwrite", u64::from(head));
+        Ok(true)
+    }
+
+    /// The fault handlers of a file VMA (`do_fault`, `do_wp_page`'s shared case):
+    /// `do_read_fault`, `do_shared_fault`, `do_cow_fault`, `wp_page_shared`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn do_file_fault(
+        &self,
+        ctx: &mut Ctx,
+        mm: usize,
+        vma: &Vma,
+        addr: u64,
+        slot: u32,
+        idx: usize,
+        pte: Pte,
+        ff: FaultFlags,
+    ) -> Res<Result<(), Errno>> {
+        let (inode, shared) = match vma.kind {
+            VmaKind::FileShared { inode, .. } => (inode, true),
+            VmaKind::FilePrivate { inode, .. } => (inode, false),
+            VmaKind::AnonPrivate => unreachable!("file fault on an anonymous VMA"),
+        };
+        let index = vma.file_index(addr);
+        if pte.present() {
+            if !(ff.write || ff.unshare) || pte.write() {
+                return Ok(Ok(()));
+            }
+            return if shared {
+                self.wp_page_shared(ctx, inode, addr, slot, idx, pte)
+            } else {
+                // A private mapping breaks COW into an anonymous copy.
+                self.do_wp_page(ctx, mm, vma, addr, slot, idx, pte, ff)
+            };
+        }
+        if !pte.is_none() {
+            // Swap and migration entries of file pages are not modelled.
+            return Ok(Err(Errno::EFAULT));
+        }
+        let page = match self.filemap_fault(ctx, inode, index)? {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        let write = ff.write && !ff.unshare;
+        if write && !shared {
+            // do_cow_fault(): copy into an anonymous page; the cache page is only
+            // read.
+            let r = self.cow_fill(ctx, mm, vma, addr, slot, idx, page);
+            self.mem
+                .folio_put_refs(ctx, &self.ghost, page, 1, Some(HoldKind::Get))?;
+            return r;
+        }
+        if write {
+            // do_shared_fault(): ->page_mkwrite before the PTE is writable.
+            if !self.do_page_mkwrite(ctx, page, inode)? {
+                self.mem
+                    .folio_put_refs(ctx, &self.ghost, page, 1, Some(HoldKind::Get))?;
+                return Ok(Ok(()));
+            }
+        }
+        // finish_fault(): a read fault maps read-only even in a shared writable
+        // mapping, so the first store faults into ->page_mkwrite (writenotify).
+        let t = &self.tables[slot as usize];
+        let g = t.ptl.lock();
+        if !t.read(idx).is_none() {
+            drop(g);
+            self.mem
+                .folio_put_refs(ctx, &self.ghost, page, 1, Some(HoldKind::Get))?;
+            return Ok(Ok(()));
+        }
+        self.add_rmap(page, RmapEntry::pte(mm, addr));
+        t.set(idx, Pte::mk_page(page, write, write));
+        // Our reference is now the mapping's.
+        ctx.hold(page, self.ghost.frame(page).gen(), HoldKind::Get, -1);
+        drop(g);
+        ctx.step(
+            &self.ghost,
+            if write {
+                "do_shared_fault: set_pte_at"
+            } else {
+                "do_read_fault: set_pte_at"
+            },
+            addr,
+        );
+        Ok(Ok(()))
+    }
+
+    /// `do_cow_fault()`'s copy: a new exclusive anonymous page with the file
+    /// page's contents, mapped writable.
+    #[allow(clippy::too_many_arguments)]
+    fn cow_fill(
+        &self,
+        ctx: &mut Ctx,
+        mm: usize,
+        vma: &Vma,
+        addr: u64,
+        slot: u32,
+        idx: usize,
+        src: Pfn,
+    ) -> Res<Result<(), Errno>> {
+        self.rcu_reclaim(ctx)?;
+        let Some(new) = self.mem.alloc_anon(ctx, &self.ghost) else {
+            return Ok(Err(Errno::ENOMEM));
+        };
+        for w in 0..2 {
+            self.write_page(new, w, self.mem.read_data(src, w));
+        }
+        B::smp_wmb();
+        let t = &self.tables[slot as usize];
+        let g = t.ptl.lock();
+        if !t.read(idx).is_none() {
+            drop(g);
+            self.mem.folio_put_refs(ctx, &self.ghost, new, 1, None)?;
+            return Ok(Ok(()));
+        }
+        self.add_rmap(new, RmapEntry::pte(mm, addr));
+        t.set(idx, Pte::mk_page(new, vma.writable(), true));
+        drop(g);
+        ctx.step(&self.ghost, "do_cow_fault: set_pte_at", addr);
+        Ok(Ok(()))
+    }
+
+    /// `wp_page_shared()`: a write to a read-only PTE of a shared file mapping (the
+    /// first store after a read fault, or after writeback cleaned it). Hold the
+    /// page, call `->page_mkwrite` with the PTL dropped, then make the PTE
+    /// writable and dirty if it did not change (`wp_page_reuse`).
+    fn wp_page_shared(
+        &self,
+        ctx: &mut Ctx,
+        inode: u32,
+        addr: u64,
+        slot: u32,
+        idx: usize,
+        pte: Pte,
+    ) -> Res<Result<(), Errno>> {
+        let t = &self.tables[slot as usize];
+        let g = t.ptl.lock();
+        if t.read(idx) != pte {
+            drop(g);
+            return Ok(Ok(()));
+        }
+        let page = pte.pfn();
+        self.mem.folio_ref_add(ctx, &self.ghost, page, 1)?;
+        ctx.hold(page, self.ghost.frame(page).gen(), HoldKind::Get, 1);
+        drop(g);
+        let ok = self.do_page_mkwrite(ctx, page, inode)?;
+        if ok {
+            let g = t.ptl.lock();
+            if t.read(idx) == pte {
+                t.set(idx, pte.with(Pte::WRITE | Pte::DIRTY));
+                ctx.step(&self.ghost, "wp_page_reuse", addr);
+            }
+            drop(g);
+        }
+        self.mem
+            .folio_put_refs(ctx, &self.ghost, page, 1, Some(HoldKind::Get))?;
+        Ok(Ok(()))
+    }
+
+    /// Records (ghost) that `value` reached page `index` of `inode`: the caller
+    /// read the page's file before writing (a held page cannot leave its file).
+    pub(crate) fn record_file_write(&self, ctx: &mut Ctx, file: (u32, u32), value: u64) {
+        let seq = self.ghost.tick();
+        ctx.ledger.file_wrote(FileWriteRec {
+            seq,
+            inode: file.0,
+            index: file.1,
+            value,
+        });
+    }
+}
+
+impl Vma {
+    /// `linear_page_index()`: the file page `addr` maps.
+    pub fn file_index(&self, addr: u64) -> u32 {
+        match self.kind {
+            VmaKind::FileShared { base, .. } | VmaKind::FilePrivate { base, .. } => {
+                (addr / PAGE_SIZE - base) as u32
+            }
+            VmaKind::AnonPrivate => 0,
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Writeback: `folio_clear_dirty_for_io` -> `folio_mkclean` (rmap walk, per-PTE
+//! PTL, clear and flush, write-protect and clean) -> PG_writeback -> the disk
+//! (KERNEL.md §5.2). This is the second race of the design card: GUP-fast reads a
+//! writable PTE, page_mkclean write-protects it, GUP-fast's recheck must see that.
+//!
+//! Simplifications, one line each:
+//! - `->writepage` is synchronous: the disk is written and PG_writeback ends
+//!   before the page lock is dropped;
+//! - the rmap walk copies the folio's mappings under the rmap lock, then takes
+//!   each PTL (the kernel holds `i_mmap_rwsem` across the walk);
+//! - file folios are base pages (no PMD-mapped page cache).
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{Backend, KAtomic};
+use crate::config::PAGE_SIZE;
+use crate::file::FsFlavour;
+use crate::ghost::{Ctx, HoldKind, Invariant, Res};
+use crate::mem::{pg, Pfn};
+use crate::pgtable::Pte;
+use crate::tlb::flush_waits_for_walkers;
+use crate::world::World;
+
+/// What writeback did with one page, and what it could see of pins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Written {
+    pub index: u32,
+    /// It was dirty and went to disk.
+    pub written: bool,
+    /// `folio_maybe_dma_pinned()` when writeback cleaned it: what a filesystem
+    /// could act on (mainline does not, KERNEL.md §5.2).
+    pub maybe_pinned: bool,
+}
+
+impl<B: Backend> World<B> {
+    /// `folio_mkclean()` -> `page_mkclean_one()` for each mapping: under the PTL,
+    /// `ptep_clear_flush` (under IPI the flush waits for interrupts-off walkers),
+    /// then a write-protected, clean PTE. Returns whether any PTE was dirty.
+    pub fn folio_mkclean(&self, ctx: &mut Ctx, head: Pfn) -> Res<bool> {
+        let mappings = self.mem.frame(head).rmap.lock().entries();
+        let mut dirty = false;
+        for e in mappings.into_iter().filter(|e| !e.huge) {
+            let mm = e.mm as usize;
+            self.mmu_notifier_invalidate(ctx, mm, e.addr, e.addr + PAGE_SIZE);
+            let Some((slot, idx)) = self.locked_pte_slot(mm, e.addr) else {
+                continue;
+            };
+            let t = &self.tables[slot as usize];
+            let g = t.ptl.lock();
+            let pte = t.read(idx);
+            if pte.present() && pte.pfn() == head && (pte.write() || pte.dirty()) {
+                let old = t.get_and_clear(idx);
+                self.ghost.pte_cleaned(head);
+                ctx.step(&self.ghost, "page_mkclean_one: ptep_clear_flush", e.addr);
+                if flush_waits_for_walkers(self.cfg.arch) {
+                    self.walkers.sync(ctx, &self.ghost, "flush_tlb_page: IPI");
+                }
+                t.set(idx, old.without(Pte::WRITE | Pte::DIRTY));
+                ctx.step(&self.ghost, "page_mkclean_one: wrprotect", e.addr);
+                dirty |= old.dirty();
+            }
+            drop(g);
+        }
+        Ok(dirty)
+    }
+
+    /// `folio_clear_dirty_for_io()` (page locked): move the PTEs' dirty bits to the
+    /// folio while write-protecting them, then test-and-clear PG_dirty.
+    pub fn folio_clear_dirty_for_io(&self, ctx: &mut Ctx, head: Pfn) -> Res<bool> {
+        if self.folio_mkclean(ctx, head)? {
+            self.folio_mark_dirty(ctx, head)?;
+        }
+        let old = self.mem.frame(head).flags.fetch_andnot(pg::DIRTY);
+        if old & pg::DIRTY == 0 {
+            return Ok(false);
+        }
+        self.ghost.written_back(head);
+        ctx.step(&self.ghost, "folio_clear_dirty_for_io", u64::from(head));
+        Ok(true)
+    }
+
+    /// `->writepage` of a locked, cleaned folio: PG_writeback, the disk write,
+    /// `folio_end_writeback`.
+    pub(crate) fn writepage(&self, ctx: &mut Ctx, head: Pfn, inode: u32, index: u32) -> Res<()> {
+        let f = self.mem.frame(head);
+        let flags = f.flags.fetch_or(pg::WRITEBACK);
+        let ino = &self.inodes[inode as usize];
+        if ino.flavour == FsFlavour::BufferHead && flags & pg::HAS_BUFFERS == 0 {
+            f.flags.fetch_andnot(pg::WRITEBACK);
+            return Err(ctx.violation(
+                Invariant::DirtyWithoutBuffers,
+                format!("ext4_writepage: page {head} (inode {inode}, index {index}) is dirty without buffers"),
+            ));
+        }
+        let data = [self.mem.read_data(head, 0), self.mem.read_data(head, 1)];
+        ino.disk.lock()[index as usize] = data;
+        ctx.step(&self.ghost, "submit_bio: write", u64::from(index));
+        f.flags.fetch_andnot(pg::WRITEBACK);
+        ctx.step(&self.ghost, "folio_end_writeback", u64::from(head));
+        Ok(())
+    }
+
+    /// `write_one_page()`-like: lock, clean for I/O, write. `None` if the page left
+    /// the file meanwhile.
+    pub fn writeback_folio(
+        &self,
+        ctx: &mut Ctx,
+        head: Pfn,
+        inode: u32,
+        index: u32,
+    ) -> Res<Option<Written>> {
+        self.folio_lock(ctx, head);
+        let r = (|| {
+            if self.mem.frame(head).mapping.read_once() != inode + 1 {
+                return Ok(None);
+            }
+            let maybe_pinned = self.folio_maybe_dma_pinned(head);
+            let written = self.folio_clear_dirty_for_io(ctx, head)?;
+            if written {
+                self.writepage(ctx, head, inode, index)?;
+            }
+            Ok(Some(Written {
+                index,
+                written,
+                maybe_pinned,
+            }))
+        })();
+        self.folio_unlock(ctx, head);
+        r
+    }
+
+    /// `filemap_fdatawrite()` -> `write_cache_pages()`: every dirty cached page of
+    /// the file, each held by a reference while it is written.
+    pub fn writeback_inode(&self, ctx: &mut Ctx, inode: u32) -> Res<Vec<Written>> {
+        ctx.step(&self.ghost, "filemap_fdatawrite", u64::from(inode));
+        let mut out = Vec::new();
+        for index in 0..self.inodes[inode as usize].nr_pages() {
+            let Some(head) = self.filemap_get_folio(ctx, inode, index)? else {
+                continue;
+            };
+            let r = if self.mem.frame(head).flags.read_once() & pg::DIRTY != 0 {
+                self.writeback_folio(ctx, head, inode, index)
+            } else {
+                Ok(None)
+            };
+            self.mem
+                .folio_put_refs(ctx, &self.ghost, head, 1, Some(HoldKind::Get))?;
+            out.extend(r?);
+        }
+        Ok(out)
+    }
+}
