@@ -15,7 +15,11 @@ const STD_ITERS: usize = 100;
 
 /// The design card's races get loom's deeper bound, as do ordering-only bugs.
 fn loom_bound(e: &Entry) -> usize {
-    let design_card = ["gup_fast_vs_munmap", "munmap_vs_lockless_walker"];
+    let design_card = [
+        "gup_fast_vs_munmap",
+        "munmap_vs_lockless_walker",
+        "gup_fast_vs_page_mkclean",
+    ];
     if design_card.contains(&e.scenario.as_str()) || !e.missed_by.is_empty() {
         2
     } else {

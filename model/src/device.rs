@@ -201,6 +201,10 @@ impl<B: Backend> World<B> {
             }
             self.record_file_write(ctx, file, v);
         }
+        // DMA completion (the device's interrupt, the driver's wakeup) orders
+        // the device's writes before whatever the driver does next, e.g. the
+        // unpin that tests PG_dirty.
+        B::smp_mb();
         Ok(())
     }
 }

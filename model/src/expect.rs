@@ -55,6 +55,10 @@ pub struct Entry {
     /// Other invariants the same bug may break first, depending on the schedule.
     #[serde(default)]
     pub also: Vec<String>,
+    /// Invariants the scenario breaks anyway (its `known-open` outcomes): the
+    /// engines count them and search on (`WorldConfig::tolerate`).
+    #[serde(default)]
+    pub tolerate: Vec<String>,
 }
 
 impl Entry {
@@ -68,13 +72,17 @@ impl Entry {
         }
     }
     pub fn label(&self) -> String {
-        format!(
+        let mut l = format!(
             "{} / {} / {} / {}",
             self.scenario,
             self.preset.name(),
             self.arch.name(),
             self.mutation.map_or("-", |m| m.name())
-        )
+        );
+        if !self.tolerate.is_empty() {
+            l += &format!(" (past {})", self.tolerate.join(", "));
+        }
+        l
     }
 }
 
@@ -91,7 +99,12 @@ pub struct Evaluation {
 pub fn evaluate(entry: &Entry, engines: &[Engine]) -> Result<Evaluation, String> {
     let sc = scenario::by_name(&entry.scenario)?;
     let muts: Vec<Mutation> = entry.mutation.into_iter().collect();
-    let cfg = sc.config_for(entry.preset, entry.arch, &muts);
+    let mut cfg = sc.config_for(entry.preset, entry.arch, &muts);
+    cfg.tolerate = entry
+        .tolerate
+        .iter()
+        .filter_map(|t| Invariant::parse(t).ok())
+        .collect();
     let mut outcomes = Vec::new();
     for e in engines {
         outcomes.push(run(&sc, &cfg, e)?);
@@ -184,6 +197,9 @@ pub fn parse(text: &str) -> Result<Vec<Entry>, String> {
                 "expectation matrix: {}: unknown invariant",
                 e.label()
             ));
+        }
+        for t in e.tolerate.iter().chain(&e.also) {
+            Invariant::parse(t).map_err(|m| format!("expectation matrix: {}: {m}", e.label()))?;
         }
         for name in e.found_by.iter().chain(&e.missed_by) {
             if !ENGINES.contains(&name.as_str()) {

@@ -197,8 +197,10 @@ impl<B: Backend> World<B> {
 
     /// `do_page_mkwrite()` -> `->page_mkwrite` (`block_page_mkwrite` /
     /// `iomap_page_mkwrite`): under the page lock, check the page is still in the
-    /// file, attach buffers (buffer-head flavour), mark it dirty. `Ok(false)` is
-    /// VM_FAULT_NOPAGE: the page left the file meanwhile, the fault is retried.
+    /// file, attach buffers (buffer-head flavour), mark it dirty. Returns with the
+    /// page *locked* (VM_FAULT_LOCKED): writeback cannot clean it before the
+    /// caller has made the PTE writable and `fault_dirty_shared_page` has run.
+    /// `Ok(false)` is VM_FAULT_NOPAGE (the page left the file; unlocked).
     pub fn do_page_mkwrite(&self, ctx: &mut Ctx, head: Pfn, inode: u32) -> Res<bool> {
         self.folio_lock(ctx, head);
         if self.mem.frame(head).mapping.read_once() != inode + 1 {
@@ -211,10 +213,20 @@ impl<B: Backend> World<B> {
             }
             self.folio_mark_dirty(ctx, head)
         })();
-        self.folio_unlock(ctx, head);
-        r?;
+        if let Err(v) = r {
+            self.folio_unlock(ctx, head);
+            return Err(v);
+        }
         ctx.step(&self.ghost, "do_page_mkwrite", u64::from(head));
         Ok(true)
+    }
+
+    /// `fault_dirty_shared_page()`: dirty again (writeback may not run before the
+    /// unlock, but the PTE is writable now) and unlock the page.
+    fn fault_dirty_shared_page(&self, ctx: &mut Ctx, head: Pfn) -> Res<()> {
+        let r = self.folio_mark_dirty(ctx, head);
+        self.folio_unlock(ctx, head);
+        r
     }
 
     /// The fault handlers of a file VMA (`do_fault`, `do_wp_page`'s shared case):
@@ -279,6 +291,9 @@ impl<B: Backend> World<B> {
         let g = t.ptl.lock();
         if !t.read(idx).is_none() {
             drop(g);
+            if write {
+                self.folio_unlock(ctx, page);
+            }
             self.mem
                 .folio_put_refs(ctx, &self.ghost, page, 1, Some(HoldKind::Get))?;
             return Ok(Ok(()));
@@ -288,6 +303,9 @@ impl<B: Backend> World<B> {
         // Our reference is now the mapping's.
         ctx.hold(page, self.ghost.frame(page).gen(), HoldKind::Get, -1);
         drop(g);
+        if write {
+            self.fault_dirty_shared_page(ctx, page)?;
+        }
         ctx.step(
             &self.ghost,
             if write {
@@ -337,8 +355,9 @@ impl<B: Backend> World<B> {
 
     /// `wp_page_shared()`: a write to a read-only PTE of a shared file mapping (the
     /// first store after a read fault, or after writeback cleaned it). Hold the
-    /// page, call `->page_mkwrite` with the PTL dropped, then make the PTE
-    /// writable and dirty if it did not change (`wp_page_reuse`).
+    /// page, call `->page_mkwrite` with the PTL dropped, then, the page still
+    /// locked, make the PTE writable and dirty if it did not change
+    /// (`finish_mkwrite_fault` -> `wp_page_reuse`).
     fn wp_page_shared(
         &self,
         ctx: &mut Ctx,
@@ -358,14 +377,15 @@ impl<B: Backend> World<B> {
         self.mem.folio_ref_add(ctx, &self.ghost, page, 1)?;
         ctx.hold(page, self.ghost.frame(page).gen(), HoldKind::Get, 1);
         drop(g);
-        let ok = self.do_page_mkwrite(ctx, page, inode)?;
-        if ok {
+        if self.do_page_mkwrite(ctx, page, inode)? {
+            // finish_mkwrite_fault(), the page still locked.
             let g = t.ptl.lock();
             if t.read(idx) == pte {
                 t.set(idx, pte.with(Pte::WRITE | Pte::DIRTY));
                 ctx.step(&self.ghost, "wp_page_reuse", addr);
             }
             drop(g);
+            self.fault_dirty_shared_page(ctx, page)?;
         }
         self.mem
             .folio_put_refs(ctx, &self.ghost, page, 1, Some(HoldKind::Get))?;

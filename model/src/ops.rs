@@ -444,7 +444,8 @@ impl<B: Backend> World<B> {
             self.cfg.has(Mutation::UnpinGet)
         };
         match (how, as_pin) {
-            (_, true) if seed => self.put_user_pages(ctx, &h.pages),
+            (ReleaseApi::Matching, true) if seed => self.put_user_pages(ctx, &h.pages),
+            (_, true) if seed => self.put_user_pages_dirty_lock(ctx, &h.pages, true),
             (ReleaseApi::Matching, true) => self.unpin_user_pages(ctx, &h.pages),
             (ReleaseApi::DirtyLock, true) => self.unpin_user_pages_dirty_lock(ctx, &h.pages, true),
             (ReleaseApi::RangeDirtyLock, true) => {

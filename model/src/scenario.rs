@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Arch, CounterScale, Mutation, WorldConfig};
+use crate::file::{Cached, FileSpec, FsFlavour};
 use crate::ops::{FlagSel, GupApi, ReleaseApi};
 use crate::ops::{Op, OPS_VERSION};
 use crate::preset::PresetId;
@@ -113,11 +114,7 @@ pub fn munmap_vs_lockless_walker() -> Scenario {
             ],
             vec![Op::LocklessPeek { mm: 0, page: 0 }],
         ],
-        world: WorldConfig {
-            nr_frames: 12,
-            nr_tables: 8,
-            ..WorldConfig::small(Arch::Ipi)
-        },
+        world: small_world(12, 8),
         // The walker has announced itself and read the PMD when munmap unhooks
         // the PTE table: the barrier decides whether the free waits for it.
         window: Window::new(1, "local_irq_save", "free_pgd_range: clear entry", "gup_fast_pte_range: read pte"),
@@ -157,11 +154,7 @@ pub fn fault_vs_lockless_walker() -> Scenario {
             ],
             vec![Op::LocklessPeek { mm: 0, page: 0 }],
         ],
-        world: WorldConfig {
-            nr_frames: 12,
-            nr_tables: 8,
-            ..WorldConfig::small(Arch::Ipi)
-        },
+        world: small_world(12, 8),
         // The walker reads the page the fault published: the smp_wmb decides
         // whether it can see the frame's previous contents.
         window: Window::new(1, "", "do_anonymous_page: set_pte_at", "read page"),
@@ -183,26 +176,9 @@ pub fn gup_fast_vs_munmap() -> Scenario {
         name: "gup_fast_vs_munmap".into(),
         about: "pin_user_pages_fast against munmap, a reusing fault elsewhere and a remap".into(),
         version: OPS_VERSION,
-        layout: Layout::one(vec![
-            Region::anon(0, 1, Populate::Anon),
-            Region::anon(1, 1, Populate::Anon),
-            Region::anon(2, 1, Populate::ZeroPage),
-        ]),
+        layout: reuse_layout(),
         threads: vec![
-            vec![
-                Op::Munmap { mm: 0, region: 0 },
-                Op::Touch {
-                    mm: 0,
-                    page: 2,
-                    write: true,
-                },
-                Op::Mmap { mm: 0, region: 0 },
-                Op::Touch {
-                    mm: 0,
-                    page: 0,
-                    write: true,
-                },
-            ],
+            unmap_reuse_remap(true),
             vec![
                 Op::Gup {
                     api: GupApi::PinUserPagesFast,
@@ -217,13 +193,38 @@ pub fn gup_fast_vs_munmap() -> Scenario {
                 },
             ],
         ],
-        world: WorldConfig {
-            nr_frames: 11,
-            nr_tables: 6,
-            ..WorldConfig::small(Arch::Ipi)
-        },
+        world: small_world(11, 6),
         window: None,
     }
+}
+
+/// Page 0 to be unmapped, page 1 keeping its PTE table, page 2 read-faulted
+/// (the zero page) for a copy-on-write fault that reuses a freed frame.
+fn reuse_layout() -> Layout {
+    Layout::one(vec![
+        Region::anon(0, 1, Populate::Anon),
+        Region::anon(1, 1, Populate::Anon),
+        Region::anon(2, 1, Populate::ZeroPage),
+    ])
+}
+
+/// munmap page 0, a COW fault on page 2 that reuses its frame (last in, first
+/// out), mmap page 0 again and touch it.
+fn unmap_reuse_remap(store: bool) -> Vec<Op> {
+    vec![
+        Op::Munmap { mm: 0, region: 0 },
+        Op::Touch {
+            mm: 0,
+            page: 2,
+            write: true,
+        },
+        Op::Mmap { mm: 0, region: 0 },
+        Op::Touch {
+            mm: 0,
+            page: 0,
+            write: store,
+        },
+    ]
 }
 
 /// `concurrent_pin_unpin`: a FOLL_PIN user (fast path, checks the page reads as
@@ -264,11 +265,7 @@ pub fn concurrent_pin_unpin() -> Scenario {
                 },
             ],
         ],
-        world: WorldConfig {
-            nr_frames: 10,
-            nr_tables: 6,
-            ..WorldConfig::small(Arch::Ipi)
-        },
+        world: small_world(10, 6),
         window: None,
     }
 }
@@ -367,11 +364,212 @@ pub fn gup_unlocked_vs_munmap() -> Scenario {
             ],
             vec![Op::Munmap { mm: 0, region: 0 }],
         ],
-        world: WorldConfig {
-            nr_frames: 14,
-            nr_tables: 8,
-            ..WorldConfig::small(Arch::Ipi)
+        world: small_world(14, 8),
+        window: None,
+    }
+}
+
+/// A one-page file and a shared mapping of it, as a layout.
+fn file_layout(flavour: FsFlavour, cached: Cached, populate: Populate) -> Layout {
+    Layout {
+        files: vec![FileSpec {
+            pages: 1,
+            flavour,
+            cached,
+        }],
+        ..Layout::one(vec![Region::file(0, 1, 0, true, populate)])
+    }
+}
+
+/// A device's life on one pinned page: pin (how `api` and `flags` say), write
+/// through the pin, release dirtying the page (`unpin_user_pages_dirty_lock`,
+/// or `set_page_dirty_lock` + `put_page` for a get).
+fn dma_thread(api: GupApi, flags: FlagSel) -> Vec<Op> {
+    vec![
+        Op::Gup {
+            api,
+            mm: 0,
+            page: 0,
+            nr: 1,
+            flags,
         },
+        Op::DmaWrite { handle: 0 },
+        Op::Release {
+            handle: 0,
+            how: ReleaseApi::DirtyLock,
+        },
+    ]
+}
+
+fn file_world() -> WorldConfig {
+    small_world(12, 6)
+}
+
+/// A model-checker world of `nr_frames` frames and `nr_tables` table slots.
+fn small_world(nr_frames: usize, nr_tables: usize) -> WorldConfig {
+    WorldConfig {
+        nr_frames,
+        nr_tables,
+        ..WorldConfig::small(Arch::Ipi)
+    }
+}
+
+/// `gup_fast_vs_page_mkclean`: the second design-card race. A DIO-style pin
+/// through `pin_user_pages_fast(FOLL_WRITE)` of a dirty, writably mapped page of
+/// a shared file mapping, a device write through the pin, and
+/// `unpin_user_pages_dirty_lock`; against writeback of the file
+/// (`folio_clear_dirty_for_io` -> `page_mkclean` -> disk).
+///
+/// GUP-fast must back off if page_mkclean write-protected the PTE between its
+/// read and the recheck, so that the slow path's write fault calls
+/// ->page_mkwrite (`skip_pte_recheck` breaks that: write pin through a writable
+/// pte). A pin taken *before* page_mkclean still lets the device write into a
+/// page the filesystem believes clean: the gup+DMA problem the kernel never
+/// fixed, `known-open` in every preset.
+pub fn gup_fast_vs_page_mkclean() -> Scenario {
+    Scenario {
+        name: "gup_fast_vs_page_mkclean".into(),
+        about: "pin_user_pages_fast(FOLL_WRITE) + DMA + unpin_dirty_lock against writeback's page_mkclean".into(),
+        version: OPS_VERSION,
+        layout: file_layout(FsFlavour::Iomap, Cached::Dirty, Populate::PageCache),
+        threads: vec![
+            dma_thread(GupApi::PinUserPagesFast, FlagSel::WRITE),
+            vec![Op::Writeback { file: 0 }],
+        ],
+        world: file_world(),
+        window: None,
+    }
+}
+
+/// `pin_vs_writeback_vs_reclaim`: Jan Kara's race (KERNEL.md §5.2, bug #14),
+/// with FOLL_PIN. An O_DIRECT read into a shared mapping of a file page that is
+/// not yet cached: `pin_user_pages(FOLL_WRITE)` faults it in, ->page_mkwrite
+/// attaches buffers; the device writes; the DIO completes with
+/// `unpin_user_pages_dirty_lock`. Against the flusher (writeback) and then
+/// kswapd (reclaim: unmap, pageout, strip the clean buffers, `__remove_mapping`
+/// refused by the pin's reference). The completion dirties a page whose buffers
+/// reclaim stripped: ext4's BUG, `known-open` in every preset (FOLL_PIN made the
+/// pin visible; no filesystem acts on it).
+pub fn pin_vs_writeback_vs_reclaim() -> Scenario {
+    Scenario {
+        name: "pin_vs_writeback_vs_reclaim".into(),
+        about: "DIO pin_user_pages into a shared file mapping against writeback then reclaim (buffer heads)".into(),
+        version: OPS_VERSION,
+        layout: file_layout(FsFlavour::BufferHead, Cached::No, Populate::None),
+        threads: vec![
+            dma_thread(GupApi::PinUserPages, FlagSel::WRITE),
+            vec![
+                Op::Writeback { file: 0 },
+                Op::Reclaim { file: 0, index: 0 },
+            ],
+        ],
+        world: file_world(),
+        window: None,
+    }
+}
+
+/// `dio_vs_reclaim_buffers`: the same race as John Hubbard's 4.4 reports, with
+/// the DIO of the time: `get_user_pages_fast(FOLL_WRITE)` (FOLL_GET, invisible to
+/// `page_maybe_dma_pinned` in every era), completion by `set_page_dirty_lock` +
+/// `put_page`, against reclaim of a cached, dirty page with buffers.
+/// `try_to_free_buffers` looks at the buffers, not at the page's references.
+pub fn dio_vs_reclaim_buffers() -> Scenario {
+    Scenario {
+        name: "dio_vs_reclaim_buffers".into(),
+        about: "FOLL_GET DIO into a dirty shared file page against reclaim stripping its buffers"
+            .into(),
+        version: OPS_VERSION,
+        layout: file_layout(FsFlavour::BufferHead, Cached::Dirty, Populate::PageCache),
+        threads: vec![
+            dma_thread(GupApi::GetUserPagesFast, FlagSel::WRITE),
+            vec![Op::Reclaim { file: 0, index: 0 }],
+        ],
+        world: file_world(),
+        window: None,
+    }
+}
+
+/// `rdma_longterm_vs_writeback`: an RDMA registration, `pin_user_pages_fast(
+/// FOLL_WRITE | FOLL_LONGTERM)`, of a dirty page of a shared file mapping, a
+/// device write, and the unpin; against writeback. From 6.5 the kernel refuses
+/// long-term writable pins of file mappings that need dirty tracking
+/// (`gup_fast_folio_allowed` falls back, `writable_file_mapping_allowed`
+/// refuses): clean. Before, the pin outlives writeback and the device writes
+/// into a page the filesystem believes clean: `known-open`.
+pub fn rdma_longterm_vs_writeback() -> Scenario {
+    Scenario {
+        name: "rdma_longterm_vs_writeback".into(),
+        about: "FOLL_PIN | FOLL_LONGTERM of a shared file page + DMA against writeback".into(),
+        version: OPS_VERSION,
+        layout: file_layout(FsFlavour::BufferHead, Cached::Dirty, Populate::PageCache),
+        threads: vec![
+            dma_thread(
+                GupApi::PinUserPagesFast,
+                FlagSel {
+                    write: true,
+                    longterm: true,
+                    force: false,
+                },
+            ),
+            vec![Op::Writeback { file: 0 }],
+        ],
+        world: file_world(),
+        window: None,
+    }
+}
+
+/// `notifier_device_vs_munmap`: a driver with an MMU interval notifier (the
+/// seed's third case) maps a page for its device without pinning it and its
+/// device writes through that mapping; munmap invalidates it first, then frees
+/// the page, which a fault elsewhere reuses (last in, first out) before the
+/// range is mapped again and read. The driver's `mmu_interval_read_retry` check under
+/// its lock is what keeps the device off the freed page
+/// (`notifier_skips_retry`: no use after free).
+pub fn notifier_device_vs_munmap() -> Scenario {
+    Scenario {
+        name: "notifier_device_vs_munmap".into(),
+        about: "MMU-notifier driver maps and writes a page (no pin) against munmap and reuse"
+            .into(),
+        version: OPS_VERSION,
+        layout: Layout {
+            notifier: true,
+            ..reuse_layout()
+        },
+        threads: vec![
+            vec![Op::NotifierMap { mm: 0, page: 0 }, Op::NotifierWrite],
+            // A load at the end, not a store: a store would race with the
+            // device's write to the same page, and which lands last is the
+            // user's data race, not the protocol's.
+            unmap_reuse_remap(false),
+        ],
+        world: small_world(11, 6),
+        window: None,
+    }
+}
+
+/// `store_vs_writeback`: the file world's own handshake, without GUP. User
+/// stores through a shared mapping (the first faults into ->page_mkwrite)
+/// against writeback twice: page_mkclean write-protects, the next store faults
+/// again and redirties. Clean in every preset: no store is lost, no dirty page
+/// is without buffers.
+pub fn store_vs_writeback() -> Scenario {
+    let store = Op::Touch {
+        mm: 0,
+        page: 0,
+        write: true,
+    };
+    Scenario {
+        name: "store_vs_writeback".into(),
+        about:
+            "user stores to a shared file mapping against writeback (page_mkwrite / page_mkclean)"
+                .into(),
+        version: OPS_VERSION,
+        layout: file_layout(FsFlavour::BufferHead, Cached::Clean, Populate::PageCache),
+        threads: vec![
+            vec![store.clone(), store],
+            vec![Op::Writeback { file: 0 }, Op::Writeback { file: 0 }],
+        ],
+        world: file_world(),
         window: None,
     }
 }
@@ -386,6 +584,12 @@ pub fn catalogue() -> Vec<Scenario> {
         huge_page_pin_overflow(),
         zero_page_pin(),
         gup_unlocked_vs_munmap(),
+        gup_fast_vs_page_mkclean(),
+        pin_vs_writeback_vs_reclaim(),
+        dio_vs_reclaim_buffers(),
+        rdma_longterm_vs_writeback(),
+        notifier_device_vs_munmap(),
+        store_vs_writeback(),
     ]
 }
 

@@ -74,6 +74,10 @@ struct ExploreArgs {
     arch: String,
     #[arg(long)]
     mutation: Vec<String>,
+    /// Count violations of this invariant and search on (a scenario's known-open
+    /// outcome), e.g. --tolerate no_lost_write.
+    #[arg(long)]
+    tolerate: Vec<String>,
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     iterations: u64,
     #[arg(long, default_value_t = 1)]
@@ -210,7 +214,12 @@ fn explore(a: &ExploreArgs) -> Result<ExitCode, String> {
             ))
         }
     };
-    let cfg = sc.config_for(preset, arch, &muts);
+    let mut cfg = sc.config_for(preset, arch, &muts);
+    cfg.tolerate = a
+        .tolerate
+        .iter()
+        .map(|i| gupcheck_model::Invariant::parse(i))
+        .collect::<Result<Vec<_>, _>>()?;
     let t = Instant::now();
     let o = gupcheck_model::run(&sc, &cfg, &engine)?;
     say!(
@@ -232,6 +241,12 @@ fn explore(a: &ExploreArgs) -> Result<ExitCode, String> {
             "race window reached in {} of {} execution(s)",
             o.window_hits,
             o.iterations
+        );
+    }
+    if !cfg.tolerate.is_empty() {
+        say!(
+            "{} execution(s) broke only a tolerated invariant",
+            o.tolerated
         );
     }
     let Some(f) = o.failure else {

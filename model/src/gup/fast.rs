@@ -472,14 +472,17 @@ impl<B: Backend> World<B> {
                 )?;
                 changed |= now != pmd.val;
             }
-            let reached = if self.cfg.has(Mutation::SkipPteRecheck) {
-                seen
+            // Whether a read of the PTE after the grab confirmed it (a kept grab
+            // is then valid by the recheck's own read, whatever a weak-memory
+            // engine lets it read).
+            let (reached, rechecked) = if self.cfg.has(Mutation::SkipPteRecheck) {
+                (seen, false)
             } else {
                 changed |=
                     self.reread(ctx, slot, idx, stamp, "gup_fast_pte_range: recheck pte")? != pte;
-                self.ghost.frame(page)
+                (self.ghost.frame(page), true)
             };
-            // Ghost, right after the last read that validates the grab.
+            // Ghost, right after the last read before the grab is kept.
             let cleaned_now = self.ghost.cleaned(page);
             let refuse = changed
                 || !self.gup_fast_folio_allowed(head, flags)
@@ -493,10 +496,11 @@ impl<B: Backend> World<B> {
                 "gup_fast_pte_range: take page",
                 u64::from(page),
             );
-            // The page_mkclean rule: a FOLL_WRITE grab is kept only if no
-            // page_mkclean write-protected the PTE between its read and the
-            // recheck (which would have seen it).
-            if write && cleaned_now != cleaned {
+            // The page_mkclean rule: a FOLL_WRITE grab is kept only if a read
+            // of the PTE after the grab found it still writable; one that nothing
+            // re-read, with a page_mkclean between the read and the grab, was
+            // taken through a PTE that was no longer writable.
+            if write && !rechecked && cleaned_now != cleaned {
                 return Err(ctx.violation(
                     Invariant::PinThroughWritablePte,
                     format!("GUP-fast keeps a FOLL_WRITE reference on page {page}, whose PTE at {addr:#x} page_mkclean write-protected after it was read: the write bypasses ->page_mkwrite"),

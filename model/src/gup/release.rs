@@ -85,6 +85,26 @@ impl<B: Backend> World<B> {
         Ok(())
     }
 
+    /// The seed's `put_user_pages_dirty_lock(pages, npages, make_dirty)` ("mm:
+    /// introduce put_user_page*(), placeholder versions", 5.3): dirty each clean
+    /// page under its lock, then `put_user_page()`.
+    pub fn put_user_pages_dirty_lock(
+        &self,
+        ctx: &mut Ctx,
+        pages: &[Pfn],
+        make_dirty: bool,
+    ) -> Res<()> {
+        ctx.step(&self.ghost, "put_user_pages_dirty_lock", pages.len() as u64);
+        for &p in pages {
+            let head = self.mem.page_folio(p);
+            if make_dirty && self.mem.frame(head).flags.read_once() & pg::DIRTY == 0 {
+                self.set_page_dirty_lock(ctx, head)?;
+            }
+            self.put_user_page(ctx, p)?;
+        }
+        Ok(())
+    }
+
     /// What a pin is in this preset's ledger: a pin, or in the seed a get.
     pub fn pin_kind(&self) -> HoldKind {
         if self.cfg.p().pin == crate::preset::PinCounting::AsGet {
