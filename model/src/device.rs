@@ -7,10 +7,9 @@
 //!
 //! Simplifications, one line each:
 //! - one notifier device per world, registered over every address space;
-//! - `mmu_interval_read_begin` does not wait for an invalidation in progress:
-//!   the sequence is read under the driver lock, which the invalidation holds.
+//! - one sequence for the whole device (the kernel keeps one per interval).
 
-use crate::backend::{Backend, Mutex};
+use crate::backend::{Backend, Condvar, Mutex};
 use crate::config::Mutation;
 use crate::ghost::{Ctx, Invariant, Res, WriteRec};
 use crate::gup::flags::{Flag, Foll};
@@ -29,32 +28,57 @@ pub struct DevPte {
 }
 
 /// The driver's state under its lock: the interval notifier's sequence
-/// (`mmu_interval_set_seq`) and the device's page table.
+/// (`mmu_interval_set_seq`), the invalidations in progress, and the device's
+/// page table.
 #[derive(Debug, Default)]
 pub struct NotifierState {
     pub seq: u64,
+    pub active: u32,
     pub ptes: Vec<DevPte>,
 }
 
 pub struct NotifierDev<B: Backend> {
     pub lock: Mutex<B, NotifierState>,
+    /// `mmu_interval_read_begin` sleeps here while an invalidation runs.
+    pub done: Condvar<B>,
 }
 
 impl<B: Backend> World<B> {
     /// `mmu_notifier_invalidate_range_start()`: the driver's `->invalidate` takes
     /// its lock, bumps the sequence and drops device PTEs in [start, end) before
-    /// the caller changes the CPU page tables. No backend operation without a
+    /// the caller changes the CPU page tables; the invalidation stays in progress
+    /// until `mmu_notifier_invalidate_range_end`. No backend operation without a
     /// registered notifier.
-    pub fn mmu_notifier_invalidate(&self, ctx: &mut Ctx, mm: usize, start: u64, end: u64) {
+    pub fn mmu_notifier_invalidate_range_start(
+        &self,
+        ctx: &mut Ctx,
+        mm: usize,
+        start: u64,
+        end: u64,
+    ) {
         let Some(dev) = &self.notifier else {
             return;
         };
         let mut st = dev.lock.lock();
         st.seq += 1;
+        st.active += 1;
         st.ptes
             .retain(|p| !(p.mm as usize == mm && start <= p.addr && p.addr < end));
         drop(st);
         ctx.step(&self.ghost, "mmu_notifier_invalidate_range_start", start);
+    }
+
+    /// `mmu_notifier_invalidate_range_end()`: the page tables are changed; readers
+    /// waiting in `mmu_interval_read_begin` may go on.
+    pub fn mmu_notifier_invalidate_range_end(&self, ctx: &mut Ctx) {
+        let Some(dev) = &self.notifier else {
+            return;
+        };
+        let mut st = dev.lock.lock();
+        st.active -= 1;
+        dev.done.notify_all();
+        drop(st);
+        ctx.step(&self.ghost, "mmu_notifier_invalidate_range_end", 0);
     }
 
     /// The driver maps `addr` for its device, `hmm_range_fault()`-style: read the
@@ -67,7 +91,13 @@ impl<B: Backend> World<B> {
             return Ok(Err(Errno::ENOSYS));
         };
         for _attempt in 0..3 {
-            let seq = dev.lock.lock().seq;
+            // mmu_interval_read_begin(): sleeps while an invalidation runs.
+            let mut st = dev.lock.lock();
+            while st.active > 0 {
+                st = dev.done.wait(st);
+            }
+            let seq = st.seq;
+            drop(st);
             ctx.step(&self.ghost, "mmu_interval_read_begin", addr);
             let vmas = self.mms[mm].mmap_lock.read();
             let Some(vma) = World::<B>::find_vma(&vmas, addr) else {
@@ -89,6 +119,7 @@ impl<B: Backend> World<B> {
                 continue;
             };
             let mut st = dev.lock.lock();
+            // mmu_interval_read_retry(): any invalidation since read_begin.
             if st.seq != seq && !self.cfg.has(Mutation::NotifierSkipsRetry) {
                 drop(st);
                 ctx.step(&self.ghost, "mmu_interval_read_retry: again", addr);
@@ -139,16 +170,26 @@ impl<B: Backend> World<B> {
                     ),
                 ));
             }
+            // The device PTE was programmed from a writable PTE, and every
+            // change to that PTE (munmap, page_mkclean, reclaim) invalidates it
+            // first: the write is the CPU's view of the page, a file's for a
+            // page-cache page.
+            let file = self.folio_file(p.pfn);
             let v = ctx.next_value();
             self.write_page(p.pfn, 0, v);
-            let seq = self.ghost.tick();
-            ctx.ledger.wrote(WriteRec {
-                seq,
-                mm: p.mm,
-                addr: p.addr,
-                value: v,
-                via_pin: None,
-            });
+            match file {
+                Some(file) => self.record_file_write(ctx, file, v),
+                None => {
+                    let seq = self.ghost.tick();
+                    ctx.ledger.wrote(WriteRec {
+                        seq,
+                        mm: p.mm,
+                        addr: p.addr,
+                        value: v,
+                        via_pin: None,
+                    });
+                }
+            }
             ctx.step(&self.ghost, "device dma write", u64::from(p.pfn));
         }
         drop(st);

@@ -446,8 +446,10 @@ impl<B: Backend> World<B> {
         *vmas = kept;
         let mut tlb = MmuGather::default();
         let pgd = self.mms[mm].pgd;
-        self.mmu_notifier_invalidate(ctx, mm, start, end);
-        self.zap_range(ctx, mm, pgd, 4, 0, start, end, &mut tlb)?;
+        self.mmu_notifier_invalidate_range_start(ctx, mm, start, end);
+        let zapped = self.zap_range(ctx, mm, pgd, 4, 0, start, end, &mut tlb);
+        self.mmu_notifier_invalidate_range_end(ctx);
+        zapped?;
         let seq = self.ghost.tick();
         ctx.ledger.unmaps.push(UnmapRec {
             seq,

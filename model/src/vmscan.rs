@@ -124,8 +124,9 @@ impl<B: Backend> World<B> {
         let mappings = self.mem.frame(head).rmap.lock().entries();
         for e in mappings.into_iter().filter(|e| !e.huge) {
             let mm = e.mm as usize;
-            self.mmu_notifier_invalidate(ctx, mm, e.addr, e.addr + PAGE_SIZE);
+            self.mmu_notifier_invalidate_range_start(ctx, mm, e.addr, e.addr + PAGE_SIZE);
             let Some((slot, idx)) = self.locked_pte_slot(mm, e.addr) else {
+                self.mmu_notifier_invalidate_range_end(ctx);
                 continue;
             };
             let t = &self.tables[slot as usize];
@@ -133,6 +134,7 @@ impl<B: Backend> World<B> {
             let pte = t.read(idx);
             if !pte.present() || pte.pfn() != head {
                 drop(g);
+                self.mmu_notifier_invalidate_range_end(ctx);
                 continue;
             }
             let old = t.get_and_clear(idx);
@@ -147,6 +149,7 @@ impl<B: Backend> World<B> {
             };
             self.remove_rmap(head, e);
             drop(g);
+            self.mmu_notifier_invalidate_range_end(ctx);
             dirty?;
             self.mem.folio_put_refs(ctx, &self.ghost, head, 1, None)?;
         }

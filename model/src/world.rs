@@ -348,8 +348,10 @@ impl<B: Backend> World<B> {
                 NotifierDev {
                     lock: Mutex::new(NotifierState {
                         seq: st.seq,
+                        active: st.active,
                         ptes: st.ptes.clone(),
                     }),
+                    done: Condvar::new(),
                 }
             }),
             ghost: img.ghost.snapshot(B::MODEL_CHECKED),
@@ -376,6 +378,7 @@ impl<B: Backend> World<B> {
         if layout.notifier {
             w.notifier = Some(NotifierDev {
                 lock: Mutex::new(NotifierState::default()),
+                done: Condvar::new(),
             });
         }
         let mut boot = Ctx::new(usize::MAX, 0, false);

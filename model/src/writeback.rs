@@ -41,8 +41,9 @@ impl<B: Backend> World<B> {
         let mut dirty = false;
         for e in mappings.into_iter().filter(|e| !e.huge) {
             let mm = e.mm as usize;
-            self.mmu_notifier_invalidate(ctx, mm, e.addr, e.addr + PAGE_SIZE);
+            self.mmu_notifier_invalidate_range_start(ctx, mm, e.addr, e.addr + PAGE_SIZE);
             let Some((slot, idx)) = self.locked_pte_slot(mm, e.addr) else {
+                self.mmu_notifier_invalidate_range_end(ctx);
                 continue;
             };
             let t = &self.tables[slot as usize];
@@ -60,6 +61,7 @@ impl<B: Backend> World<B> {
                 dirty |= old.dirty();
             }
             drop(g);
+            self.mmu_notifier_invalidate_range_end(ctx);
         }
         Ok(dirty)
     }

@@ -72,12 +72,19 @@ fn foll_get_never_reads_as_pinned() {
         let p = pages[0];
         assert!(!w.page_maybe_dma_pinned(p), "{}", preset.name());
         let wb = w.writeback_inode(&mut c, 0).unwrap();
-        assert!(wb.iter().all(|x| !x.maybe_pinned), "{}: {wb:?}", preset.name());
+        assert!(
+            wb.iter().all(|x| !x.maybe_pinned),
+            "{}: {wb:?}",
+            preset.name()
+        );
         // The reference still keeps reclaim from freeing it.
         let r = w.reclaim_file_folio(&mut c, 0, 0).unwrap();
         assert_eq!(r, Reclaimed::KeptReferenced, "{}", preset.name());
         w.put_page(&mut c, p).unwrap();
-        assert_eq!(w.reclaim_file_folio(&mut c, 0, 0).unwrap(), Reclaimed::Freed);
+        assert_eq!(
+            w.reclaim_file_folio(&mut c, 0, 0).unwrap(),
+            Reclaimed::Freed
+        );
         w.check_quiescent(&c.ledger).unwrap();
     }
 }
@@ -97,7 +104,11 @@ fn foll_pin_is_seen_by_writeback_and_reclaim() {
         let tracked = preset != PresetId::Seed;
         assert_eq!(w.page_maybe_dma_pinned(p), tracked, "{}", preset.name());
         let wb = w.writeback_inode(&mut c, 0).unwrap();
-        let seen: Vec<bool> = wb.iter().filter(|x| x.index == 0).map(|x| x.maybe_pinned).collect();
+        let seen: Vec<bool> = wb
+            .iter()
+            .filter(|x| x.index == 0)
+            .map(|x| x.maybe_pinned)
+            .collect();
         assert_eq!(seen, vec![tracked], "{}: {wb:?}", preset.name());
         assert_eq!(
             w.reclaim_file_folio(&mut c, 0, 0).unwrap(),
@@ -106,7 +117,10 @@ fn foll_pin_is_seen_by_writeback_and_reclaim() {
             preset.name()
         );
         w.unpin_user_pages(&mut c, &pages).unwrap();
-        assert_eq!(w.reclaim_file_folio(&mut c, 0, 0).unwrap(), Reclaimed::Freed);
+        assert_eq!(
+            w.reclaim_file_folio(&mut c, 0, 0).unwrap(),
+            Reclaimed::Freed
+        );
         w.check_quiescent(&c.ledger).unwrap();
     }
 }
@@ -154,11 +168,17 @@ fn the_notifier_driver_holds_no_pins_and_drops_its_mapping_on_munmap() {
     let before: Vec<i32> = (0..40).map(|p| w.mem.folio_ref_count(p)).collect();
     let p = w.notifier_map(&mut c, 0, addr).unwrap().unwrap();
     let after: Vec<i32> = (0..40).map(|p| w.mem.folio_ref_count(p)).collect();
-    assert_eq!(before, after, "mapping a page for the device takes no reference");
+    assert_eq!(
+        before, after,
+        "mapping a page for the device takes no reference"
+    );
     assert!(!w.page_maybe_dma_pinned(p));
     assert_eq!(c.ledger.pin_acquired, 0);
     w.notifier_write(&mut c).unwrap();
-    assert_eq!(w.user_access(&mut c, 0, addr, false).unwrap(), Ok(w.mem.read_data(p, 0)));
+    assert_eq!(
+        w.user_access(&mut c, 0, addr, false).unwrap(),
+        Ok(w.mem.read_data(p, 0))
+    );
     w.munmap(&mut c, 0, addr, PAGE_SIZE).unwrap().unwrap();
     assert!(w.notifier.as_ref().unwrap().lock.lock().ptes.is_empty());
     // Nothing left to write through: the freed page is untouched.
@@ -173,13 +193,20 @@ fn page_mkclean_write_protects_and_the_next_store_faults_into_page_mkwrite() {
     let p = cached_page(&w, 0).unwrap();
     assert_eq!(flags(&w, p) & (pg::DIRTY | pg::HAS_BUFFERS), 0);
     let v1 = store(&w, &mut c, 0);
-    assert_eq!(flags(&w, p) & (pg::DIRTY | pg::HAS_BUFFERS), pg::DIRTY | pg::HAS_BUFFERS);
+    assert_eq!(
+        flags(&w, p) & (pg::DIRTY | pg::HAS_BUFFERS),
+        pg::DIRTY | pg::HAS_BUFFERS
+    );
     let wb = w.writeback_inode(&mut c, 0).unwrap();
     assert!(wb.iter().any(|x| x.index == 0 && x.written));
     assert_eq!(w.inodes[0].disk.lock()[0][0], v1);
     assert_eq!(flags(&w, p) & pg::DIRTY, 0, "clean after writeback");
     let v2 = store(&w, &mut c, 0);
-    assert_ne!(flags(&w, p) & pg::DIRTY, 0, "the store faulted and redirtied it");
+    assert_ne!(
+        flags(&w, p) & pg::DIRTY,
+        0,
+        "the store faulted and redirtied it"
+    );
     assert_eq!(w.mem.read_data(p, 0), v2);
     w.check_quiescent(&c.ledger).unwrap();
 }
@@ -189,7 +216,10 @@ fn reclaim_writes_back_frees_and_the_next_fault_reads_the_disk() {
     let w = world(PresetId::Latest, FsFlavour::BufferHead, Cached::No);
     let mut c = Ctx::new(0, 1, false);
     let v = store(&w, &mut c, PAGE_SIZE);
-    assert_eq!(w.reclaim_file_folio(&mut c, 0, 1).unwrap(), Reclaimed::Freed);
+    assert_eq!(
+        w.reclaim_file_folio(&mut c, 0, 1).unwrap(),
+        Reclaimed::Freed
+    );
     assert_eq!(cached_page(&w, 1), None);
     assert_eq!(w.inodes[0].disk.lock()[1][0], v);
     assert_eq!(w.user_access(&mut c, 0, PAGE_SIZE, false).unwrap(), Ok(v));
@@ -211,8 +241,15 @@ fn dio_completion_after_reclaim_dirties_a_page_without_buffers_on_buffer_heads_o
         assert_eq!(n, 1);
         let p = pages[0];
         w.writeback_inode(&mut c, 0).unwrap();
-        assert_eq!(w.reclaim_file_folio(&mut c, 0, 0).unwrap(), Reclaimed::KeptReferenced);
-        assert_eq!(flags(&w, p) & pg::HAS_BUFFERS, 0, "{flavour:?}: no buffers left");
+        assert_eq!(
+            w.reclaim_file_folio(&mut c, 0, 0).unwrap(),
+            Reclaimed::KeptReferenced
+        );
+        assert_eq!(
+            flags(&w, p) & pg::HAS_BUFFERS,
+            0,
+            "{flavour:?}: no buffers left"
+        );
         let r = w.unpin_user_pages_dirty_lock(&mut c, &pages, true);
         match (broken, r) {
             (true, Err(v)) => assert_eq!(v.invariant, Invariant::DirtyWithoutBuffers),
