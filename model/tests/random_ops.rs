@@ -98,22 +98,45 @@ fn file_scenario(threads: Vec<Vec<Op>>) -> Scenario {
 /// kernel never fixed (`known-open`), nothing else.
 const KNOWN_OPEN: [Invariant; 2] = [Invariant::NoLostWrite, Invariant::DirtyWithoutBuffers];
 
+/// Runs `sc` in `preset` / `arch` (past `tolerate`) and, for the latest preset,
+/// insists on no violation.
+fn check(
+    sc: &Scenario,
+    preset: PresetId,
+    arch: Arch,
+    tolerate: &[Invariant],
+    e: &Engine,
+    seed: u64,
+) {
+    let mut cfg = sc.config_for(preset, arch, &[]);
+    cfg.tolerate = tolerate.to_vec();
+    let o = run(sc, &cfg, e).expect("layout fits");
+    if preset == PresetId::Latest {
+        assert!(
+            o.failure.is_none(),
+            "seed {seed} {arch:?}: {:?}\nops: {:?}",
+            o.failure.map(|f| f.violation),
+            sc.threads
+        );
+    }
+}
+
+const ONE_RUN: Engine = Engine::Std { iterations: 1 };
+
+fn shuttle(seed: u64) -> Engine {
+    Engine::ShuttleRandom {
+        iterations: 20,
+        seed,
+    }
+}
+
 #[test]
 fn one_thread_any_preset_never_panics_and_latest_stays_clean() {
     for seed in 0..2000u64 {
         let sc = scenario(vec![ops(seed)]);
         for p in PresetId::ALL {
             for arch in Arch::ALL {
-                let cfg = sc.config_for(p, arch, &[]);
-                let o = run(&sc, &cfg, &Engine::Std { iterations: 1 }).expect("layout fits");
-                if p == PresetId::Latest {
-                    assert!(
-                        o.failure.is_none(),
-                        "seed {seed} {arch:?}: {:?}\nops: {:?}",
-                        o.failure.map(|f| f.violation),
-                        sc.threads
-                    );
-                }
+                check(&sc, p, arch, &[], &ONE_RUN, seed);
             }
         }
     }
@@ -124,22 +147,7 @@ fn two_threads_under_shuttle_stay_clean_in_the_latest_preset() {
     for seed in 0..300u64 {
         let sc = scenario(vec![ops(2 * seed + 1000), ops(2 * seed + 1001)]);
         for arch in Arch::ALL {
-            let cfg = sc.config_for(PresetId::Latest, arch, &[]);
-            let o = run(
-                &sc,
-                &cfg,
-                &Engine::ShuttleRandom {
-                    iterations: 20,
-                    seed,
-                },
-            )
-            .expect("layout fits");
-            assert!(
-                o.failure.is_none(),
-                "seed {seed} {arch:?}: {:?}\nops: {:?}",
-                o.failure.map(|f| f.violation),
-                sc.threads
-            );
+            check(&sc, PresetId::Latest, arch, &[], &shuttle(seed), seed);
         }
     }
 }
@@ -149,38 +157,19 @@ fn with_files_the_latest_preset_breaks_nothing_but_the_known_open() {
     for seed in 0..1000u64 {
         let sc = file_scenario(vec![ops(seed + 5000)]);
         for p in PresetId::ALL {
-            let mut cfg = sc.config_for(p, Arch::Ipi, &[]);
-            cfg.tolerate = KNOWN_OPEN.to_vec();
-            let o = run(&sc, &cfg, &Engine::Std { iterations: 1 }).expect("layout fits");
-            if p == PresetId::Latest {
-                assert!(
-                    o.failure.is_none(),
-                    "seed {seed}: {:?}\nops: {:?}",
-                    o.failure.map(|f| f.violation),
-                    sc.threads
-                );
-            }
+            check(&sc, p, Arch::Ipi, &KNOWN_OPEN, &ONE_RUN, seed);
         }
     }
     for seed in 0..150u64 {
         let sc = file_scenario(vec![ops(2 * seed + 9000), ops(2 * seed + 9001)]);
         for arch in Arch::ALL {
-            let mut cfg = sc.config_for(PresetId::Latest, arch, &[]);
-            cfg.tolerate = KNOWN_OPEN.to_vec();
-            let o = run(
+            check(
                 &sc,
-                &cfg,
-                &Engine::ShuttleRandom {
-                    iterations: 20,
-                    seed,
-                },
-            )
-            .expect("layout fits");
-            assert!(
-                o.failure.is_none(),
-                "seed {seed} {arch:?}: {:?}\nops: {:?}",
-                o.failure.map(|f| f.violation),
-                sc.threads
+                PresetId::Latest,
+                arch,
+                &KNOWN_OPEN,
+                &shuttle(seed),
+                seed,
             );
         }
     }
