@@ -174,21 +174,17 @@ impl<B: Backend> World<B> {
             // change to that PTE (munmap, page_mkclean, reclaim) invalidates it
             // first: the write is the CPU's view of the page, a file's for a
             // page-cache page.
-            let file = self.folio_file(p.pfn);
             let v = ctx.next_value();
             self.write_page(p.pfn, 0, v);
-            match file {
-                Some(file) => self.record_file_write(ctx, file, v),
-                None => {
-                    let seq = self.ghost.tick();
-                    ctx.ledger.wrote(WriteRec {
-                        seq,
-                        mm: p.mm,
-                        addr: p.addr,
-                        value: v,
-                        via_pin: None,
-                    });
-                }
+            if self.record_file_write(ctx, p.pfn, v).is_none() {
+                let seq = self.ghost.tick();
+                ctx.ledger.wrote(WriteRec {
+                    seq,
+                    mm: p.mm,
+                    addr: p.addr,
+                    value: v,
+                    via_pin: None,
+                });
             }
             ctx.step(&self.ghost, "device dma write", u64::from(p.pfn));
         }
@@ -208,7 +204,6 @@ impl<B: Backend> World<B> {
         }
         for (k, &page) in h.pages.iter().enumerate() {
             let head = self.mem.page_folio(page);
-            let file = self.folio_file(head);
             if !self.ghost.frame(head).allocated() {
                 return Err(ctx.violation(
                     Invariant::NoUseAfterFree,
@@ -218,14 +213,15 @@ impl<B: Backend> World<B> {
             let v = ctx.next_value();
             self.write_page(page, 0, v);
             ctx.step(&self.ghost, "device dma write", u64::from(page));
-            let Some(file) = file else {
+            // Ghost, with the write: the file the page is in now.
+            let Some(file) = self.ghost.file_of(head) else {
                 let seq = self.ghost.tick();
                 ctx.ledger.wrote(WriteRec {
                     seq,
                     mm: h.mm,
                     addr: h.start + k as u64 * crate::config::PAGE_SIZE,
                     value: v,
-                    via_pin: Some(page),
+                    via_pin: Some((page, self.ghost.frame(page).gen())),
                 });
                 continue;
             };
@@ -240,7 +236,7 @@ impl<B: Backend> World<B> {
                     ));
                 }
             }
-            self.record_file_write(ctx, file, v);
+            self.record_file_write(ctx, head, v);
         }
         // DMA completion (the device's interrupt, the driver's wakeup) orders
         // the device's writes before whatever the driver does next, e.g. the

@@ -12,8 +12,8 @@
 //! - the page cache (`i_pages`) is a vector under its lock; lookups take the lock
 //!   (the kernel's are RCU walks with `folio_try_get`), so they never see a frozen
 //!   count: reclaim freezes and removes under the same lock;
-//! - a file never grows or shrinks (no truncate yet): an index past its end is
-//!   SIGBUS, here -EFAULT;
+//! - a file never changes size: truncation is a hole punch of one page
+//!   (`punch_hole`), and an index past the end is SIGBUS, here -EFAULT;
 //! - buffers are all-or-nothing per page and dirty exactly when the page is.
 
 use serde::{Deserialize, Serialize};
@@ -137,9 +137,7 @@ impl<B: Backend> World<B> {
         for (w, v) in data.into_iter().enumerate() {
             self.write_page(new, w, v);
         }
-        let f = self.mem.frame(new);
-        f.index.write_once(index);
-        f.mapping.write_once(inode + 1);
+        self.set_folio_file(new, Some((inode, index)));
         // folio_mark_uptodate(): the contents before the folio is findable.
         B::smp_wmb();
         let mut cache = ino.i_pages.lock();
@@ -148,7 +146,7 @@ impl<B: Backend> World<B> {
             self.mem.folio_ref_add(ctx, &self.ghost, other, 1)?;
             ctx.hold(other, self.ghost.frame(other).gen(), HoldKind::Get, 1);
             drop(cache);
-            self.mem.frame(new).mapping.write_once(0);
+            self.set_folio_file(new, None);
             self.mem.folio_put_refs(ctx, &self.ghost, new, 1, None)?;
             return Ok(Ok(other));
         }
@@ -392,9 +390,78 @@ impl<B: Backend> World<B> {
         Ok(Ok(()))
     }
 
-    /// Records (ghost) that `value` reached page `index` of `inode`: the caller
-    /// read the page's file before writing (a held page cannot leave its file).
-    pub(crate) fn record_file_write(&self, ctx: &mut Ctx, file: (u32, u32), value: u64) {
+    /// FALLOC_FL_PUNCH_HOLE of one page: `truncate_pagecache_range` (unmap it from
+    /// every mapping, then, under the page lock, drop its buffers and dirtiness
+    /// and delete it from the page cache) and free the block. Writes to it
+    /// before are gone; a GUP holder keeps an orphan page that belongs to no
+    /// file, which its release may still dirty (harmlessly: no mapping).
+    pub fn punch_hole(&self, ctx: &mut Ctx, inode: u32, index: u32) -> Res<()> {
+        ctx.step(&self.ghost, "truncate_pagecache_range", u64::from(index));
+        let ino = &self.inodes[inode as usize];
+        if let Some(head) = self.filemap_get_folio(ctx, inode, index)? {
+            self.folio_lock(ctx, head);
+            let r = self.delete_from_page_cache(ctx, head, inode, index);
+            self.folio_unlock(ctx, head);
+            self.mem
+                .folio_put_refs(ctx, &self.ghost, head, 1, Some(HoldKind::Get))?;
+            r?;
+        }
+        ino.disk.lock()[index as usize] = [0, 0];
+        let seq = self.ghost.tick();
+        ctx.ledger.punches.push(FileWriteRec {
+            seq,
+            inode,
+            index,
+            value: 0,
+        });
+        Ok(())
+    }
+
+    /// `truncate_inode_folio()` with the folio locked: unmap, `folio_invalidate`
+    /// (buffers go whatever their state), `folio_cancel_dirty`,
+    /// `filemap_remove_folio` (the cache's reference goes).
+    fn delete_from_page_cache(&self, ctx: &mut Ctx, head: Pfn, inode: u32, index: u32) -> Res<()> {
+        if self.mem.frame(head).mapping.read_once() != inode + 1 {
+            return Ok(());
+        }
+        self.try_to_unmap(ctx, head)?;
+        let f = self.mem.frame(head);
+        if f.flags.fetch_andnot(pg::HAS_BUFFERS | pg::DIRTY) & pg::HAS_BUFFERS != 0 {
+            self.mem.folio_put_refs(ctx, &self.ghost, head, 1, None)?;
+        }
+        let mut cache = self.inodes[inode as usize].i_pages.lock();
+        cache[index as usize] = None;
+        self.set_folio_file(head, None);
+        drop(cache);
+        ctx.step(&self.ghost, "filemap_remove_folio", u64::from(head));
+        self.mem.folio_put_refs(ctx, &self.ghost, head, 1, None)?;
+        Ok(())
+    }
+
+    /// `folio->mapping` / `folio->index`: the folio joins (or leaves) a file;
+    /// the ghost follows at once.
+    pub(crate) fn set_folio_file(&self, head: Pfn, file: Option<(u32, u32)>) {
+        let f = self.mem.frame(head);
+        match file {
+            Some((inode, index)) => {
+                f.index.write_once(index);
+                f.mapping.write_once(inode + 1);
+            }
+            None => f.mapping.write_once(0),
+        }
+        self.ghost.set_file_of(head, file);
+    }
+
+    /// Records (ghost) that `value`, just written to `head`, reached the file the
+    /// page belongs to at this moment, if any (a page truncated away holds no
+    /// file's data). Returns that file position.
+    pub(crate) fn record_file_write(
+        &self,
+        ctx: &mut Ctx,
+        head: Pfn,
+        value: u64,
+    ) -> Option<(u32, u32)> {
+        let file = self.ghost.file_of(head)?;
         let seq = self.ghost.tick();
         ctx.ledger.file_wrote(FileWriteRec {
             seq,
@@ -402,6 +469,7 @@ impl<B: Backend> World<B> {
             index: file.1,
             value,
         });
+        Some(file)
     }
 }
 

@@ -159,11 +159,12 @@ pub struct WriteRec {
     pub mm: u32,
     pub addr: u64,
     pub value: u64,
-    /// A device write through a pin: the page written. It is judged only while
-    /// that page is still the one mapped at the address (whether it must stay
-    /// mapped there is the coherent-pin question, not this one).
+    /// A device write through a pin: the page written and its generation. It is
+    /// judged only while that page (that life of the frame) is still the one
+    /// mapped at the address (whether it must stay mapped there is the
+    /// coherent-pin question, not this one).
     #[serde(default)]
-    pub via_pin: Option<Pfn>,
+    pub via_pin: Option<(Pfn, u32)>,
 }
 
 /// A write that reached a page-cache page (a user store through a shared mapping,
@@ -195,6 +196,9 @@ pub struct Ledger {
     pub unmaps: Vec<UnmapRec>,
     #[serde(default)]
     pub file_writes: Vec<FileWriteRec>,
+    /// Hole punches (inode, index): earlier writes there are legitimately gone.
+    #[serde(default)]
+    pub punches: Vec<FileWriteRec>,
     /// /proc/vmstat nr_foll_pin_acquired / nr_foll_pin_released (per subpage).
     pub pin_acquired: u64,
     pub pin_released: u64,
@@ -212,6 +216,7 @@ impl Ledger {
         for w in other.file_writes {
             self.file_wrote(w);
         }
+        self.punches.extend(other.punches);
         self.pin_acquired += other.pin_acquired;
         self.pin_released += other.pin_released;
     }
@@ -402,6 +407,10 @@ pub struct Ghost {
     /// Per frame: how many times `page_mkclean_one` write-protected a PTE mapping
     /// it. A FOLL_WRITE grab must not span one (the page_mkclean rule).
     cleaned: Box<[AtomicU32]>,
+    /// Per frame: the (inode, index) it holds in the page cache, as
+    /// `(inode + 1) << 32 | index` (0: none), updated with `folio->mapping`.
+    /// Read right after a write to know whether the write reached a file.
+    file_of: Box<[AtomicU64]>,
     /// Under the model checkers: every non-zero value written to a frame, with the
     /// frame's generation at the time (judges what a lockless reader read). Off
     /// under real threads, where it would be a shared ghost lock.
@@ -431,6 +440,7 @@ impl Ghost {
             step_seq: AtomicU64::new(0),
             wb_gen: mk(nr_frames),
             cleaned: mk(nr_frames),
+            file_of: (0..nr_frames).map(|_| AtomicU64::new(0)).collect(),
             values: track_values.then(Default::default),
         }
     }
@@ -455,6 +465,11 @@ impl Ghost {
             step_seq: AtomicU64::new(self.step_seq.load(SeqCst)),
             wb_gen: copy(&self.wb_gen),
             cleaned: copy(&self.cleaned),
+            file_of: self
+                .file_of
+                .iter()
+                .map(|a| AtomicU64::new(a.load(SeqCst)))
+                .collect(),
             values: track_values.then(|| std::sync::Mutex::new(values)),
         }
     }
@@ -465,6 +480,15 @@ impl Ghost {
     /// Writeback just cleared PG_dirty of `pfn`.
     pub fn written_back(&self, pfn: Pfn) {
         self.wb_gen[pfn as usize].fetch_add(1, SeqCst);
+    }
+    /// The page-cache position of `pfn`, if it has one.
+    pub fn file_of(&self, pfn: Pfn) -> Option<(u32, u32)> {
+        let v = self.file_of[pfn as usize].load(SeqCst);
+        (v != 0).then(|| (((v >> 32) - 1) as u32, v as u32))
+    }
+    pub fn set_file_of(&self, pfn: Pfn, file: Option<(u32, u32)>) {
+        let v = file.map_or(0, |(i, x)| (u64::from(i) + 1) << 32 | u64::from(x));
+        self.file_of[pfn as usize].store(v, SeqCst);
     }
     pub fn cleaned(&self, pfn: Pfn) -> u32 {
         self.cleaned[pfn as usize].load(SeqCst)

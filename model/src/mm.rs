@@ -696,13 +696,10 @@ impl<B: Backend> World<B> {
                         - 1)) as Pfn;
                 let pfn: Pfn = e.pfn() + sub;
                 let v = if write {
-                    let file = self.folio_file(self.mem.page_folio(pfn));
                     let v = ctx.next_value();
                     self.write_page(pfn, 0, v);
-                    if let Some(file) = file {
-                        // A store to a shared file page belongs to the file.
-                        self.record_file_write(ctx, file, v);
-                    } else {
+                    // A store to a shared file page belongs to the file.
+                    if self.record_file_write(ctx, pfn, v).is_none() {
                         let seq = self.ghost.tick();
                         ctx.ledger.wrote(WriteRec {
                             seq,

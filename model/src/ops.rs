@@ -164,6 +164,8 @@ pub enum Op {
     Writeback { file: u8 },
     /// Reclaim of one cached page of a layout file (`shrink_folio_list`).
     Reclaim { file: u8, index: u16 },
+    /// FALLOC_FL_PUNCH_HOLE of one page of a layout file (truncation).
+    PunchHole { file: u8, index: u16 },
     /// The MMU-notifier driver maps a page for its device (no pin).
     NotifierMap { mm: u8, page: u16 },
     /// The MMU-notifier driver's device writes through its mappings.
@@ -205,6 +207,7 @@ impl Op {
             Op::DmaWrite { .. } => "device dma write",
             Op::Writeback { .. } => "filemap_fdatawrite",
             Op::Reclaim { .. } => "shrink_folio_list",
+            Op::PunchHole { .. } => "truncate_pagecache_range",
             Op::NotifierMap { .. } => "hmm_range_fault",
             Op::NotifierWrite => "device write (notifier)",
         }
@@ -327,6 +330,12 @@ impl<B: Backend> World<B> {
                 if let Some(inode) = r.file(file) {
                     let n = self.inodes[inode as usize].nr_pages().max(1);
                     self.reclaim_file_folio(ctx, inode, u32::from(index) % n)?;
+                }
+            }
+            Op::PunchHole { file, index } => {
+                if let Some(inode) = r.file(file) {
+                    let n = self.inodes[inode as usize].nr_pages().max(1);
+                    self.punch_hole(ctx, inode, u32::from(index) % n)?;
                 }
             }
             Op::NotifierMap { mm, page } => {

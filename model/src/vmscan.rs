@@ -107,7 +107,7 @@ impl<B: Backend> World<B> {
             return Ok(Reclaimed::KeptDirty);
         }
         cache[index as usize] = None;
-        f.mapping.write_once(0);
+        self.set_folio_file(head, None);
         drop(cache);
         ctx.step(&self.ghost, "__remove_mapping: removed", u64::from(head));
         // Our reference went with the freeze; __folio_clear_locked, then free.

@@ -413,9 +413,7 @@ impl<B: Backend> World<B> {
             if buffers {
                 self.mem.frame(pfn).refcount.add(1);
             }
-            let fr = self.mem.frame(pfn);
-            fr.mapping.write_once(inode + 1);
-            fr.index.write_once(index);
+            self.set_folio_file(pfn, Some((inode, index)));
             self.inodes[inode as usize].i_pages.lock()[index as usize] = Some(pfn);
         }
         Ok(())
@@ -758,6 +756,13 @@ impl<B: Backend> World<B> {
                 }
             }
             for w in ledger.file_writes.iter().filter(|w| w.inode == ino.id) {
+                let punched_after = ledger
+                    .punches
+                    .iter()
+                    .any(|p| p.inode == w.inode && p.index == w.index && p.seq > w.seq);
+                if punched_after {
+                    continue;
+                }
                 let i = w.index as usize;
                 let (now, where_) = match cache.get(i).copied().flatten() {
                     Some(p) => (self.mem.read_data(p, 0), format!("cached page {p}")),
@@ -797,8 +802,11 @@ impl<B: Backend> World<B> {
                 })
             };
             let now = self.resolve(w.mm as usize, w.addr);
-            if w.via_pin.is_some() && now != w.via_pin {
-                continue;
+            if let Some((pfn, gen)) = w.via_pin {
+                let same = self.ghost.frame(pfn);
+                if now != Some(pfn) || !same.allocated() || same.gen() != gen {
+                    continue;
+                }
             }
             match now {
                 None => {

@@ -268,3 +268,36 @@ fn a_clean_page_that_differs_from_disk_is_a_lost_write() {
     let v = w.check_quiescent(&Ledger::default()).unwrap_err();
     assert_eq!(v.invariant, Invariant::NoLostWrite);
 }
+
+#[test]
+fn a_hole_punched_under_a_dio_pin_leaves_an_orphan_page_and_zeros_on_disk() {
+    for flavour in [FsFlavour::BufferHead, FsFlavour::Iomap] {
+        let w = world(PresetId::Latest, flavour, Cached::Dirty);
+        let mut c = Ctx::new(0, 1, false);
+        let old = store(&w, &mut c, 0);
+        let mut pages = Vec::new();
+        w.pin_user_pages(&mut c, 0, 1, Foll::of(&[Flag::Write]), Some(&mut pages))
+            .unwrap();
+        let p = pages[0];
+        w.punch_hole(&mut c, 0, 0).unwrap();
+        assert_eq!(cached_page(&w, 0), None, "{flavour:?}");
+        assert_eq!(
+            w.mem.folio_ref_count(p),
+            1024,
+            "{flavour:?}: only the pin is left"
+        );
+        c.handles.push(gupcheck_model::ops::Handle {
+            pages: pages.clone(),
+            pin: true,
+            write: true,
+            ..Default::default()
+        });
+        w.dma_write(&mut c, 0).unwrap();
+        w.unpin_user_pages_dirty_lock(&mut c, &pages, true).unwrap();
+        assert!(!w.ghost.frame(p).allocated() || w.mem.folio_ref_count(p) == 1);
+        // The next access reads the punched block: zeros, not the old data.
+        let now = w.user_access(&mut c, 0, 0, false).unwrap().unwrap();
+        assert_eq!(now, 0, "{flavour:?}: old value {old:#x} is gone");
+        w.check_quiescent(&c.ledger).unwrap();
+    }
+}
