@@ -9,11 +9,11 @@
 //! - one notifier device per world, registered over every address space;
 //! - one sequence for the whole device (the kernel keeps one per interval).
 
-use crate::backend::{Backend, Condvar, Mutex};
+use crate::backend::{Backend, Condvar, KAtomic, Mutex};
 use crate::config::Mutation;
 use crate::ghost::{Ctx, Invariant, Res, WriteRec};
 use crate::gup::flags::{Flag, Foll};
-use crate::mem::Pfn;
+use crate::mem::{pg, Pfn};
 use crate::mm::{Errno, FaultFlags};
 use crate::world::World;
 
@@ -212,21 +212,42 @@ impl<B: Backend> World<B> {
             }
             let v = ctx.next_value();
             self.write_page(page, 0, v);
+            // Ghost, with the write: the file the page is in now, and how often
+            // writeback has cleaned it.
+            let file = self.ghost.file_of(head);
+            let wb_at_write = self.ghost.wb_gen(head);
             ctx.step(&self.ghost, "device dma write", u64::from(page));
-            // Ghost, with the write: the file the page is in now.
-            let Some(file) = self.ghost.file_of(head) else {
-                let seq = self.ghost.tick();
-                ctx.ledger.wrote(WriteRec {
-                    seq,
-                    mm: h.mm,
-                    addr: h.start + k as u64 * crate::config::PAGE_SIZE,
-                    value: v,
-                    via_pin: Some((page, self.ghost.frame(page).gen())),
-                });
-                continue;
-            };
-            if let Some(&(_, gen)) = h.wb_gen.iter().find(|(p, _)| *p == head) {
-                if self.ghost.wb_gen(head) != gen {
+            match file {
+                Some(_) => {
+                    self.record_file_write(ctx, head, v);
+                }
+                None => {
+                    let seq = self.ghost.tick();
+                    ctx.ledger.wrote(WriteRec {
+                        seq,
+                        mm: h.mm,
+                        addr: h.start + k as u64 * crate::config::PAGE_SIZE,
+                        value: v,
+                        via_pin: Some((page, self.ghost.frame(page).gen())),
+                    });
+                }
+            }
+            // DMA completion (the device's interrupt, the driver's wakeup) orders
+            // the device's write before whatever the driver does next, e.g. the
+            // unpin that tests PG_dirty.
+            B::smp_mb();
+            let Some(file) = file else { continue };
+            let cleaned_since_grab = h
+                .wb_gen
+                .iter()
+                .find(|(p, _)| *p == head)
+                .is_some_and(|&(_, gen)| gen != wb_at_write);
+            if cleaned_since_grab {
+                // Writeback cleaned the page since the grab. Unless the page is
+                // dirty again, or a writeback since the write took it to disk,
+                // the write is on neither the disk nor a dirty page.
+                let dirty = self.mem.frame(head).flags.read_once() & pg::DIRTY != 0;
+                if !dirty && self.ghost.wb_gen(head) == wb_at_write {
                     return Err(ctx.violation(
                         Invariant::NoLostWrite,
                         format!(
@@ -236,12 +257,7 @@ impl<B: Backend> World<B> {
                     ));
                 }
             }
-            self.record_file_write(ctx, head, v);
         }
-        // DMA completion (the device's interrupt, the driver's wakeup) orders
-        // the device's writes before whatever the driver does next, e.g. the
-        // unpin that tests PG_dirty.
-        B::smp_mb();
         Ok(())
     }
 }

@@ -18,7 +18,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, KAtomic, Mutex};
+use crate::backend::{Backend, KAtomic, Mutex, RwLock};
 use crate::config::PAGE_SIZE;
 use crate::ghost::{Ctx, FileWriteRec, HoldKind, Invariant, Res};
 use crate::mem::{pg, Order, Pfn, Zone};
@@ -72,6 +72,9 @@ pub struct Inode<B: Backend> {
     pub i_pages: Mutex<B, Vec<Option<Pfn>>>,
     /// The blocks on disk, by index.
     pub disk: Mutex<B, Vec<[u64; 2]>>,
+    /// `mapping->invalidate_lock`: shared while a fault fills the page cache,
+    /// exclusive while a hole punch removes pages and frees their blocks.
+    pub invalidate_lock: RwLock<B, ()>,
 }
 
 impl<B: Backend> Inode<B> {
@@ -81,6 +84,7 @@ impl<B: Backend> Inode<B> {
             flavour: spec.flavour,
             i_pages: Mutex::new(vec![None; spec.pages as usize]),
             disk: Mutex::new(vec![[0, 0]; spec.pages as usize]),
+            invalidate_lock: RwLock::new(()),
         }
     }
     pub fn nr_pages(&self) -> u32 {
@@ -111,52 +115,69 @@ impl<B: Backend> World<B> {
         Ok(Some(head))
     }
 
-    /// `filemap_fault()`: the cached folio, or a new one read from disk and added
-    /// to the page cache (`filemap_add_folio`: the cache takes its own reference).
-    /// The caller gets a reference either way.
+    /// `filemap_fault()`: the cached folio, or a new one added to the page cache
+    /// locked and then read from disk (`filemap_add_folio`: the cache takes its
+    /// own reference), under `invalidate_lock` shared so a hole punch cannot
+    /// slip between the insertion and the read. Returns the folio *locked*
+    /// (VM_FAULT_LOCKED) and still in the file, with a reference for the caller.
     pub fn filemap_fault(&self, ctx: &mut Ctx, inode: u32, index: u32) -> Res<Result<Pfn, Errno>> {
         let ino = &self.inodes[inode as usize];
         if index >= ino.nr_pages() {
             return Ok(Err(Errno::EFAULT));
         }
-        if let Some(head) = self.filemap_get_folio(ctx, inode, index)? {
-            return Ok(Ok(head));
-        }
-        self.rcu_reclaim(ctx)?;
-        let pin = ctx.memalloc_pin;
-        let Some(new) = self
-            .mem
-            .alloc_folio_where(ctx, &self.ghost, Order::Base, 0, |z| {
-                !pin || z == Zone::Normal
-            })
-        else {
-            return Ok(Err(Errno::ENOMEM));
-        };
-        // The read: the page is private to us until it is in the cache.
-        let data = ino.disk.lock()[index as usize];
-        for (w, v) in data.into_iter().enumerate() {
-            self.write_page(new, w, v);
-        }
-        self.set_folio_file(new, Some((inode, index)));
-        // folio_mark_uptodate(): the contents before the folio is findable.
-        B::smp_wmb();
-        let mut cache = ino.i_pages.lock();
-        if let Some(other) = cache[index as usize] {
-            // Someone else filled it first: use theirs.
-            self.mem.folio_ref_add(ctx, &self.ghost, other, 1)?;
-            ctx.hold(other, self.ghost.frame(other).gen(), HoldKind::Get, 1);
+        for _attempt in 0..3 {
+            if let Some(head) = self.filemap_get_folio(ctx, inode, index)? {
+                // folio_lock_or_retry(): waits for a read in progress.
+                self.folio_lock(ctx, head);
+                if self.mem.frame(head).mapping.read_once() == inode + 1 {
+                    return Ok(Ok(head));
+                }
+                // Truncated meanwhile: look again.
+                self.folio_unlock(ctx, head);
+                self.mem
+                    .folio_put_refs(ctx, &self.ghost, head, 1, Some(HoldKind::Get))?;
+                continue;
+            }
+            let inv = ino.invalidate_lock.read();
+            self.rcu_reclaim(ctx)?;
+            let pin = ctx.memalloc_pin;
+            let Some(new) = self
+                .mem
+                .alloc_folio_where(ctx, &self.ghost, Order::Base, 0, |z| {
+                    !pin || z == Zone::Normal
+                })
+            else {
+                return Ok(Err(Errno::ENOMEM));
+            };
+            // __folio_set_locked(): the page is still ours alone.
+            self.mem.frame(new).flags.or(pg::LOCKED);
+            let mut cache = ino.i_pages.lock();
+            if cache[index as usize].is_some() {
+                // Someone else added it first: use theirs.
+                drop(cache);
+                drop(inv);
+                self.mem.frame(new).flags.fetch_andnot(pg::LOCKED);
+                self.mem.folio_put_refs(ctx, &self.ghost, new, 1, None)?;
+                continue;
+            }
+            self.set_folio_file(new, Some((inode, index)));
+            // The allocation's reference becomes the cache's; the caller gets
+            // another.
+            self.mem.folio_ref_add(ctx, &self.ghost, new, 1)?;
+            ctx.hold(new, self.ghost.frame(new).gen(), HoldKind::Get, 1);
+            cache[index as usize] = Some(new);
             drop(cache);
-            self.set_folio_file(new, None);
-            self.mem.folio_put_refs(ctx, &self.ghost, new, 1, None)?;
-            return Ok(Ok(other));
+            ctx.step(&self.ghost, "filemap_add_folio", u64::from(new));
+            // The read, under the page lock: whoever finds the page waits for it.
+            let data = ino.disk.lock()[index as usize];
+            for (w, v) in data.into_iter().enumerate() {
+                self.write_page(new, w, v);
+            }
+            drop(inv);
+            ctx.step(&self.ghost, "filemap_read_folio", u64::from(new));
+            return Ok(Ok(new));
         }
-        // The allocation's reference becomes the cache's; the caller gets another.
-        self.mem.folio_ref_add(ctx, &self.ghost, new, 1)?;
-        ctx.hold(new, self.ghost.frame(new).gen(), HoldKind::Get, 1);
-        cache[index as usize] = Some(new);
-        drop(cache);
-        ctx.step(&self.ghost, "filemap_add_folio", u64::from(new));
-        Ok(Ok(new))
+        Ok(Err(Errno::EAGAIN))
     }
 
     /// `folio_mark_dirty()` (`set_page_dirty`): PG_dirty. On a buffer-head
@@ -248,7 +269,8 @@ impl<B: Backend> World<B> {
         };
         let index = vma.file_index(addr);
         if pte.present() {
-            if !(ff.write || ff.unshare) || pte.write() {
+            // A shared mapping has nothing to unshare (do_wp_page returns 0).
+            if !(ff.write || ff.unshare) || pte.write() || (shared && !ff.write) {
                 return Ok(Ok(()));
             }
             return if shared {
@@ -262,6 +284,7 @@ impl<B: Backend> World<B> {
             // Swap and migration entries of file pages are not modelled.
             return Ok(Err(Errno::EFAULT));
         }
+        // The folio comes back locked (VM_FAULT_LOCKED).
         let page = match self.filemap_fault(ctx, inode, index)? {
             Ok(p) => p,
             Err(e) => return Ok(Err(e)),
@@ -271,12 +294,15 @@ impl<B: Backend> World<B> {
             // do_cow_fault(): copy into an anonymous page; the cache page is only
             // read.
             let r = self.cow_fill(ctx, mm, vma, addr, slot, idx, page);
+            self.folio_unlock(ctx, page);
             self.mem
                 .folio_put_refs(ctx, &self.ghost, page, 1, Some(HoldKind::Get))?;
             return r;
         }
         if write {
-            // do_shared_fault(): ->page_mkwrite before the PTE is writable.
+            // do_shared_fault(): unlock, then ->page_mkwrite (which locks again)
+            // before the PTE is writable.
+            self.folio_unlock(ctx, page);
             if !self.do_page_mkwrite(ctx, page, inode)? {
                 self.mem
                     .folio_put_refs(ctx, &self.ghost, page, 1, Some(HoldKind::Get))?;
@@ -289,9 +315,7 @@ impl<B: Backend> World<B> {
         let g = t.ptl.lock();
         if !t.read(idx).is_none() {
             drop(g);
-            if write {
-                self.folio_unlock(ctx, page);
-            }
+            self.folio_unlock(ctx, page);
             self.mem
                 .folio_put_refs(ctx, &self.ghost, page, 1, Some(HoldKind::Get))?;
             return Ok(Ok(()));
@@ -303,6 +327,8 @@ impl<B: Backend> World<B> {
         drop(g);
         if write {
             self.fault_dirty_shared_page(ctx, page)?;
+        } else {
+            self.folio_unlock(ctx, page);
         }
         ctx.step(
             &self.ghost,
@@ -376,14 +402,20 @@ impl<B: Backend> World<B> {
         ctx.hold(page, self.ghost.frame(page).gen(), HoldKind::Get, 1);
         drop(g);
         if self.do_page_mkwrite(ctx, page, inode)? {
-            // finish_mkwrite_fault(), the page still locked.
+            // finish_mkwrite_fault(), the page still locked; if the PTE changed
+            // meanwhile, VM_FAULT_NOPAGE: unlock and let the access retry.
             let g = t.ptl.lock();
-            if t.read(idx) == pte {
+            let same = t.read(idx) == pte;
+            if same {
                 t.set(idx, pte.with(Pte::WRITE | Pte::DIRTY));
                 ctx.step(&self.ghost, "wp_page_reuse", addr);
             }
             drop(g);
-            self.fault_dirty_shared_page(ctx, page)?;
+            if same {
+                self.fault_dirty_shared_page(ctx, page)?;
+            } else {
+                self.folio_unlock(ctx, page);
+            }
         }
         self.mem
             .folio_put_refs(ctx, &self.ghost, page, 1, Some(HoldKind::Get))?;
@@ -398,6 +430,7 @@ impl<B: Backend> World<B> {
     pub fn punch_hole(&self, ctx: &mut Ctx, inode: u32, index: u32) -> Res<()> {
         ctx.step(&self.ghost, "truncate_pagecache_range", u64::from(index));
         let ino = &self.inodes[inode as usize];
+        let _inv = ino.invalidate_lock.write();
         if let Some(head) = self.filemap_get_folio(ctx, inode, index)? {
             self.folio_lock(ctx, head);
             let r = self.delete_from_page_cache(ctx, head, inode, index);

@@ -328,6 +328,9 @@ pub struct Ctx {
     pub write_seq: u32,
     /// GUP results this thread still holds, oldest first.
     pub handles: Vec<crate::ops::Handle>,
+    /// Step tick of this thread's last successful speculative reference
+    /// (`folio_ref_try_add`): when a GUP-fast grab happened.
+    pub grab_tick: u64,
     /// Folios the GUP call in progress committed, with their writeback generation
     /// at that moment (a device writing through the pin later compares).
     pub grabbed: Vec<(Pfn, u32)>,
@@ -348,6 +351,7 @@ impl Ctx {
             write_seq: 0,
             handles: Vec::new(),
             grabbed: Vec::new(),
+            grab_tick: 0,
         }
     }
 
@@ -404,9 +408,11 @@ pub struct Ghost {
     /// cleared PG_dirty). A device writing through a pin taken in an earlier
     /// generation writes into a page the filesystem believes clean.
     wb_gen: Box<[AtomicU32]>,
-    /// Per frame: how many times `page_mkclean_one` write-protected a PTE mapping
-    /// it. A FOLL_WRITE grab must not span one (the page_mkclean rule).
-    cleaned: Box<[AtomicU32]>,
+    /// Per PTE (table slot × entry): the step tick at which `page_mkclean_one`
+    /// last write-protected it. A FOLL_WRITE grab must not follow one that came
+    /// after its PTE read (the page_mkclean rule).
+    cleaned: Box<[AtomicU64]>,
+    ptes_per_table: usize,
     /// Per frame: the (inode, index) it holds in the page cache, as
     /// `(inode + 1) << 32 | index` (0: none), updated with `folio->mapping`.
     /// Read right after a write to know whether the write reached a file.
@@ -431,7 +437,12 @@ impl Stamp {
 }
 
 impl Ghost {
-    pub fn new(nr_frames: usize, nr_tables: usize, track_values: bool) -> Self {
+    pub fn new(
+        nr_frames: usize,
+        nr_tables: usize,
+        ptes_per_table: usize,
+        track_values: bool,
+    ) -> Self {
         let mk = |n: usize| (0..n).map(|_| AtomicU32::new(0)).collect::<Box<[_]>>();
         Ghost {
             frame_state: mk(nr_frames),
@@ -439,7 +450,10 @@ impl Ghost {
             table_frame: mk(nr_tables),
             step_seq: AtomicU64::new(0),
             wb_gen: mk(nr_frames),
-            cleaned: mk(nr_frames),
+            cleaned: (0..nr_tables * ptes_per_table)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            ptes_per_table,
             file_of: (0..nr_frames).map(|_| AtomicU64::new(0)).collect(),
             values: track_values.then(Default::default),
         }
@@ -464,7 +478,12 @@ impl Ghost {
             table_frame: copy(&self.table_frame),
             step_seq: AtomicU64::new(self.step_seq.load(SeqCst)),
             wb_gen: copy(&self.wb_gen),
-            cleaned: copy(&self.cleaned),
+            cleaned: self
+                .cleaned
+                .iter()
+                .map(|a| AtomicU64::new(a.load(SeqCst)))
+                .collect(),
+            ptes_per_table: self.ptes_per_table,
             file_of: self
                 .file_of
                 .iter()
@@ -490,12 +509,15 @@ impl Ghost {
         let v = file.map_or(0, |(i, x)| (u64::from(i) + 1) << 32 | u64::from(x));
         self.file_of[pfn as usize].store(v, SeqCst);
     }
-    pub fn cleaned(&self, pfn: Pfn) -> u32 {
-        self.cleaned[pfn as usize].load(SeqCst)
+    /// When PTE `idx` of table `slot` was last write-protected by
+    /// `page_mkclean_one` (a step tick; 0: never).
+    pub fn cleaned(&self, slot: u32, idx: usize) -> u64 {
+        self.cleaned[slot as usize * self.ptes_per_table + idx].load(SeqCst)
     }
-    /// `page_mkclean_one` just write-protected a PTE mapping `pfn`.
-    pub fn pte_cleaned(&self, pfn: Pfn) {
-        self.cleaned[pfn as usize].fetch_add(1, SeqCst);
+    /// `page_mkclean_one` just write-protected PTE `idx` of table `slot`.
+    pub fn pte_cleaned(&self, slot: u32, idx: usize) {
+        let now = self.tick();
+        self.cleaned[slot as usize * self.ptes_per_table + idx].store(now, SeqCst);
     }
 
     /// Records that `value` was just written to `pfn` in its current generation.

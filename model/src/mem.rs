@@ -187,6 +187,7 @@ impl<B: Backend> Memory<B> {
             let old = rc.cmpxchg(cur, cur.wrapping_add(refs));
             if old == cur {
                 let stamp = ghost.frame(head);
+                ctx.grab_tick = ghost.tick();
                 self.check_inc(ctx, head, old, refs)?;
                 ctx.hold(head, stamp.gen(), HoldKind::Speculative, i64::from(refs));
                 return Ok(true);

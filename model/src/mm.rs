@@ -369,9 +369,12 @@ impl<B: Backend> World<B> {
         }
         B::smp_wmb();
         let t = &self.tables[slot as usize];
+        // The kernel invalidates secondary MMUs around the PTE replacement.
+        self.mmu_notifier_invalidate_range_start(ctx, mm, addr, addr + PAGE_SIZE);
         let g = t.ptl.lock();
         if t.read(idx) != pte {
             drop(g);
+            self.mmu_notifier_invalidate_range_end(ctx);
             self.mem.folio_put_refs(ctx, &self.ghost, new, 1, None)?;
             return Ok(Ok(()));
         }
@@ -388,6 +391,7 @@ impl<B: Backend> World<B> {
             self.remove_rmap(old, e);
         }
         drop(g);
+        self.mmu_notifier_invalidate_range_end(ctx);
         ctx.step(&self.ghost, "wp_page_copy: set_pte_at", addr);
         if !zero {
             let head = self.mem.page_folio(old);
@@ -457,7 +461,12 @@ impl<B: Backend> World<B> {
             start,
             end,
         });
-        self.free_pgtables(ctx, &vmas, pgd, 4, 0, start, end, &mut tlb)?;
+        {
+            // Tables go only once no rmap walker is inside them (unlink_file_vma /
+            // unlink_anon_vmas); worlds without files have no such walker.
+            let _walkers = (!self.inodes.is_empty()).then(|| self.rmap_walk_lock.write());
+            self.free_pgtables(ctx, &vmas, pgd, 4, 0, start, end, &mut tlb)?;
+        }
         self.tlb_finish_mmu(ctx, tlb)?;
         drop(vmas);
         Ok(Ok(()))

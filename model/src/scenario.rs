@@ -423,7 +423,8 @@ fn small_world(nr_frames: usize, nr_tables: usize) -> WorldConfig {
 /// GUP-fast must back off if page_mkclean write-protected the PTE between its
 /// read and the recheck, so that the slow path's write fault calls
 /// ->page_mkwrite (`skip_pte_recheck` breaks that: write pin through a writable
-/// pte). A pin taken *before* page_mkclean still lets the device write into a
+/// pte, under IPI too: the flush waits for the walker, which delays writeback
+/// but does not make a grab after the clear valid). A pin taken *before* page_mkclean still lets the device write into a
 /// page the filesystem believes clean: the gup+DMA problem the kernel never
 /// fixed, `known-open` in every preset.
 pub fn gup_fast_vs_page_mkclean() -> Scenario {
@@ -469,10 +470,12 @@ pub fn pin_vs_writeback_vs_reclaim() -> Scenario {
 }
 
 /// `dio_vs_reclaim_buffers`: the same race as John Hubbard's 4.4 reports, with
-/// the DIO of the time: `get_user_pages_fast(FOLL_WRITE)` (FOLL_GET, invisible to
-/// `page_maybe_dma_pinned` in every era), completion by `set_page_dirty_lock` +
-/// `put_page`, against reclaim of a cached, dirty page with buffers.
-/// `try_to_free_buffers` looks at the buffers, not at the page's references.
+/// the DIO of the time: `get_user_pages_fast(FOLL_WRITE)` (FOLL_GET),
+/// completion by `set_page_dirty_lock` + `put_page`, against the flusher
+/// (writeback) and then kswapd (reclaim) on a cached, dirty page with buffers.
+/// kswapd does not write out a page someone holds, but once the flusher has
+/// cleaned it, `try_to_free_buffers` looks at the buffers, not at the page's
+/// references.
 pub fn dio_vs_reclaim_buffers() -> Scenario {
     Scenario {
         name: "dio_vs_reclaim_buffers".into(),
@@ -482,7 +485,7 @@ pub fn dio_vs_reclaim_buffers() -> Scenario {
         layout: file_layout(FsFlavour::BufferHead, Cached::Dirty, Populate::PageCache),
         threads: vec![
             dma_thread(GupApi::GetUserPagesFast, FlagSel::WRITE),
-            vec![Op::Reclaim { file: 0, index: 0 }],
+            vec![Op::Writeback { file: 0 }, Op::Reclaim { file: 0, index: 0 }],
         ],
         world: file_world(),
         window: None,

@@ -8,6 +8,8 @@
 //!
 //! Simplifications, one line each:
 //! - one folio per call, chosen by (file, index), not by LRU age;
+//! - pageout never runs on a page with an extra reference (kswapd keeps it), so
+//!   reclaim cleans a GUP-held page only after the flusher did;
 //! - `pageout()` writes synchronously and reclaim goes on with the clean page
 //!   (the kernel keeps it for a later pass once writeback ends);
 //! - anonymous reclaim (swap cache, the maybe-pinned skip of feb889fb40fa) is not
@@ -72,10 +74,18 @@ impl<B: Backend> World<B> {
         if !f.rmap.lock().is_empty() {
             return Ok(Reclaimed::KeptReferenced);
         }
-        // pageout(): clean it for I/O and write it.
-        if f.flags.read_once() & pg::DIRTY != 0 && self.folio_clear_dirty_for_io(ctx, head)? {
-            ctx.step(&self.ghost, "pageout", u64::from(head));
-            self.writepage(ctx, head, inode, index)?;
+        // pageout(): only a page nobody else holds (is_page_cache_freeable: the
+        // cache's reference and ours, beside the buffers') is cleaned and written;
+        // one with an extra reference (a GUP holder) is kept for later.
+        if f.flags.read_once() & pg::DIRTY != 0 {
+            let buffers = i32::from(f.flags.read_once() & pg::HAS_BUFFERS != 0);
+            if self.mem.folio_ref_count(head) - buffers != 2 {
+                return Ok(Reclaimed::KeptReferenced);
+            }
+            if self.folio_clear_dirty_for_io(ctx, head)? {
+                ctx.step(&self.ghost, "pageout", u64::from(head));
+                self.writepage(ctx, head, inode, index)?;
+            }
         }
         // filemap_release_folio() -> try_to_free_buffers(): the buffers' state
         // decides, not the page's references.
@@ -101,8 +111,12 @@ impl<B: Backend> World<B> {
             );
             return Ok(Reclaimed::KeptReferenced);
         }
+        // Our reference went with the freeze (and comes back with an unfreeze).
+        let gen = self.ghost.frame(head).gen();
+        ctx.hold(head, gen, HoldKind::Get, -1);
         if f.flags.read_once() & pg::DIRTY != 0 {
             f.refcount.store_release(2);
+            ctx.hold(head, gen, HoldKind::Get, 1);
             drop(cache);
             return Ok(Reclaimed::KeptDirty);
         }
@@ -110,8 +124,7 @@ impl<B: Backend> World<B> {
         self.set_folio_file(head, None);
         drop(cache);
         ctx.step(&self.ghost, "__remove_mapping: removed", u64::from(head));
-        // Our reference went with the freeze; __folio_clear_locked, then free.
-        ctx.hold(head, self.ghost.frame(head).gen(), HoldKind::Get, -1);
+        // __folio_clear_locked, then free.
         f.flags.fetch_andnot(pg::LOCKED);
         self.mem.free_folio(ctx, &self.ghost, head)?;
         Ok(Reclaimed::Freed)
@@ -121,6 +134,7 @@ impl<B: Backend> World<B> {
     /// `ptep_clear_flush`, move the PTE's dirty bit to the folio, drop the rmap
     /// and the mapping's reference.
     pub fn try_to_unmap(&self, ctx: &mut Ctx, head: Pfn) -> Res<()> {
+        let _walk = self.rmap_walk_lock.read();
         let mappings = self.mem.frame(head).rmap.lock().entries();
         for e in mappings.into_iter().filter(|e| !e.huge) {
             let mm = e.mm as usize;
@@ -147,10 +161,19 @@ impl<B: Backend> World<B> {
             } else {
                 Ok(())
             };
-            self.remove_rmap(head, e);
+            let had = self.remove_rmap(head, e);
             drop(g);
             self.mmu_notifier_invalidate_range_end(ctx);
             dirty?;
+            if !had {
+                return Err(ctx.violation(
+                    crate::ghost::Invariant::Conservation,
+                    format!(
+                        "try_to_unmap of {:#x} found no rmap entry for page {head}",
+                        e.addr
+                    ),
+                ));
+            }
             self.mem.folio_put_refs(ctx, &self.ghost, head, 1, None)?;
         }
         Ok(())

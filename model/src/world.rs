@@ -34,6 +34,10 @@ pub struct World<B: Backend> {
     rcu_pending_hint: std::sync::atomic::AtomicUsize,
     /// Files: page cache and disk (file.rs).
     pub inodes: Box<[Inode<B>]>,
+    /// `i_mmap_rwsem` / the anon_vma lock, for one purpose: rmap walkers
+    /// (page_mkclean, try_to_unmap) hold it for read while they walk page tables
+    /// they reached through the rmap; `free_pgtables` holds it for write.
+    pub rmap_walk_lock: crate::backend::RwLock<B, ()>,
     /// The driver with an MMU interval notifier, if the layout has one.
     pub notifier: Option<NotifierDev<B>>,
     pub ghost: Ghost,
@@ -225,7 +229,7 @@ impl<B: Backend> World<B> {
             pud_order: cfg.pud_order(),
             zero_pfn: 0,
         };
-        let ghost = Ghost::new(cfg.nr_frames, cfg.nr_tables, B::MODEL_CHECKED);
+        let ghost = Ghost::new(cfg.nr_frames, cfg.nr_tables, cfg.fanout(), B::MODEL_CHECKED);
         // The zero page: reserved, one permanent reference, never freed.
         mem.prep_folio(0, 0, pg::RESERVED);
         ghost.frame_allocated(0);
@@ -239,6 +243,7 @@ impl<B: Backend> World<B> {
             swap: Mutex::new(Vec::new()),
             rcu_pending_hint: std::sync::atomic::AtomicUsize::new(0),
             inodes: Box::new([]),
+            rmap_walk_lock: crate::backend::RwLock::new(()),
             notifier: None,
             mms: Box::new([]),
             cfg,
@@ -341,8 +346,10 @@ impl<B: Backend> World<B> {
                     flavour: i.flavour,
                     i_pages: Mutex::new(i.i_pages.lock().clone()),
                     disk: Mutex::new(i.disk.lock().clone()),
+                    invalidate_lock: crate::backend::RwLock::new(()),
                 })
                 .collect(),
+            rmap_walk_lock: crate::backend::RwLock::new(()),
             notifier: img.notifier.as_ref().map(|n| {
                 let st = n.lock.lock();
                 NotifierDev {

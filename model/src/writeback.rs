@@ -6,8 +6,9 @@
 //! Simplifications, one line each:
 //! - `->writepage` is synchronous: the disk is written and PG_writeback ends
 //!   before the page lock is dropped;
-//! - the rmap walk copies the folio's mappings under the rmap lock, then takes
-//!   each PTL (the kernel holds `i_mmap_rwsem` across the walk);
+//! - the rmap walk holds `rmap_walk_lock` for read (`i_mmap_rwsem`: page-table
+//!   freeing waits for it), copies the folio's mappings under the rmap lock,
+//!   then takes each PTL;
 //! - file folios are base pages (no PMD-mapped page cache).
 
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,7 @@ impl<B: Backend> World<B> {
     /// `ptep_clear_flush` (under IPI the flush waits for interrupts-off walkers),
     /// then a write-protected, clean PTE. Returns whether any PTE was dirty.
     pub fn folio_mkclean(&self, ctx: &mut Ctx, head: Pfn) -> Res<bool> {
+        let _walk = self.rmap_walk_lock.read();
         let mappings = self.mem.frame(head).rmap.lock().entries();
         let mut dirty = false;
         for e in mappings.into_iter().filter(|e| !e.huge) {
@@ -51,7 +53,7 @@ impl<B: Backend> World<B> {
             let pte = t.read(idx);
             if pte.present() && pte.pfn() == head && (pte.write() || pte.dirty()) {
                 let old = t.get_and_clear(idx);
-                self.ghost.pte_cleaned(head);
+                self.ghost.pte_cleaned(slot, idx);
                 ctx.step(&self.ghost, "page_mkclean_one: ptep_clear_flush", e.addr);
                 if flush_waits_for_walkers(self.cfg.arch) {
                     self.walkers.sync(ctx, &self.ghost, "flush_tlb_page: IPI");

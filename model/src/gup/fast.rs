@@ -439,11 +439,8 @@ impl<B: Backend> World<B> {
             let idx = self.cfg.index(addr, 1);
             let t = &self.tables[slot as usize];
             let pte = t.read(idx);
-            // Ghost, with the read: how often page_mkclean had write-protected
-            // this page's PTEs when the PTE was read.
-            let cleaned = self
-                .ghost
-                .cleaned(pte.pfn().min(self.cfg.nr_frames as Pfn - 1));
+            // Ghost, with the read: when it happened.
+            let read_tick = self.ghost.tick();
             ctx.step(&self.ghost, "gup_fast_pte_range: read pte", addr);
             self.ghost.check_table(ctx, slot, stamp)?;
             if pte.protnone() || !pte.access_permitted(write) || pte.special() {
@@ -461,6 +458,9 @@ impl<B: Backend> World<B> {
             let Some(head) = self.try_grab_folio_fast(ctx, page, 1, flags)? else {
                 return Ok(false);
             };
+            // Ghost, right after the grab: when page_mkclean last write-protected
+            // this PTE (compared with the read and the grab below).
+            let cleaned = self.ghost.cleaned(slot, idx);
             let mut changed = false;
             if p.pmd_recheck {
                 let now = self.reread(
@@ -482,8 +482,6 @@ impl<B: Backend> World<B> {
                     self.reread(ctx, slot, idx, stamp, "gup_fast_pte_range: recheck pte")? != pte;
                 (self.ghost.frame(page), true)
             };
-            // Ghost, right after the last read before the grab is kept.
-            let cleaned_now = self.ghost.cleaned(page);
             let refuse = changed
                 || !self.gup_fast_folio_allowed(head, flags)
                 || (!pte.write() && self.gup_fast_must_unshare(flags, page));
@@ -496,22 +494,22 @@ impl<B: Backend> World<B> {
                 "gup_fast_pte_range: take page",
                 u64::from(page),
             );
-            // The page_mkclean rule: a FOLL_WRITE grab is kept only if a read
-            // of the PTE after the grab found it still writable; one that nothing
-            // re-read, with a page_mkclean between the read and the grab, was
-            // taken through a PTE that was no longer writable.
-            if write && !rechecked && cleaned_now != cleaned {
-                return Err(ctx.violation(
-                    Invariant::PinThroughWritablePte,
-                    format!("GUP-fast keeps a FOLL_WRITE reference on page {page}, whose PTE at {addr:#x} page_mkclean write-protected after it was read: the write bypasses ->page_mkwrite"),
-                ));
-            }
             // Meaningful only when the recheck is skipped (the mutation): the
             // recheck itself re-validates the page it re-reads.
             if self.ghost.frame(page) != reached {
                 return Err(ctx.violation(
                     Invariant::NoUseAfterFree,
                     format!("GUP-fast returns page {page}, freed and reused since its PTE was read at {addr:#x}"),
+                ));
+            }
+            // The page_mkclean rule: a FOLL_WRITE grab is kept only if a read
+            // of the PTE after the grab found it still writable; one that nothing
+            // re-read, with a page_mkclean between the read and the grab, was
+            // taken through a PTE that was no longer writable.
+            if write && !rechecked && read_tick < cleaned && cleaned < ctx.grab_tick {
+                return Err(ctx.violation(
+                    Invariant::PinThroughWritablePte,
+                    format!("GUP-fast keeps a FOLL_WRITE reference on page {page}, whose PTE at {addr:#x} page_mkclean write-protected after it was read: the write bypasses ->page_mkwrite"),
                 ));
             }
             self.gup_commit(ctx, head, 1, flags);
@@ -557,7 +555,9 @@ impl<B: Backend> World<B> {
             return Ok(false);
         };
         let now = self.reread(ctx, slot, idx, stamp, "gup_fast_pmd_leaf: recheck")?;
-        let refuse = now != e || (!e.write() && self.gup_fast_must_unshare(flags, first));
+        let refuse = now != e
+            || !self.gup_fast_folio_allowed(head, flags)
+            || (!e.write() && self.gup_fast_must_unshare(flags, first));
         if refuse {
             self.gup_put_speculative(ctx, head, refs, flags)?;
             return Ok(false);
