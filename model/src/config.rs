@@ -315,8 +315,12 @@ impl WorldConfig {
         if self.movable_frames + self.cma_frames >= self.nr_frames {
             return Err("movable and CMA frames leave no normal frame".into());
         }
-        if self.nr_mms == 0 {
-            return Err("nr_mms must be at least 1".into());
+        if self.nr_mms == 0 || self.nr_mms > crate::ghost::MAX_MMS {
+            return Err(format!(
+                "nr_mms must be 1..={}, got {}",
+                crate::ghost::MAX_MMS,
+                self.nr_mms
+            ));
         }
         Ok(())
     }

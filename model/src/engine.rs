@@ -146,6 +146,16 @@ fn run_with(
             shuttle::scheduler::RandomScheduler::new_from_seed(*seed, *iterations),
             &hits,
         ),
+        // One model thread has one schedule, and PCT refuses a run without
+        // concurrency: a single execution says everything.
+        Engine::ShuttlePct {
+            iterations, seed, ..
+        } if sc.threads.len() < 2 => run_shuttle(
+            &sc,
+            &cfg,
+            shuttle::scheduler::RandomScheduler::new_from_seed(*seed, (*iterations).min(1)),
+            &hits,
+        ),
         Engine::ShuttlePct {
             iterations,
             depth,

@@ -307,6 +307,17 @@ impl Ledger {
     }
 }
 
+/// A written value: (address space + 1) << 48 | tick.
+pub fn value_of(mm: usize, tick: u64) -> u64 {
+    ((mm as u64 + 1) << 48) | (tick & ((1 << 48) - 1))
+}
+
+/// Who wrote a value made by `value_of`, and when: (address space, tick).
+pub fn value_origin(v: u64) -> Option<(usize, u64)> {
+    let mm = v >> 48;
+    (mm != 0).then(|| ((mm - 1) as usize, v & ((1 << 48) - 1)))
+}
+
 /// Per-thread context: the thread's identity, its CPU (walker-registry slot), its
 /// trace and its ledger of holds. Owned by the thread: no shared ghost lock.
 #[derive(Debug)]
@@ -381,10 +392,11 @@ impl Ctx {
         })
     }
 
-    /// A value no other write in this world carries: (writer, sequence).
-    pub fn next_value(&mut self) -> u64 {
+    /// A value no other write in this world carries, which says who wrote it and
+    /// when: (address space + 1) << 48 | the global step tick.
+    pub fn next_value(&mut self, ghost: &Ghost) -> u64 {
         self.write_seq += 1;
-        ((self.thread as u64 + 1) << 32) | u64::from(self.write_seq)
+        value_of(self.mm, ghost.tick())
     }
 
     /// Adds `count` references of `kind` on folio `head` (generation `gen`).
@@ -408,6 +420,10 @@ pub struct Ghost {
     /// cleared PG_dirty). A device writing through a pin taken in an earlier
     /// generation writes into a page the filesystem believes clean.
     wb_gen: Box<[AtomicU32]>,
+    /// Per address space: the tick at which fork created it (0: not a fork
+    /// child) and its parent.
+    fork_tick: Box<[AtomicU64]>,
+    fork_parent: Box<[AtomicU32]>,
     /// Per PTE (table slot × entry): the step tick at which `page_mkclean_one`
     /// last write-protected it. A FOLL_WRITE grab must not follow one that came
     /// after its PTE read (the page_mkclean rule).
@@ -422,6 +438,9 @@ pub struct Ghost {
     /// under real threads, where it would be a shared ghost lock.
     values: Option<std::sync::Mutex<std::collections::BTreeSet<(Pfn, u32, u64)>>>,
 }
+
+/// Address spaces the ghost keeps fork ancestry for.
+pub const MAX_MMS: usize = 16;
 
 /// A generation stamp taken when an object was reached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -454,6 +473,8 @@ impl Ghost {
                 .map(|_| AtomicU64::new(0))
                 .collect(),
             ptes_per_table,
+            fork_tick: (0..MAX_MMS).map(|_| AtomicU64::new(0)).collect(),
+            fork_parent: mk(MAX_MMS),
             file_of: (0..nr_frames).map(|_| AtomicU64::new(0)).collect(),
             values: track_values.then(Default::default),
         }
@@ -484,6 +505,12 @@ impl Ghost {
                 .map(|a| AtomicU64::new(a.load(SeqCst)))
                 .collect(),
             ptes_per_table: self.ptes_per_table,
+            fork_tick: self
+                .fork_tick
+                .iter()
+                .map(|a| AtomicU64::new(a.load(SeqCst)))
+                .collect(),
+            fork_parent: copy(&self.fork_parent),
             file_of: self
                 .file_of
                 .iter()
@@ -500,6 +527,26 @@ impl Ghost {
     pub fn written_back(&self, pfn: Pfn) {
         self.wb_gen[pfn as usize].fetch_add(1, SeqCst);
     }
+    /// `child` was just created by a fork of `parent`.
+    pub fn forked(&self, child: usize, parent: usize) {
+        let now = self.tick();
+        self.fork_parent[child].store(parent as u32, SeqCst);
+        self.fork_tick[child].store(now, SeqCst);
+    }
+
+    /// Whether address spaces `a` and `b` are parent and child and a value
+    /// written at `tick` came after their fork: one must never observe the
+    /// other's such writes through a page it got via GUP.
+    pub fn post_fork_between(&self, a: usize, b: usize, tick: u64) -> bool {
+        let pair = |child: usize, parent: usize| {
+            child < MAX_MMS
+                && self.fork_tick[child].load(SeqCst) != 0
+                && self.fork_parent[child].load(SeqCst) as usize == parent
+                && tick > self.fork_tick[child].load(SeqCst)
+        };
+        a != b && (pair(a, b) || pair(b, a))
+    }
+
     /// The page-cache position of `pfn`, if it has one.
     pub fn file_of(&self, pfn: Pfn) -> Option<(u32, u32)> {
         let v = self.file_of[pfn as usize].load(SeqCst);

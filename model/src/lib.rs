@@ -21,6 +21,7 @@ pub mod device;
 pub mod engine;
 pub mod expect;
 pub mod file;
+pub mod fork;
 pub mod ghost;
 pub mod gup;
 pub mod mem;

@@ -705,7 +705,7 @@ impl<B: Backend> World<B> {
                         - 1)) as Pfn;
                 let pfn: Pfn = e.pfn() + sub;
                 let v = if write {
-                    let v = ctx.next_value();
+                    let v = ctx.next_value(&self.ghost);
                     self.write_page(pfn, 0, v);
                     // A store to a shared file page belongs to the file.
                     if self.record_file_write(ctx, pfn, v).is_none() {

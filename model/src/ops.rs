@@ -170,6 +170,18 @@ pub enum Op {
     NotifierMap { mm: u8, page: u16 },
     /// The MMU-notifier driver's device writes through its mappings.
     NotifierWrite,
+    /// `fork()` of this thread's address space into the (empty) address space
+    /// `child`.
+    Fork { child: u8 },
+    /// From here on this thread runs in address space `mm` (a thread of that
+    /// process: `current->mm`).
+    UseMm { mm: u8 },
+    /// Reads a handle's first page through the GUP reference (a pipe after
+    /// vmsplice, a DIO write): what this process may see.
+    ReadHandle { handle: u8 },
+    /// A pinned page stays the page mapped at the pinned address: a store
+    /// through the address must show in the page the pin holds.
+    CheckCoherent { handle: u8 },
 }
 
 /// What a GUP op returned and whether it has been released.
@@ -210,25 +222,36 @@ impl Op {
             Op::PunchHole { .. } => "truncate_pagecache_range",
             Op::NotifierMap { .. } => "hmm_range_fault",
             Op::NotifierWrite => "device write (notifier)",
+            Op::Fork { .. } => "fork",
+            Op::UseMm { .. } => "use mm",
+            Op::ReadHandle { .. } => "read through the reference",
+            Op::CheckCoherent { .. } => "check pin coherence",
         }
     }
 }
 
-/// Resolves selectors against a layout.
+/// Resolves selectors against a layout and the world's address spaces.
 pub struct Resolver<'a> {
     layout: &'a Layout,
+    nr_mms: usize,
 }
 
 impl<'a> Resolver<'a> {
-    pub fn new(layout: &'a Layout) -> Self {
-        Resolver { layout }
+    pub fn new(layout: &'a Layout, nr_mms: usize) -> Self {
+        Resolver { layout, nr_mms }
     }
+    /// An address space: the layout's, or a spare one (a fork child).
     pub fn mm(&self, sel: u8) -> usize {
-        usize::from(sel) % self.layout.mms.len().max(1)
+        usize::from(sel) % self.nr_mms.max(self.layout.mms.len()).max(1)
+    }
+    /// The regions of `mm`: a spare address space (a fork child) has its
+    /// parent's, the first address space of the layout.
+    fn regions(&self, mm: usize) -> Option<&'a Vec<crate::world::Region>> {
+        self.layout.mms.get(mm).or(self.layout.mms.first())
     }
     /// The `sel`-th page of `mm`'s regions, in layout order.
     pub fn page(&self, mm: usize, sel: u16) -> Option<u64> {
-        let regions = self.layout.mms.get(mm)?;
+        let regions = self.regions(mm)?;
         let total: u64 = regions.iter().map(|r| r.pages).sum();
         if total == 0 {
             return None;
@@ -248,7 +271,7 @@ impl<'a> Resolver<'a> {
         (n > 0).then(|| (usize::from(sel) % n) as u32)
     }
     pub fn region(&self, mm: usize, sel: u8) -> Option<&'a crate::world::Region> {
-        let regions = self.layout.mms.get(mm)?;
+        let regions = self.regions(mm)?;
         if regions.is_empty() {
             return None;
         }
@@ -259,7 +282,7 @@ impl<'a> Resolver<'a> {
 impl<B: Backend> World<B> {
     /// Executes one op. Results the kernel returns (an errno) are not violations.
     pub fn run_op(&self, ctx: &mut Ctx, layout: &Layout, op: &Op) -> Res<()> {
-        let r = Resolver::new(layout);
+        let r = Resolver::new(layout, self.cfg.nr_mms);
         match *op {
             Op::Nop => {}
             Op::Touch { mm, page, write } => {
@@ -345,6 +368,20 @@ impl<B: Backend> World<B> {
                 }
             }
             Op::NotifierWrite => self.notifier_write(ctx)?,
+            Op::Fork { child } => {
+                let _ = self.fork(ctx, ctx.mm, r.mm(child))?;
+            }
+            Op::UseMm { mm } => ctx.mm = r.mm(mm),
+            Op::ReadHandle { handle } => {
+                if !ctx.handles.is_empty() {
+                    self.read_handle(ctx, usize::from(handle) % ctx.handles.len())?;
+                }
+            }
+            Op::CheckCoherent { handle } => {
+                if !ctx.handles.is_empty() {
+                    self.check_coherent(ctx, usize::from(handle) % ctx.handles.len())?;
+                }
+            }
             Op::MaybeDmaPinned { handle } => {
                 if ctx.handles.is_empty() || self.cfg.p().pin == PinCounting::AsGet {
                     return Ok(());
@@ -435,6 +472,57 @@ impl<B: Backend> World<B> {
                 start,
                 wb_gen: std::mem::take(&mut ctx.grabbed),
             });
+        }
+        Ok(())
+    }
+
+    /// Reads the first page of GUP result `handle` through its reference. no
+    /// leak after fork: a value the other side of a fork wrote after the fork
+    /// must never be seen this way.
+    fn read_handle(&self, ctx: &mut Ctx, handle: usize) -> Res<()> {
+        let Some(&page) = ctx.handles[handle].pages.first() else {
+            return Ok(());
+        };
+        let v = self.mem.read_data(page, 0);
+        ctx.step(&self.ghost, "read through the reference", u64::from(page));
+        if let Some((writer, tick)) = crate::ghost::value_origin(v) {
+            if self.ghost.post_fork_between(writer, ctx.mm, tick) {
+                return Err(ctx.violation(
+                    Invariant::NoLeakAfterFork,
+                    format!(
+                        "mm {} read {v:#x} from page {page} through its GUP reference: mm {writer} wrote it after their fork",
+                        ctx.mm
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// coherent pin: a store through the pinned address lands in the pinned
+    /// page, for the pins the era promises it for (write pins always; read-only
+    /// pins of anonymous memory from 5.19, a7f226604170). Assumes no other
+    /// writer of the page meanwhile.
+    fn check_coherent(&self, ctx: &mut Ctx, handle: usize) -> Res<()> {
+        let h = ctx.handles[handle].clone();
+        let Some(&page) = h.pages.first() else {
+            return Ok(());
+        };
+        let promised = h.pin && (h.write || self.cfg.p().unshare_ro_pins);
+        let Ok(v) = self.user_access(ctx, h.mm as usize, h.start, true)? else {
+            return Ok(());
+        };
+        let seen = self.mem.read_data(page, 0);
+        if promised && seen != v {
+            return Err(ctx.violation(
+                Invariant::CoherentPin,
+                format!(
+                    "a store of {v:#x} at {:#x} in mm {} did not reach page {page}, which a {} pin still holds: the pin lost its page (Wrong COW)",
+                    h.start,
+                    h.mm,
+                    if h.write { "FOLL_WRITE" } else { "read-only" }
+                ),
+            ));
         }
         Ok(())
     }

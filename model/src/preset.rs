@@ -45,6 +45,19 @@ pub enum HasPinned {
     TestBeforeSet,
 }
 
+/// What fork does with an anonymous page the parent may have pinned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ForkCow {
+    /// Share it write-protected, like every other page (before 5.9).
+    Share,
+    /// 70e806e4e645 (5.9): copy it for the child at once if the mm has pinned
+    /// (`has_pinned`, 008cfe4418b3) and `page_maybe_dma_pinned()`.
+    EarlyCopyPinned,
+    /// 6c287605fd56 (5.19): `folio_try_dup_anon_rmap`: an exclusive page that may
+    /// be pinned is copied; any other loses PageAnonExclusive.
+    DupAnonRmap,
+}
+
 /// Which folios FOLL_LONGTERM migrates away before pinning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LongtermScope {
@@ -73,6 +86,8 @@ pub enum PresetId {
     V11,
     #[serde(rename = "5.7")]
     V5_7,
+    #[serde(rename = "5.8")]
+    V5_8,
     #[serde(rename = "5.10")]
     V5_10,
     #[serde(rename = "5.11")]
@@ -85,10 +100,11 @@ pub enum PresetId {
 }
 
 impl PresetId {
-    pub const ALL: [PresetId; 7] = [
+    pub const ALL: [PresetId; 8] = [
         PresetId::Seed,
         PresetId::V11,
         PresetId::V5_7,
+        PresetId::V5_8,
         PresetId::V5_10,
         PresetId::V5_11,
         PresetId::V6_1,
@@ -138,6 +154,10 @@ pub struct Preset {
     pub unshare_ro_pins: bool,
     /// The write-fault reuse rule of `do_wp_page`.
     pub reuse: ReuseRule,
+    pub fork_cow: ForkCow,
+    /// 17839856fd58 (5.8): a FOLL_GET lookup in a COW mapping breaks COW as if
+    /// it wrote (`should_force_cow_break`); removed again by a308c71bf1e6.
+    pub force_cow_break: bool,
     /// 3faa52c03f44 (5.7): /proc/vmstat nr_foll_pin_acquired / _released.
     pub vmstat: bool,
 }
@@ -219,6 +239,16 @@ impl Preset {
                 "09854ba94c6a, 6c287605fd56",
             ),
             f("pin vmstat", self.vmstat.to_string(), "3faa52c03f44"),
+            f(
+                "fork of pinned pages",
+                format!("{:?}", self.fork_cow),
+                "70e806e4e645, 6c287605fd56",
+            ),
+            f(
+                "forced COW break",
+                self.force_cow_break.to_string(),
+                "17839856fd58, a308c71bf1e6",
+            ),
         ]
     }
 }
@@ -242,6 +272,8 @@ const fn base(id: PresetId, name: &'static str, about: &'static str) -> Preset {
         unshare_ro_pins: true,
         reuse: ReuseRule::AnonExclusive,
         vmstat: true,
+        fork_cow: ForkCow::DupAnonRmap,
+        force_cow_break: false,
     }
 }
 
@@ -263,12 +295,13 @@ const fn era5(id: PresetId, name: &'static str, about: &'static str) -> Preset {
         longterm_check: LongtermCheck::BeforeRef,
         unshare_ro_pins: false,
         reuse: ReuseRule::Mapcount,
+        fork_cow: ForkCow::Share,
         ..base(id, name, about)
     }
 }
 
 /// Every preset, indexed by `PresetId`.
-pub static PRESETS: [Preset; 7] = [
+pub static PRESETS: [Preset; 8] = [
     Preset {
         rules: Rules::Seed,
         pin: PinCounting::AsGet,
@@ -293,9 +326,18 @@ pub static PRESETS: [Preset; 7] = [
         "FOLL_PIN tracked: bias 1024, exact pincount for order > 1, pin vmstat",
     ),
     Preset {
+        force_cow_break: true,
+        ..era5(
+            PresetId::V5_8,
+            "5.8",
+            "COW can break either way: a FOLL_GET lookup in a COW mapping breaks COW (17839856fd58)",
+        )
+    },
+    Preset {
         rules: Rules::V5_11,
         has_pinned: HasPinned::Set,
         reuse: ReuseRule::PageCount,
+        fork_cow: ForkCow::EarlyCopyPinned,
         ..era5(
             PresetId::V5_10,
             "5.10",
@@ -306,6 +348,7 @@ pub static PRESETS: [Preset; 7] = [
         rules: Rules::V5_11,
         has_pinned: HasPinned::Set,
         reuse: ReuseRule::PageCount,
+        fork_cow: ForkCow::EarlyCopyPinned,
         seqcount: true,
         ..era5(
             PresetId::V5_11,

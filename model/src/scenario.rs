@@ -577,6 +577,99 @@ pub fn store_vs_writeback() -> Scenario {
     }
 }
 
+/// `gup_fast_vs_fork`: bug #4 of KERNEL.md §7 (57efa1fe5957, 5.11). One thread
+/// of the parent pins a page with `pin_user_pages_fast(FOLL_WRITE)`, checks the
+/// pin is coherent (a store through the address reaches the pinned page) and
+/// unpins; another thread forks. Before 5.9 fork shares every page
+/// write-protected, so the parent's next store copies the page away from its
+/// pin (Wrong COW); 5.9's early copy of pinned pages (70e806e4e645) checks the
+/// pin under the PTL, which GUP-fast does not take: the pin can land between
+/// fork's check and its write-protect. 5.11's `write_protect_seq` makes
+/// GUP-fast back off; 5.19's PageAnonExclusive keeps the same scheme.
+pub fn gup_fast_vs_fork() -> Scenario {
+    Scenario {
+        name: "gup_fast_vs_fork".into(),
+        about: "pin_user_pages_fast(FOLL_WRITE) + a coherence check against fork of the same mm"
+            .into(),
+        version: OPS_VERSION,
+        layout: Layout::one(vec![
+            Region::anon(0, 1, Populate::Anon),
+            Region::anon(1, 1, Populate::Anon),
+        ]),
+        threads: vec![
+            vec![
+                Op::Gup {
+                    api: GupApi::PinUserPagesFast,
+                    mm: 0,
+                    page: 0,
+                    nr: 1,
+                    flags: FlagSel::WRITE,
+                },
+                Op::CheckCoherent { handle: 0 },
+                Op::Release {
+                    handle: 0,
+                    how: ReleaseApi::Matching,
+                },
+            ],
+            vec![Op::Fork { child: 1 }],
+        ],
+        world: WorldConfig {
+            nr_mms: 2,
+            ..small_world(16, 12)
+        },
+        window: None,
+    }
+}
+
+/// `vmsplice_fork`: CVE-2020-29374, bug #9 (Jann Horn). Played by one thread
+/// taking each process's turn: the parent writes a page and forks; the child
+/// vmsplice()s the shared page into a pipe (a read-only FOLL_GET reference
+/// held by the pipe) and unmaps it; the parent writes again: with the page's
+/// mapcount back at 1, the pre-5.8 reuse rule lets the write land in the
+/// page the pipe holds; the child reads the pipe and sees the parent's
+/// post-fork data. 5.8 broke COW at the lookup (17839856fd58); 5.9/5.10
+/// reuse only when `page_count() == 1` (09854ba94c6a).
+pub fn vmsplice_fork() -> Scenario {
+    let touch = |mm: u8| Op::Touch {
+        mm,
+        page: 0,
+        write: true,
+    };
+    Scenario {
+        name: "vmsplice_fork".into(),
+        about: "fork; child vmsplice (FOLL_GET) + munmap; parent writes; child reads the pipe"
+            .into(),
+        version: OPS_VERSION,
+        layout: Layout::one(vec![Region::anon(0, 1, Populate::Anon)]),
+        threads: vec![vec![
+            touch(0),
+            Op::Fork { child: 1 },
+            Op::UseMm { mm: 1 },
+            Op::Gup {
+                api: GupApi::GetUserPagesFast,
+                mm: 1,
+                page: 0,
+                nr: 1,
+                flags: FlagSel::default(),
+            },
+            Op::Munmap { mm: 1, region: 0 },
+            Op::UseMm { mm: 0 },
+            touch(0),
+            Op::UseMm { mm: 1 },
+            Op::ReadHandle { handle: 0 },
+            Op::Release {
+                handle: 0,
+                how: ReleaseApi::Matching,
+            },
+        ]],
+        world: WorldConfig {
+            nr_mms: 2,
+            ..small_world(16, 12)
+        },
+        window: None,
+    }
+}
+
 /// Every scenario, by name.
 pub fn catalogue() -> Vec<Scenario> {
     vec![
@@ -593,6 +686,8 @@ pub fn catalogue() -> Vec<Scenario> {
         rdma_longterm_vs_writeback(),
         notifier_device_vs_munmap(),
         store_vs_writeback(),
+        gup_fast_vs_fork(),
+        vmsplice_fork(),
     ]
 }
 

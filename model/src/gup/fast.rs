@@ -207,7 +207,14 @@ impl<B: Backend> World<B> {
             return Ok(Errno::EFAULT.as_ret());
         };
         let before = out.len();
-        let nr_pinned = self.gup_fast(ctx, ctx.mm, start, end, flags, out)? as i64;
+        // 17839856fd58 (5.8): the fast walk looks up as a write even for reads,
+        // so a COW-shared page is left to the slow path, which breaks COW.
+        let walk_flags = if self.cfg.p().force_cow_break && flags.has(Flag::Get) {
+            flags.with(Flag::Write)
+        } else {
+            flags
+        };
+        let nr_pinned = self.gup_fast(ctx, ctx.mm, start, end, walk_flags, out)? as i64;
         debug_assert_eq!(out.len() - before, nr_pinned as usize);
         if nr_pinned == nr_pages || flags.has(Flag::FastOnly) {
             return Ok(nr_pinned);

@@ -539,6 +539,14 @@ impl<B: Backend> World<B> {
             if let Err(e) = self.check_vma_flags(&vma, flags) {
                 return Ok(ret_err(i, e));
             }
+            // 17839856fd58 (5.8) should_force_cow_break(): a FOLL_GET lookup in a
+            // COW mapping looks up and faults as a write, so a shared page is
+            // copied for us first.
+            let flags = if self.cfg.p().force_cow_break && vma.is_cow() && flags.has(Flag::Get) {
+                flags.with(Flag::Write)
+            } else {
+                flags
+            };
             let mut attempts = 0;
             loop {
                 attempts += 1;
@@ -570,10 +578,9 @@ impl<B: Backend> World<B> {
         Ok((i, false))
     }
 
-    /// The PTE table slot and index for `addr`, walked under `mmap_lock` (tables
-    /// cannot be freed meanwhile); `None` if a level is missing or a huge leaf.
-    /// The PTE table and index mapping `addr`, by a walk of the upper levels
-    /// (`None`: not mapped by a PTE table).
+    /// The PTE table slot and index for `addr`, by a walk of the upper levels,
+    /// for a caller that keeps the tables alive (`mmap_lock`, or
+    /// `rmap_walk_lock`); `None` if a level is missing or a huge leaf.
     pub(crate) fn locked_pte_slot(&self, mm: usize, addr: u64) -> Option<(u32, usize)> {
         let mut slot = self.mms[mm].pgd;
         for level in (2..=4).rev() {

@@ -1,0 +1,188 @@
+//! fork: `dup_mmap` -> `copy_page_range` -> `copy_pte_range` ->
+//! `copy_present_pte` (KERNEL.md §5.3, §6), parent and child as two address
+//! spaces sharing frames, with each era's protection of pinned pages:
+//! none (share and write-protect everything), 5.9's early copy of maybe-pinned
+//! pages in an mm that has pinned (70e806e4e645 with `has_pinned`,
+//! 008cfe4418b3), 5.11's `write_protect_seq` write section against GUP-fast
+//! (57efa1fe5957), and 5.19's `folio_try_dup_anon_rmap` (PageAnonExclusive,
+//! 6c287605fd56).
+//!
+//! Simplifications, one line each:
+//! - private anonymous VMAs only: file and shared VMAs are duplicated empty (the
+//!   child faults them in again);
+//! - swap entries are not duplicated (the child's PTE stays empty);
+//! - base pages only: a huge leaf is left out of the child (no THP split yet).
+
+use crate::backend::{Backend, KAtomic};
+use crate::config::PAGE_SIZE;
+use crate::ghost::{Ctx, Res};
+use crate::mem::pg;
+use crate::mm::{mmf, Errno};
+use crate::pgtable::Pte;
+use crate::preset::ForkCow;
+use crate::rmap::RmapEntry;
+use crate::tlb::flush_waits_for_walkers;
+use crate::world::World;
+
+impl<B: Backend> World<B> {
+    /// `fork()` of address space `parent` into the empty address space `child`
+    /// (`dup_mmap`): both `mmap_lock`s for write, the VMAs copied, the anonymous
+    /// PTEs copied inside the MMU-notifier range and, where the era has it, the
+    /// `write_protect_seq` write section; then the parent's TLB flush.
+    pub fn fork(&self, ctx: &mut Ctx, parent: usize, child: usize) -> Res<Result<(), Errno>> {
+        ctx.step(&self.ghost, "dup_mmap", child as u64);
+        if parent == child || child >= self.mms.len() {
+            return Ok(Err(Errno::EINVAL));
+        }
+        let pvmas = self.mms[parent].mmap_lock.write();
+        let mut cvmas = self.mms[child].mmap_lock.write();
+        if !cvmas.is_empty() {
+            // The model forks into a fresh address space only.
+            return Ok(Err(Errno::EBUSY));
+        }
+        *cvmas = pvmas.clone();
+        self.ghost.forked(child, parent);
+        let end = self.cfg.va_size();
+        self.mmu_notifier_invalidate_range_start(ctx, parent, 0, end);
+        let p = self.cfg.p();
+        let seq = &self.mms[parent].write_protect_seq;
+        if p.seqcount {
+            // raw_write_seqcount_begin(): odd, then the copy.
+            seq.add(1);
+            B::smp_wmb();
+            ctx.step(&self.ghost, "copy_page_range: write_seqcount_begin", 0);
+        }
+        let mut r = Ok(Ok(()));
+        'vmas: for vma in pvmas.iter().filter(|v| v.is_anon()) {
+            let mut addr = vma.start;
+            while addr < vma.end {
+                match self.copy_present_pte(ctx, parent, child, addr) {
+                    Ok(Ok(())) => {}
+                    other => {
+                        r = other;
+                        break 'vmas;
+                    }
+                }
+                addr += PAGE_SIZE;
+            }
+        }
+        if p.seqcount {
+            B::smp_wmb();
+            seq.add(1);
+            ctx.step(&self.ghost, "copy_page_range: write_seqcount_end", 0);
+        }
+        // flush_tlb_mm(parent): the write-protected PTEs; under IPI this waits
+        // for the parent's interrupts-off walkers.
+        if flush_waits_for_walkers(self.cfg.arch) {
+            self.walkers.sync(ctx, &self.ghost, "flush_tlb_mm: IPI");
+        }
+        self.mmu_notifier_invalidate_range_end(ctx);
+        drop(cvmas);
+        drop(pvmas);
+        r
+    }
+
+    /// `copy_present_pte()` for one address: under the child's and the parent's
+    /// PTLs, share the page write-protected in both, or copy it for the child
+    /// at once when the era says the parent may have it pinned.
+    fn copy_present_pte(
+        &self,
+        ctx: &mut Ctx,
+        parent: usize,
+        child: usize,
+        addr: u64,
+    ) -> Res<Result<(), Errno>> {
+        let Some((slot, idx)) = self.locked_pte_slot(parent, addr) else {
+            return Ok(Ok(()));
+        };
+        if !self.tables[slot as usize].read(idx).present() {
+            return Ok(Ok(()));
+        }
+        let (cslot, cidx) = match self.ensure_pte_table(ctx, child, addr) {
+            Ok(Some(x)) => x,
+            Ok(None) => return Ok(Err(Errno::ENOMEM)),
+            Err(_) => return Ok(Ok(())),
+        };
+        let (t, ct) = (&self.tables[slot as usize], &self.tables[cslot as usize]);
+        let cg = ct.ptl.lock();
+        let g = t.ptl.lock();
+        let pte = t.read(idx);
+        if !pte.present() || pte.leaf() {
+            return Ok(Ok(()));
+        }
+        let page = pte.pfn();
+        if pte.special() {
+            // The zero page: mapped read-only in both, no reference.
+            ct.set(cidx, pte.without(Pte::WRITE));
+            return Ok(Ok(()));
+        }
+        let head = self.mem.page_folio(page);
+        let f = self.mem.frame(page);
+        let anon = f.flags.read_once() & pg::ANON != 0;
+        let has_pinned = self.mms[parent].flags.read_once() & mmf::HAS_PINNED != 0;
+        let copy = anon
+            && match self.cfg.p().fork_cow {
+                ForkCow::Share => false,
+                // page_needs_cow_for_dma() in copy_present_page (70e806e4e645).
+                ForkCow::EarlyCopyPinned => has_pinned && self.folio_maybe_dma_pinned(head),
+                // folio_try_dup_anon_rmap_pte(): an exclusive page that may be
+                // pinned is not shared; any other loses its exclusivity.
+                ForkCow::DupAnonRmap => {
+                    let exclusive = f.flags.read_once() & pg::ANON_EXCLUSIVE != 0;
+                    if exclusive && has_pinned && self.folio_maybe_dma_pinned(head) {
+                        true
+                    } else {
+                        if exclusive {
+                            f.flags.fetch_andnot(pg::ANON_EXCLUSIVE);
+                        }
+                        false
+                    }
+                }
+            };
+        if copy {
+            drop(g);
+            drop(cg);
+            return self.copy_present_page(ctx, child, addr, cslot, cidx, page);
+        }
+        // Share: the child's mapping takes a reference; both PTEs read-only
+        // (ptep_set_wrprotect on the parent's).
+        self.mem.folio_ref_add(ctx, &self.ghost, head, 1)?;
+        self.add_rmap(page, RmapEntry::pte(child, addr));
+        if pte.write() {
+            t.set(idx, pte.without(Pte::WRITE));
+        }
+        ct.set(cidx, pte.without(Pte::WRITE));
+        ctx.step(&self.ghost, "copy_present_pte: share wrprotected", addr);
+        drop(g);
+        drop(cg);
+        Ok(Ok(()))
+    }
+
+    /// `copy_present_page()`: the early COW of a maybe-pinned page: the child gets
+    /// its own copy now and the parent keeps the pinned page mapped writable.
+    fn copy_present_page(
+        &self,
+        ctx: &mut Ctx,
+        child: usize,
+        addr: u64,
+        cslot: u32,
+        cidx: usize,
+        src: crate::mem::Pfn,
+    ) -> Res<Result<(), Errno>> {
+        self.rcu_reclaim(ctx)?;
+        let Some(new) = self.mem.alloc_anon(ctx, &self.ghost) else {
+            return Ok(Err(Errno::ENOMEM));
+        };
+        for w in 0..2 {
+            self.write_page(new, w, self.mem.read_data(src, w));
+        }
+        B::smp_wmb();
+        let ct = &self.tables[cslot as usize];
+        let cg = ct.ptl.lock();
+        self.add_rmap(new, RmapEntry::pte(child, addr));
+        ct.set(cidx, Pte::mk_page(new, true, true));
+        drop(cg);
+        ctx.step(&self.ghost, "copy_present_page: early COW", addr);
+        Ok(Ok(()))
+    }
+}

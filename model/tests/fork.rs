@@ -1,0 +1,116 @@
+//! fork, sequentially: what `copy_page_range` shares, what it copies at once,
+//! and what the write fault does afterwards, per era. Std backend.
+
+use gupcheck_model::backend::{KAtomic, Std};
+use gupcheck_model::ghost::Ctx;
+use gupcheck_model::gup::flags::{Flag, Foll};
+use gupcheck_model::mem::{pg, Pfn};
+use gupcheck_model::pgtable::Pte;
+use gupcheck_model::world::{Layout, Populate, Region};
+use gupcheck_model::{Arch, PresetId, World, WorldConfig};
+
+fn world(preset: PresetId) -> World<Std> {
+    let cfg = WorldConfig {
+        fanout_bits: 2,
+        nr_frames: 48,
+        nr_tables: 16,
+        nr_mms: 2,
+        preset,
+        trace: false,
+        ..WorldConfig::small(Arch::Ipi)
+    };
+    World::build(cfg, &Layout::one(vec![Region::anon(0, 2, Populate::Anon)])).unwrap()
+}
+
+/// The PTE mapping `addr` in `mm`, read at rest.
+fn pte(w: &World<Std>, mm: usize, addr: u64) -> Option<Pte> {
+    let mut slot = w.mms[mm].pgd;
+    for level in (2..=4).rev() {
+        let e = Pte(w.tables[slot as usize].entries[w.cfg.index(addr, level)].read_once());
+        if !e.present() {
+            return None;
+        }
+        slot = e.table_slot();
+    }
+    let e = Pte(w.tables[slot as usize].entries[w.cfg.index(addr, 1)].read_once());
+    e.present().then_some(e)
+}
+
+#[test]
+fn fork_shares_write_protected_and_the_first_writes_copy_or_reuse() {
+    for preset in PresetId::ALL {
+        let w = world(preset);
+        let mut c = Ctx::new(0, 1, false);
+        let page: Pfn = pte(&w, 0, 0).unwrap().pfn();
+        w.fork(&mut c, 0, 1).unwrap().unwrap();
+        let (p, ch) = (pte(&w, 0, 0).unwrap(), pte(&w, 1, 0).unwrap());
+        assert_eq!((p.pfn(), ch.pfn()), (page, page), "{}", preset.name());
+        assert!(
+            !p.write() && !ch.write(),
+            "{}: both write-protected",
+            preset.name()
+        );
+        assert_eq!(w.mem.folio_ref_count(page), 2);
+        assert_eq!(w.mem.frame(page).mapcount.read_once(), 2);
+        // The child writes first: it gets a copy; the parent's write then finds
+        // the page its own and reuses it, whatever the era's rule.
+        let v = w.user_access(&mut c, 1, 0, true).unwrap().unwrap();
+        assert_ne!(pte(&w, 1, 0).unwrap().pfn(), page, "{}", preset.name());
+        w.user_access(&mut c, 0, 0, true).unwrap().unwrap();
+        assert_eq!(
+            pte(&w, 0, 0).unwrap().pfn(),
+            page,
+            "{}: reused",
+            preset.name()
+        );
+        assert_eq!(w.user_access(&mut c, 1, 0, false).unwrap(), Ok(v));
+        w.check_quiescent(&c.ledger).unwrap();
+    }
+}
+
+#[test]
+fn a_pinned_page_is_copied_for_the_child_at_fork_from_5_9() {
+    for (preset, early) in [
+        (PresetId::Seed, false),
+        (PresetId::V5_7, false),
+        (PresetId::V5_8, false),
+        (PresetId::V5_10, true),
+        (PresetId::V5_11, true),
+        (PresetId::V6_1, true),
+        (PresetId::Latest, true),
+    ] {
+        let w = world(preset);
+        let mut c = Ctx::new(0, 1, false);
+        let mut pages = Vec::new();
+        let n = w
+            .pin_user_pages_fast(&mut c, 0, 1, Foll::of(&[Flag::Write]), Some(&mut pages))
+            .unwrap();
+        assert_eq!(n, 1);
+        w.fork(&mut c, 0, 1).unwrap().unwrap();
+        let (p, ch) = (pte(&w, 0, 0).unwrap(), pte(&w, 1, 0).unwrap());
+        assert_eq!(p.pfn(), pages[0], "{}", preset.name());
+        assert_eq!(
+            ch.pfn() != pages[0],
+            early,
+            "{}: child's copy",
+            preset.name()
+        );
+        assert_eq!(
+            p.write(),
+            early,
+            "{}: parent keeps it writable",
+            preset.name()
+        );
+        if preset >= PresetId::V6_1 {
+            let f = w.mem.frame(pages[0]).flags.read_once();
+            assert_ne!(
+                f & pg::ANON_EXCLUSIVE,
+                0,
+                "{}: still exclusive",
+                preset.name()
+            );
+        }
+        w.unpin_user_pages(&mut c, &pages).unwrap();
+        w.check_quiescent(&c.ledger).unwrap();
+    }
+}
