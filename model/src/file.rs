@@ -355,14 +355,9 @@ impl<B: Backend> World<B> {
         idx: usize,
         src: Pfn,
     ) -> Res<Result<(), Errno>> {
-        self.rcu_reclaim(ctx)?;
-        let Some(new) = self.mem.alloc_anon(ctx, &self.ghost) else {
+        let Some(new) = self.anon_copy_of(ctx, Some(src))? else {
             return Ok(Err(Errno::ENOMEM));
         };
-        for w in 0..2 {
-            self.write_page(new, w, self.mem.read_data(src, w));
-        }
-        B::smp_wmb();
         let t = &self.tables[slot as usize];
         let g = t.ptl.lock();
         if !t.read(idx).is_none() {
@@ -440,6 +435,9 @@ impl<B: Backend> World<B> {
             r?;
         }
         ino.disk.lock()[index as usize] = [0, 0];
+        self.ghost
+            .unmap_gen
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let seq = self.ghost.tick();
         ctx.ledger.punches.push(FileWriteRec {
             seq,

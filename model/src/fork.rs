@@ -169,14 +169,9 @@ impl<B: Backend> World<B> {
         cidx: usize,
         src: crate::mem::Pfn,
     ) -> Res<Result<(), Errno>> {
-        self.rcu_reclaim(ctx)?;
-        let Some(new) = self.mem.alloc_anon(ctx, &self.ghost) else {
+        let Some(new) = self.anon_copy_of(ctx, Some(src))? else {
             return Ok(Err(Errno::ENOMEM));
         };
-        for w in 0..2 {
-            self.write_page(new, w, self.mem.read_data(src, w));
-        }
-        B::smp_wmb();
         let ct = &self.tables[cslot as usize];
         let cg = ct.ptl.lock();
         self.add_rmap(new, RmapEntry::pte(child, addr));

@@ -420,6 +420,9 @@ pub struct Ghost {
     /// cleared PG_dirty). A device writing through a pin taken in an earlier
     /// generation writes into a page the filesystem believes clean.
     wb_gen: Box<[AtomicU32]>,
+    /// Bumped whenever a mapping goes away by its owner's doing (munmap, hole
+    /// punch): a pin's address may then map another page legitimately.
+    pub unmap_gen: AtomicU64,
     /// Per address space: the tick at which fork created it (0: not a fork
     /// child) and its parent.
     fork_tick: Box<[AtomicU64]>,
@@ -473,6 +476,7 @@ impl Ghost {
                 .map(|_| AtomicU64::new(0))
                 .collect(),
             ptes_per_table,
+            unmap_gen: AtomicU64::new(0),
             fork_tick: (0..MAX_MMS).map(|_| AtomicU64::new(0)).collect(),
             fork_parent: mk(MAX_MMS),
             file_of: (0..nr_frames).map(|_| AtomicU64::new(0)).collect(),
@@ -505,6 +509,7 @@ impl Ghost {
                 .map(|a| AtomicU64::new(a.load(SeqCst)))
                 .collect(),
             ptes_per_table: self.ptes_per_table,
+            unmap_gen: AtomicU64::new(self.unmap_gen.load(SeqCst)),
             fork_tick: self
                 .fork_tick
                 .iter()

@@ -226,6 +226,21 @@ impl<B: Backend> World<B> {
         Ok(self.mem.alloc_anon(ctx, &self.ghost))
     }
 
+    /// A new exclusive anonymous page holding a copy of `src` (zeroed for
+    /// `None`: the zero page), published with `smp_wmb` (`__folio_mark_uptodate`)
+    /// before any PTE may point to it. `None` is -ENOMEM.
+    pub(crate) fn anon_copy_of(&self, ctx: &mut Ctx, src: Option<Pfn>) -> Res<Option<Pfn>> {
+        let Some(new) = self.alloc_anon_page(ctx)? else {
+            return Ok(None);
+        };
+        for w in 0..2 {
+            let v = src.map_or(0, |s| self.mem.read_data(s, w));
+            self.write_page(new, w, v);
+        }
+        B::smp_wmb();
+        Ok(Some(new))
+    }
+
     /// `do_anonymous_page()`: a read fault maps the shared zero page; a write fault
     /// allocates a zeroed, exclusive anonymous page.
     #[allow(clippy::too_many_arguments)]
@@ -360,14 +375,9 @@ impl<B: Backend> World<B> {
     ) -> Res<Result<(), Errno>> {
         let old = pte.pfn();
         let zero = pte.special() && self.mem.is_zero_pfn(old);
-        let Some(new) = self.alloc_anon_page(ctx)? else {
+        let Some(new) = self.anon_copy_of(ctx, (!zero).then_some(old))? else {
             return Ok(Err(Errno::ENOMEM));
         };
-        for w in 0..2 {
-            let v = if zero { 0 } else { self.mem.read_data(old, w) };
-            self.write_page(new, w, v);
-        }
-        B::smp_wmb();
         let t = &self.tables[slot as usize];
         // The kernel invalidates secondary MMUs around the PTE replacement.
         self.mmu_notifier_invalidate_range_start(ctx, mm, addr, addr + PAGE_SIZE);
@@ -454,6 +464,9 @@ impl<B: Backend> World<B> {
         let zapped = self.zap_range(ctx, mm, pgd, 4, 0, start, end, &mut tlb);
         self.mmu_notifier_invalidate_range_end(ctx);
         zapped?;
+        self.ghost
+            .unmap_gen
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let seq = self.ghost.tick();
         ctx.ledger.unmaps.push(UnmapRec {
             seq,

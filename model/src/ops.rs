@@ -8,11 +8,11 @@
 use arbitrary::Arbitrary;
 use serde::{Deserialize, Serialize};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, KAtomic};
 use crate::config::{Mutation, PAGE_SIZE};
 use crate::ghost::{Ctx, Invariant, Res};
 use crate::gup::flags::{Flag, Foll, Rules};
-use crate::mem::Pfn;
+use crate::mem::{pg, Pfn};
 use crate::preset::PinCounting;
 use crate::world::{Layout, World};
 
@@ -201,6 +201,9 @@ pub struct Handle {
     /// Each grabbed folio's writeback generation at the grab (ghost).
     #[serde(default)]
     pub wb_gen: Vec<(Pfn, u32)>,
+    /// The ghost's unmap generation when the call returned.
+    #[serde(default)]
+    pub unmap_gen: u64,
 }
 
 impl Op {
@@ -471,6 +474,10 @@ impl<B: Backend> World<B> {
                 mm: mm as u32,
                 start,
                 wb_gen: std::mem::take(&mut ctx.grabbed),
+                unmap_gen: self
+                    .ghost
+                    .unmap_gen
+                    .load(std::sync::atomic::Ordering::SeqCst),
             });
         }
         Ok(())
@@ -499,27 +506,45 @@ impl<B: Backend> World<B> {
         Ok(())
     }
 
-    /// coherent pin: a store through the pinned address lands in the pinned
-    /// page, for the pins the era promises it for (write pins always; read-only
-    /// pins of anonymous memory from 5.19, a7f226604170). Assumes no other
-    /// writer of the page meanwhile.
+    /// coherent pin: while pinned and not unmapped by its owner, the page mapped
+    /// at the pinned address is the pinned page. Checked after a store through
+    /// the address (the write fault is where a Wrong COW replaces it), for the
+    /// pins the era promises it for: write pins always; read-only pins of
+    /// anonymous memory from 5.19 (a7f226604170); R/O long-term pins of private
+    /// page cache (6.2) are not checked here.
     fn check_coherent(&self, ctx: &mut Ctx, handle: usize) -> Res<()> {
         let h = ctx.handles[handle].clone();
         let Some(&page) = h.pages.first() else {
             return Ok(());
         };
-        let promised = h.pin && (h.write || self.cfg.p().unshare_ro_pins);
-        let Ok(v) = self.user_access(ctx, h.mm as usize, h.start, true)? else {
+        // Read-only pins are promised coherence for anonymous pages only (never
+        // for the zero page, nor for page cache in a private mapping, which a
+        // store copies into anonymous memory).
+        let anon = self.mem.frame(page).flags.read_once() & pg::ANON != 0;
+        let promised = h.pin && (h.write || (self.cfg.p().unshare_ro_pins && anon));
+        let mm = h.mm as usize;
+        if self.user_access(ctx, mm, h.start, true)?.is_err() {
+            return Ok(());
+        }
+        let Some((slot, idx)) = self.locked_pte_slot(mm, h.start) else {
             return Ok(());
         };
-        let seen = self.mem.read_data(page, 0);
-        if promised && seen != v {
+        let t = &self.tables[slot as usize];
+        let g = t.ptl.lock();
+        let pte = t.read(idx);
+        let unmapped = self
+            .ghost
+            .unmap_gen
+            .load(std::sync::atomic::Ordering::SeqCst)
+            != h.unmap_gen;
+        drop(g);
+        if promised && !unmapped && pte.present() && pte.pfn() != page {
             return Err(ctx.violation(
                 Invariant::CoherentPin,
                 format!(
-                    "a store of {v:#x} at {:#x} in mm {} did not reach page {page}, which a {} pin still holds: the pin lost its page (Wrong COW)",
+                    "after a store at {:#x} in mm {mm}, the address maps page {} while a {} pin still holds page {page}: the pin lost its page (Wrong COW)",
                     h.start,
-                    h.mm,
+                    pte.pfn(),
                     if h.write { "FOLL_WRITE" } else { "read-only" }
                 ),
             ));

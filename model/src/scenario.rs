@@ -180,13 +180,7 @@ pub fn gup_fast_vs_munmap() -> Scenario {
         threads: vec![
             unmap_reuse_remap(true),
             vec![
-                Op::Gup {
-                    api: GupApi::PinUserPagesFast,
-                    mm: 0,
-                    page: 0,
-                    nr: 1,
-                    flags: FlagSel::WRITE,
-                },
+                gup(GupApi::PinUserPagesFast, 0, 1, FlagSel::WRITE),
                 Op::Release {
                     handle: 0,
                     how: ReleaseApi::Matching,
@@ -238,13 +232,7 @@ pub fn concurrent_pin_unpin() -> Scenario {
         layout: Layout::one(vec![Region::anon(0, 1, Populate::Anon)]),
         threads: vec![
             vec![
-                Op::Gup {
-                    api: GupApi::PinUserPagesFast,
-                    mm: 0,
-                    page: 0,
-                    nr: 1,
-                    flags: FlagSel::WRITE,
-                },
+                gup(GupApi::PinUserPagesFast, 0, 1, FlagSel::WRITE),
                 Op::MaybeDmaPinned { handle: 0 },
                 Op::Release {
                     handle: 0,
@@ -252,13 +240,7 @@ pub fn concurrent_pin_unpin() -> Scenario {
                 },
             ],
             vec![
-                Op::Gup {
-                    api: GupApi::GetUserPagesFast,
-                    mm: 0,
-                    page: 0,
-                    nr: 1,
-                    flags: FlagSel::WRITE,
-                },
+                gup(GupApi::GetUserPagesFast, 0, 1, FlagSel::WRITE),
                 Op::Release {
                     handle: 0,
                     how: ReleaseApi::Matching,
@@ -276,13 +258,7 @@ pub fn concurrent_pin_unpin() -> Scenario {
 /// bias-on-head counting, so the eighth overflows the counter, as a 1 GiB page
 /// did after "about 8" pins; with the exact pincount it adds 4).
 pub fn huge_page_pin_overflow() -> Scenario {
-    let pin = Op::Gup {
-        api: GupApi::PinUserPagesFast,
-        mm: 0,
-        page: 0,
-        nr: 4,
-        flags: FlagSel::default(),
-    };
+    let pin = gup(GupApi::PinUserPagesFast, 0, 4, FlagSel::default());
     Scenario {
         name: "huge_page_pin_overflow".into(),
         about: "whole pins of a huge folio held by two threads, on a scaled counter".into(),
@@ -308,13 +284,7 @@ pub fn huge_page_pin_overflow() -> Scenario {
 /// with bias 4, eight pins overflow the zero page's count unless pins of the
 /// zero page are no-ops (c8070b787519, 6.5).
 pub fn zero_page_pin() -> Scenario {
-    let pin = Op::Gup {
-        api: GupApi::PinUserPages,
-        mm: 0,
-        page: 0,
-        nr: 1,
-        flags: FlagSel::default(),
-    };
+    let pin = gup(GupApi::PinUserPages, 0, 1, FlagSel::default());
     Scenario {
         name: "zero_page_pin".into(),
         about: "read-only pins of the shared zero page, never released, on a scaled counter".into(),
@@ -350,13 +320,7 @@ pub fn gup_unlocked_vs_munmap() -> Scenario {
         ]),
         threads: vec![
             vec![
-                Op::Gup {
-                    api: GupApi::GetUserPagesUnlocked,
-                    mm: 0,
-                    page: 0,
-                    nr: 2,
-                    flags: FlagSel::default(),
-                },
+                gup(GupApi::GetUserPagesUnlocked, 0, 2, FlagSel::default()),
                 Op::Release {
                     handle: 0,
                     how: ReleaseApi::Matching,
@@ -366,6 +330,17 @@ pub fn gup_unlocked_vs_munmap() -> Scenario {
         ],
         world: small_world(14, 8),
         window: None,
+    }
+}
+
+/// A GUP call by this thread on `nr` pages of address space 0 from `page`.
+fn gup(api: GupApi, page: u16, nr: u8, flags: FlagSel) -> Op {
+    Op::Gup {
+        api,
+        mm: 0,
+        page,
+        nr,
+        flags,
     }
 }
 
@@ -598,13 +573,7 @@ pub fn gup_fast_vs_fork() -> Scenario {
         ]),
         threads: vec![
             vec![
-                Op::Gup {
-                    api: GupApi::PinUserPagesFast,
-                    mm: 0,
-                    page: 0,
-                    nr: 1,
-                    flags: FlagSel::WRITE,
-                },
+                gup(GupApi::PinUserPagesFast, 0, 1, FlagSel::WRITE),
                 Op::CheckCoherent { handle: 0 },
                 Op::Release {
                     handle: 0,
