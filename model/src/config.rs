@@ -133,10 +133,15 @@ pub enum Mutation {
     /// its update is missed, and the device writes a page munmap already freed.
     /// Observable in `notifier_device_vs_munmap`.
     NotifierSkipsRetry,
+    /// A DIO path takes FOLL_GET (`get_user_pages_fast`) where FOLL_PIN is
+    /// required (bug #13, "COW fixes part 3"): fork shares the page, and the
+    /// parent's next store copies it away from the DMA. Observable in
+    /// `fork_with_dma_in_flight`.
+    DioUsesFollGet,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 10] = [
+    pub const ALL: [Mutation; 11] = [
         Mutation::WalkerSkipsRegistration,
         Mutation::WalkerPlainGet,
         Mutation::WalkerRegistrationNoBarrier,
@@ -147,6 +152,7 @@ impl Mutation {
         Mutation::FaultNoWmb,
         Mutation::StaleVmaAfterRetry,
         Mutation::NotifierSkipsRetry,
+        Mutation::DioUsesFollGet,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -160,6 +166,7 @@ impl Mutation {
             Mutation::FaultNoWmb => "fault_no_wmb",
             Mutation::StaleVmaAfterRetry => "stale_vma_after_retry",
             Mutation::NotifierSkipsRetry => "notifier_skips_retry",
+            Mutation::DioUsesFollGet => "dio_uses_foll_get",
         }
     }
     pub fn describe(self) -> &'static str {
@@ -187,6 +194,9 @@ impl Mutation {
             }
             Mutation::NotifierSkipsRetry => {
                 "notifier driver maps its device PTE without mmu_interval_read_retry()"
+            }
+            Mutation::DioUsesFollGet => {
+                "a DIO path takes FOLL_GET where FOLL_PIN is required (bug #13)"
             }
         }
     }

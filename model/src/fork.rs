@@ -1,3 +1,6 @@
+//! fork, and the soft-dirty write-protection of clear_refs (the other writer of
+//! PTE protections that meets pinned pages: KERNEL.md §5.8).
+//!
 //! fork: `dup_mmap` -> `copy_page_range` -> `copy_pte_range` ->
 //! `copy_present_pte` (KERNEL.md §5.3, §6), parent and child as two address
 //! spaces sharing frames, with each era's protection of pinned pages:
@@ -25,6 +28,43 @@ use crate::tlb::flush_waits_for_walkers;
 use crate::world::World;
 
 impl<B: Backend> World<B> {
+    /// `echo 4 > /proc/pid/clear_refs` (`clear_refs_write`, CLEAR_REFS_SOFT_DIRTY)
+    /// for address space `mm`: under `mmap_lock`, write-protect and soft-clean
+    /// every present anonymous PTE so the next store faults, then flush. From
+    /// 5.11 a maybe-pinned page is skipped (9348b73c2e1b): write-protecting it
+    /// would let the write fault copy it away from its pin (bug #12). The skip
+    /// reads the pin state under the PTL, which GUP-fast does not take.
+    pub fn clear_refs_soft_dirty(&self, ctx: &mut Ctx, mm: usize) -> Res<()> {
+        ctx.step(&self.ghost, "clear_refs_write: soft-dirty", mm as u64);
+        let vmas = self.mms[mm].mmap_lock.read();
+        for vma in vmas.iter().filter(|v| v.is_anon()) {
+            let mut addr = vma.start;
+            while addr < vma.end {
+                if let Some((slot, idx)) = self.locked_pte_slot(mm, addr) {
+                    let t = &self.tables[slot as usize];
+                    let g = t.ptl.lock();
+                    let pte = t.read(idx);
+                    let skip = !pte.present()
+                        || pte.special()
+                        || !pte.write()
+                        || (self.cfg.p().clear_refs_skips_pinned
+                            && self.page_maybe_dma_pinned(pte.pfn()));
+                    if !skip {
+                        t.set(idx, pte.without(Pte::WRITE | Pte::SOFT_DIRTY));
+                        ctx.step(&self.ghost, "clear_soft_dirty: wrprotect", addr);
+                    }
+                    drop(g);
+                }
+                addr += PAGE_SIZE;
+            }
+        }
+        if flush_waits_for_walkers(self.cfg.arch) {
+            self.walkers.sync(ctx, &self.ghost, "flush_tlb_mm: IPI");
+        }
+        drop(vmas);
+        Ok(())
+    }
+
     /// `fork()` of address space `parent` into the empty address space `child`
     /// (`dup_mmap`): both `mmap_lock`s for write, the VMAs copied, the anonymous
     /// PTEs copied inside the MMU-notifier range and, where the era has it, the

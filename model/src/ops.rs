@@ -182,6 +182,8 @@ pub enum Op {
     /// A pinned page stays the page mapped at the pinned address: a store
     /// through the address must show in the page the pin holds.
     CheckCoherent { handle: u8 },
+    /// `echo 4 > /proc/pid/clear_refs` on an address space.
+    ClearRefs { mm: u8 },
 }
 
 /// What a GUP op returned and whether it has been released.
@@ -229,6 +231,7 @@ impl Op {
             Op::UseMm { .. } => "use mm",
             Op::ReadHandle { .. } => "read through the reference",
             Op::CheckCoherent { .. } => "check pin coherence",
+            Op::ClearRefs { .. } => "clear_refs_write",
         }
     }
 }
@@ -375,6 +378,7 @@ impl<B: Backend> World<B> {
                 let _ = self.fork(ctx, ctx.mm, r.mm(child))?;
             }
             Op::UseMm { mm } => ctx.mm = r.mm(mm),
+            Op::ClearRefs { mm } => self.clear_refs_soft_dirty(ctx, r.mm(mm))?,
             Op::ReadHandle { handle } => {
                 if !ctx.handles.is_empty() {
                     self.read_handle(ctx, usize::from(handle) % ctx.handles.len())?;
@@ -421,6 +425,13 @@ impl<B: Backend> World<B> {
         flags: Foll,
         with_pages: bool,
     ) -> Res<()> {
+        // The #13 misuse: a DIO that should pin takes plain references.
+        let api = match api {
+            GupApi::PinUserPagesFast if self.cfg.has(Mutation::DioUsesFollGet) => {
+                GupApi::GetUserPagesFast
+            }
+            other => other,
+        };
         let mut pages = Vec::new();
         let out = with_pages.then_some(&mut pages);
         let me = ctx.mm;
@@ -508,10 +519,11 @@ impl<B: Backend> World<B> {
 
     /// coherent pin: while pinned and not unmapped by its owner, the page mapped
     /// at the pinned address is the pinned page. Checked after a store through
-    /// the address (the write fault is where a Wrong COW replaces it), for the
-    /// pins the era promises it for: write pins always; read-only pins of
-    /// anonymous memory from 5.19 (a7f226604170); R/O long-term pins of private
-    /// page cache (6.2) are not checked here.
+    /// the address (the write fault is where a Wrong COW replaces it), for what
+    /// relies on it: references taken for writing (pins, and a FOLL_GET DIO,
+    /// which only FOLL_PIN makes reliable); read-only pins of anonymous memory
+    /// from 5.19 (a7f226604170). R/O long-term pins of private page cache (6.2)
+    /// are not checked here.
     fn check_coherent(&self, ctx: &mut Ctx, handle: usize) -> Res<()> {
         let h = ctx.handles[handle].clone();
         let Some(&page) = h.pages.first() else {
@@ -521,7 +533,9 @@ impl<B: Backend> World<B> {
         // for the zero page, nor for page cache in a private mapping, which a
         // store copies into anonymous memory).
         let anon = self.mem.frame(page).flags.read_once() & pg::ANON != 0;
-        let promised = h.pin && (h.write || (self.cfg.p().unshare_ro_pins && anon));
+        // A FOLL_GET taken for writing (a DIO) relies on it too, though the
+        // kernel only makes pins reliable: finding that is the point (#13).
+        let promised = h.write || (h.pin && self.cfg.p().unshare_ro_pins && anon);
         let mm = h.mm as usize;
         if self.user_access(ctx, mm, h.start, true)?.is_err() {
             return Ok(());
@@ -542,10 +556,14 @@ impl<B: Backend> World<B> {
             return Err(ctx.violation(
                 Invariant::CoherentPin,
                 format!(
-                    "after a store at {:#x} in mm {mm}, the address maps page {} while a {} pin still holds page {page}: the pin lost its page (Wrong COW)",
+                    "after a store at {:#x} in mm {mm}, the address maps page {} while a {} still holds page {page}: it lost its page (Wrong COW)",
                     h.start,
                     pte.pfn(),
-                    if h.write { "FOLL_WRITE" } else { "read-only" }
+                    match (h.pin, h.write) {
+                        (true, true) => "FOLL_WRITE pin",
+                        (true, false) => "read-only pin",
+                        (false, _) => "FOLL_GET reference taken for writing",
+                    }
                 ),
             ));
         }

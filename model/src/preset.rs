@@ -158,6 +158,9 @@ pub struct Preset {
     /// 17839856fd58 (5.8): a FOLL_GET lookup in a COW mapping breaks COW as if
     /// it wrote (`should_force_cow_break`); removed again by a308c71bf1e6.
     pub force_cow_break: bool,
+    /// 9348b73c2e1b (5.11): /proc/pid/clear_refs soft-dirty write-protection
+    /// skips maybe-pinned pages.
+    pub clear_refs_skips_pinned: bool,
     /// 3faa52c03f44 (5.7): /proc/vmstat nr_foll_pin_acquired / _released.
     pub vmstat: bool,
 }
@@ -249,6 +252,11 @@ impl Preset {
                 self.force_cow_break.to_string(),
                 "17839856fd58, a308c71bf1e6",
             ),
+            f(
+                "clear_refs skips pinned",
+                self.clear_refs_skips_pinned.to_string(),
+                "9348b73c2e1b",
+            ),
         ]
     }
 }
@@ -274,6 +282,7 @@ const fn base(id: PresetId, name: &'static str, about: &'static str) -> Preset {
         vmstat: true,
         fork_cow: ForkCow::DupAnonRmap,
         force_cow_break: false,
+        clear_refs_skips_pinned: true,
     }
 }
 
@@ -296,6 +305,7 @@ const fn era5(id: PresetId, name: &'static str, about: &'static str) -> Preset {
         unshare_ro_pins: false,
         reuse: ReuseRule::Mapcount,
         fork_cow: ForkCow::Share,
+        clear_refs_skips_pinned: false,
         ..base(id, name, about)
     }
 }
@@ -350,6 +360,7 @@ pub static PRESETS: [Preset; 8] = [
         reuse: ReuseRule::PageCount,
         fork_cow: ForkCow::EarlyCopyPinned,
         seqcount: true,
+        clear_refs_skips_pinned: true,
         ..era5(
             PresetId::V5_11,
             "5.11",

@@ -181,10 +181,7 @@ pub fn gup_fast_vs_munmap() -> Scenario {
             unmap_reuse_remap(true),
             vec![
                 gup(GupApi::PinUserPagesFast, 0, 1, FlagSel::WRITE),
-                Op::Release {
-                    handle: 0,
-                    how: ReleaseApi::Matching,
-                },
+                release(ReleaseApi::Matching),
             ],
         ],
         world: small_world(11, 6),
@@ -231,20 +228,10 @@ pub fn concurrent_pin_unpin() -> Scenario {
         version: OPS_VERSION,
         layout: Layout::one(vec![Region::anon(0, 1, Populate::Anon)]),
         threads: vec![
-            vec![
-                gup(GupApi::PinUserPagesFast, 0, 1, FlagSel::WRITE),
-                Op::MaybeDmaPinned { handle: 0 },
-                Op::Release {
-                    handle: 0,
-                    how: ReleaseApi::DirtyLock,
-                },
-            ],
+            pin_check_release(Op::MaybeDmaPinned { handle: 0 }, ReleaseApi::DirtyLock),
             vec![
                 gup(GupApi::GetUserPagesFast, 0, 1, FlagSel::WRITE),
-                Op::Release {
-                    handle: 0,
-                    how: ReleaseApi::Matching,
-                },
+                release(ReleaseApi::Matching),
             ],
         ],
         world: small_world(10, 6),
@@ -321,10 +308,7 @@ pub fn gup_unlocked_vs_munmap() -> Scenario {
         threads: vec![
             vec![
                 gup(GupApi::GetUserPagesUnlocked, 0, 2, FlagSel::default()),
-                Op::Release {
-                    handle: 0,
-                    how: ReleaseApi::Matching,
-                },
+                release(ReleaseApi::Matching),
             ],
             vec![Op::Munmap { mm: 0, region: 0 }],
         ],
@@ -342,6 +326,28 @@ fn gup(api: GupApi, page: u16, nr: u8, flags: FlagSel) -> Op {
         nr,
         flags,
     }
+}
+
+/// Releases the thread's first GUP result.
+fn release(how: ReleaseApi) -> Op {
+    Op::Release { handle: 0, how }
+}
+
+/// A world with a spare address space for a fork child.
+fn fork_world() -> WorldConfig {
+    WorldConfig {
+        nr_mms: 2,
+        ..small_world(16, 12)
+    }
+}
+
+/// A write pin of page 0 by `pin_user_pages_fast`, a check on it, its release.
+fn pin_check_release(check: Op, how: ReleaseApi) -> Vec<Op> {
+    vec![
+        gup(GupApi::PinUserPagesFast, 0, 1, FlagSel::WRITE),
+        check,
+        release(how),
+    ]
 }
 
 /// A one-page file and a shared mapping of it, as a layout.
@@ -369,10 +375,7 @@ fn dma_thread(api: GupApi, flags: FlagSel) -> Vec<Op> {
             flags,
         },
         Op::DmaWrite { handle: 0 },
-        Op::Release {
-            handle: 0,
-            how: ReleaseApi::DirtyLock,
-        },
+        release(ReleaseApi::DirtyLock),
     ]
 }
 
@@ -572,20 +575,10 @@ pub fn gup_fast_vs_fork() -> Scenario {
             Region::anon(1, 1, Populate::Anon),
         ]),
         threads: vec![
-            vec![
-                gup(GupApi::PinUserPagesFast, 0, 1, FlagSel::WRITE),
-                Op::CheckCoherent { handle: 0 },
-                Op::Release {
-                    handle: 0,
-                    how: ReleaseApi::Matching,
-                },
-            ],
+            pin_check_release(Op::CheckCoherent { handle: 0 }, ReleaseApi::Matching),
             vec![Op::Fork { child: 1 }],
         ],
-        world: WorldConfig {
-            nr_mms: 2,
-            ..small_world(16, 12)
-        },
+        world: fork_world(),
         window: None,
     }
 }
@@ -626,15 +619,58 @@ pub fn vmsplice_fork() -> Scenario {
             touch(0),
             Op::UseMm { mm: 1 },
             Op::ReadHandle { handle: 0 },
-            Op::Release {
-                handle: 0,
-                how: ReleaseApi::Matching,
-            },
+            release(ReleaseApi::Matching),
         ]],
-        world: WorldConfig {
-            nr_mms: 2,
-            ..small_world(16, 12)
-        },
+        world: fork_world(),
+        window: None,
+    }
+}
+
+/// `fork_with_dma_in_flight`: a DIO into an anonymous page is in flight
+/// (`pin_user_pages_fast(FOLL_WRITE)`, the device writes) when the process
+/// forks; then the parent stores through the same address (the pin must still
+/// be the page mapped there) and the DIO completes. Before 5.9 fork shares the
+/// pinned page and the store copies it away (Wrong COW); from 5.9 fork copies
+/// it for the child instead. With a DIO that takes FOLL_GET
+/// (`dio_uses_foll_get`, bug #13), no era can tell, in every preset.
+pub fn fork_with_dma_in_flight() -> Scenario {
+    Scenario {
+        name: "fork_with_dma_in_flight".into(),
+        about: "DIO pin + device write, fork, parent store, DIO completion (one thread)".into(),
+        version: OPS_VERSION,
+        layout: Layout::one(vec![Region::anon(0, 2, Populate::Anon)]),
+        threads: vec![vec![
+            gup(GupApi::PinUserPagesFast, 0, 1, FlagSel::WRITE),
+            Op::DmaWrite { handle: 0 },
+            Op::Fork { child: 1 },
+            Op::CheckCoherent { handle: 0 },
+            release(ReleaseApi::DirtyLock),
+        ]],
+        world: fork_world(),
+        window: None,
+    }
+}
+
+/// `clear_refs_on_pinned`: bug #12 (9348b73c2e1b, 5.11). One thread pins a page
+/// with `pin_user_pages_fast(FOLL_WRITE)`, stores through it and checks the
+/// pin still is the page mapped there; another writes 4 to
+/// /proc/pid/clear_refs, write-protecting the PTEs for soft-dirty tracking.
+/// With the page_count reuse rule (5.9/5.10) the store then copies the pinned
+/// page away. 5.11 skips maybe-pinned pages, but reads the pin state under the
+/// PTL, which GUP-fast does not take: a pin landing between the check and
+/// the write-protect still loses its page (known-incomplete). 5.19's
+/// PageAnonExclusive reuses the exclusive page whatever its count.
+pub fn clear_refs_on_pinned() -> Scenario {
+    Scenario {
+        name: "clear_refs_on_pinned".into(),
+        about: "pin_user_pages_fast(FOLL_WRITE) + store against clear_refs soft-dirty".into(),
+        version: OPS_VERSION,
+        layout: Layout::one(vec![Region::anon(0, 2, Populate::Anon)]),
+        threads: vec![
+            pin_check_release(Op::CheckCoherent { handle: 0 }, ReleaseApi::Matching),
+            vec![Op::ClearRefs { mm: 0 }],
+        ],
+        world: small_world(12, 8),
         window: None,
     }
 }
@@ -657,6 +693,8 @@ pub fn catalogue() -> Vec<Scenario> {
         store_vs_writeback(),
         gup_fast_vs_fork(),
         vmsplice_fork(),
+        fork_with_dma_in_flight(),
+        clear_refs_on_pinned(),
     ]
 }
 
