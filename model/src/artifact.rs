@@ -34,6 +34,10 @@ pub struct Artifact {
     pub preset: PresetId,
     pub arch: Arch,
     pub mutations: Vec<Mutation>,
+    /// Invariants the run searched past (`WorldConfig::tolerate`): a loom
+    /// replay must skip the same executions to reach the failing one.
+    #[serde(default)]
+    pub tolerate: Vec<crate::ghost::Invariant>,
     pub engine: Engine,
     pub failure: Failure,
     /// Context switches of the failing schedule before and after minimisation.
@@ -59,10 +63,17 @@ impl Artifact {
             preset,
             arch,
             mutations: mutations.to_vec(),
+            tolerate: Vec::new(),
             engine: engine.clone(),
             failure,
             minimised: None,
         }
+    }
+
+    /// The same artifact, for a run that searched past `tolerate`.
+    pub fn tolerating(mut self, tolerate: &[crate::ghost::Invariant]) -> Self {
+        self.tolerate = tolerate.to_vec();
+        self
     }
 
     /// A file name that says what failed.
@@ -143,9 +154,10 @@ impl Artifact {
     /// Replays the failure: the outcome, and whether it reproduced the same
     /// invariant.
     pub fn replay(&self) -> Result<(Outcome, bool), String> {
-        let cfg = self
+        let mut cfg = self
             .scenario
             .config_for(self.preset, self.arch, &self.mutations);
+        cfg.tolerate = self.tolerate.clone();
         let o = match (&self.engine, &self.failure.schedule) {
             (Engine::Loom { .. }, _) => run_exact(&self.scenario, &cfg, &self.engine)?,
             (_, Some(schedule)) => replay_shuttle(&self.scenario, &cfg, schedule)?,

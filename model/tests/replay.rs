@@ -128,3 +128,29 @@ fn byte_schedules_find_races_and_their_failures_replay() {
     let o = replay_shuttle(&sc, &cfg, f.schedule.as_ref().unwrap()).unwrap();
     assert_eq!(o.failure.unwrap().violation, f.violation);
 }
+
+#[test]
+fn a_loom_artifact_that_searched_past_a_known_open_outcome_replays() {
+    let sc = gupcheck_model::scenario::gup_fast_vs_page_mkclean();
+    let m = [Mutation::SkipPteRecheck];
+    let engine = Engine::Loom {
+        preemption_bound: Some(2),
+    };
+    let mut cfg = sc.config(Arch::Rcu, &m);
+    cfg.tolerate = vec![gupcheck_model::Invariant::NoLostWrite];
+    let o = run(&sc, &cfg, &engine).unwrap();
+    assert!(o.tolerated > 0, "the known-open outcome came first");
+    let f = o.failure.expect("loom finds the skipped recheck past it");
+    assert_eq!(
+        f.violation.invariant,
+        gupcheck_model::Invariant::PinThroughWritablePte
+    );
+    let art = Artifact::new(&sc, PresetId::Latest, Arch::Rcu, &m, &engine, f.clone())
+        .tolerating(&cfg.tolerate);
+    let art = Artifact::parse(&serde_json::to_string(&art).unwrap()).unwrap();
+    let (o, same) = art.replay().unwrap();
+    assert!(same, "replayed {:?}", o.failure.map(|g| g.violation));
+    // Without what it searched past, the replay stops at the known-open one.
+    let (_, same) = art.tolerating(&[]).replay().unwrap();
+    assert!(!same);
+}

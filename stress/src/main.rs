@@ -273,7 +273,7 @@ fn explore(a: &ExploreArgs) -> Result<ExitCode, String> {
     say!("VIOLATION at execution {}: {}", f.iteration, f.violation);
     say!("{}", render_trace(&f.trace));
     // The engine exactly as it ran (loom's bound after LOOM_MAX_PREEMPTIONS).
-    let mut art = Artifact::new(&sc, preset, arch, &muts, &o.ran, f);
+    let mut art = Artifact::new(&sc, preset, arch, &muts, &o.ran, f).tolerating(&cfg.tolerate);
     art.minimised = minimised;
     let path = art.write_atomic(&a.out)?;
     say!("artifact: {}", path.display());

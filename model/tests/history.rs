@@ -1,0 +1,104 @@
+//! The historical bugs the fork and COW actors reach (KERNEL.md §7), each as
+//! (scenario, the preset without the fix, the preset with it): the first is
+//! found with the invariant the bug breaks and its artifact replays, the
+//! second is clean under the same engine.
+
+use gupcheck_model::artifact::Artifact;
+use gupcheck_model::scenario::by_name;
+use gupcheck_model::{run, Arch, Engine, Invariant, Mutation, PresetId};
+
+use PresetId::*;
+
+struct Bug {
+    id: &'static str,
+    scenario: &'static str,
+    broken: PresetId,
+    fixed: PresetId,
+    mutation: Option<Mutation>,
+    invariant: Invariant,
+}
+
+const BUGS: [Bug; 5] = [
+    Bug {
+        id: "#4 GUP-fast vs fork (57efa1fe5957)",
+        scenario: "gup_fast_vs_fork",
+        broken: V5_10,
+        fixed: V5_11,
+        mutation: None,
+        invariant: Invariant::CoherentPin,
+    },
+    Bug {
+        id: "#9 CVE-2020-29374 vmsplice + fork (17839856fd58)",
+        scenario: "vmsplice_fork",
+        broken: V5_7,
+        fixed: V5_8,
+        mutation: None,
+        invariant: Invariant::NoLeakAfterFork,
+    },
+    Bug {
+        id: "#12 clear_refs on pinned pages (9348b73c2e1b, then 6c287605fd56)",
+        scenario: "clear_refs_on_pinned",
+        broken: V5_10,
+        fixed: V6_1,
+        mutation: None,
+        invariant: Invariant::CoherentPin,
+    },
+    Bug {
+        id: "#13 DIO with FOLL_GET across fork",
+        scenario: "fork_with_dma_in_flight",
+        broken: Latest,
+        fixed: Latest,
+        mutation: Some(Mutation::DioUsesFollGet),
+        invariant: Invariant::CoherentPin,
+    },
+    Bug {
+        id: "fork of a pinned page before 5.9 (70e806e4e645)",
+        scenario: "fork_with_dma_in_flight",
+        broken: V5_8,
+        fixed: V5_10,
+        mutation: None,
+        invariant: Invariant::CoherentPin,
+    },
+];
+
+fn pct() -> Engine {
+    Engine::ShuttlePct {
+        iterations: 3_000,
+        depth: 3,
+        seed: 11,
+    }
+}
+
+#[test]
+fn each_bug_is_found_without_its_fix_replays_and_is_clean_with_it() {
+    for b in &BUGS {
+        let sc = by_name(b.scenario).unwrap();
+        let muts: Vec<Mutation> = b.mutation.into_iter().collect();
+        for arch in Arch::ALL {
+            let o = run(&sc, &sc.config_for(b.broken, arch, &muts), &pct()).unwrap();
+            let f = o
+                .failure
+                .unwrap_or_else(|| panic!("{} ({arch:?}): not found", b.id));
+            assert_eq!(f.violation.invariant, b.invariant, "{} ({arch:?})", b.id);
+            let art = Artifact::new(&sc, b.broken, arch, &muts, &pct(), f);
+            let art = Artifact::parse(&serde_json::to_string(&art).unwrap()).unwrap();
+            for _ in 0..10 {
+                let (_, same) = art.replay().unwrap();
+                assert!(same, "{} ({arch:?}): the artifact did not replay", b.id);
+            }
+            let fixed_muts: Vec<Mutation> = if b.broken == b.fixed {
+                vec![]
+            } else {
+                muts.clone()
+            };
+            let o = run(&sc, &sc.config_for(b.fixed, arch, &fixed_muts), &pct()).unwrap();
+            assert!(
+                o.failure.is_none(),
+                "{} ({arch:?}): the fixed preset {} reports {:?}",
+                b.id,
+                b.fixed.name(),
+                o.failure.map(|f| f.violation)
+            );
+        }
+    }
+}
