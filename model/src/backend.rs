@@ -69,6 +69,9 @@ pub trait KAtomic: Send + Sync + 'static {
     fn cmpxchg(&self, old: Self::V, new: Self::V) -> Self::V;
     /// xchg(): fully ordered, returns the old value.
     fn xchg(&self, v: Self::V) -> Self::V;
+    /// xchg_relaxed(): unordered, returns the old value (arm64's
+    /// `__ptep_get_and_clear`).
+    fn xchg_relaxed(&self, v: Self::V) -> Self::V;
 }
 
 /// The engine a model instance runs on.
@@ -297,6 +300,11 @@ macro_rules! katomic {
                 let r = self.0.swap(v, $rmw);
                 $full;
                 r
+            }
+            #[inline]
+            #[track_caller]
+            fn xchg_relaxed(&self, v: $v) -> $v {
+                self.0.swap(v, $rel)
             }
         }
     };

@@ -435,9 +435,7 @@ impl<B: Backend> World<B> {
             r?;
         }
         ino.disk.lock()[index as usize] = [0, 0];
-        self.ghost
-            .unmap_gen
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.ghost.unmapped(None);
         let seq = self.ghost.tick();
         ctx.ledger.punches.push(FileWriteRec {
             seq,

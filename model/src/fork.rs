@@ -173,7 +173,8 @@ impl<B: Backend> World<B> {
                         true
                     } else {
                         if exclusive {
-                            f.flags.fetch_andnot(pg::ANON_EXCLUSIVE);
+                            // ClearPageAnonExclusive: clear_bit, unordered.
+                            f.flags.andnot(pg::ANON_EXCLUSIVE);
                         }
                         false
                     }

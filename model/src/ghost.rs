@@ -420,9 +420,10 @@ pub struct Ghost {
     /// cleared PG_dirty). A device writing through a pin taken in an earlier
     /// generation writes into a page the filesystem believes clean.
     wb_gen: Box<[AtomicU32]>,
-    /// Bumped whenever a mapping goes away by its owner's doing (munmap, hole
-    /// punch): a pin's address may then map another page legitimately.
-    pub unmap_gen: AtomicU64,
+    /// Per address space: bumped whenever a mapping goes away by its owner's
+    /// doing (munmap; a hole punch, for all): a pin's address may then map
+    /// another page legitimately.
+    unmap_gen: Box<[AtomicU64]>,
     /// Per address space: the tick at which fork created it (0: not a fork
     /// child) and its parent.
     fork_tick: Box<[AtomicU64]>,
@@ -476,7 +477,7 @@ impl Ghost {
                 .map(|_| AtomicU64::new(0))
                 .collect(),
             ptes_per_table,
-            unmap_gen: AtomicU64::new(0),
+            unmap_gen: (0..MAX_MMS).map(|_| AtomicU64::new(0)).collect(),
             fork_tick: (0..MAX_MMS).map(|_| AtomicU64::new(0)).collect(),
             fork_parent: mk(MAX_MMS),
             file_of: (0..nr_frames).map(|_| AtomicU64::new(0)).collect(),
@@ -509,7 +510,11 @@ impl Ghost {
                 .map(|a| AtomicU64::new(a.load(SeqCst)))
                 .collect(),
             ptes_per_table: self.ptes_per_table,
-            unmap_gen: AtomicU64::new(self.unmap_gen.load(SeqCst)),
+            unmap_gen: self
+                .unmap_gen
+                .iter()
+                .map(|a| AtomicU64::new(a.load(SeqCst)))
+                .collect(),
             fork_tick: self
                 .fork_tick
                 .iter()
@@ -532,6 +537,18 @@ impl Ghost {
     pub fn written_back(&self, pfn: Pfn) {
         self.wb_gen[pfn as usize].fetch_add(1, SeqCst);
     }
+    /// `mm`'s owner unmapped something (`None`: every address space).
+    pub fn unmapped(&self, mm: Option<usize>) {
+        for (i, g) in self.unmap_gen.iter().enumerate() {
+            if mm.is_none_or(|m| m == i) {
+                g.fetch_add(1, SeqCst);
+            }
+        }
+    }
+    pub fn unmap_gen(&self, mm: usize) -> u64 {
+        self.unmap_gen[mm].load(SeqCst)
+    }
+
     /// `child` was just created by a fork of `parent`.
     pub fn forked(&self, child: usize, parent: usize) {
         let now = self.tick();

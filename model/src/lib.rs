@@ -31,6 +31,7 @@ pub mod pgtable;
 pub mod preset;
 pub mod rmap;
 pub mod scenario;
+pub mod share;
 pub mod tlb;
 pub mod vmscan;
 pub mod walk;

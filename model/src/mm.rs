@@ -464,9 +464,7 @@ impl<B: Backend> World<B> {
         let zapped = self.zap_range(ctx, mm, pgd, 4, 0, start, end, &mut tlb);
         self.mmu_notifier_invalidate_range_end(ctx);
         zapped?;
-        self.ghost
-            .unmap_gen
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.ghost.unmapped(Some(mm));
         let seq = self.ghost.tick();
         ctx.ledger.unmaps.push(UnmapRec {
             seq,

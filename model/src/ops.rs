@@ -184,6 +184,9 @@ pub enum Op {
     CheckCoherent { handle: u8 },
     /// `echo 4 > /proc/pid/clear_refs` on an address space.
     ClearRefs { mm: u8 },
+    /// A KSM-like sharer write-protects a page and clears its exclusivity
+    /// (`write_protect_page`, `folio_try_share_anon_rmap_pte`).
+    KsmShare { mm: u8, page: u16 },
 }
 
 /// What a GUP op returned and whether it has been released.
@@ -203,7 +206,7 @@ pub struct Handle {
     /// Each grabbed folio's writeback generation at the grab (ghost).
     #[serde(default)]
     pub wb_gen: Vec<(Pfn, u32)>,
-    /// The ghost's unmap generation when the call returned.
+    /// The ghost's unmap generation of `mm` when the call returned.
     #[serde(default)]
     pub unmap_gen: u64,
 }
@@ -232,6 +235,7 @@ impl Op {
             Op::ReadHandle { .. } => "read through the reference",
             Op::CheckCoherent { .. } => "check pin coherence",
             Op::ClearRefs { .. } => "clear_refs_write",
+            Op::KsmShare { .. } => "ksm: write_protect_page",
         }
     }
 }
@@ -379,6 +383,12 @@ impl<B: Backend> World<B> {
             }
             Op::UseMm { mm } => ctx.mm = r.mm(mm),
             Op::ClearRefs { mm } => self.clear_refs_soft_dirty(ctx, r.mm(mm))?,
+            Op::KsmShare { mm, page } => {
+                let mm = r.mm(mm);
+                if let Some(addr) = r.page(mm, page) {
+                    self.ksm_write_protect_page(ctx, mm, addr)?;
+                }
+            }
             Op::ReadHandle { handle } => {
                 if !ctx.handles.is_empty() {
                     self.read_handle(ctx, usize::from(handle) % ctx.handles.len())?;
@@ -485,10 +495,7 @@ impl<B: Backend> World<B> {
                 mm: mm as u32,
                 start,
                 wb_gen: std::mem::take(&mut ctx.grabbed),
-                unmap_gen: self
-                    .ghost
-                    .unmap_gen
-                    .load(std::sync::atomic::Ordering::SeqCst),
+                unmap_gen: self.ghost.unmap_gen(mm),
             });
         }
         Ok(())
@@ -546,11 +553,7 @@ impl<B: Backend> World<B> {
         let t = &self.tables[slot as usize];
         let g = t.ptl.lock();
         let pte = t.read(idx);
-        let unmapped = self
-            .ghost
-            .unmap_gen
-            .load(std::sync::atomic::Ordering::SeqCst)
-            != h.unmap_gen;
+        let unmapped = self.ghost.unmap_gen(mm) != h.unmap_gen;
         drop(g);
         if promised && !unmapped && pte.present() && pte.pfn() != page {
             return Err(ctx.violation(

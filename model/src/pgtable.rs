@@ -198,6 +198,11 @@ impl<B: Backend> PageTable<B> {
     pub fn get_and_clear(&self, i: usize) -> Pte {
         Pte(self.entries[i].xchg(0))
     }
+    /// `ptep_get_and_clear()` as arm64 implements it (`xchg_relaxed`): no
+    /// ordering against the accesses around it.
+    pub fn get_and_clear_relaxed(&self, i: usize) -> Pte {
+        Pte(self.entries[i].xchg_relaxed(0))
+    }
 }
 
 /// The page-table level names, for traces and reports.

@@ -92,6 +92,8 @@ pub enum PresetId {
     V5_10,
     #[serde(rename = "5.11")]
     V5_11,
+    #[serde(rename = "6.0")]
+    V6_0,
     #[serde(rename = "6.1")]
     V6_1,
     #[default]
@@ -100,13 +102,14 @@ pub enum PresetId {
 }
 
 impl PresetId {
-    pub const ALL: [PresetId; 8] = [
+    pub const ALL: [PresetId; 9] = [
         PresetId::Seed,
         PresetId::V11,
         PresetId::V5_7,
         PresetId::V5_8,
         PresetId::V5_10,
         PresetId::V5_11,
+        PresetId::V6_0,
         PresetId::V6_1,
         PresetId::Latest,
     ];
@@ -141,7 +144,8 @@ pub struct Preset {
     pub head_recheck: bool,
     /// 70cbc3cc78a9 (6.1): recheck the PMD after pinning a PTE (THP collapse).
     pub pmd_recheck: bool,
-    /// 088b8aa537c2 (6.1): `smp_mb__after_atomic()` after the pin add.
+    /// 088b8aa537c2 (6.1): `smp_mb__after_atomic()` after the pin add, and
+    /// `smp_mb()` after the sharer's PTE clear (`folio_try_share_anon_rmap`).
     pub mb_after_pin: bool,
     /// 57efa1fe5957 (5.11): `mm->write_protect_seq` read by FOLL_PIN fast walks.
     pub seqcount: bool,
@@ -155,8 +159,9 @@ pub struct Preset {
     /// The write-fault reuse rule of `do_wp_page`.
     pub reuse: ReuseRule,
     pub fork_cow: ForkCow,
-    /// 17839856fd58 (5.8): a FOLL_GET lookup in a COW mapping breaks COW as if
-    /// it wrote (`should_force_cow_break`); removed again by a308c71bf1e6.
+    /// 17839856fd58 (5.8): a FOLL_GET or FOLL_PIN lookup in a COW mapping breaks
+    /// COW as if it wrote (`should_force_cow_break`; the fast walk always looks
+    /// up as a write); removed again by a308c71bf1e6.
     pub force_cow_break: bool,
     /// 9348b73c2e1b (5.11): /proc/pid/clear_refs soft-dirty write-protection
     /// skips maybe-pinned pages.
@@ -311,7 +316,7 @@ const fn era5(id: PresetId, name: &'static str, about: &'static str) -> Preset {
 }
 
 /// Every preset, indexed by `PresetId`.
-pub static PRESETS: [Preset; 8] = [
+pub static PRESETS: [Preset; 9] = [
     Preset {
         rules: Rules::Seed,
         pin: PinCounting::AsGet,
@@ -340,7 +345,7 @@ pub static PRESETS: [Preset; 8] = [
         ..era5(
             PresetId::V5_8,
             "5.8",
-            "COW can break either way: a FOLL_GET lookup in a COW mapping breaks COW (17839856fd58)",
+            "COW can break either way: a GUP lookup in a COW mapping breaks COW (17839856fd58)",
         )
     },
     Preset {
@@ -365,6 +370,17 @@ pub static PRESETS: [Preset; 8] = [
             PresetId::V5_11,
             "5.11",
             "write_protect_seq: FOLL_PIN fast walks back off while fork copies",
+        )
+    },
+    Preset {
+        rules: Rules::V6_1,
+        zero_page_pin_noop: false,
+        longterm_check: LongtermCheck::BeforeRef,
+        mb_after_pin: false,
+        ..base(
+            PresetId::V6_0,
+            "6.0",
+            "PageAnonExclusive (5.19) before 088b8aa537c2: no barrier after the pin, none after the sharer's PTE clear",
         )
     },
     Preset {

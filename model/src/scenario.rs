@@ -675,6 +675,45 @@ pub fn clear_refs_on_pinned() -> Scenario {
     }
 }
 
+/// `ksm_share_vs_ro_pin`: 088b8aa537c2's example (6.1). A read-only
+/// `pin_user_pages_fast` of an exclusive anonymous page whose PTE is already
+/// read-only (the VMA is not writable), then its unpin; against a KSM-like
+/// sharer that clears the PTE, checks the page is neither referenced nor
+/// pinned, clears PageAnonExclusive and restores the same read-only PTE (so
+/// GUP-fast's PTE recheck cannot see it). Only the sharer's smp_mb after the
+/// clear and GUP-fast's after the pin make one of them see the other; before
+/// 6.1 the TLB flush was trusted, which waits for GUP-fast only under IPI.
+/// Under RCU (arm64's relaxed `ptep_get_and_clear`) 6.0 pins a page that is
+/// no longer exclusive: loom only, an ordering bug.
+pub fn ksm_share_vs_ro_pin() -> Scenario {
+    Scenario {
+        name: "ksm_share_vs_ro_pin".into(),
+        about: "read-only pin_user_pages_fast of an exclusive page against a KSM-like sharer"
+            .into(),
+        version: OPS_VERSION,
+        layout: Layout::one(vec![Region {
+            writable: false,
+            ..Region::anon(0, 1, Populate::Anon)
+        }]),
+        threads: vec![
+            vec![
+                gup(GupApi::PinUserPagesFast, 0, 1, FlagSel::default()),
+                release(ReleaseApi::Matching),
+            ],
+            vec![Op::KsmShare { mm: 0, page: 0 }],
+        ],
+        world: small_world(10, 6),
+        // The sharer clears the PTE between GUP-fast's read and its recheck:
+        // sequentially consistent, the recheck sees it.
+        window: Window::new(
+            0,
+            "gup_fast_pte_range: read pte",
+            "ksm: ptep_clear_flush",
+            "gup_fast_pte_range: recheck pte",
+        ),
+    }
+}
+
 /// Every scenario, by name.
 pub fn catalogue() -> Vec<Scenario> {
     vec![
@@ -695,6 +734,7 @@ pub fn catalogue() -> Vec<Scenario> {
         vmsplice_fork(),
         fork_with_dma_in_flight(),
         clear_refs_on_pinned(),
+        ksm_share_vs_ro_pin(),
     ]
 }
 

@@ -209,7 +209,7 @@ impl<B: Backend> World<B> {
         let before = out.len();
         // 17839856fd58 (5.8): the fast walk looks up as a write even for reads,
         // so a COW-shared page is left to the slow path, which breaks COW.
-        let walk_flags = if self.cfg.p().force_cow_break && flags.has(Flag::Get) {
+        let walk_flags = if self.cfg.p().force_cow_break {
             flags.with(Flag::Write)
         } else {
             flags

@@ -7,7 +7,7 @@
 //! writeback), as its comment in mm/gup.c says.
 
 use crate::backend::{Backend, KAtomic};
-use crate::ghost::{Ctx, HoldKind, Res};
+use crate::ghost::{Ctx, HoldKind, Invariant, Res};
 use crate::mem::{pg, Pfn};
 use crate::world::World;
 
@@ -19,10 +19,31 @@ impl<B: Backend> World<B> {
         self.gup_put_folio(ctx, head, 1, HoldKind::Get)
     }
 
+    /// `sanity_check_pinned_pages()` (b6a2619c60b4, 5.19+): a pinned anonymous
+    /// page stays exclusive until its owner unpins it; one that lost
+    /// PageAnonExclusive was shared by someone who read "not pinned". (GUP-fast's
+    /// own undo after a seqcount retry releases without it, as the kernel does.)
+    fn sanity_check_pinned_pages(&self, ctx: &mut Ctx, pages: &[Pfn]) -> Res<()> {
+        if !self.cfg.p().unshare_ro_pins {
+            return Ok(());
+        }
+        for &p in pages {
+            let f = self.mem.frame(p).flags.read_once();
+            if f & pg::ANON != 0 && f & pg::ANON_EXCLUSIVE == 0 {
+                return Err(ctx.violation(
+                    Invariant::PinnedIsVisible,
+                    format!("pinned anonymous page {p} lost PageAnonExclusive while pinned: whoever shared it read \"not pinned\""),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// `unpin_user_page()`: drops one FOLL_PIN (a no-op for the zero page, 6.5+).
     pub fn unpin_user_page(&self, ctx: &mut Ctx, page: Pfn) -> Res<()> {
         let head = self.mem.page_folio(page);
         ctx.step(&self.ghost, "unpin_user_page", u64::from(page));
+        self.sanity_check_pinned_pages(ctx, &[page])?;
         self.gup_put_folio(ctx, head, 1, self.pin_kind())
     }
 
@@ -30,6 +51,7 @@ impl<B: Backend> World<B> {
     /// subtraction (`gup_folio_next`, 5.12+).
     pub fn unpin_user_pages(&self, ctx: &mut Ctx, pages: &[Pfn]) -> Res<()> {
         ctx.step(&self.ghost, "unpin_user_pages", pages.len() as u64);
+        self.sanity_check_pinned_pages(ctx, pages)?;
         self.unpin_pages_grouped(ctx, pages, self.pin_kind())
     }
 
@@ -46,6 +68,7 @@ impl<B: Backend> World<B> {
             "unpin_user_pages_dirty_lock",
             pages.len() as u64,
         );
+        self.sanity_check_pinned_pages(ctx, pages)?;
         if !make_dirty {
             return self.unpin_pages_grouped(ctx, pages, self.pin_kind());
         }

@@ -539,10 +539,13 @@ impl<B: Backend> World<B> {
             if let Err(e) = self.check_vma_flags(&vma, flags) {
                 return Ok(ret_err(i, e));
             }
-            // 17839856fd58 (5.8) should_force_cow_break(): a FOLL_GET lookup in a
-            // COW mapping looks up and faults as a write, so a shared page is
-            // copied for us first.
-            let flags = if self.cfg.p().force_cow_break && vma.is_cow() && flags.has(Flag::Get) {
+            // 17839856fd58 (5.8) should_force_cow_break(): a FOLL_GET or FOLL_PIN
+            // lookup in a COW mapping looks up and faults as a write, so a shared
+            // page is copied for us first.
+            let flags = if self.cfg.p().force_cow_break
+                && vma.is_cow()
+                && flags.any(Foll::of(&[Flag::Get, Flag::Pin]))
+            {
                 flags.with(Flag::Write)
             } else {
                 flags

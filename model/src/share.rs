@@ -1,0 +1,126 @@
+//! Sharing an exclusive anonymous page: `folio_try_share_anon_rmap_pte()`
+//! (`page_try_share_anon_rmap`, 6c287605fd56, 5.19) as a KSM-like sharer uses
+//! it in `write_protect_page` (KERNEL.md §5.4). The clearing side: (A1) clear
+//! the PTE and flush, (A2) back off if the page may be pinned, (A3) clear
+//! PageAnonExclusive, (A4) restore a read-only PTE. The GUP-fast side pins,
+//! rechecks the PTE and, for a read-only pin, backs off from a page that is not
+//! exclusive. Only full barriers on both sides (088b8aa537c2, 6.1) make either
+//! A2 see the pin or GUP-fast see the cleared flag: before, the TLB flush was
+//! trusted to order them, which is not an IPI under RCU table freeing.
+//!
+//! Simplifications, one line each:
+//! - the sharer stops after write-protecting (no merge into a KSM page);
+//! - RCU mode stands for arm64 here: `ptep_get_and_clear` is `xchg_relaxed`
+//!   there; under IPI (x86) it is a fully ordered `xchg`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{Backend, KAtomic};
+use crate::config::{Arch, PAGE_SIZE};
+use crate::ghost::{Ctx, HoldKind, Res};
+use crate::mem::pg;
+use crate::pgtable::Pte;
+use crate::tlb::flush_waits_for_walkers;
+use crate::world::World;
+
+/// What the sharer did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Shared {
+    NotMapped,
+    /// Someone holds an extra reference (KSM's `page_count` check).
+    KeptReferenced,
+    /// `folio_maybe_dma_pinned()`: A2 backed off.
+    KeptPinned,
+    /// Write-protected and no longer exclusive.
+    Shared,
+}
+
+impl<B: Backend> World<B> {
+    /// KSM's `write_protect_page()` for the anonymous page mapped at `addr` in
+    /// `mm`, under `mmap_lock` for read, holding a reference on the page.
+    pub fn ksm_write_protect_page(&self, ctx: &mut Ctx, mm: usize, addr: u64) -> Res<Shared> {
+        ctx.step(&self.ghost, "ksm: write_protect_page", addr);
+        let vmas = self.mms[mm].mmap_lock.read();
+        if World::<B>::find_vma(&vmas, addr).is_none_or(|v| !v.is_anon()) {
+            return Ok(Shared::NotMapped);
+        }
+        let Some((slot, idx)) = self.locked_pte_slot(mm, addr) else {
+            return Ok(Shared::NotMapped);
+        };
+        let t = &self.tables[slot as usize];
+        // follow_page(): KSM's own reference on the page.
+        let g = t.ptl.lock();
+        let pte = t.read(idx);
+        if !pte.present() || pte.special() {
+            return Ok(Shared::NotMapped);
+        }
+        let page = pte.pfn();
+        let head = self.mem.page_folio(page);
+        self.mem.folio_ref_add(ctx, &self.ghost, head, 1)?;
+        ctx.hold(head, self.ghost.frame(head).gen(), HoldKind::Get, 1);
+        drop(g);
+        self.mmu_notifier_invalidate_range_start(ctx, mm, addr, addr + PAGE_SIZE);
+        let r = self.share_locked(ctx, slot, idx, pte, head);
+        self.mmu_notifier_invalidate_range_end(ctx);
+        self.mem
+            .folio_put_refs(ctx, &self.ghost, head, 1, Some(HoldKind::Get))?;
+        drop(vmas);
+        r
+    }
+
+    /// The PTL-held part of `write_protect_page()`.
+    fn share_locked(
+        &self,
+        ctx: &mut Ctx,
+        slot: u32,
+        idx: usize,
+        seen: Pte,
+        head: crate::mem::Pfn,
+    ) -> Res<Shared> {
+        let t = &self.tables[slot as usize];
+        let _g = t.ptl.lock();
+        if t.read(idx) != seen {
+            return Ok(Shared::NotMapped);
+        }
+        let f = self.mem.frame(head);
+        let exclusive = f.flags.read_once() & pg::ANON_EXCLUSIVE != 0;
+        // (A1) ptep_clear_flush().
+        let old = if self.cfg.arch == Arch::Rcu {
+            t.get_and_clear_relaxed(idx)
+        } else {
+            t.get_and_clear(idx)
+        };
+        ctx.step(&self.ghost, "ksm: ptep_clear_flush", u64::from(head));
+        if flush_waits_for_walkers(self.cfg.arch) {
+            self.walkers.sync(ctx, &self.ghost, "flush_tlb_page: IPI");
+        }
+        // "Check that no O_DIRECT or similar I/O is in progress": the mapping's
+        // reference and ours, nothing else.
+        let mapcount = f.mapcount.read_once();
+        if self.mem.folio_ref_count(head) != mapcount + 1 {
+            t.set(idx, old);
+            return Ok(Shared::KeptReferenced);
+        }
+        if exclusive {
+            // (A2) folio_try_share_anon_rmap_pte().
+            if self.cfg.p().mb_after_pin {
+                B::smp_mb();
+            }
+            if self.folio_maybe_dma_pinned(head) {
+                t.set(idx, old);
+                return Ok(Shared::KeptPinned);
+            }
+            // (A3) ClearPageAnonExclusive; smp_mb__after_atomic() as the wmb
+            // pairing with GUP-fast's smp_rmb.
+            f.flags.andnot(pg::ANON_EXCLUSIVE);
+            ctx.step(&self.ghost, "ksm: clear anon exclusive", u64::from(head));
+            if self.cfg.p().mb_after_pin {
+                B::smp_mb__after_atomic();
+            }
+        }
+        // (A4) a read-only, clean PTE again.
+        t.set(idx, old.without(Pte::WRITE | Pte::DIRTY));
+        Ok(Shared::Shared)
+    }
+}
