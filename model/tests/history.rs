@@ -18,7 +18,7 @@ struct Bug {
     invariant: Invariant,
 }
 
-const BUGS: [Bug; 5] = [
+const BUGS: [Bug; 6] = [
     Bug {
         id: "#4 GUP-fast vs fork (57efa1fe5957)",
         scenario: "gup_fast_vs_fork",
@@ -50,6 +50,14 @@ const BUGS: [Bug; 5] = [
         fixed: Latest,
         mutation: Some(Mutation::DioUsesFollGet),
         invariant: Invariant::CoherentPin,
+    },
+    Bug {
+        id: "#16 zero-page pins overflow its count (c8070b787519)",
+        scenario: "zero_page_pin",
+        broken: V6_1,
+        fixed: Latest,
+        mutation: None,
+        invariant: Invariant::RefcountBounds,
     },
     Bug {
         id: "fork of a pinned page before 5.9 (70e806e4e645)",
@@ -101,4 +109,29 @@ fn each_bug_is_found_without_its_fix_replays_and_is_clean_with_it() {
             );
         }
     }
+}
+
+/// 088b8aa537c2 (6.1), an ordering bug: only loom finds it, under RCU table
+/// freeing (arm64's relaxed `ptep_get_and_clear`), and its artifact replays by
+/// bound and iteration.
+#[test]
+fn the_anon_exclusive_barriers_are_found_by_loom_and_replay() {
+    let sc = by_name("ksm_share_vs_ro_pin").unwrap();
+    let loom = Engine::Loom {
+        preemption_bound: Some(2),
+    };
+    let o = run(&sc, &sc.config_for(V6_0, Arch::Rcu, &[]), &loom).unwrap();
+    let f = o.failure.expect("loom finds the missing barriers");
+    assert_eq!(f.violation.invariant, Invariant::PinnedIsVisible);
+    let art = Artifact::new(&sc, V6_0, Arch::Rcu, &[], &loom, f);
+    assert!(art.replay().unwrap().1, "the loom artifact replays");
+    for preset in [V6_1, Latest] {
+        let o = run(&sc, &sc.config_for(preset, Arch::Rcu, &[]), &loom).unwrap();
+        assert!(o.failure.is_none(), "{} is clean", preset.name());
+    }
+    let o = run(&sc, &sc.config_for(V6_0, Arch::Rcu, &[]), &pct()).unwrap();
+    assert!(
+        o.failure.is_none() && o.window_hits > 0,
+        "PCT reaches the window and misses it"
+    );
 }
