@@ -41,6 +41,44 @@ fn bad_names_and_values_are_one_line_errors_with_exit_2() {
         &["explore", "gup_fast_vs_munmap", "--engine", "tla"],
         "unknown engine",
     );
+    one_line_error(
+        &["explore", "gup_fast_vs_page_mkclean", "--tolerate", "bogus"],
+        "unknown invariant",
+    );
+}
+
+#[test]
+fn tolerate_searches_past_a_known_open_outcome() {
+    let dir = std::env::temp_dir().join(format!("gupcheck-tolerate-{}", std::process::id()));
+    let out = dir.to_str().unwrap();
+    let args = [
+        "explore",
+        "gup_fast_vs_page_mkclean",
+        "--engine",
+        "loom",
+        "--arch",
+        "rcu",
+        "--mutation",
+        "skip_pte_recheck",
+        "--out",
+        out,
+    ];
+    let (code, stdout, _) = gupcheck(&args);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("no lost write"), "{stdout}");
+    let mut past = args.to_vec();
+    past.extend(["--tolerate", "no_lost_write"]);
+    let (code, stdout, _) = gupcheck(&past);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains("broke only a tolerated invariant"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("write pin through a writable pte"),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
