@@ -138,10 +138,15 @@ pub enum Mutation {
     /// parent's next store copies it away from the DMA. Observable in
     /// `fork_with_dma_in_flight`.
     DioUsesFollGet,
+    /// GUP-fast does not recheck the PMD after pinning a PTE (70cbc3cc78a9's
+    /// recheck dropped): a THP collapse between the PMD read and the pin hands
+    /// out a base page that is no longer mapped (bug #6). Observable in
+    /// `gup_fast_vs_thp_collapse` under RCU.
+    NoPmdRecheck,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 11] = [
+    pub const ALL: [Mutation; 12] = [
         Mutation::WalkerSkipsRegistration,
         Mutation::WalkerPlainGet,
         Mutation::WalkerRegistrationNoBarrier,
@@ -153,6 +158,7 @@ impl Mutation {
         Mutation::StaleVmaAfterRetry,
         Mutation::NotifierSkipsRetry,
         Mutation::DioUsesFollGet,
+        Mutation::NoPmdRecheck,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -167,6 +173,7 @@ impl Mutation {
             Mutation::StaleVmaAfterRetry => "stale_vma_after_retry",
             Mutation::NotifierSkipsRetry => "notifier_skips_retry",
             Mutation::DioUsesFollGet => "dio_uses_foll_get",
+            Mutation::NoPmdRecheck => "no_pmd_recheck",
         }
     }
     pub fn describe(self) -> &'static str {
@@ -197,6 +204,9 @@ impl Mutation {
             }
             Mutation::DioUsesFollGet => {
                 "a DIO path takes FOLL_GET where FOLL_PIN is required (bug #13)"
+            }
+            Mutation::NoPmdRecheck => {
+                "GUP-fast does not recheck the PMD after pinning a PTE (bug #6)"
             }
         }
     }

@@ -32,6 +32,7 @@ pub mod preset;
 pub mod rmap;
 pub mod scenario;
 pub mod share;
+pub mod thp;
 pub mod tlb;
 pub mod vmscan;
 pub mod walk;

@@ -187,6 +187,8 @@ pub enum Op {
     /// A KSM-like sharer write-protects a page and clears its exclusivity
     /// (`write_protect_page`, `folio_try_share_anon_rmap_pte`).
     KsmShare { mm: u8, page: u16 },
+    /// khugepaged collapses the PMD range containing a page into a THP.
+    Collapse { mm: u8, page: u16 },
 }
 
 /// What a GUP op returned and whether it has been released.
@@ -236,6 +238,7 @@ impl Op {
             Op::CheckCoherent { .. } => "check pin coherence",
             Op::ClearRefs { .. } => "clear_refs_write",
             Op::KsmShare { .. } => "ksm: write_protect_page",
+            Op::Collapse { .. } => "collapse_huge_page",
         }
     }
 }
@@ -383,6 +386,12 @@ impl<B: Backend> World<B> {
             }
             Op::UseMm { mm } => ctx.mm = r.mm(mm),
             Op::ClearRefs { mm } => self.clear_refs_soft_dirty(ctx, r.mm(mm))?,
+            Op::Collapse { mm, page } => {
+                let mm = r.mm(mm);
+                if let Some(addr) = r.page(mm, page) {
+                    let _ = self.collapse_huge_page(ctx, mm, addr)?;
+                }
+            }
             Op::KsmShare { mm, page } => {
                 let mm = r.mm(mm);
                 if let Some(addr) = r.page(mm, page) {
@@ -547,21 +556,17 @@ impl<B: Backend> World<B> {
         if self.user_access(ctx, mm, h.start, true)?.is_err() {
             return Ok(());
         }
-        let Some((slot, idx)) = self.locked_pte_slot(mm, h.start) else {
+        // The page mapped there now, through a PTE or a huge leaf.
+        let Some(now) = self.resolve(mm, h.start) else {
             return Ok(());
         };
-        let t = &self.tables[slot as usize];
-        let g = t.ptl.lock();
-        let pte = t.read(idx);
         let unmapped = self.ghost.unmap_gen(mm) != h.unmap_gen;
-        drop(g);
-        if promised && !unmapped && pte.present() && pte.pfn() != page {
+        if promised && !unmapped && now != page {
             return Err(ctx.violation(
                 Invariant::CoherentPin,
                 format!(
-                    "after a store at {:#x} in mm {mm}, the address maps page {} while a {} still holds page {page}: it lost its page (Wrong COW)",
+                    "after a store at {:#x} in mm {mm}, the address maps page {now} while a {} still holds page {page}: it lost its page",
                     h.start,
-                    pte.pfn(),
                     match (h.pin, h.write) {
                         (true, true) => "FOLL_WRITE pin",
                         (true, false) => "read-only pin",

@@ -166,6 +166,10 @@ pub struct Preset {
     /// 9348b73c2e1b (5.11): /proc/pid/clear_refs soft-dirty write-protection
     /// skips maybe-pinned pages.
     pub clear_refs_skips_pinned: bool,
+    /// "mm/khugepaged: fix GUP-fast interaction by sending IPI" (Dec 2022,
+    /// 6.1-stable): collapse syncs with GUP-fast walkers before freeing the old
+    /// PTE table under RCU table freeing.
+    pub collapse_syncs_walkers: bool,
     /// 3faa52c03f44 (5.7): /proc/vmstat nr_foll_pin_acquired / _released.
     pub vmstat: bool,
 }
@@ -262,6 +266,11 @@ impl Preset {
                 self.clear_refs_skips_pinned.to_string(),
                 "9348b73c2e1b",
             ),
+            f(
+                "collapse syncs walkers",
+                self.collapse_syncs_walkers.to_string(),
+                "6.1-stable khugepaged IPI fix",
+            ),
         ]
     }
 }
@@ -288,6 +297,7 @@ const fn base(id: PresetId, name: &'static str, about: &'static str) -> Preset {
         fork_cow: ForkCow::DupAnonRmap,
         force_cow_break: false,
         clear_refs_skips_pinned: true,
+        collapse_syncs_walkers: true,
     }
 }
 
@@ -311,6 +321,7 @@ const fn era5(id: PresetId, name: &'static str, about: &'static str) -> Preset {
         reuse: ReuseRule::Mapcount,
         fork_cow: ForkCow::Share,
         clear_refs_skips_pinned: false,
+        collapse_syncs_walkers: false,
         ..base(id, name, about)
     }
 }
@@ -377,6 +388,7 @@ pub static PRESETS: [Preset; 9] = [
         zero_page_pin_noop: false,
         longterm_check: LongtermCheck::BeforeRef,
         mb_after_pin: false,
+        collapse_syncs_walkers: false,
         ..base(
             PresetId::V6_0,
             "6.0",
@@ -387,6 +399,7 @@ pub static PRESETS: [Preset; 9] = [
         rules: Rules::V6_1,
         zero_page_pin_noop: false,
         longterm_check: LongtermCheck::BeforeRef,
+        collapse_syncs_walkers: false,
         ..base(
             PresetId::V6_1,
             "6.1",

@@ -714,6 +714,34 @@ pub fn ksm_share_vs_ro_pin() -> Scenario {
     }
 }
 
+/// `gup_fast_vs_thp_collapse`: bugs #6 and #7. One thread pins a base page of
+/// a PMD range with `pin_user_pages_fast(FOLL_WRITE)`, stores through it and
+/// checks the pin is still the page mapped there; khugepaged collapses the
+/// range into a THP. Under IPI the collapse's flush waits for GUP-fast. Under
+/// RCU table freeing it does not: without 70cbc3cc78a9's PMD recheck
+/// (`no_pmd_recheck`), a pin taken after the collapse checked the base page's
+/// count is on a page no longer mapped (#6); without syncing with walkers
+/// before freeing the old PTE table, GUP-fast walks a freed table (#7, fixed
+/// in 6.1-stable).
+pub fn gup_fast_vs_thp_collapse() -> Scenario {
+    Scenario {
+        name: "gup_fast_vs_thp_collapse".into(),
+        about: "pin_user_pages_fast(FOLL_WRITE) + coherence check against khugepaged collapse"
+            .into(),
+        version: OPS_VERSION,
+        layout: Layout {
+            spare_pmd_folios: 1,
+            ..Layout::one(vec![Region::anon(0, 2, Populate::Anon)])
+        },
+        threads: vec![
+            pin_check_release(Op::CheckCoherent { handle: 0 }, ReleaseApi::Matching),
+            vec![Op::Collapse { mm: 0, page: 0 }],
+        ],
+        world: small_world(14, 8),
+        window: None,
+    }
+}
+
 /// Every scenario, by name.
 pub fn catalogue() -> Vec<Scenario> {
     vec![
@@ -735,6 +763,7 @@ pub fn catalogue() -> Vec<Scenario> {
         fork_with_dma_in_flight(),
         clear_refs_on_pinned(),
         ksm_share_vs_ro_pin(),
+        gup_fast_vs_thp_collapse(),
     ]
 }
 

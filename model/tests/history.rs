@@ -135,3 +135,34 @@ fn the_anon_exclusive_barriers_are_found_by_loom_and_replay() {
         "PCT reaches the window and misses it"
     );
 }
+
+/// Bugs #6 and #7 (THP collapse against GUP-fast), under RCU table freeing,
+/// where the collapse's flush does not wait for the walker: each found by loom
+/// without its fix (the PMD recheck; syncing walkers before the old PTE table
+/// is freed), replayed, and clean with it.
+#[test]
+fn collapse_bugs_are_found_without_their_fixes_and_replay() {
+    let sc = by_name("gup_fast_vs_thp_collapse").unwrap();
+    let loom = Engine::Loom {
+        preemption_bound: Some(2),
+    };
+    let cases: [(PresetId, &[Mutation], Invariant); 2] = [
+        (Latest, &[Mutation::NoPmdRecheck], Invariant::CoherentPin),
+        (V6_1, &[], Invariant::NoUseAfterFree),
+    ];
+    for (preset, muts, invariant) in cases {
+        let o = run(&sc, &sc.config_for(preset, Arch::Rcu, muts), &loom).unwrap();
+        let f = o.failure.expect("loom finds it");
+        assert_eq!(f.violation.invariant, invariant, "{}", preset.name());
+        let art = Artifact::new(&sc, preset, Arch::Rcu, muts, &loom, f);
+        assert!(
+            art.replay().unwrap().1,
+            "{}: the artifact replays",
+            preset.name()
+        );
+    }
+    for arch in Arch::ALL {
+        let o = run(&sc, &sc.config_for(Latest, arch, &[]), &loom).unwrap();
+        assert!(o.failure.is_none(), "latest ({arch:?}) is clean");
+    }
+}

@@ -469,7 +469,7 @@ impl<B: Backend> World<B> {
             // this PTE (compared with the read and the grab below).
             let cleaned = self.ghost.cleaned(slot, idx);
             let mut changed = false;
-            if p.pmd_recheck {
+            if p.pmd_recheck && !self.cfg.has(Mutation::NoPmdRecheck) {
                 let now = self.reread(
                     ctx,
                     pmd.slot,
