@@ -497,14 +497,18 @@ impl<B: Backend> World<B> {
             ));
         }
         if filled > 0 {
+            // The address space the pages came from: the remote one, or
+            // current->mm.
+            let remote = matches!(api, GupApi::GetUserPagesRemote | GupApi::PinUserPagesRemote);
+            let src_mm = if remote { mm } else { me };
             ctx.handles.push(Handle {
                 pages,
                 pin: api.pins(),
                 write: flags.has(Flag::Write),
-                mm: mm as u32,
+                mm: src_mm as u32,
                 start,
                 wb_gen: std::mem::take(&mut ctx.grabbed),
-                unmap_gen: self.ghost.unmap_gen(mm),
+                unmap_gen: self.ghost.unmap_gen(src_mm),
             });
         }
         Ok(())
