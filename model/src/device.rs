@@ -174,7 +174,7 @@ impl<B: Backend> World<B> {
             // change to that PTE (munmap, page_mkclean, reclaim) invalidates it
             // first: the write is the CPU's view of the page, a file's for a
             // page-cache page.
-            let v = ctx.next_value(&self.ghost);
+            let v = ctx.next_value_in(&self.ghost, p.mm as usize);
             self.write_page(p.pfn, 0, v);
             if self.record_file_write(ctx, p.pfn, v).is_none() {
                 let seq = self.ghost.tick();
@@ -210,7 +210,7 @@ impl<B: Backend> World<B> {
                     format!("device wrote page {page}, freed while the GUP result still held it"),
                 ));
             }
-            let v = ctx.next_value(&self.ghost);
+            let v = ctx.next_value_in(&self.ghost, h.mm as usize);
             self.write_page(page, 0, v);
             // Ghost, with the write: the file the page is in now, and how often
             // writeback has cleaned it.

@@ -74,8 +74,15 @@ impl<B: Backend> World<B> {
         if parent == child || child >= self.mms.len() {
             return Ok(Err(Errno::EINVAL));
         }
-        let pvmas = self.mms[parent].mmap_lock.write();
-        let mut cvmas = self.mms[child].mmap_lock.write();
+        // Both mmap_locks, the lower address space first: the model's child
+        // already exists, and another thread could fork the other way.
+        let (pvmas, mut cvmas) = if parent < child {
+            let p = self.mms[parent].mmap_lock.write();
+            (p, self.mms[child].mmap_lock.write())
+        } else {
+            let c = self.mms[child].mmap_lock.write();
+            (self.mms[parent].mmap_lock.write(), c)
+        };
         if !cvmas.is_empty() {
             // The model forks into a fresh address space only.
             return Ok(Err(Errno::EBUSY));

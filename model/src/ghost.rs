@@ -395,8 +395,14 @@ impl Ctx {
     /// A value no other write in this world carries, which says who wrote it and
     /// when: (address space + 1) << 48 | the global step tick.
     pub fn next_value(&mut self, ghost: &Ghost) -> u64 {
+        self.next_value_in(ghost, self.mm)
+    }
+
+    /// A fresh value written on behalf of address space `mm` (a store into
+    /// `mm`, a device working for the process that pinned).
+    pub fn next_value_in(&mut self, ghost: &Ghost, mm: usize) -> u64 {
         self.write_seq += 1;
-        value_of(self.mm, ghost.tick())
+        value_of(mm, ghost.tick())
     }
 
     /// Adds `count` references of `kind` on folio `head` (generation `gen`).

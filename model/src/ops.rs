@@ -200,6 +200,10 @@ pub struct Handle {
     /// Taken with FOLL_WRITE: a device may write into the pages.
     #[serde(default)]
     pub write: bool,
+    /// The caller asked for a pin (it relies on the pages staying its own),
+    /// whatever it got.
+    #[serde(default)]
+    pub needs_pin: bool,
     /// The address space and address the pages were taken from.
     #[serde(default)]
     pub mm: u32,
@@ -445,6 +449,7 @@ impl<B: Backend> World<B> {
         with_pages: bool,
     ) -> Res<()> {
         // The #13 misuse: a DIO that should pin takes plain references.
+        let needs_pin = api.pins();
         let api = match api {
             GupApi::PinUserPagesFast if self.cfg.has(Mutation::DioUsesFollGet) => {
                 GupApi::GetUserPagesFast
@@ -504,6 +509,7 @@ impl<B: Backend> World<B> {
             ctx.handles.push(Handle {
                 pages,
                 pin: api.pins(),
+                needs_pin,
                 write: flags.has(Flag::Write),
                 mm: src_mm as u32,
                 start,
@@ -518,18 +524,19 @@ impl<B: Backend> World<B> {
     /// leak after fork: a value the other side of a fork wrote after the fork
     /// must never be seen this way.
     fn read_handle(&self, ctx: &mut Ctx, handle: usize) -> Res<()> {
-        let Some(&page) = ctx.handles[handle].pages.first() else {
+        let h = &ctx.handles[handle];
+        let (Some(&page), reader) = (h.pages.first(), h.mm as usize) else {
             return Ok(());
         };
         let v = self.mem.read_data(page, 0);
         ctx.step(&self.ghost, "read through the reference", u64::from(page));
+        // The process that obtained the reference is the one reading.
         if let Some((writer, tick)) = crate::ghost::value_origin(v) {
-            if self.ghost.post_fork_between(writer, ctx.mm, tick) {
+            if self.ghost.post_fork_between(writer, reader, tick) {
                 return Err(ctx.violation(
                     Invariant::NoLeakAfterFork,
                     format!(
-                        "mm {} read {v:#x} from page {page} through its GUP reference: mm {writer} wrote it after their fork",
-                        ctx.mm
+                        "mm {reader} read {v:#x} from page {page} through its GUP reference: mm {writer} wrote it after their fork"
                     ),
                 ));
             }
@@ -540,10 +547,10 @@ impl<B: Backend> World<B> {
     /// coherent pin: while pinned and not unmapped by its owner, the page mapped
     /// at the pinned address is the pinned page. Checked after a store through
     /// the address (the write fault is where a Wrong COW replaces it), for what
-    /// relies on it: references taken for writing (pins, and a FOLL_GET DIO,
-    /// which only FOLL_PIN makes reliable); read-only pins of anonymous memory
-    /// from 5.19 (a7f226604170). R/O long-term pins of private page cache (6.2)
-    /// are not checked here.
+    /// relies on it: callers that asked for a write pin (even one handed a
+    /// FOLL_GET, which only FOLL_PIN makes reliable); read-only pins of
+    /// anonymous memory from 5.19 (a7f226604170). R/O long-term pins of private
+    /// page cache (6.2) are not checked here.
     fn check_coherent(&self, ctx: &mut Ctx, handle: usize) -> Res<()> {
         let h = ctx.handles[handle].clone();
         let Some(&page) = h.pages.first() else {
@@ -553,9 +560,10 @@ impl<B: Backend> World<B> {
         // for the zero page, nor for page cache in a private mapping, which a
         // store copies into anonymous memory).
         let anon = self.mem.frame(page).flags.read_once() & pg::ANON != 0;
-        // A FOLL_GET taken for writing (a DIO) relies on it too, though the
-        // kernel only makes pins reliable: finding that is the point (#13).
-        let promised = h.write || (h.pin && self.cfg.p().unshare_ro_pins && anon);
+        // A caller that needed a pin for writing relies on it even if it got a
+        // FOLL_GET (the #13 misuse, which finding is the point); a plain
+        // get_user_pages caller was never promised it.
+        let promised = (h.write && h.needs_pin) || (h.pin && self.cfg.p().unshare_ro_pins && anon);
         let mm = h.mm as usize;
         if self.user_access(ctx, mm, h.start, true)?.is_err() {
             return Ok(());

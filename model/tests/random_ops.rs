@@ -50,18 +50,22 @@ fn scenario(threads: Vec<Vec<Op>>) -> Scenario {
         name: "random".into(),
         about: String::new(),
         version: gupcheck_model::ops::OPS_VERSION,
-        layout: Layout::one(vec![
-            Region::anon(0, 4, Populate::Anon),
-            Region::anon(4, 2, Populate::None),
-            Region::anon(6, 2, Populate::ZeroPage),
-            Region::anon(8, 4, Populate::Thp),
-            Region::anon(16, 16, Populate::Hugetlb),
-        ]),
+        layout: Layout {
+            spare_pmd_folios: 1,
+            ..Layout::one(vec![
+                Region::anon(0, 4, Populate::Anon),
+                Region::anon(4, 2, Populate::None),
+                Region::anon(6, 2, Populate::ZeroPage),
+                Region::anon(8, 4, Populate::Thp),
+                Region::anon(16, 16, Populate::Hugetlb),
+            ])
+        },
         threads,
         world: WorldConfig {
             fanout_bits: 2,
             nr_frames: 128,
             nr_tables: 32,
+            nr_mms: 2,
             ..WorldConfig::small(Arch::Rcu)
         },
         window: None,
