@@ -18,7 +18,6 @@
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, KAtomic};
-use crate::config::PAGE_SIZE;
 use crate::ghost::{Ctx, HoldKind, Res};
 use crate::mem::{pg, Pfn};
 use crate::tlb::flush_waits_for_walkers;
@@ -134,22 +133,12 @@ impl<B: Backend> World<B> {
     /// `ptep_clear_flush`, move the PTE's dirty bit to the folio, drop the rmap
     /// and the mapping's reference.
     pub fn try_to_unmap(&self, ctx: &mut Ctx, head: Pfn) -> Res<()> {
-        let _walk = self.rmap_walk_lock.read();
-        let mappings = self.mem.frame(head).rmap.lock().entries();
-        for e in mappings.into_iter().filter(|e| !e.huge) {
-            let mm = e.mm as usize;
-            self.mmu_notifier_invalidate_range_start(ctx, mm, e.addr, e.addr + PAGE_SIZE);
-            let Some((slot, idx)) = self.locked_pte_slot(mm, e.addr) else {
-                self.mmu_notifier_invalidate_range_end(ctx);
-                continue;
-            };
+        self.rmap_walk_ptes(ctx, head, |ctx, e, slot, idx| {
             let t = &self.tables[slot as usize];
             let g = t.ptl.lock();
             let pte = t.read(idx);
             if !pte.present() || pte.pfn() != head {
-                drop(g);
-                self.mmu_notifier_invalidate_range_end(ctx);
-                continue;
+                return Ok(());
             }
             let old = t.get_and_clear(idx);
             ctx.step(&self.ghost, "try_to_unmap_one: ptep_clear_flush", e.addr);
@@ -163,7 +152,6 @@ impl<B: Backend> World<B> {
             };
             let had = self.remove_rmap(head, e);
             drop(g);
-            self.mmu_notifier_invalidate_range_end(ctx);
             dirty?;
             if !had {
                 return Err(ctx.violation(
@@ -175,7 +163,7 @@ impl<B: Backend> World<B> {
                 ));
             }
             self.mem.folio_put_refs(ctx, &self.ghost, head, 1, None)?;
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }

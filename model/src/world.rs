@@ -558,6 +558,31 @@ impl<B: Backend> World<B> {
         self.mem.frame(head).rmap.lock().remove(&e)
     }
 
+    /// `rmap_walk()` over the PTE mappings of folio `head`, holding
+    /// `rmap_walk_lock` (the model's `i_mmap_rwsem`): for each mapping, inside an
+    /// MMU-notifier range, `one` gets the mapping and the PTE table slot and index
+    /// that map its address (`page_vma_mapped_walk`); it takes the PTL itself.
+    pub fn rmap_walk_ptes(
+        &self,
+        ctx: &mut Ctx,
+        head: Pfn,
+        mut one: impl FnMut(&mut Ctx, RmapEntry, u32, usize) -> Res<()>,
+    ) -> Res<()> {
+        let _walk = self.rmap_walk_lock.read();
+        let mappings = self.mem.frame(head).rmap.lock().entries();
+        for e in mappings.into_iter().filter(|e| !e.huge) {
+            let mm = e.mm as usize;
+            self.mmu_notifier_invalidate_range_start(ctx, mm, e.addr, e.addr + PAGE_SIZE);
+            let r = match self.locked_pte_slot(mm, e.addr) {
+                Some((slot, idx)) => one(ctx, e, slot, idx),
+                None => Ok(()),
+            };
+            self.mmu_notifier_invalidate_range_end(ctx);
+            r?;
+        }
+        Ok(())
+    }
+
     /// `tlb_remove_table()` under RCU table freeing: queue the table behind a grace
     /// period (`call_rcu`) and return at once.
     pub fn call_rcu_table(&self, ctx: &mut Ctx, slot: u32) {

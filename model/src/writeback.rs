@@ -14,7 +14,6 @@
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, KAtomic};
-use crate::config::PAGE_SIZE;
 use crate::file::FsFlavour;
 use crate::ghost::{Ctx, HoldKind, Invariant, Res};
 use crate::mem::{pg, Pfn};
@@ -38,18 +37,10 @@ impl<B: Backend> World<B> {
     /// `ptep_clear_flush` (under IPI the flush waits for interrupts-off walkers),
     /// then a write-protected, clean PTE. Returns whether any PTE was dirty.
     pub fn folio_mkclean(&self, ctx: &mut Ctx, head: Pfn) -> Res<bool> {
-        let _walk = self.rmap_walk_lock.read();
-        let mappings = self.mem.frame(head).rmap.lock().entries();
         let mut dirty = false;
-        for e in mappings.into_iter().filter(|e| !e.huge) {
-            let mm = e.mm as usize;
-            self.mmu_notifier_invalidate_range_start(ctx, mm, e.addr, e.addr + PAGE_SIZE);
-            let Some((slot, idx)) = self.locked_pte_slot(mm, e.addr) else {
-                self.mmu_notifier_invalidate_range_end(ctx);
-                continue;
-            };
+        self.rmap_walk_ptes(ctx, head, |ctx, e, slot, idx| {
             let t = &self.tables[slot as usize];
-            let g = t.ptl.lock();
+            let _g = t.ptl.lock();
             let pte = t.read(idx);
             if pte.present() && pte.pfn() == head && (pte.write() || pte.dirty()) {
                 let old = t.get_and_clear(idx);
@@ -62,9 +53,8 @@ impl<B: Backend> World<B> {
                 ctx.step(&self.ghost, "page_mkclean_one: wrprotect", e.addr);
                 dirty |= old.dirty();
             }
-            drop(g);
-            self.mmu_notifier_invalidate_range_end(ctx);
-        }
+            Ok(())
+        })?;
         Ok(dirty)
     }
 
