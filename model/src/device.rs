@@ -12,7 +12,6 @@
 use crate::backend::{Backend, Condvar, KAtomic, Mutex};
 use crate::config::Mutation;
 use crate::ghost::{Ctx, Invariant, Res, WriteRec};
-use crate::gup::flags::{Flag, Foll};
 use crate::mem::{pg, Pfn};
 use crate::mm::{Errno, FaultFlags};
 use crate::world::World;
@@ -260,9 +259,4 @@ impl<B: Backend> World<B> {
         }
         Ok(())
     }
-}
-
-/// Whether `flags` ask for a long-term writable pin (the RDMA case).
-pub fn is_longterm_write_pin(flags: Foll) -> bool {
-    flags.has(Flag::Pin) && flags.has(Flag::Longterm) && flags.has(Flag::Write)
 }
