@@ -143,10 +143,19 @@ pub enum Mutation {
     /// out a base page that is no longer mapped (bug #6). Observable in
     /// `gup_fast_vs_thp_collapse` under RCU.
     NoPmdRecheck,
+    /// A THP write fault reuses the folio when its mapcount is 1, ignoring GUP
+    /// references (`do_huge_pmd_wp_page` before "COW fixes part 1", 5.18; bug
+    /// #10). Observable in `vmsplice_fork_thp`.
+    ThpReuseByMapcount,
+    /// GUP-fast does not recheck `page_folio(page)` after its speculative grab
+    /// (c24d37322548 dropped): a split between reading the head and the grab
+    /// leaves a reference on the wrong folio. Observable in
+    /// `gup_fast_vs_thp_split`.
+    NoHeadRecheck,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 12] = [
+    pub const ALL: [Mutation; 14] = [
         Mutation::WalkerSkipsRegistration,
         Mutation::WalkerPlainGet,
         Mutation::WalkerRegistrationNoBarrier,
@@ -159,6 +168,8 @@ impl Mutation {
         Mutation::NotifierSkipsRetry,
         Mutation::DioUsesFollGet,
         Mutation::NoPmdRecheck,
+        Mutation::ThpReuseByMapcount,
+        Mutation::NoHeadRecheck,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -174,6 +185,8 @@ impl Mutation {
             Mutation::NotifierSkipsRetry => "notifier_skips_retry",
             Mutation::DioUsesFollGet => "dio_uses_foll_get",
             Mutation::NoPmdRecheck => "no_pmd_recheck",
+            Mutation::ThpReuseByMapcount => "thp_reuse_by_mapcount",
+            Mutation::NoHeadRecheck => "no_head_recheck",
         }
     }
     pub fn describe(self) -> &'static str {
@@ -207,6 +220,12 @@ impl Mutation {
             }
             Mutation::NoPmdRecheck => {
                 "GUP-fast does not recheck the PMD after pinning a PTE (bug #6)"
+            }
+            Mutation::ThpReuseByMapcount => {
+                "a THP write fault reuses the folio by mapcount, ignoring GUP references (bug #10)"
+            }
+            Mutation::NoHeadRecheck => {
+                "GUP-fast does not recheck the folio after its grab (c24d37322548)"
             }
         }
     }

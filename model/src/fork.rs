@@ -14,7 +14,8 @@
 //! - private anonymous VMAs only: file and shared VMAs are duplicated empty (the
 //!   child faults them in again);
 //! - swap entries are not duplicated (the child's PTE stays empty);
-//! - base pages only: a huge leaf is left out of the child (no THP split yet).
+//! - a hugetlb-like leaf is left out of the child (`copy_hugetlb_page_range`
+//!   is not modelled); THP leaves are copied by `copy_huge_pmd`.
 
 use crate::backend::{Backend, KAtomic};
 use crate::config::PAGE_SIZE;
@@ -100,9 +101,23 @@ impl<B: Backend> World<B> {
             ctx.step(&self.ghost, "copy_page_range: write_seqcount_begin", 0);
         }
         let mut r = Ok(Ok(()));
+        let span = 1u64 << self.cfg.shift(2);
         'vmas: for vma in pvmas.iter().filter(|v| v.is_anon()) {
             let mut addr = vma.start;
             while addr < vma.end {
+                if addr % span == 0 {
+                    match self.copy_huge_pmd(ctx, parent, child, addr)? {
+                        Ok(true) => {
+                            addr += span;
+                            continue;
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            r = Ok(Err(e));
+                            break 'vmas;
+                        }
+                    }
+                }
                 match self.copy_present_pte(ctx, parent, child, addr) {
                     Ok(Ok(())) => {}
                     other => {
@@ -127,6 +142,90 @@ impl<B: Backend> World<B> {
         drop(cvmas);
         drop(pvmas);
         r
+    }
+
+    /// Whether fork must not share the anonymous `page` (a whole folio's head
+    /// if `whole`) with the child, by the era's rule; from 5.19 a page it
+    /// shares loses PageAnonExclusive.
+    fn fork_must_copy(&self, parent: usize, page: crate::mem::Pfn, whole: bool) -> bool {
+        let head = self.mem.page_folio(page);
+        let flags = self.mem.frame(page).flags.read_once();
+        let has_pinned = self.mms[parent].flags.read_once() & mmf::HAS_PINNED != 0;
+        flags & pg::ANON != 0
+            && match self.cfg.p().fork_cow {
+                ForkCow::Share => false,
+                // page_needs_cow_for_dma() (70e806e4e645).
+                ForkCow::EarlyCopyPinned => has_pinned && self.folio_maybe_dma_pinned(head),
+                // folio_try_dup_anon_rmap_pte/pmd(): an exclusive page that may
+                // be pinned is not shared; any other loses its exclusivity
+                // (ClearPageAnonExclusive: clear_bit, unordered).
+                ForkCow::DupAnonRmap => {
+                    let exclusive = flags & pg::ANON_EXCLUSIVE != 0;
+                    if exclusive && has_pinned && self.folio_maybe_dma_pinned(head) {
+                        true
+                    } else {
+                        if whole {
+                            self.set_folio_exclusive(head, false);
+                        } else if exclusive {
+                            self.mem.frame(page).flags.andnot(pg::ANON_EXCLUSIVE);
+                        }
+                        false
+                    }
+                }
+            }
+    }
+
+    /// `copy_huge_pmd()` for the PMD range at `haddr`: under the child's and
+    /// the parent's PMD locks, share a THP leaf write-protected in both. A
+    /// folio the era says may be pinned is not shared: the parent's PMD is
+    /// split and the range copied PTE by PTE (-EAGAIN in the kernel; 5.9's
+    /// `page_needs_cow_for_dma`, 5.19's `folio_try_dup_anon_rmap_pmd`).
+    /// `Ok(false)`: not a THP leaf, or split: the PTE loop takes over.
+    fn copy_huge_pmd(
+        &self,
+        ctx: &mut Ctx,
+        parent: usize,
+        child: usize,
+        haddr: u64,
+    ) -> Res<Result<bool, Errno>> {
+        let Some((slot, idx)) = self.locked_pmd_slot(parent, haddr) else {
+            return Ok(Ok(false));
+        };
+        let t = &self.tables[slot as usize];
+        if !self.is_thp_leaf(t.read(idx)) {
+            return Ok(Ok(false));
+        }
+        let (cslot, cidx) = match self.ensure_table_at(ctx, child, haddr, 2) {
+            Ok(Some(x)) => x,
+            Ok(None) => return Ok(Err(Errno::ENOMEM)),
+            Err(_) => return Ok(Ok(false)),
+        };
+        let ct = &self.tables[cslot as usize];
+        let cg = ct.ptl.lock();
+        let g = t.ptl.lock();
+        let pmd = t.read(idx);
+        if !self.is_thp_leaf(pmd) {
+            return Ok(Ok(false));
+        }
+        let head = pmd.pfn();
+        if self.fork_must_copy(parent, head, true) {
+            drop(g);
+            drop(cg);
+            ctx.step(&self.ghost, "copy_huge_pmd: maybe pinned, split", haddr);
+            return self
+                .split_huge_pmd(ctx, parent, haddr)
+                .map(|r| r.map(|()| false));
+        }
+        self.mem.folio_ref_add(ctx, &self.ghost, head, 1)?;
+        self.add_rmap(head, RmapEntry::huge(child, haddr));
+        if pmd.write() {
+            t.set(idx, pmd.without(Pte::WRITE));
+        }
+        ct.set(cidx, pmd.without(Pte::WRITE));
+        ctx.step(&self.ghost, "copy_huge_pmd: share wrprotected", haddr);
+        drop(g);
+        drop(cg);
+        Ok(Ok(true))
     }
 
     /// `copy_present_pte()` for one address: under the child's and the parent's
@@ -164,29 +263,7 @@ impl<B: Backend> World<B> {
             return Ok(Ok(()));
         }
         let head = self.mem.page_folio(page);
-        let f = self.mem.frame(page);
-        let anon = f.flags.read_once() & pg::ANON != 0;
-        let has_pinned = self.mms[parent].flags.read_once() & mmf::HAS_PINNED != 0;
-        let copy = anon
-            && match self.cfg.p().fork_cow {
-                ForkCow::Share => false,
-                // page_needs_cow_for_dma() in copy_present_page (70e806e4e645).
-                ForkCow::EarlyCopyPinned => has_pinned && self.folio_maybe_dma_pinned(head),
-                // folio_try_dup_anon_rmap_pte(): an exclusive page that may be
-                // pinned is not shared; any other loses its exclusivity.
-                ForkCow::DupAnonRmap => {
-                    let exclusive = f.flags.read_once() & pg::ANON_EXCLUSIVE != 0;
-                    if exclusive && has_pinned && self.folio_maybe_dma_pinned(head) {
-                        true
-                    } else {
-                        if exclusive {
-                            // ClearPageAnonExclusive: clear_bit, unordered.
-                            f.flags.andnot(pg::ANON_EXCLUSIVE);
-                        }
-                        false
-                    }
-                }
-            };
+        let copy = self.fork_must_copy(parent, page, false);
         if copy {
             drop(g);
             drop(cg);

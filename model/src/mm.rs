@@ -153,9 +153,14 @@ impl<B: Backend> World<B> {
         let (slot, idx) = match self.ensure_pte_table(ctx, mm, addr) {
             Ok(Some(x)) => x,
             Ok(None) => return Ok(Err(Errno::ENOMEM)),
-            // A huge leaf that needs a write fault: do_huge_pmd_wp_page is not
-            // modelled yet; the fault fails instead of pretending.
-            Err(_) => return Ok(Err(Errno::EFAULT)),
+            // A huge leaf: a THP write fault is do_huge_pmd_wp_page's; a
+            // hugetlb-like fault (hugetlb_fault) is not modelled, and fails
+            // instead of pretending.
+            Err(_) => {
+                return Ok(self
+                    .do_huge_pmd_wp_page(ctx, mm, vma, addr, ff)?
+                    .unwrap_or(Err(Errno::EFAULT)))
+            }
         };
         let t = &self.tables[slot as usize];
         let pte = t.read(idx);
@@ -286,6 +291,48 @@ impl<B: Backend> World<B> {
         Ok(Ok(()))
     }
 
+    /// The count `reuse_swap_page()` judges before 5.9 (and for THP before
+    /// 5.18): the page's mapcount; for a page of a large folio the highest
+    /// subpage mapcount plus the PMD mappings (`page_trans_huge_map_swapcount`;
+    /// no swap cache in the model). GUP references are not counted: the
+    /// Missed COW of bugs #9 and #10.
+    pub(crate) fn reuse_swap_page_count(&self, page: Pfn) -> i32 {
+        let head = self.mem.page_folio(page);
+        let nr = self.mem.folio_nr_pages(head);
+        if nr == 1 {
+            return self.mem.frame(page).mapcount.read_once();
+        }
+        let ptes = (head..head + nr)
+            .map(|p| self.mem.frame(p).mapcount.read_once())
+            .max()
+            .unwrap_or(0);
+        ptes + self.mem.frame(head).entire_mapcount.read_once()
+    }
+
+    /// Whether a write fault may reuse the anonymous `page` (the whole folio
+    /// if `whole`: a PMD mapping) in place, by `rule`; the AnonExclusive
+    /// fallback re-marks it exclusive (`folio_move_anon_rmap`).
+    pub(crate) fn wp_can_reuse(&self, rule: ReuseRule, page: Pfn, whole: bool) -> bool {
+        let head = self.mem.page_folio(page);
+        let flags = self.mem.frame(page).flags.read_once();
+        flags & pg::ANON != 0
+            && match rule {
+                ReuseRule::Mapcount => self.reuse_swap_page_count(page) == 1,
+                ReuseRule::PageCount => self.mem.folio_ref_count(head) == 1,
+                ReuseRule::AnonExclusive => {
+                    flags & pg::ANON_EXCLUSIVE != 0 || {
+                        let only = self.mem.folio_ref_count(head) == 1;
+                        if only && whole {
+                            self.set_folio_exclusive(head, true);
+                        } else if only {
+                            self.mem.frame(page).flags.or(pg::ANON_EXCLUSIVE);
+                        }
+                        only
+                    }
+                }
+            }
+    }
+
     /// `do_wp_page()`: a write (or unshare) fault on a present read-only PTE. Reuse
     /// the page if the era's rule says it is ours alone, else copy it
     /// (`wp_page_copy`). Simplification: the AnonExclusive fallback tests
@@ -311,32 +358,14 @@ impl<B: Backend> World<B> {
         }
         let old = pte.pfn();
         let zero = pte.special() && self.mem.is_zero_pfn(old);
-        if !zero {
-            let head = self.mem.page_folio(old);
-            let flags = self.mem.frame(old).flags.read_once();
-            let reuse = flags & pg::ANON != 0
-                && match self.cfg.p().reuse {
-                    ReuseRule::Mapcount => self.mem.frame(old).mapcount.read_once() == 1,
-                    ReuseRule::PageCount => self.mem.folio_ref_count(head) == 1,
-                    ReuseRule::AnonExclusive => {
-                        flags & pg::ANON_EXCLUSIVE != 0 || {
-                            let only = self.mem.folio_ref_count(head) == 1;
-                            if only {
-                                self.mem.frame(old).flags.or(pg::ANON_EXCLUSIVE);
-                            }
-                            only
-                        }
-                    }
-                };
-            if reuse {
-                // wp_page_reuse(); an unshare fault keeps the PTE read-only.
-                if !ff.unshare {
-                    t.set(idx, pte.with(Pte::WRITE | Pte::DIRTY));
-                }
-                ctx.step(&self.ghost, "wp_page_reuse", addr);
-                drop(g);
-                return Ok(Ok(()));
+        if !zero && self.wp_can_reuse(self.cfg.p().reuse, old, false) {
+            // wp_page_reuse(); an unshare fault keeps the PTE read-only.
+            if !ff.unshare {
+                t.set(idx, pte.with(Pte::WRITE | Pte::DIRTY));
             }
+            ctx.step(&self.ghost, "wp_page_reuse", addr);
+            drop(g);
+            return Ok(Ok(()));
         }
         // The fault's own reference on the old page, taken under the PTL, keeps
         // it alive while it is copied with the lock dropped (`folio_get` in
@@ -438,10 +467,16 @@ impl<B: Backend> World<B> {
             return Ok(Err(Errno::EINVAL));
         }
         let mut vmas = self.mms[mm].mmap_lock.write();
-        if self.splits_huge_leaf(mm, start, end) {
-            // The kernel splits a THP's PMD here (__split_huge_pmd) and refuses an
-            // unaligned hugetlb unmap; the split is not modelled yet.
-            return Ok(Err(Errno::EINVAL));
+        // A range that cuts through a huge leaf: a THP's PMD is split
+        // (`__split_vma` -> `vma_adjust_trans_huge` -> `split_huge_pmd`); an
+        // unaligned hugetlb unmap is refused.
+        for (addr, level) in self.cut_huge_leaves(mm, start, end) {
+            if level != 2 {
+                return Ok(Err(Errno::EINVAL));
+            }
+            if let Err(e) = self.split_huge_pmd(ctx, mm, addr)? {
+                return Ok(Err(e));
+            }
         }
         // Split VMAs at the range boundaries and drop what lies inside.
         let mut kept = Vec::with_capacity(vmas.len() + 1);
@@ -483,29 +518,34 @@ impl<B: Backend> World<B> {
         Ok(Ok(()))
     }
 
-    /// Whether [start, end) cuts through a huge leaf (mmap_lock held for write).
-    fn splits_huge_leaf(&self, mm: usize, start: u64, end: u64) -> bool {
-        [start, end - 1].into_iter().any(|a| {
+    /// The huge leaves (address, level) that [start, end) cuts through
+    /// (mmap_lock held for write).
+    fn cut_huge_leaves(&self, mm: usize, start: u64, end: u64) -> Vec<(u64, u32)> {
+        let mut cut: Vec<(u64, u32)> = Vec::new();
+        for a in [start, end - 1] {
             let mut slot = self.mms[mm].pgd;
             for level in (2..=4).rev() {
                 let e = self.tables[slot as usize].read(self.cfg.index(a, level));
                 if !e.present() {
-                    return false;
+                    break;
                 }
                 if e.leaf() {
                     let span = 1u64 << self.cfg.shift(level);
                     let lo = a & !(span - 1);
-                    return start > lo || end < lo + span;
+                    if (start > lo || end < lo + span) && !cut.contains(&(lo, level)) {
+                        cut.push((lo, level));
+                    }
+                    break;
                 }
                 slot = e.table_slot();
             }
-            false
-        })
+        }
+        cut
     }
 
     /// `unmap_page_range` -> `zap_pud_range` -> `zap_pmd_range` -> `zap_pte_range`:
     /// clear entries under each table's PTL and gather the mapped folios.
-    /// Huge leaves are zapped whole (munmap refuses ranges that cut through one).
+    /// Huge leaves are zapped whole (munmap splits the ones it cuts through first).
     #[allow(clippy::too_many_arguments)]
     fn zap_range(
         &self,

@@ -158,6 +158,10 @@ pub struct Preset {
     pub unshare_ro_pins: bool,
     /// The write-fault reuse rule of `do_wp_page`.
     pub reuse: ReuseRule,
+    /// The reuse rule of a THP write fault (`do_huge_pmd_wp_page`): mapcount
+    /// until "COW fixes part 1" (5.18, c145e0b47c77; bug #10), then
+    /// PageAnonExclusive (5.19).
+    pub thp_reuse: ReuseRule,
     pub fork_cow: ForkCow,
     /// 17839856fd58 (5.8): a FOLL_GET or FOLL_PIN lookup in a COW mapping breaks
     /// COW as if it wrote (`should_force_cow_break`; the fast walk always looks
@@ -250,6 +254,11 @@ impl Preset {
                 format!("{:?}", self.reuse),
                 "09854ba94c6a, 6c287605fd56",
             ),
+            f(
+                "THP reuse rule",
+                format!("{:?}", self.thp_reuse),
+                "c145e0b47c77, 6c287605fd56",
+            ),
             f("pin vmstat", self.vmstat.to_string(), "3faa52c03f44"),
             f(
                 "fork of pinned pages",
@@ -293,6 +302,7 @@ const fn base(id: PresetId, name: &'static str, about: &'static str) -> Preset {
         longterm_check: LongtermCheck::AfterRef,
         unshare_ro_pins: true,
         reuse: ReuseRule::AnonExclusive,
+        thp_reuse: ReuseRule::AnonExclusive,
         vmstat: true,
         fork_cow: ForkCow::DupAnonRmap,
         force_cow_break: false,
@@ -319,6 +329,7 @@ const fn era5(id: PresetId, name: &'static str, about: &'static str) -> Preset {
         longterm_check: LongtermCheck::BeforeRef,
         unshare_ro_pins: false,
         reuse: ReuseRule::Mapcount,
+        thp_reuse: ReuseRule::Mapcount,
         fork_cow: ForkCow::Share,
         clear_refs_skips_pinned: false,
         collapse_syncs_walkers: false,

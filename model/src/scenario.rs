@@ -626,6 +626,23 @@ pub fn vmsplice_fork() -> Scenario {
     }
 }
 
+/// `vmsplice_fork_thp`: bug #10, #9 on a PMD-mapped THP. The page_count rule
+/// of 5.9 covered base pages only: until "COW fixes part 1" (5.18) a THP
+/// write fault reused the folio when its mapcount was 1 (`reuse_swap_page`),
+/// so after the child's vmsplice (FOLL_GET on the huge leaf) and munmap the
+/// parent's store lands in the page the pipe still holds. 5.8's forced COW
+/// break copies for the child at GUP time; from 5.19 the parent's fault sees a
+/// shared folio, splits the PMD and copies the subpage.
+pub fn vmsplice_fork_thp() -> Scenario {
+    let base = vmsplice_fork();
+    Scenario {
+        name: "vmsplice_fork_thp".into(),
+        about: "vmsplice_fork on a PMD-mapped THP (bug #10)".into(),
+        layout: Layout::one(vec![Region::anon(0, 2, Populate::Thp)]),
+        ..base
+    }
+}
+
 /// `fork_with_dma_in_flight`: a DIO into an anonymous page is in flight
 /// (`pin_user_pages_fast(FOLL_WRITE)`, the device writes) when the process
 /// forks; then the parent stores through the same address (the pin must still
@@ -760,6 +777,7 @@ pub fn catalogue() -> Vec<Scenario> {
         store_vs_writeback(),
         gup_fast_vs_fork(),
         vmsplice_fork(),
+        vmsplice_fork_thp(),
         fork_with_dma_in_flight(),
         clear_refs_on_pinned(),
         ksm_share_vs_ro_pin(),

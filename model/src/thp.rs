@@ -1,4 +1,16 @@
-//! THP collapse: khugepaged's `collapse_huge_page` (KERNEL.md §5.5): under
+//! THP split and collapse (KERNEL.md §5.5).
+//!
+//! Split of a PMD mapping (`__split_huge_pmd_locked`): `pmdp_invalidate` and
+//! the flush, then one PTE per subpage in the table deposited for it, each
+//! holding a folio reference and inheriting the head's PageAnonExclusive. It
+//! runs for a partial munmap, for a write fault the era will not resolve at PMD
+//! level (`do_huge_pmd_wp_page` falls back, 3917c80280c9), and for fork of a
+//! maybe-pinned THP (`copy_huge_pmd` splits and retries at PTE level).
+//! The era's THP reuse rule is bug #10's subject: before "COW fixes part 1"
+//! (5.18) a PMD write fault reused the folio when its mapcount was 1, ignoring
+//! GUP references, as #9 did for base pages before 5.8.
+//!
+//! Collapse: khugepaged's `collapse_huge_page`: under
 //! `mmap_lock` for write, clear the PMD that points to a PTE table and flush
 //! (`pmdp_collapse_flush`), check every base page is referenced by its mapping
 //! alone (`__collapse_huge_page_isolate`), copy them into a new PMD-sized folio,
@@ -13,15 +25,20 @@
 //!   swap PTEs, no sharing with another process);
 //! - the huge folio is allocated before `mmap_lock` is taken, and given back
 //!   if the collapse fails;
-//! - split (`split_huge_pmd`, `split_huge_page`) is not modelled yet.
+//! - the PTE table a split fills is allocated at split time (the kernel
+//!   deposits it when the THP is mapped: `pgtable_trans_huge_deposit`);
+//! - while PMD-mapped, PageAnonExclusive is kept on every subpage alike (the
+//!   kernel keeps it on the head and copies it at split).
 
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, KAtomic};
 use crate::config::{Arch, PAGE_SIZE};
+use crate::config::{Mutation, ReuseRule};
 use crate::ghost::{Ctx, Res};
 use crate::mem::{pg, Order, Pfn};
 use crate::mm::Errno;
+use crate::mm::{FaultFlags, Vma};
 use crate::pgtable::Pte;
 use crate::rmap::RmapEntry;
 use crate::tlb::flush_waits_for_walkers;
@@ -39,6 +56,149 @@ pub enum Collapsed {
 }
 
 impl<B: Backend> World<B> {
+    /// The PMD table slot and index for `addr`, for a caller holding
+    /// `mmap_lock`; `None` if an upper level is missing or a leaf.
+    pub(crate) fn locked_pmd_slot(&self, mm: usize, addr: u64) -> Option<(u32, usize)> {
+        let mut slot = self.mms[mm].pgd;
+        for level in [4, 3] {
+            let e = self.tables[slot as usize].read(self.cfg.index(addr, level));
+            if !e.present() || e.leaf() {
+                return None;
+            }
+            slot = e.table_slot();
+        }
+        Some((slot, self.cfg.index(addr, 2)))
+    }
+
+    /// Whether `pmd` maps a transparent huge page (not a hugetlb-like folio).
+    pub(crate) fn is_thp_leaf(&self, pmd: Pte) -> bool {
+        pmd.present()
+            && pmd.leaf()
+            && self.mem.frame(pmd.pfn()).flags.read_once() & pg::HUGETLB == 0
+    }
+
+    /// Sets or clears PageAnonExclusive on every subpage of folio `head`.
+    pub(crate) fn set_folio_exclusive(&self, head: Pfn, exclusive: bool) {
+        for p in head..head + self.mem.folio_nr_pages(head) {
+            let f = &self.mem.frame(p).flags;
+            if exclusive {
+                f.or(pg::ANON_EXCLUSIVE);
+            } else {
+                f.andnot(pg::ANON_EXCLUSIVE);
+            }
+        }
+    }
+
+    /// `split_huge_pmd()` of the PMD range containing `addr` in `mm` (the
+    /// caller holds `mmap_lock`): under the PMD lock, `pmdp_invalidate` and the
+    /// flush (a GUP-fast walker that read the leaf fails its recheck), then a PTE
+    /// per subpage, published by `pmd_populate`. The PMD mapping's reference
+    /// becomes one per PTE mapping. Nothing to do if the range is not a THP leaf.
+    pub(crate) fn split_huge_pmd(
+        &self,
+        ctx: &mut Ctx,
+        mm: usize,
+        addr: u64,
+    ) -> Res<Result<(), Errno>> {
+        let span = 1u64 << self.cfg.shift(2);
+        let haddr = addr & !(span - 1);
+        let Some((slot, idx)) = self.locked_pmd_slot(mm, haddr) else {
+            return Ok(Ok(()));
+        };
+        let t = &self.tables[slot as usize];
+        if !self.is_thp_leaf(t.read(idx)) {
+            return Ok(Ok(()));
+        }
+        // pgtable_trans_huge_withdraw(): the table for the PTEs.
+        let Some(pte_slot) = self.alloc_table(ctx) else {
+            return Ok(Err(Errno::ENOMEM));
+        };
+        self.mmu_notifier_invalidate_range_start(ctx, mm, haddr, haddr + span);
+        let g = t.ptl.lock();
+        let pmd = t.read(idx);
+        if !self.is_thp_leaf(pmd) {
+            drop(g);
+            self.mmu_notifier_invalidate_range_end(ctx);
+            self.free_table(ctx, pte_slot)?;
+            return Ok(Ok(()));
+        }
+        // pmdp_invalidate(): not present, then the flush.
+        t.get_and_clear(idx);
+        ctx.step(
+            &self.ghost,
+            "__split_huge_pmd_locked: pmdp_invalidate",
+            haddr,
+        );
+        if flush_waits_for_walkers(self.cfg.arch) {
+            self.walkers
+                .sync(ctx, &self.ghost, "flush_pmd_tlb_range: IPI");
+        }
+        let head = pmd.pfn();
+        let nr = self.mem.folio_nr_pages(head);
+        let pt = &self.tables[pte_slot as usize];
+        self.mem
+            .folio_ref_add(ctx, &self.ghost, head, nr as i32 - 1)?;
+        for i in 0..nr {
+            let e = RmapEntry::pte(mm, haddr + u64::from(i) * PAGE_SIZE);
+            self.add_rmap(head + i, e);
+            pt.set(i as usize, Pte::mk_page(head + i, pmd.write(), pmd.dirty()));
+        }
+        self.remove_rmap(head, RmapEntry::huge(mm, haddr));
+        // pmd_populate(): the filled table before the entry that publishes it.
+        B::smp_wmb();
+        t.set(idx, Pte::mk_table(pte_slot));
+        drop(g);
+        ctx.step(&self.ghost, "__split_huge_pmd_locked: pmd_populate", haddr);
+        self.mmu_notifier_invalidate_range_end(ctx);
+        Ok(Ok(()))
+    }
+
+    /// `do_huge_pmd_wp_page()`: a write (or unshare) fault on a read-only THP
+    /// leaf. Reuse the whole folio if the era's THP rule says it is ours alone;
+    /// otherwise split the PMD and let the PTE-level fault copy the one subpage
+    /// (VM_FAULT_FALLBACK). `None`: no THP leaf maps `addr`.
+    pub(crate) fn do_huge_pmd_wp_page(
+        &self,
+        ctx: &mut Ctx,
+        mm: usize,
+        vma: &Vma,
+        addr: u64,
+        ff: FaultFlags,
+    ) -> Res<Option<Result<(), Errno>>> {
+        let Some((slot, idx)) = self.locked_pmd_slot(mm, addr) else {
+            return Ok(None);
+        };
+        let t = &self.tables[slot as usize];
+        let g = t.ptl.lock();
+        let pmd = t.read(idx);
+        if !self.is_thp_leaf(pmd) {
+            return Ok(None);
+        }
+        if pmd.write() || !(ff.write || ff.unshare) {
+            return Ok(Some(Ok(())));
+        }
+        let rule = if self.cfg.has(Mutation::ThpReuseByMapcount) {
+            // reuse_swap_page(page, NULL), before c145e0b47c77.
+            ReuseRule::Mapcount
+        } else {
+            self.cfg.p().thp_reuse
+        };
+        if self.wp_can_reuse(rule, pmd.pfn(), true) {
+            if !ff.unshare {
+                t.set(idx, pmd.with(Pte::WRITE | Pte::DIRTY));
+            }
+            drop(g);
+            ctx.step(&self.ghost, "do_huge_pmd_wp_page: reuse", addr);
+            return Ok(Some(Ok(())));
+        }
+        drop(g);
+        ctx.step(&self.ghost, "do_huge_pmd_wp_page: fallback", addr);
+        if let Err(e) = self.split_huge_pmd(ctx, mm, addr)? {
+            return Ok(Some(Err(e)));
+        }
+        self.handle_mm_fault(ctx, mm, vma, addr, ff).map(Some)
+    }
+
     /// `collapse_huge_page()` of the PMD range containing `addr` in `mm`.
     pub fn collapse_huge_page(
         &self,
@@ -78,16 +238,10 @@ impl<B: Backend> World<B> {
         haddr: u64,
         huge: Pfn,
     ) -> Res<Result<Collapsed, Errno>> {
-        // The PMD table and the entry for haddr.
-        let mut slot = self.mms[mm].pgd;
-        for level in [4, 3] {
-            let e = self.tables[slot as usize].read(self.cfg.index(haddr, level));
-            if !e.present() || e.leaf() {
-                return Ok(Ok(Collapsed::NotSuitable));
-            }
-            slot = e.table_slot();
-        }
-        let (pmd_t, pmd_idx) = (&self.tables[slot as usize], self.cfg.index(haddr, 2));
+        let Some((slot, pmd_idx)) = self.locked_pmd_slot(mm, haddr) else {
+            return Ok(Ok(Collapsed::NotSuitable));
+        };
+        let pmd_t = &self.tables[slot as usize];
         let pmd = pmd_t.read(pmd_idx);
         if !pmd.present() || pmd.leaf() {
             return Ok(Ok(Collapsed::NotSuitable));

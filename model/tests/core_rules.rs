@@ -235,6 +235,42 @@ fn huge_leaves_are_walked_and_unmapped_whole() {
 }
 
 #[test]
+fn a_partial_munmap_splits_a_thp_pmd_and_refuses_a_hugetlb_cut() {
+    let w = world(Layout::one(vec![
+        Region::anon(4, 4, Populate::Thp),
+        Region::anon(16, 16, Populate::Hugetlb),
+    ]));
+    let mut c = ctx();
+    let head = w
+        .walk_lockless(&mut c, 0, 4 * P)
+        .unwrap()
+        .unwrap()
+        .pte
+        .pfn();
+    let v = w.user_access(&mut c, 0, 7 * P, true).unwrap().unwrap();
+    assert_eq!(
+        w.munmap(&mut c, 0, 20 * P, P).unwrap(),
+        Err(Errno::EINVAL),
+        "hugetlb is not split"
+    );
+    // Unmap the second page of the THP: the PMD becomes a PTE table, the
+    // folio stays whole, the other three pages stay mapped with their data.
+    assert!(w.munmap(&mut c, 0, 5 * P, P).unwrap().is_ok());
+    let left = w.walk_lockless(&mut c, 0, 7 * P).unwrap().unwrap();
+    assert_eq!(left.level, 1, "PTE-mapped after the split");
+    assert_eq!(left.pte.pfn(), head + 3);
+    assert_eq!(w.mem.page_folio(head + 3), head);
+    assert_eq!(w.mem.frame(head).entire_mapcount.read_once(), 0);
+    assert_eq!(w.mem.folio_ref_count(head), 3, "one reference per PTE");
+    assert!(w.walk_lockless(&mut c, 0, 5 * P).unwrap().is_none());
+    assert_eq!(w.user_access(&mut c, 0, 7 * P, false).unwrap(), Ok(v));
+    quiescent(&w, &c);
+    assert!(w.munmap(&mut c, 0, 4 * P, 4 * P).unwrap().is_ok());
+    assert!(!w.ghost.frame(head).allocated());
+    quiescent(&w, &c);
+}
+
+#[test]
 fn zones_are_laid_out_and_allocation_can_avoid_them() {
     let mut cf = cfg(Arch::Ipi);
     cf.cma_frames = 2;

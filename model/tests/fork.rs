@@ -114,3 +114,82 @@ fn a_pinned_page_is_copied_for_the_child_at_fork_from_5_9() {
         w.check_quiescent(&c.ledger).unwrap();
     }
 }
+
+fn thp_world(preset: PresetId) -> World<Std> {
+    let cfg = WorldConfig {
+        fanout_bits: 2,
+        nr_frames: 48,
+        nr_tables: 16,
+        nr_mms: 2,
+        preset,
+        trace: false,
+        ..WorldConfig::small(Arch::Ipi)
+    };
+    World::build(cfg, &Layout::one(vec![Region::anon(4, 4, Populate::Thp)])).unwrap()
+}
+
+/// The PMD leaf mapping `addr` in `mm`, read at rest.
+fn pmd_leaf(w: &World<Std>, mm: usize, addr: u64) -> Option<Pte> {
+    let mut slot = w.mms[mm].pgd;
+    for level in (2..=4).rev() {
+        let e = Pte(w.tables[slot as usize].entries[w.cfg.index(addr, level)].read_once());
+        if !e.present() {
+            return None;
+        }
+        if e.leaf() {
+            return (level == 2).then_some(e);
+        }
+        slot = e.table_slot();
+    }
+    None
+}
+
+/// `copy_huge_pmd`: an unpinned THP is shared as one PMD leaf; a pinned one,
+/// from 5.9, is split in the parent and copied page by page for the child,
+/// the parent keeping the pinned subpage mapped writable.
+#[test]
+fn fork_shares_a_thp_leaf_unless_it_may_be_pinned() {
+    const P: u64 = gupcheck_model::config::PAGE_SIZE;
+    for (preset, early) in [
+        (PresetId::V5_7, false),
+        (PresetId::V5_10, true),
+        (PresetId::Latest, true),
+    ] {
+        let w = thp_world(preset);
+        let mut c = Ctx::new(0, 1, false);
+        let head = pmd_leaf(&w, 0, 4 * P).unwrap().pfn();
+        w.fork(&mut c, 0, 1).unwrap().unwrap();
+        let (p, ch) = (
+            pmd_leaf(&w, 0, 4 * P).unwrap(),
+            pmd_leaf(&w, 1, 4 * P).unwrap(),
+        );
+        assert_eq!((p.pfn(), ch.pfn()), (head, head), "{}", preset.name());
+        assert!(!p.write() && !ch.write(), "{}", preset.name());
+        assert_eq!(w.mem.frame(head).entire_mapcount.read_once(), 2);
+        w.check_quiescent(&c.ledger).unwrap();
+
+        let w = thp_world(preset);
+        let mut c = Ctx::new(0, 1, false);
+        let mut pages = Vec::new();
+        let flags = Foll::of(&[Flag::Write]);
+        let n = w
+            .pin_user_pages_fast(&mut c, 5 * P, 1, flags, Some(&mut pages))
+            .unwrap();
+        assert_eq!(n, 1);
+        w.fork(&mut c, 0, 1).unwrap().unwrap();
+        assert_eq!(
+            pmd_leaf(&w, 0, 4 * P).is_none(),
+            early,
+            "{}: split in the parent",
+            preset.name()
+        );
+        if early {
+            let (p, ch) = (pte(&w, 0, 5 * P).unwrap(), pte(&w, 1, 5 * P).unwrap());
+            assert_eq!(p.pfn(), pages[0], "{}", preset.name());
+            assert!(p.write(), "{}: parent keeps the pinned page", preset.name());
+            assert_ne!(ch.pfn(), pages[0], "{}: child's copy", preset.name());
+        }
+        w.unpin_user_pages(&mut c, &pages).unwrap();
+        w.check_quiescent(&c.ledger).unwrap();
+    }
+}

@@ -18,7 +18,7 @@ struct Bug {
     invariant: Invariant,
 }
 
-const BUGS: [Bug; 6] = [
+const BUGS: [Bug; 8] = [
     Bug {
         id: "#4 GUP-fast vs fork (57efa1fe5957)",
         scenario: "gup_fast_vs_fork",
@@ -33,6 +33,22 @@ const BUGS: [Bug; 6] = [
         broken: V5_7,
         fixed: V5_8,
         mutation: None,
+        invariant: Invariant::NoLeakAfterFork,
+    },
+    Bug {
+        id: "#10 vmsplice + fork on a THP (\"COW fixes part 1\", 5.18)",
+        scenario: "vmsplice_fork_thp",
+        broken: V5_11,
+        fixed: V6_1,
+        mutation: None,
+        invariant: Invariant::NoLeakAfterFork,
+    },
+    Bug {
+        id: "#10 as one feature delta: THP reuse by mapcount",
+        scenario: "vmsplice_fork_thp",
+        broken: Latest,
+        fixed: Latest,
+        mutation: Some(Mutation::ThpReuseByMapcount),
         invariant: Invariant::NoLeakAfterFork,
     },
     Bug {

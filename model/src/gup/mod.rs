@@ -90,7 +90,10 @@ impl<B: Backend> World<B> {
             } else if !self.mem.folio_ref_try_add(ctx, &self.ghost, head, delta)? {
                 return Ok(None);
             }
-            if self.cfg.p().head_recheck && self.mem.page_folio(page) != head {
+            if self.cfg.p().head_recheck
+                && !self.cfg.has(Mutation::NoHeadRecheck)
+                && self.mem.page_folio(page) != head
+            {
                 ctx.step(
                     &self.ghost,
                     "try_get_folio: folio changed, retry",
