@@ -1,6 +1,7 @@
 //! The expectation matrix, run: every entry of `model/expectations.json` under
-//! loom (bound 2 for the design-card race scenarios, THP collapse and the
-//! ordering-only mutations, bound 1 for the rest), shuttle random, PCT at depths 1 to 3, DFS up
+//! loom (bound 2 for the design-card race scenarios, THP collapse, the
+//! ordering-only mutations and the races only loom finds, bound 1 for the
+//! rest), shuttle random, PCT at depths 1 to 3, DFS up
 //! to a maximum (clean entries), and real threads. `clean` entries fail on any
 //! violation; `found` / `known-open` entries fail if the engines stop finding
 //! them, or if an engine expected to miss an ordering-only bug finds it or never
@@ -13,9 +14,9 @@ const SHUTTLE_ITERS: usize = 3_000;
 const DFS_MAX: usize = 2_000;
 const STD_ITERS: usize = 100;
 
-/// The design card's races get loom's deeper bound, as do ordering-only bugs
-/// and the races of a lockless walker with THP collapse (two preemptions: into
-/// the collapse, back to the walker).
+/// The design card's races get loom's deeper bound, as do ordering-only bugs,
+/// the races of a lockless walker with THP collapse (two preemptions: into
+/// the collapse, back to the walker) and races only loom is expected to find.
 fn loom_bound(e: &Entry) -> usize {
     let design_card = [
         "gup_fast_vs_munmap",
@@ -23,7 +24,8 @@ fn loom_bound(e: &Entry) -> usize {
         "gup_fast_vs_page_mkclean",
         "gup_fast_vs_thp_collapse",
     ];
-    if design_card.contains(&e.scenario.as_str()) || !e.missed_by.is_empty() {
+    let loom_only = e.found_by == ["loom"];
+    if design_card.contains(&e.scenario.as_str()) || !e.missed_by.is_empty() || loom_only {
         2
     } else {
         1

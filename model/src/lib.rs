@@ -25,6 +25,7 @@ pub mod fork;
 pub mod ghost;
 pub mod gup;
 pub mod mem;
+pub mod migrate;
 pub mod mm;
 pub mod ops;
 pub mod pgtable;

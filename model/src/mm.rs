@@ -176,7 +176,10 @@ impl<B: Backend> World<B> {
         if pte.present() && (ff.write || ff.unshare) && !pte.write() {
             return self.do_wp_page(ctx, mm, vma, addr, slot, idx, pte, ff);
         }
-        // Present and sufficient, or a migration entry (not yet modelled).
+        if pte.is_migration() {
+            self.migration_entry_wait(ctx, slot, idx);
+        }
+        // Present and sufficient, or migrated meanwhile: the access retries.
         Ok(Ok(()))
     }
 

@@ -17,7 +17,7 @@ use crate::preset::PinCounting;
 use crate::world::{Layout, World};
 
 /// Version of the op encoding; bump when a variant changes meaning.
-pub const OPS_VERSION: u32 = 3;
+pub const OPS_VERSION: u32 = 4;
 
 /// A GUP entry point, by the kernel's name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Arbitrary)]
@@ -189,6 +189,10 @@ pub enum Op {
     KsmShare { mm: u8, page: u16 },
     /// khugepaged collapses the PMD range containing a page into a THP.
     Collapse { mm: u8, page: u16 },
+    /// `split_huge_page()` of the THP mapping a page.
+    Split { mm: u8, page: u16 },
+    /// Compaction migrates the anonymous page mapped at a page.
+    Migrate { mm: u8, page: u16 },
 }
 
 /// What a GUP op returned and whether it has been released.
@@ -243,6 +247,8 @@ impl Op {
             Op::ClearRefs { .. } => "clear_refs_write",
             Op::KsmShare { .. } => "ksm: write_protect_page",
             Op::Collapse { .. } => "collapse_huge_page",
+            Op::Split { .. } => "split_huge_page",
+            Op::Migrate { .. } => "compact_zone: migrate_pages",
         }
     }
 }
@@ -394,6 +400,18 @@ impl<B: Backend> World<B> {
                 let mm = r.mm(mm);
                 if let Some(addr) = r.page(mm, page) {
                     let _ = self.collapse_huge_page(ctx, mm, addr)?;
+                }
+            }
+            Op::Split { mm, page } => {
+                let mm = r.mm(mm);
+                if let Some(addr) = r.page(mm, page) {
+                    self.split_huge_page(ctx, mm, addr)?;
+                }
+            }
+            Op::Migrate { mm, page } => {
+                let mm = r.mm(mm);
+                if let Some(addr) = r.page(mm, page) {
+                    self.compact_page(ctx, mm, addr)?;
                 }
             }
             Op::KsmShare { mm, page } => {

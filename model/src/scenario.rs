@@ -759,6 +759,78 @@ pub fn gup_fast_vs_thp_collapse() -> Scenario {
     }
 }
 
+/// `gup_fast_vs_thp_split`: `pin_user_pages_fast(FOLL_WRITE)` of a tail page
+/// of a PTE-mapped THP, a store and a coherence check, against
+/// `split_huge_page`. Either the pin is seen (split backs off: the freeze
+/// fails or `can_split_folio` refuses), or the frozen count refuses the grab,
+/// or GUP-fast grabs after the split: then `page_folio(page)` is no longer the
+/// folio it read, and without c24d37322548's recheck (5.13; era-5 presets,
+/// `no_head_recheck`) the reference lands on the old head while the PTE
+/// recheck passes (the split restored the same PTE).
+pub fn gup_fast_vs_thp_split() -> Scenario {
+    Scenario {
+        name: "gup_fast_vs_thp_split".into(),
+        about: "pin_user_pages_fast(FOLL_WRITE) of a THP tail page against split_huge_page".into(),
+        version: OPS_VERSION,
+        layout: Layout::one(vec![Region::anon(0, 2, Populate::ThpPte)]),
+        threads: vec![
+            vec![
+                gup(GupApi::PinUserPagesFast, 1, 1, FlagSel::WRITE),
+                Op::CheckCoherent { handle: 0 },
+                release(ReleaseApi::Matching),
+            ],
+            vec![Op::Split { mm: 0, page: 0 }],
+        ],
+        world: small_world(12, 8),
+        window: Window::new(
+            0,
+            "try_get_folio",
+            "__split_huge_page: unfreeze head",
+            "gup_fast_pte_range: recheck pte",
+        ),
+    }
+}
+
+/// `pin_longterm_vs_migration`: `pin_user_pages_fast(FOLL_WRITE |
+/// FOLL_LONGTERM)` of an anonymous page, a store and a coherence check,
+/// against compaction migrating the page. Either compaction sees the pin (its
+/// pre-filter, the share step, or the expected-refcount check) and leaves the
+/// page, or GUP-fast's PTE recheck sees the migration entry and takes the
+/// slow path, which waits for the migration and pins the new page. Without
+/// the recheck (`skip_pte_recheck`) the pin stays on the old page while the
+/// address maps the new one.
+pub fn pin_longterm_vs_migration() -> Scenario {
+    Scenario {
+        name: "pin_longterm_vs_migration".into(),
+        about: "pin_user_pages_fast(WRITE|LONGTERM) + coherence check against compaction".into(),
+        version: OPS_VERSION,
+        layout: Layout::one(vec![Region::anon(0, 1, Populate::Anon)]),
+        threads: vec![
+            vec![
+                gup(
+                    GupApi::PinUserPagesFast,
+                    0,
+                    1,
+                    FlagSel {
+                        longterm: true,
+                        ..FlagSel::WRITE
+                    },
+                ),
+                Op::CheckCoherent { handle: 0 },
+                release(ReleaseApi::Matching),
+            ],
+            vec![Op::Migrate { mm: 0, page: 0 }],
+        ],
+        world: small_world(10, 6),
+        window: Window::new(
+            0,
+            "gup_fast_pte_range: read pte",
+            "try_to_migrate_one: ptep_clear_flush",
+            "gup_fast_pte_range: recheck pte",
+        ),
+    }
+}
+
 /// Every scenario, by name.
 pub fn catalogue() -> Vec<Scenario> {
     vec![
@@ -782,6 +854,8 @@ pub fn catalogue() -> Vec<Scenario> {
         clear_refs_on_pinned(),
         ksm_share_vs_ro_pin(),
         gup_fast_vs_thp_collapse(),
+        gup_fast_vs_thp_split(),
+        pin_longterm_vs_migration(),
     ]
 }
 

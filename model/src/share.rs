@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{Backend, KAtomic};
 use crate::config::{Arch, PAGE_SIZE};
 use crate::ghost::{Ctx, HoldKind, Res};
-use crate::mem::pg;
+use crate::mem::{pg, Pfn};
 use crate::pgtable::Pte;
 use crate::tlb::flush_waits_for_walkers;
 use crate::world::World;
@@ -85,16 +85,7 @@ impl<B: Backend> World<B> {
         }
         let f = self.mem.frame(head);
         let exclusive = f.flags.read_once() & pg::ANON_EXCLUSIVE != 0;
-        // (A1) ptep_clear_flush().
-        let old = if self.cfg.arch == Arch::Rcu {
-            t.get_and_clear_relaxed(idx)
-        } else {
-            t.get_and_clear(idx)
-        };
-        ctx.step(&self.ghost, "ksm: ptep_clear_flush", u64::from(head));
-        if flush_waits_for_walkers(self.cfg.arch) {
-            self.walkers.sync(ctx, &self.ghost, "flush_tlb_page: IPI");
-        }
+        let old = self.ptep_clear_flush(ctx, t, idx, "ksm: ptep_clear_flush");
         // "Check that no O_DIRECT or similar I/O is in progress": the mapping's
         // reference and ours, nothing else.
         let mapcount = f.mapcount.read_once();
@@ -102,25 +93,53 @@ impl<B: Backend> World<B> {
             t.set(idx, old);
             return Ok(Shared::KeptReferenced);
         }
-        if exclusive {
-            // (A2) folio_try_share_anon_rmap_pte().
-            if self.cfg.p().mb_after_pin {
-                B::smp_mb();
-            }
-            if self.folio_maybe_dma_pinned(head) {
-                t.set(idx, old);
-                return Ok(Shared::KeptPinned);
-            }
-            // (A3) ClearPageAnonExclusive; smp_mb__after_atomic() as the wmb
-            // pairing with GUP-fast's smp_rmb.
-            f.flags.andnot(pg::ANON_EXCLUSIVE);
-            ctx.step(&self.ghost, "ksm: clear anon exclusive", u64::from(head));
-            if self.cfg.p().mb_after_pin {
-                B::smp_mb__after_atomic();
-            }
+        if exclusive && !self.folio_try_share_anon_rmap_pte(ctx, head) {
+            t.set(idx, old);
+            return Ok(Shared::KeptPinned);
         }
         // (A4) a read-only, clean PTE again.
         t.set(idx, old.without(Pte::WRITE | Pte::DIRTY));
         Ok(Shared::Shared)
+    }
+
+    /// (A1) `ptep_clear_flush()` under the PTL: clear the PTE, then flush (under
+    /// IPI the flush waits for interrupts-off walkers). Returns the old PTE.
+    pub(crate) fn ptep_clear_flush(
+        &self,
+        ctx: &mut Ctx,
+        t: &crate::pgtable::PageTable<B>,
+        idx: usize,
+        what: &'static str,
+    ) -> Pte {
+        let old = if self.cfg.arch == Arch::Rcu {
+            t.get_and_clear_relaxed(idx)
+        } else {
+            t.get_and_clear(idx)
+        };
+        ctx.step(&self.ghost, what, u64::from(old.pfn()));
+        if flush_waits_for_walkers(self.cfg.arch) {
+            self.walkers.sync(ctx, &self.ghost, "flush_tlb_page: IPI");
+        }
+        old
+    }
+
+    /// (A2, A3) `folio_try_share_anon_rmap_pte()` on an exclusive `page` whose
+    /// PTE the caller cleared and flushed: false (back off) if the folio may be
+    /// pinned; otherwise clear PageAnonExclusive.
+    pub(crate) fn folio_try_share_anon_rmap_pte(&self, ctx: &mut Ctx, page: Pfn) -> bool {
+        if self.cfg.p().mb_after_pin {
+            B::smp_mb();
+        }
+        if self.folio_maybe_dma_pinned(self.mem.page_folio(page)) {
+            return false;
+        }
+        // ClearPageAnonExclusive; smp_mb__after_atomic() as the wmb pairing
+        // with GUP-fast's smp_rmb.
+        self.mem.frame(page).flags.andnot(pg::ANON_EXCLUSIVE);
+        ctx.step(&self.ghost, "clear anon exclusive", u64::from(page));
+        if self.cfg.p().mb_after_pin {
+            B::smp_mb__after_atomic();
+        }
+        true
     }
 }

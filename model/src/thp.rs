@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{Backend, KAtomic};
 use crate::config::{Arch, PAGE_SIZE};
 use crate::config::{Mutation, ReuseRule};
-use crate::ghost::{Ctx, Res};
+use crate::ghost::{Ctx, HoldKind, Res};
 use crate::mem::{pg, Order, Pfn};
 use crate::mm::Errno;
 use crate::mm::{FaultFlags, Vma};
@@ -53,6 +53,19 @@ pub enum Collapsed {
     NotSuitable,
     /// A base page had an extra reference (a GUP holder): restored.
     KeptReferenced,
+}
+
+/// What `split_huge_page` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Split {
+    Split,
+    /// Not a THP mapped by this address space alone.
+    NotSuitable,
+    /// References beyond the mappings (a GUP holder), or a page that may be
+    /// pinned: -EAGAIN / -EBUSY, everything restored.
+    KeptReferenced,
+    NoMemory,
 }
 
 impl<B: Backend> World<B> {
@@ -197,6 +210,134 @@ impl<B: Backend> World<B> {
             return Ok(Some(Err(e)));
         }
         self.handle_mm_fault(ctx, mm, vma, addr, ff).map(Some)
+    }
+
+    /// `split_huge_page()` of the THP mapped at `addr` in `mm` (the caller
+    /// holds `mmap_lock` for read; the kernel's callers vary): take a reference
+    /// and the folio lock; split a PMD mapping first; refuse if references
+    /// exceed mappings (`can_split_folio`); unmap every PTE to a migration
+    /// entry; freeze the refcount at the caller's one reference
+    /// (`folio_ref_freeze`: a GUP reference taken since makes it fail, and a
+    /// frozen count makes GUP-fast's grab fail); make every tail its own page
+    /// (`__split_huge_page_tail`: flags, `smp_wmb`, clear `compound_head`,
+    /// unfreeze); restore the PTEs; unlock and drop the temporary references.
+    pub fn split_huge_page(&self, ctx: &mut Ctx, mm: usize, addr: u64) -> Res<Split> {
+        ctx.step(&self.ghost, "split_huge_page", addr);
+        let vmas = self.mms[mm].mmap_lock.read();
+        let r = self.split_huge_page_locked(ctx, mm, addr);
+        drop(vmas);
+        r
+    }
+
+    fn split_huge_page_locked(&self, ctx: &mut Ctx, mm: usize, addr: u64) -> Res<Split> {
+        // The folio, and our reference on it, under the lock of the entry
+        // that maps it.
+        let head = {
+            let (slot, idx) = match self.locked_pte_slot(mm, addr) {
+                Some(x) => x,
+                None => match self.locked_pmd_slot(mm, addr) {
+                    Some(x) => x,
+                    None => return Ok(Split::NotSuitable),
+                },
+            };
+            let t = &self.tables[slot as usize];
+            let _g = t.ptl.lock();
+            let e = t.read(idx);
+            if !e.present() || e.special() || (e.leaf() && !self.is_thp_leaf(e)) {
+                return Ok(Split::NotSuitable);
+            }
+            let head = self.mem.page_folio(e.pfn());
+            let f = self.mem.frame(head);
+            let only_here = f.rmap.lock().entries().iter().all(|e| e.mm as usize == mm);
+            if self.mem.folio_order(head) == 0 || f.flags.read_once() & pg::ANON == 0 || !only_here
+            {
+                return Ok(Split::NotSuitable);
+            }
+            self.mem.folio_ref_add(ctx, &self.ghost, head, 1)?;
+            ctx.hold(head, self.ghost.frame(head).gen(), HoldKind::Get, 1);
+            head
+        };
+        self.folio_lock(ctx, head);
+        let r = self.split_locked_folio(ctx, mm, head);
+        let split = matches!(r, Ok(Split::Split));
+        if split {
+            // Each tail's temporary reference and lock (the head keeps ours).
+            let nr = 1u32 << self.cfg.pmd_order();
+            for p in head + 1..head + nr {
+                self.folio_unlock(ctx, p);
+                self.mem.folio_put_refs(ctx, &self.ghost, p, 1, None)?;
+            }
+        }
+        self.folio_unlock(ctx, head);
+        self.mem
+            .folio_put_refs(ctx, &self.ghost, head, 1, Some(HoldKind::Get))?;
+        r
+    }
+
+    fn split_locked_folio(&self, ctx: &mut Ctx, mm: usize, head: Pfn) -> Res<Split> {
+        let huge: Vec<RmapEntry> = self.mem.frame(head).rmap.lock().entries();
+        for e in huge.into_iter().filter(|e| e.huge) {
+            if let Err(e) = self.split_huge_pmd(ctx, mm, e.addr)? {
+                return Ok(if e == Errno::ENOMEM {
+                    Split::NoMemory
+                } else {
+                    Split::NotSuitable
+                });
+            }
+        }
+        let nr = self.mem.folio_nr_pages(head);
+        // can_split_folio(): no references beyond the mappings and ours.
+        let mapped: i32 = (head..head + nr)
+            .map(|p| self.mem.frame(p).mapcount.read_once())
+            .sum();
+        if self.mem.folio_ref_count(head) != mapped + 1 {
+            ctx.step(
+                &self.ghost,
+                "can_split_folio: extra references",
+                u64::from(head),
+            );
+            return Ok(Split::KeptReferenced);
+        }
+        let Some(recs) = self.try_to_migrate(ctx, mm, head)? else {
+            return Ok(Split::KeptReferenced);
+        };
+        // folio_ref_freeze(folio, 1): our reference alone, or back off.
+        let rc = &self.mem.frame(head).refcount;
+        let raw = rc.read_once();
+        if self.mem.counter.norm(raw) != 1 || rc.cmpxchg(raw, 0) != raw {
+            ctx.step(
+                &self.ghost,
+                "split: folio_ref_freeze failed",
+                u64::from(head),
+            );
+            self.remove_migration_ptes(ctx, &recs, |p| p)?;
+            return Ok(Split::KeptReferenced);
+        }
+        ctx.step(&self.ghost, "split: folio_ref_freeze", u64::from(head));
+        // __split_huge_page_tail(), last tail first.
+        for p in (head + 1..head + nr).rev() {
+            let f = self.mem.frame(p);
+            f.flags.or(pg::LOCKED);
+            // Page flags visible before the page is made non-compound.
+            B::smp_wmb();
+            f.compound_head.write_once(0);
+            f.refcount.store_release(1);
+            ctx.step(&self.ghost, "__split_huge_page_tail", u64::from(p));
+        }
+        let f = self.mem.frame(head);
+        f.flags.andnot(pg::HEAD | pg::ORDER_MASK);
+        f.refcount.store_release(1);
+        ctx.step(
+            &self.ghost,
+            "__split_huge_page: unfreeze head",
+            u64::from(head),
+        );
+        // unlock_page_lruvec() (release) then the PTL (acquire) in
+        // remap_page(): RCsc locks order the tails' new compound_head before
+        // the restored PTEs a lockless walker reads them through.
+        B::smp_wmb();
+        self.remove_migration_ptes(ctx, &recs, |p| p)?;
+        Ok(Split::Split)
     }
 
     /// `collapse_huge_page()` of the PMD range containing `addr` in `mm`.

@@ -58,6 +58,9 @@ pub enum Populate {
     Anon,
     /// PMD-mapped anonymous THPs (the region must be PMD-aligned).
     Thp,
+    /// PTE-mapped anonymous THPs: PMD-order folios, one PTE per subpage (the
+    /// region must be PMD-aligned).
+    ThpPte,
     /// PUD-mapped hugetlb-like folios (never split or collapsed; PUD-aligned).
     Hugetlb,
     /// Swapped out: each PTE is a swap entry, the data in a swap slot.
@@ -170,7 +173,9 @@ impl Layout {
                 .sum()
         };
         LargeFolios {
-            pmd: count(Populate::Thp, cfg.pmd_order()) + self.spare_pmd_folios,
+            pmd: count(Populate::Thp, cfg.pmd_order())
+                + count(Populate::ThpPte, cfg.pmd_order())
+                + self.spare_pmd_folios,
             pud: count(Populate::Hugetlb, cfg.pud_order()) + self.spare_pud_folios,
         }
     }
@@ -503,6 +508,37 @@ impl<B: Backend> World<B> {
                         Pte::mk_page(pfn, r.writable, true)
                     };
                     self.tables[slot as usize].set(idx, pte);
+                }
+            }
+            Populate::ThpPte => {
+                let per = 1u64 << self.cfg.pmd_order();
+                if r.start_page % per != 0 || r.pages % per != 0 {
+                    return Err(format!(
+                        "ThpPte region at page {} is not aligned to {per} pages",
+                        r.start_page
+                    ));
+                }
+                let mut head = 0;
+                for p in 0..r.pages {
+                    let addr = r.start() + p * PAGE_SIZE;
+                    if p % per == 0 {
+                        head = self
+                            .mem
+                            .alloc_folio(
+                                boot,
+                                &self.ghost,
+                                Order::Pmd,
+                                pg::ANON | pg::ANON_EXCLUSIVE,
+                            )
+                            .ok_or_else(oom)?;
+                    } else {
+                        // One reference per PTE mapping.
+                        self.mem.frame(head).refcount.add(1);
+                    }
+                    let pfn = head + (p % per) as Pfn;
+                    let (slot, idx) = self.ensure_pte_table(boot, mm, addr)?.ok_or_else(oom)?;
+                    self.add_rmap(pfn, RmapEntry::pte(mm, addr));
+                    self.tables[slot as usize].set(idx, Pte::mk_page(pfn, r.writable, true));
                 }
             }
             Populate::Thp | Populate::Hugetlb => {

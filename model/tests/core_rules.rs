@@ -271,6 +271,75 @@ fn a_partial_munmap_splits_a_thp_pmd_and_refuses_a_hugetlb_cut() {
 }
 
 #[test]
+fn split_huge_page_makes_base_pages_unless_pinned() {
+    use gupcheck_model::gup::flags::{Flag, Foll};
+    use gupcheck_model::thp::Split;
+    let w = world(Layout::one(vec![Region::anon(4, 4, Populate::ThpPte)]));
+    let mut c = ctx();
+    let head = w
+        .walk_lockless(&mut c, 0, 4 * P)
+        .unwrap()
+        .unwrap()
+        .pte
+        .pfn();
+    let v = w.user_access(&mut c, 0, 6 * P, true).unwrap().unwrap();
+    let mut pages = Vec::new();
+    let n = w
+        .pin_user_pages_fast(&mut c, 5 * P, 1, Foll::of(&[Flag::Write]), Some(&mut pages))
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(
+        w.split_huge_page(&mut c, 0, 4 * P).unwrap(),
+        Split::KeptReferenced,
+        "a pinned folio is not split"
+    );
+    assert_eq!(w.mem.page_folio(head + 2), head);
+    w.unpin_user_pages(&mut c, &pages).unwrap();
+    quiescent(&w, &c);
+    assert_eq!(w.split_huge_page(&mut c, 0, 4 * P).unwrap(), Split::Split);
+    for p in head..head + 4 {
+        assert_eq!(w.mem.page_folio(p), p, "page {p} is its own folio");
+        assert_eq!(w.mem.folio_order(p), 0);
+        assert_eq!(w.mem.folio_ref_count(p), 1, "its mapping's reference");
+    }
+    assert_eq!(w.user_access(&mut c, 0, 6 * P, false).unwrap(), Ok(v));
+    quiescent(&w, &c);
+}
+
+#[test]
+fn compaction_moves_an_unpinned_page_and_keeps_a_pinned_one() {
+    use gupcheck_model::gup::flags::{Flag, Foll};
+    use gupcheck_model::migrate::Migrated;
+    let w = world(Layout::one(vec![Region::anon(0, 2, Populate::Anon)]));
+    let mut c = ctx();
+    let old = w.walk_lockless(&mut c, 0, 0).unwrap().unwrap().pte.pfn();
+    let v = w.user_access(&mut c, 0, 0, true).unwrap().unwrap();
+    assert_eq!(w.compact_page(&mut c, 0, 0).unwrap(), Migrated::Moved);
+    let new = w.walk_lockless(&mut c, 0, 0).unwrap().unwrap().pte;
+    assert_ne!(new.pfn(), old);
+    assert!(
+        new.write(),
+        "a writable migration entry maps it writable again"
+    );
+    assert!(!w.ghost.frame(old).allocated(), "the old page is freed");
+    assert_eq!(w.user_access(&mut c, 0, 0, false).unwrap(), Ok(v));
+    quiescent(&w, &c);
+    let mut pages = Vec::new();
+    let flags = Foll::of(&[Flag::Write, Flag::Longterm]);
+    let n = w
+        .pin_user_pages_fast(&mut c, P, 1, flags, Some(&mut pages))
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(w.compact_page(&mut c, 0, P).unwrap(), Migrated::KeptPinned);
+    assert_eq!(
+        w.walk_lockless(&mut c, 0, P).unwrap().unwrap().pte.pfn(),
+        pages[0]
+    );
+    w.unpin_user_pages(&mut c, &pages).unwrap();
+    quiescent(&w, &c);
+}
+
+#[test]
 fn zones_are_laid_out_and_allocation_can_avoid_them() {
     let mut cf = cfg(Arch::Ipi);
     cf.cma_frames = 2;

@@ -182,3 +182,50 @@ fn collapse_bugs_are_found_without_their_fixes_and_replay() {
         assert!(o.failure.is_none(), "latest ({arch:?}) is clean");
     }
 }
+
+/// c24d37322548 (5.13, GUP-fast vs `split_huge_page`): under RCU table
+/// freeing nothing stops a split from running whole between GUP-fast's read of
+/// the head and its grab; the split restores the same PTE, so only the
+/// recheck of `page_folio(page)` catches the reference landing on the old
+/// head. Found by PCT without the recheck (5.11; latest with
+/// `no_head_recheck`), replayed, clean with it; under IPI the split's flush
+/// waits for the walker, so every preset is clean.
+#[test]
+fn the_split_head_recheck_bug_is_found_under_rcu_and_replays() {
+    let sc = by_name("gup_fast_vs_thp_split").unwrap();
+    let cases: [(PresetId, &[Mutation]); 2] = [(V5_11, &[]), (Latest, &[Mutation::NoHeadRecheck])];
+    for (preset, muts) in cases {
+        let o = run(&sc, &sc.config_for(preset, Arch::Rcu, muts), &pct()).unwrap();
+        let f = o.failure.expect("PCT finds the misplaced reference");
+        assert_eq!(f.violation.invariant, Invariant::MatchedRelease);
+        let art = Artifact::new(&sc, preset, Arch::Rcu, muts, &pct(), f);
+        assert!(art.replay().unwrap().1, "{}: replays", preset.name());
+        let o = run(&sc, &sc.config_for(preset, Arch::Ipi, muts), &pct()).unwrap();
+        assert!(o.failure.is_none(), "{} under IPI is clean", preset.name());
+    }
+    for arch in Arch::ALL {
+        let o = run(&sc, &sc.config_for(Latest, arch, &[]), &pct()).unwrap();
+        assert!(o.failure.is_none(), "latest ({arch:?}) is clean");
+    }
+}
+
+/// Migration against a long-term pin: GUP-fast's PTE recheck is what keeps a
+/// pin taken after compaction's reference check off the old page under RCU;
+/// loom finds the lost pin without it, and latest is clean in both modes.
+#[test]
+fn migration_needs_the_pte_recheck_under_rcu() {
+    let sc = by_name("pin_longterm_vs_migration").unwrap();
+    let loom = Engine::Loom {
+        preemption_bound: Some(2),
+    };
+    let muts = [Mutation::SkipPteRecheck];
+    let o = run(&sc, &sc.config_for(Latest, Arch::Rcu, &muts), &loom).unwrap();
+    let f = o.failure.expect("loom finds it");
+    assert_eq!(f.violation.invariant, Invariant::CoherentPin);
+    let art = Artifact::new(&sc, Latest, Arch::Rcu, &muts, &loom, f);
+    assert!(art.replay().unwrap().1, "the artifact replays");
+    for arch in Arch::ALL {
+        let o = run(&sc, &sc.config_for(Latest, arch, &[]), &loom).unwrap();
+        assert!(o.failure.is_none(), "latest ({arch:?}) is clean");
+    }
+}

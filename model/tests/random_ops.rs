@@ -57,13 +57,14 @@ fn scenario(threads: Vec<Vec<Op>>) -> Scenario {
                 Region::anon(4, 2, Populate::None),
                 Region::anon(6, 2, Populate::ZeroPage),
                 Region::anon(8, 4, Populate::Thp),
+                Region::anon(12, 4, Populate::ThpPte),
                 Region::anon(16, 16, Populate::Hugetlb),
             ])
         },
         threads,
         world: WorldConfig {
             fanout_bits: 2,
-            nr_frames: 128,
+            nr_frames: 160,
             nr_tables: 32,
             nr_mms: 2,
             ..WorldConfig::small(Arch::Rcu)

@@ -188,6 +188,16 @@ impl<B: Backend> World<B> {
     }
 
     /// `folio_unlock()`: clear PG_locked, wake the waiters.
+    /// `folio_wait_locked()`: sleep until the folio is unlocked, without
+    /// taking the lock.
+    pub fn folio_wait_unlocked(&self, head: Pfn) {
+        let flags = &self.mem.frame(head).flags;
+        let mut g = self.page_waitq.lock();
+        while flags.read_once() & pg::LOCKED != 0 {
+            g = self.page_waitq_cv.wait(g);
+        }
+    }
+
     pub fn folio_unlock(&self, ctx: &mut Ctx, head: Pfn) {
         self.mem.frame(head).flags.fetch_andnot(pg::LOCKED);
         ctx.step(&self.ghost, "folio_unlock", u64::from(head));

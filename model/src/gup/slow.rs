@@ -785,9 +785,8 @@ impl<B: Backend> World<B> {
     /// 5.13): if any page may not stay pinned long-term, drop every page of the
     /// call, migrate the offenders and ask for a retry (-EAGAIN).
     ///
-    /// Simplification: migration here moves a base page under its PTL (clear the
-    /// PTE, check nobody else holds it, copy, map the copy); the real
-    /// migration-entry protocol arrives with the migration actor.
+    /// Simplification: only anonymous base pages mapped once, in this address
+    /// space, are migrated; anything else stays and the call fails.
     fn check_and_migrate_movable_pages(
         &self,
         ctx: &mut Ctx,
@@ -824,55 +823,17 @@ impl<B: Backend> World<B> {
         Ok(Err(if failed { Errno::ENOMEM } else { Errno::EAGAIN }))
     }
 
-    /// Moves one mapped base page to a pinnable frame; false if it could not.
+    /// Moves one mapped anonymous base page to a pinnable frame
+    /// (`migrate_pages(MR_LONGTERM_PIN)`, migrate.rs); false if it could not.
     fn migrate_base_page(&self, ctx: &mut Ctx, mm: usize, old: Pfn) -> Res<bool> {
-        if self.mem.folio_order(old) != 0 {
-            return Ok(false);
-        }
         let mappings = self.mem.frame(old).rmap.lock().entries();
         let [e] = mappings.as_slice() else {
             return Ok(false);
         };
-        if e.mm as usize != mm {
+        if e.mm as usize != mm || e.huge {
             return Ok(false);
         }
-        let Some((slot, idx)) = self.locked_pte_slot(mm, e.addr) else {
-            return Ok(false);
-        };
-        let Some(new) = self.mem.alloc_folio_where(
-            ctx,
-            &self.ghost,
-            crate::mem::Order::Base,
-            pg::ANON | pg::ANON_EXCLUSIVE,
-            |z| z == Zone::Normal,
-        ) else {
-            return Ok(false);
-        };
-        let t = &self.tables[slot as usize];
-        let g = t.ptl.lock();
-        let pte = t.get_and_clear(idx);
-        B::smp_mb();
-        // The mapping's own reference is the only one allowed.
-        if pte.pfn() != old || !pte.present() || self.mem.folio_ref_count(old) != 1 {
-            t.set(idx, pte);
-            drop(g);
-            self.mem.folio_put_refs(ctx, &self.ghost, new, 1, None)?;
-            return Ok(false);
-        }
-        for w in 0..2 {
-            self.write_page(new, w, self.mem.read_data(old, w));
-        }
-        let keep =
-            self.mem.frame(old).flags.read_once() & (pg::ANON | pg::ANON_EXCLUSIVE | pg::DIRTY);
-        self.mem.frame(new).flags.or(keep);
-        self.remove_rmap(old, *e);
-        self.add_rmap(new, *e);
-        // folio_mark_uptodate(): the copy before the PTE that publishes it.
-        B::smp_wmb();
-        t.set(idx, Pte::mk_page(new, pte.write(), pte.dirty()));
-        drop(g);
-        ctx.step(&self.ghost, "migrate_pages: moved", u64::from(new));
-        self.mem.folio_put_refs(ctx, &self.ghost, old, 1, None)?;
-        Ok(true)
+        let r = self.migrate_mapped_page(ctx, mm, e.addr, false, |z| z == Zone::Normal)?;
+        Ok(r == crate::migrate::Migrated::Moved)
     }
 }

@@ -1,0 +1,287 @@
+//! Migration and compaction (KERNEL.md §5.6): unmap a folio's PTEs to
+//! migration entries (`try_to_migrate_one`), check that nobody but the
+//! migration holds it (`folio_migrate_mapping`'s expected refcount), copy,
+//! and replace the entries with PTEs of the new folio
+//! (`remove_migration_ptes`); on failure the entries go back to the old one.
+//! An exclusive anonymous page is shared first (`folio_try_share_anon_rmap_pte`,
+//! the A/B protocol of share.rs): a page that may be pinned makes the unmap
+//! fail. Faults that meet a migration entry wait for the folio's lock
+//! (`migration_entry_wait`); GUP-fast sees a non-present PTE and falls back.
+//! THP split (thp.rs) uses the same unmap and remap with the same frames.
+//!
+//! Simplifications, one line each:
+//! - only the caller's address space is unmapped: a folio mapped by another
+//!   address space (after fork) is not migrated or split;
+//! - anonymous base folios only for migration (no page cache, no THP
+//!   migration), and the caller holds `mmap_lock` for read throughout;
+//! - no LRU: the isolation reference is a plain reference.
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{Backend, KAtomic};
+use crate::ghost::{Ctx, HoldKind, Res};
+use crate::mem::{pg, Order, Pfn, Zone};
+use crate::pgtable::{MigrationKind, Pte};
+use crate::rmap::RmapEntry;
+use crate::world::World;
+
+/// What a migration (or a compaction pass over one page) did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Migrated {
+    Moved,
+    /// Not a mapped anonymous base page of this address space alone.
+    NotSuitable,
+    /// The compaction pre-filter or the share step saw a possible pin.
+    KeptPinned,
+    /// An extra reference at the expected-refcount check: -EAGAIN.
+    KeptReferenced,
+    NoMemory,
+}
+
+/// One PTE replaced by a migration entry.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MigrationPte {
+    pub mm: usize,
+    pub addr: u64,
+    pub slot: u32,
+    pub idx: usize,
+    pub page: Pfn,
+    /// The PTE that was there.
+    pub old: Pte,
+    /// The migration entry that replaced it.
+    pub entry: Pte,
+}
+
+impl<B: Backend> World<B> {
+    /// `try_to_migrate()` of folio `head` (locked, referenced by the caller)
+    /// over its PTE mappings in `mm`: clear and flush each PTE, share an
+    /// exclusive page (backing off if it may be pinned), install a migration
+    /// entry that remembers writability and exclusivity, drop the mapping's
+    /// reference. `None`: a page could not be shared; everything done so far
+    /// was restored.
+    pub(crate) fn try_to_migrate(
+        &self,
+        ctx: &mut Ctx,
+        mm: usize,
+        head: Pfn,
+    ) -> Res<Option<Vec<MigrationPte>>> {
+        let mappings = self.mem.frame(head).rmap.lock().entries();
+        let mut done = Vec::new();
+        for e in mappings
+            .into_iter()
+            .filter(|e| !e.huge && e.mm as usize == mm)
+        {
+            let Some((slot, idx)) = self.locked_pte_slot(mm, e.addr) else {
+                continue;
+            };
+            let t = &self.tables[slot as usize];
+            let g = t.ptl.lock();
+            let pte = t.read(idx);
+            if !pte.present() || pte.special() || self.mem.page_folio(pte.pfn()) != head {
+                continue;
+            }
+            let page = pte.pfn();
+            let exclusive = self.mem.frame(page).flags.read_once() & pg::ANON_EXCLUSIVE != 0;
+            let old = self.ptep_clear_flush(ctx, t, idx, "try_to_migrate_one: ptep_clear_flush");
+            if exclusive && !self.folio_try_share_anon_rmap_pte(ctx, page) {
+                t.set(idx, old);
+                drop(g);
+                ctx.step(
+                    &self.ghost,
+                    "try_to_migrate_one: maybe pinned, restore",
+                    e.addr,
+                );
+                self.remove_migration_ptes(ctx, &done, |p| p)?;
+                return Ok(None);
+            }
+            let kind = if old.write() {
+                MigrationKind::Writable
+            } else if exclusive {
+                MigrationKind::ReadableExclusive
+            } else {
+                MigrationKind::Readable
+            };
+            let entry = Pte::mk_migration(page, kind);
+            t.set(idx, entry);
+            self.remove_rmap(page, e);
+            drop(g);
+            ctx.step(&self.ghost, "try_to_migrate_one: migration entry", e.addr);
+            self.mem.folio_put_refs(ctx, &self.ghost, head, 1, None)?;
+            done.push(MigrationPte {
+                mm,
+                addr: e.addr,
+                slot,
+                idx,
+                page,
+                old,
+                entry,
+            });
+        }
+        Ok(Some(done))
+    }
+
+    /// `remove_migration_ptes()`: each migration entry still in place becomes
+    /// a PTE of `new_of(page)` again, with the mapping's reference, the
+    /// remembered writability and dirtiness, and PageAnonExclusive if the
+    /// entry was exclusive. The same bits as before, when the frame is the
+    /// same: a GUP-fast PTE recheck cannot tell (c24d37322548's race).
+    pub(crate) fn remove_migration_ptes(
+        &self,
+        ctx: &mut Ctx,
+        recs: &[MigrationPte],
+        new_of: impl Fn(Pfn) -> Pfn,
+    ) -> Res<()> {
+        for r in recs {
+            let t = &self.tables[r.slot as usize];
+            let g = t.ptl.lock();
+            if t.read(r.idx) != r.entry {
+                continue;
+            }
+            let new = new_of(r.page);
+            let kind = r.entry.migration_kind();
+            self.mem
+                .folio_ref_add(ctx, &self.ghost, self.mem.page_folio(new), 1)?;
+            if kind != Some(MigrationKind::Readable) {
+                self.mem.frame(new).flags.or(pg::ANON_EXCLUSIVE);
+            }
+            self.add_rmap(new, RmapEntry::pte(r.mm, r.addr));
+            let write = kind == Some(MigrationKind::Writable);
+            t.set(r.idx, Pte::mk_page(new, write, r.old.dirty()));
+            drop(g);
+            ctx.step(&self.ghost, "remove_migration_pte", r.addr);
+        }
+        Ok(())
+    }
+
+    /// `migration_entry_wait()`: a fault on a migration entry sleeps until the
+    /// folio is unlocked, then the access is retried.
+    pub(crate) fn migration_entry_wait(&self, ctx: &mut Ctx, slot: u32, idx: usize) {
+        let t = &self.tables[slot as usize];
+        let g = t.ptl.lock();
+        let e = t.read(idx);
+        drop(g);
+        if e.is_migration() {
+            ctx.step(&self.ghost, "migration_entry_wait", u64::from(e.pfn()));
+            self.folio_wait_unlocked(self.mem.page_folio(e.pfn()));
+        }
+    }
+
+    /// Compaction of the anonymous page mapped at `addr` in `mm`
+    /// (`isolate_migratepages_block` then `migrate_pages`), to a frame of a
+    /// zone `accept` allows.
+    pub fn compact_page(&self, ctx: &mut Ctx, mm: usize, addr: u64) -> Res<Migrated> {
+        ctx.step(&self.ghost, "isolate_migratepages_block", addr);
+        let vmas = self.mms[mm].mmap_lock.read();
+        if World::<B>::find_vma(&vmas, addr).is_none_or(|v| !v.is_anon()) {
+            return Ok(Migrated::NotSuitable);
+        }
+        let r = self.migrate_mapped_page(ctx, mm, addr, true, |_| true);
+        drop(vmas);
+        r
+    }
+
+    /// Migrates the anonymous base page mapped at `addr` in `mm` (the caller
+    /// holds `mmap_lock`) to a new frame in a zone `accept` allows. With
+    /// `prefilter`, compaction's check first skips a page with references
+    /// beyond its mappings ("Migration will fail if an anonymous page is
+    /// pinned").
+    pub(crate) fn migrate_mapped_page(
+        &self,
+        ctx: &mut Ctx,
+        mm: usize,
+        addr: u64,
+        prefilter: bool,
+        accept: impl Fn(Zone) -> bool,
+    ) -> Res<Migrated> {
+        let Some((slot, idx)) = self.locked_pte_slot(mm, addr) else {
+            return Ok(Migrated::NotSuitable);
+        };
+        // Isolation: our reference, taken under the PTL.
+        let t = &self.tables[slot as usize];
+        let g = t.ptl.lock();
+        let pte = t.read(idx);
+        if !pte.present() || pte.special() {
+            return Ok(Migrated::NotSuitable);
+        }
+        let old = pte.pfn();
+        let head = self.mem.page_folio(old);
+        let f = self.mem.frame(head);
+        let only_here = f.rmap.lock().entries().iter().all(|e| e.mm as usize == mm);
+        if head != old
+            || self.mem.folio_order(head) != 0
+            || f.flags.read_once() & pg::ANON == 0
+            || !only_here
+        {
+            return Ok(Migrated::NotSuitable);
+        }
+        self.mem.folio_ref_add(ctx, &self.ghost, head, 1)?;
+        ctx.hold(head, self.ghost.frame(head).gen(), HoldKind::Get, 1);
+        drop(g);
+        let r = self.migrate_isolated(ctx, mm, head, prefilter, accept);
+        self.mem
+            .folio_put_refs(ctx, &self.ghost, head, 1, Some(HoldKind::Get))?;
+        r
+    }
+
+    /// `migrate_folio_unmap` + `move_to_new_folio` + `remove_migration_ptes`
+    /// for an isolated (referenced) anonymous base folio.
+    fn migrate_isolated(
+        &self,
+        ctx: &mut Ctx,
+        mm: usize,
+        old: Pfn,
+        prefilter: bool,
+        accept: impl Fn(Zone) -> bool,
+    ) -> Res<Migrated> {
+        if prefilter && self.mem.folio_ref_count(old) - 1 > self.mem.frame(old).mapcount.read_once()
+        {
+            ctx.step(
+                &self.ghost,
+                "compaction: extra references, skip",
+                u64::from(old),
+            );
+            return Ok(Migrated::KeptPinned);
+        }
+        let Some(new) = self.mem.alloc_folio_where(
+            ctx,
+            &self.ghost,
+            Order::Base,
+            pg::ANON | pg::LOCKED,
+            accept,
+        ) else {
+            return Ok(Migrated::NoMemory);
+        };
+        self.folio_lock(ctx, old);
+        let r = match self.try_to_migrate(ctx, mm, old)? {
+            None => Migrated::KeptPinned,
+            // folio_migrate_mapping(): an anonymous folio without a mapping
+            // expects the migration's own reference alone.
+            Some(recs) if self.mem.folio_ref_count(old) != 1 => {
+                ctx.step(
+                    &self.ghost,
+                    "folio_migrate_mapping: -EAGAIN",
+                    u64::from(old),
+                );
+                self.remove_migration_ptes(ctx, &recs, |p| p)?;
+                Migrated::KeptReferenced
+            }
+            Some(recs) => {
+                for w in 0..2 {
+                    self.write_page(new, w, self.mem.read_data(old, w));
+                }
+                let dirty = self.mem.frame(old).flags.read_once() & pg::DIRTY;
+                self.mem.frame(new).flags.or(dirty);
+                // folio_mark_uptodate(): the copy before the PTEs that publish it.
+                B::smp_wmb();
+                ctx.step(&self.ghost, "migrate_folio: copied", u64::from(new));
+                self.remove_migration_ptes(ctx, &recs, |_| new)?;
+                Migrated::Moved
+            }
+        };
+        self.folio_unlock(ctx, new);
+        self.mem.folio_put_refs(ctx, &self.ghost, new, 1, None)?;
+        self.folio_unlock(ctx, old);
+        Ok(r)
+    }
+}
