@@ -154,9 +154,11 @@ impl<B: Backend> World<B> {
         flags & pg::ANON != 0
             && match self.cfg.p().fork_cow {
                 ForkCow::Share => false,
-                // page_needs_cow_for_dma() (70e806e4e645).
+                // has_pinned && page_maybe_dma_pinned() (70e806e4e645;
+                // page_needs_cow_for_dma() later).
                 ForkCow::EarlyCopyPinned => has_pinned && self.folio_maybe_dma_pinned(head),
-                // folio_try_dup_anon_rmap_pte/pmd(): an exclusive page that may
+                // page_try_dup_anon_rmap() (later folio_try_dup_anon_rmap_*):
+                // an exclusive page that may
                 // be pinned is not shared; any other loses its exclusivity
                 // (ClearPageAnonExclusive: clear_bit, unordered).
                 ForkCow::DupAnonRmap => {
@@ -179,7 +181,7 @@ impl<B: Backend> World<B> {
     /// the parent's PMD locks, share a THP leaf write-protected in both. A
     /// folio the era says may be pinned is not shared: the parent's PMD is
     /// split and the range copied PTE by PTE (-EAGAIN in the kernel; 5.9's
-    /// `page_needs_cow_for_dma`, 5.19's `folio_try_dup_anon_rmap_pmd`).
+    /// maybe-pinned test, 5.19's `page_try_dup_anon_rmap`).
     /// `Ok(false)`: not a THP leaf, or split: the PTE loop takes over.
     fn copy_huge_pmd(
         &self,

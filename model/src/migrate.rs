@@ -14,11 +14,16 @@
 //!   address space (after fork) is not migrated or split;
 //! - anonymous base folios only for migration (no page cache, no THP
 //!   migration), and the caller holds `mmap_lock` for read throughout;
-//! - no LRU: the isolation reference is a plain reference.
+//! - no LRU: the isolation reference is a plain reference;
+//! - compaction makes one pass (`migrate_pages` retries -EAGAIN up to 10
+//!   times; FOLL_LONGTERM's migration in slow.rs does retry);
+//! - `migration_entry_wait` holds no reference on the folio it waits for: it
+//!   may wait on a recycled frame (extra waiting, never a wrong result).
 
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, KAtomic};
+use crate::config::ReuseRule;
 use crate::ghost::{Ctx, HoldKind, Res};
 use crate::mem::{pg, Order, Pfn, Zone};
 use crate::pgtable::{MigrationKind, Pte};
@@ -32,7 +37,8 @@ pub enum Migrated {
     Moved,
     /// Not a mapped anonymous base page of this address space alone.
     NotSuitable,
-    /// The compaction pre-filter or the share step saw a possible pin.
+    /// The compaction pre-filter saw references beyond the mappings (a pin
+    /// or any GUP reference), or the share step a possible pin.
     KeptPinned,
     /// An extra reference at the expected-refcount check: -EAGAIN.
     KeptReferenced,
@@ -82,7 +88,9 @@ impl<B: Backend> World<B> {
                 continue;
             }
             let page = pte.pfn();
-            let exclusive = self.mem.frame(page).flags.read_once() & pg::ANON_EXCLUSIVE != 0;
+            // PageAnonExclusive exists from 5.19 (6c287605fd56).
+            let exclusive = self.cfg.p().reuse == ReuseRule::AnonExclusive
+                && self.mem.frame(page).flags.read_once() & pg::ANON_EXCLUSIVE != 0;
             let old = self.ptep_clear_flush(ctx, t, idx, "try_to_migrate_one: ptep_clear_flush");
             if exclusive && !self.folio_try_share_anon_rmap_pte(ctx, page) {
                 t.set(idx, old);
@@ -102,6 +110,10 @@ impl<B: Backend> World<B> {
             } else {
                 MigrationKind::Readable
             };
+            if old.dirty() {
+                // The PTE's dirty bit goes to the folio.
+                self.mem.frame(head).flags.or(pg::DIRTY);
+            }
             let entry = Pte::mk_migration(page, kind);
             t.set(idx, entry);
             self.remove_rmap(page, e);
@@ -123,9 +135,10 @@ impl<B: Backend> World<B> {
 
     /// `remove_migration_ptes()`: each migration entry still in place becomes
     /// a PTE of `new_of(page)` again, with the mapping's reference, the
-    /// remembered writability and dirtiness, and PageAnonExclusive if the
-    /// entry was exclusive. The same bits as before, when the frame is the
-    /// same: a GUP-fast PTE recheck cannot tell (c24d37322548's race).
+    /// remembered writability, the dirty bit from 6.1 (2e3468778dbe; clean
+    /// before), and PageAnonExclusive if the entry was exclusive. With the same
+    /// frame and a clean PTE the bits are the same as before: a GUP-fast PTE
+    /// recheck cannot tell (c24d37322548's race).
     pub(crate) fn remove_migration_ptes(
         &self,
         ctx: &mut Ctx,
@@ -147,7 +160,8 @@ impl<B: Backend> World<B> {
             }
             self.add_rmap(new, RmapEntry::pte(r.mm, r.addr));
             let write = kind == Some(MigrationKind::Writable);
-            t.set(r.idx, Pte::mk_page(new, write, r.old.dirty()));
+            let dirty = self.cfg.p().migration_keeps_dirty && r.old.dirty();
+            t.set(r.idx, Pte::mk_page(new, write, dirty));
             drop(g);
             ctx.step(&self.ghost, "remove_migration_pte", r.addr);
         }

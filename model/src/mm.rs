@@ -713,7 +713,9 @@ impl<B: Backend> World<B> {
         let Some(vma) = World::<B>::find_vma(&vmas, addr) else {
             return Ok(Err(Errno::EFAULT));
         };
-        for _attempt in 0..2 {
+        // The kernel retries until the access succeeds; a fault that lost a
+        // race (a split, a migration) needs a few rounds.
+        for _attempt in 0..4 {
             if let Some(v) = self.access_mapped(ctx, mm, addr, write)? {
                 return Ok(Ok(v));
             }

@@ -159,7 +159,7 @@ pub struct Preset {
     /// The write-fault reuse rule of `do_wp_page`.
     pub reuse: ReuseRule,
     /// The reuse rule of a THP write fault (`do_huge_pmd_wp_page`): mapcount
-    /// until "COW fixes part 1" (5.18, c145e0b47c77; bug #10), then
+    /// until "COW fixes part 1" (5.18, 3bff7e3f1f16; bug #10), then
     /// PageAnonExclusive (5.19).
     pub thp_reuse: ReuseRule,
     pub fork_cow: ForkCow,
@@ -176,6 +176,10 @@ pub struct Preset {
     pub collapse_syncs_walkers: bool,
     /// 3faa52c03f44 (5.7): /proc/vmstat nr_foll_pin_acquired / _released.
     pub vmstat: bool,
+    /// 2e3468778dbe (6.1): a migration entry remembers the PTE's dirty bit
+    /// and `remove_migration_pte` restores it; before, the restored PTE is
+    /// clean (the dirty bit went to the folio).
+    pub migration_keeps_dirty: bool,
 }
 
 /// One feature of a preset, for listings: name, value, commit.
@@ -257,7 +261,7 @@ impl Preset {
             f(
                 "THP reuse rule",
                 format!("{:?}", self.thp_reuse),
-                "c145e0b47c77, 6c287605fd56",
+                "3bff7e3f1f16, 6c287605fd56",
             ),
             f("pin vmstat", self.vmstat.to_string(), "3faa52c03f44"),
             f(
@@ -274,6 +278,11 @@ impl Preset {
                 "clear_refs skips pinned",
                 self.clear_refs_skips_pinned.to_string(),
                 "9348b73c2e1b",
+            ),
+            f(
+                "migration keeps dirty",
+                self.migration_keeps_dirty.to_string(),
+                "2e3468778dbe",
             ),
             f(
                 "collapse syncs walkers",
@@ -308,6 +317,7 @@ const fn base(id: PresetId, name: &'static str, about: &'static str) -> Preset {
         force_cow_break: false,
         clear_refs_skips_pinned: true,
         collapse_syncs_walkers: true,
+        migration_keeps_dirty: true,
     }
 }
 
@@ -333,6 +343,7 @@ const fn era5(id: PresetId, name: &'static str, about: &'static str) -> Preset {
         fork_cow: ForkCow::Share,
         clear_refs_skips_pinned: false,
         collapse_syncs_walkers: false,
+        migration_keeps_dirty: false,
         ..base(id, name, about)
     }
 }
@@ -400,6 +411,7 @@ pub static PRESETS: [Preset; 9] = [
         longterm_check: LongtermCheck::BeforeRef,
         mb_after_pin: false,
         collapse_syncs_walkers: false,
+        migration_keeps_dirty: false,
         ..base(
             PresetId::V6_0,
             "6.0",

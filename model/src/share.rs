@@ -10,8 +10,10 @@
 //!
 //! Simplifications, one line each:
 //! - the sharer stops after write-protecting (no merge into a KSM page);
-//! - RCU mode stands for arm64 here: `ptep_get_and_clear` is `xchg_relaxed`
-//!   there; under IPI (x86) it is a fully ordered `xchg`.
+//! - RCU mode stands for an IPI-less architecture with arm64's relaxed
+//!   `ptep_get_and_clear` (`xchg_relaxed`) and a flush that orders nothing
+//!   (weaker than arm64, whose flush ends in `dsb(ish)`); under IPI (x86) it
+//!   is a fully ordered `xchg`.
 
 use serde::{Deserialize, Serialize};
 

@@ -28,7 +28,10 @@
 //! - the PTE table a split fills is allocated at split time (the kernel
 //!   deposits it when the THP is mapped: `pgtable_trans_huge_deposit`);
 //! - while PMD-mapped, PageAnonExclusive is kept on every subpage alike (the
-//!   kernel keeps it on the head and copies it at split).
+//!   kernel keeps it on the head and copies it at split);
+//! - a THP write fault that cannot reuse always splits and copies one subpage
+//!   (3917c80280c9, 5.8); before 5.8 the kernel copied the whole THP;
+//! - a PMD split keeps the PMD's dirty bit in every PTE, in every era.
 
 use serde::{Deserialize, Serialize};
 
@@ -63,7 +66,9 @@ pub enum Split {
     /// Not a THP mapped by this address space alone.
     NotSuitable,
     /// References beyond the mappings (a GUP holder), or a page that may be
-    /// pinned: -EAGAIN / -EBUSY, everything restored.
+    /// pinned: -EAGAIN / -EBUSY. Refused by `can_split_folio` the folio is
+    /// untouched; refused later, its PMD mappings stay split (as in the kernel:
+    /// `unmap_folio` split them).
     KeptReferenced,
     NoMemory,
 }
@@ -185,13 +190,14 @@ impl<B: Backend> World<B> {
         let g = t.ptl.lock();
         let pmd = t.read(idx);
         if !self.is_thp_leaf(pmd) {
-            return Ok(None);
+            // !pmd_same(): split or unmapped since the lockless look; retry.
+            return Ok(Some(Ok(())));
         }
         if pmd.write() || !(ff.write || ff.unshare) {
             return Ok(Some(Ok(())));
         }
         let rule = if self.cfg.has(Mutation::ThpReuseByMapcount) {
-            // reuse_swap_page(page, NULL), before c145e0b47c77.
+            // reuse_swap_page(page, NULL), before 3bff7e3f1f16.
             ReuseRule::Mapcount
         } else {
             self.cfg.p().thp_reuse
@@ -214,8 +220,8 @@ impl<B: Backend> World<B> {
 
     /// `split_huge_page()` of the THP mapped at `addr` in `mm` (the caller
     /// holds `mmap_lock` for read; the kernel's callers vary): take a reference
-    /// and the folio lock; split a PMD mapping first; refuse if references
-    /// exceed mappings (`can_split_folio`); unmap every PTE to a migration
+    /// and the folio lock; refuse if references exceed mappings
+    /// (`can_split_folio`); split a PMD mapping; unmap every PTE to a migration
     /// entry; freeze the refcount at the caller's one reference
     /// (`folio_ref_freeze`: a GUP reference taken since makes it fail, and a
     /// frozen count makes GUP-fast's grab fail); make every tail its own page
@@ -258,11 +264,15 @@ impl<B: Backend> World<B> {
             head
         };
         self.folio_lock(ctx, head);
-        let r = self.split_locked_folio(ctx, mm, head);
-        let split = matches!(r, Ok(Split::Split));
-        if split {
+        let nr = self.mem.folio_nr_pages(head);
+        let r = if nr == 1 {
+            // Split by someone else while we waited for the lock.
+            Ok(Split::NotSuitable)
+        } else {
+            self.split_locked_folio(ctx, mm, head)
+        };
+        if matches!(r, Ok(Split::Split)) {
             // Each tail's temporary reference and lock (the head keeps ours).
-            let nr = 1u32 << self.cfg.pmd_order();
             for p in head + 1..head + nr {
                 self.folio_unlock(ctx, p);
                 self.mem.folio_put_refs(ctx, &self.ghost, p, 1, None)?;
@@ -275,6 +285,22 @@ impl<B: Backend> World<B> {
     }
 
     fn split_locked_folio(&self, ctx: &mut Ctx, mm: usize, head: Pfn) -> Res<Split> {
+        let nr = self.mem.folio_nr_pages(head);
+        // can_split_folio(): no references beyond the mappings and ours (a
+        // racy pre-check, before anything is unmapped).
+        let mapped: i32 = (head..head + nr)
+            .map(|p| self.mem.frame(p).mapcount.read_once())
+            .sum::<i32>()
+            + self.mem.frame(head).entire_mapcount.read_once();
+        if self.mem.folio_ref_count(head) != mapped + 1 {
+            ctx.step(
+                &self.ghost,
+                "can_split_folio: extra references",
+                u64::from(head),
+            );
+            return Ok(Split::KeptReferenced);
+        }
+        // unmap_folio(TTU_SPLIT_HUGE_PMD): PMD mappings first.
         let huge: Vec<RmapEntry> = self.mem.frame(head).rmap.lock().entries();
         for e in huge.into_iter().filter(|e| e.huge) {
             if let Err(e) = self.split_huge_pmd(ctx, mm, e.addr)? {
@@ -284,19 +310,6 @@ impl<B: Backend> World<B> {
                     Split::NotSuitable
                 });
             }
-        }
-        let nr = self.mem.folio_nr_pages(head);
-        // can_split_folio(): no references beyond the mappings and ours.
-        let mapped: i32 = (head..head + nr)
-            .map(|p| self.mem.frame(p).mapcount.read_once())
-            .sum();
-        if self.mem.folio_ref_count(head) != mapped + 1 {
-            ctx.step(
-                &self.ghost,
-                "can_split_folio: extra references",
-                u64::from(head),
-            );
-            return Ok(Split::KeptReferenced);
         }
         let Some(recs) = self.try_to_migrate(ctx, mm, head)? else {
             return Ok(Split::KeptReferenced);

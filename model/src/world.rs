@@ -58,8 +58,9 @@ pub enum Populate {
     Anon,
     /// PMD-mapped anonymous THPs (the region must be PMD-aligned).
     Thp,
-    /// PTE-mapped anonymous THPs: PMD-order folios, one PTE per subpage (the
-    /// region must be PMD-aligned).
+    /// PTE-mapped anonymous THPs: PMD-order folios, one PTE per subpage,
+    /// writable and clean as a split or a migration before 6.1 leaves them
+    /// (the region must be PMD-aligned).
     ThpPte,
     /// PUD-mapped hugetlb-like folios (never split or collapsed; PUD-aligned).
     Hugetlb,
@@ -538,7 +539,7 @@ impl<B: Backend> World<B> {
                     let pfn = head + (p % per) as Pfn;
                     let (slot, idx) = self.ensure_pte_table(boot, mm, addr)?.ok_or_else(oom)?;
                     self.add_rmap(pfn, RmapEntry::pte(mm, addr));
-                    self.tables[slot as usize].set(idx, Pte::mk_page(pfn, r.writable, true));
+                    self.tables[slot as usize].set(idx, Pte::mk_page(pfn, r.writable, false));
                 }
             }
             Populate::Thp | Populate::Hugetlb => {

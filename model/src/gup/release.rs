@@ -187,7 +187,6 @@ impl<B: Backend> World<B> {
         }
     }
 
-    /// `folio_unlock()`: clear PG_locked, wake the waiters.
     /// `folio_wait_locked()`: sleep until the folio is unlocked, without
     /// taking the lock.
     pub fn folio_wait_unlocked(&self, head: Pfn) {
@@ -198,6 +197,7 @@ impl<B: Backend> World<B> {
         }
     }
 
+    /// `folio_unlock()`: clear PG_locked, wake the waiters.
     pub fn folio_unlock(&self, ctx: &mut Ctx, head: Pfn) {
         self.mem.frame(head).flags.fetch_andnot(pg::LOCKED);
         ctx.step(&self.ghost, "folio_unlock", u64::from(head));

@@ -833,7 +833,15 @@ impl<B: Backend> World<B> {
         if e.mm as usize != mm || e.huge {
             return Ok(false);
         }
-        let r = self.migrate_mapped_page(ctx, mm, e.addr, false, |z| z == Zone::Normal)?;
-        Ok(r == crate::migrate::Migrated::Moved)
+        // migrate_pages() retries -EAGAIN (a transient reference) up to 10
+        // times (NR_MAX_MIGRATE_PAGES_RETRY).
+        for _ in 0..10 {
+            match self.migrate_mapped_page(ctx, mm, e.addr, false, |z| z == Zone::Normal)? {
+                crate::migrate::Migrated::Moved => return Ok(true),
+                crate::migrate::Migrated::KeptReferenced => continue,
+                _ => return Ok(false),
+            }
+        }
+        Ok(false)
     }
 }
