@@ -700,7 +700,7 @@ pub fn clear_refs_on_pinned() -> Scenario {
 /// GUP-fast's PTE recheck cannot see it). Only the sharer's smp_mb after the
 /// clear and GUP-fast's after the pin make one of them see the other; before
 /// 6.1 the TLB flush was trusted, which waits for GUP-fast only under IPI.
-/// Under RCU (arm64's relaxed `ptep_get_and_clear`) 6.0 pins a page that is
+/// Under RCU (relaxed `ptep_get_and_clear`, no IPI) 6.0 pins a page that is
 /// no longer exclusive: loom only, an ordering bug.
 pub fn ksm_share_vs_ro_pin() -> Scenario {
     Scenario {
