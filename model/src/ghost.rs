@@ -202,13 +202,16 @@ pub struct Ledger {
     /// /proc/vmstat nr_foll_pin_acquired / nr_foll_pin_released (per subpage).
     pub pin_acquired: u64,
     pub pin_released: u64,
+    /// Emptied hold entries not yet swept.
+    #[serde(skip)]
+    empty_holds: usize,
 }
 
 impl Ledger {
     pub fn merge(&mut self, other: Ledger) {
-        for h in other.holds {
-            self.hold(h.head, h.gen, h.kind, h.count);
-        }
+        // All holds at once, then one sort: merging stays n log n.
+        self.holds.extend(other.holds);
+        self.coalesce_holds();
         for w in other.writes {
             self.wrote(w);
         }
@@ -221,11 +224,53 @@ impl Ledger {
         self.pin_released += other.pin_released;
     }
 
+    /// Sorts the holds by (folio, kind, generation), sums duplicates and drops
+    /// the empty ones.
+    fn coalesce_holds(&mut self) {
+        self.holds.sort_by_key(|h| (h.head, h.kind, h.gen));
+        let mut out: Vec<Hold> = Vec::with_capacity(self.holds.len());
+        for h in self.holds.drain(..) {
+            match out.last_mut() {
+                Some(l) if (l.head, l.kind, l.gen) == (h.head, h.kind, h.gen) => l.count += h.count,
+                _ => out.push(h),
+            }
+        }
+        out.retain(|h| h.count != 0);
+        self.holds = out;
+        self.empty_holds = 0;
+    }
+
+    /// The holds of `kind` on `head`: a range of the sorted list. Holds are kept
+    /// sorted by (folio, kind, generation) so that a run with tens of thousands
+    /// of references stays linear; emptied entries are left in place and
+    /// swept when they are half the list.
+    fn hold_range(&self, head: Pfn, kind: HoldKind) -> std::ops::Range<usize> {
+        let lo = self
+            .holds
+            .partition_point(|h| (h.head, h.kind) < (head, kind));
+        let hi = self
+            .holds
+            .partition_point(|h| (h.head, h.kind) <= (head, kind));
+        lo..hi
+    }
+
+    fn sweep_if_sparse(&mut self) {
+        if self.empty_holds > 16 && self.empty_holds * 2 > self.holds.len() {
+            self.holds.retain(|h| h.count != 0);
+            self.empty_holds = 0;
+        }
+    }
+
+    /// The holds with references in them (emptied entries may linger in
+    /// `holds` until swept).
+    pub fn live_holds(&self) -> impl Iterator<Item = &Hold> {
+        self.holds.iter().filter(|h| h.count != 0)
+    }
+
     /// References of `kind` held on folio `head`, any generation.
     pub fn held(&self, head: Pfn, kind: HoldKind) -> i64 {
-        self.holds
+        self.holds[self.hold_range(head, kind)]
             .iter()
-            .filter(|h| h.head == head && h.kind == kind)
             .map(|h| h.count)
             .sum()
     }
@@ -234,49 +279,52 @@ impl Ledger {
     /// holds them (newest first).
     pub fn release(&mut self, head: Pfn, kind: HoldKind, count: i64) {
         let mut left = count;
-        for h in self
-            .holds
-            .iter_mut()
-            .rev()
-            .filter(|h| h.head == head && h.kind == kind)
-        {
-            let take = left.min(h.count);
+        let r = self.hold_range(head, kind);
+        for h in self.holds[r].iter_mut().rev() {
+            let take = left.min(h.count).max(0);
             h.count -= take;
             left -= take;
+            if take > 0 && h.count == 0 {
+                self.empty_holds += 1;
+            }
             if left == 0 {
                 break;
             }
         }
         if left > 0 {
-            self.holds.push(Hold {
-                head,
-                gen: 0,
-                kind,
-                count: -left,
-            });
+            self.hold(head, 0, kind, -left);
         }
-        self.holds.retain(|h| h.count != 0);
+        self.sweep_if_sparse();
     }
 
     /// Adds `count` references of `kind` on folio `head` (generation `gen`).
     pub fn hold(&mut self, head: Pfn, gen: u32, kind: HoldKind, count: i64) {
+        let key = (head, kind, gen);
         match self
             .holds
-            .iter()
-            .position(|h| h.head == head && h.gen == gen && h.kind == kind)
+            .binary_search_by_key(&key, |h| (h.head, h.kind, h.gen))
         {
-            Some(i) => {
+            Ok(i) => {
+                let was = self.holds[i].count;
                 self.holds[i].count += count;
-                if self.holds[i].count == 0 {
-                    self.holds.swap_remove(i);
+                match (was == 0, self.holds[i].count == 0) {
+                    (false, true) => {
+                        self.empty_holds += 1;
+                        self.sweep_if_sparse();
+                    }
+                    (true, false) => self.empty_holds = self.empty_holds.saturating_sub(1),
+                    _ => {}
                 }
             }
-            None => self.holds.push(Hold {
-                head,
-                gen,
-                kind,
-                count,
-            }),
+            Err(i) => self.holds.insert(
+                i,
+                Hold {
+                    head,
+                    gen,
+                    kind,
+                    count,
+                },
+            ),
         }
     }
 

@@ -486,7 +486,7 @@ fn peek_backs_off_or_reads_but_never_leaves_a_reference() {
         assert_eq!(w.lockless_peek(&mut c, 0, 0).unwrap(), Peek::NotMapped);
         let v = w.user_access(&mut c, 0, P, true).unwrap().unwrap();
         assert!(matches!(w.lockless_peek(&mut c, 0, P).unwrap(), Peek::Read(_, x) if x == v));
-        assert!(c.ledger.holds.is_empty());
+        assert!(c.ledger.live_holds().next().is_none());
         quiescent(&w, &c);
     }
 }

@@ -8,6 +8,8 @@ use gupcheck_model::expect::{self, Evaluation};
 use gupcheck_model::{scenario, Engine, Invariant, Mutation};
 use std::process::ExitCode;
 
+mod bench;
+
 /// println! that does not panic when stdout is closed (`gupcheck list | head`).
 macro_rules! say {
     ($($t:tt)*) => {{
@@ -58,6 +60,11 @@ enum Cmd {
     /// Memory footprint of a fully populated address space on the std backend
     /// (512-entry tables, 4 KiB pages): peak RSS and bytes per mapped page.
     Footprint(FootprintArgs),
+    /// The kernel's gup_test over the model, with its flags: -a PIN_FAST,
+    /// -b PIN_BASIC, -L PIN_LONGTERM, -u GUP_FAST (default), -U GUP_BASIC, -c
+    /// DUMP; -m MiB, -n pages per call, -r repeats, -w/-W write, -t/-T THP,
+    /// -j threads; -S and -H are not modelled (exit 4, kselftest's skip).
+    Bench(bench::BenchArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -139,6 +146,7 @@ fn main() -> ExitCode {
         }
         Some(Cmd::Campaign(a)) => campaign(&a),
         Some(Cmd::Footprint(a)) => footprint(&a),
+        Some(Cmd::Bench(a)) => bench::bench(&a),
         Some(Cmd::Engines { seeds, budget }) => match engines(seeds, budget as usize) {
             Ok(code) => code,
             Err(e) => {

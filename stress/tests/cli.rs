@@ -190,3 +190,55 @@ fn loom_records_the_bound_it_ran_with_and_bad_loom_variables_are_errors() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("LOOM_MAX_BRANCHES"), "{err}");
 }
+
+/// `gupcheck bench` speaks gup_test: kernel-style lines per repeat, the
+/// ratios labelled as the model's, usage errors with exit code 2 for unknown
+/// or conflicting flags, kselftest's skip (4) for what is not modelled.
+#[test]
+fn bench_takes_gup_test_flags() {
+    for (flags, cmd) in [
+        (&["-a"][..], "PIN_FAST_BENCHMARK"),
+        (&["-u"][..], "GUP_FAST_BENCHMARK"),
+        (&[][..], "GUP_FAST_BENCHMARK"),
+        (&["-b", "-W"][..], "PIN_BASIC_TEST"),
+        (&["-U", "-n", "-1"][..], "GUP_BASIC_TEST"),
+        (&["-L", "-r", "2"][..], "PIN_LONGTERM_BENCHMARK"),
+        (&["-a", "-t", "-n", "512"][..], "PIN_FAST_BENCHMARK"),
+    ] {
+        let mut args = vec!["bench", "-m", "2"];
+        args.extend_from_slice(flags);
+        let (code, out, err) = gupcheck(&args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        let lines: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with(&format!("{cmd}: Time: get:")))
+            .collect();
+        let repeats = if flags.contains(&"-r") { 2 } else { 1 };
+        assert_eq!(lines.len(), repeats, "{args:?}: {out}");
+        assert!(lines[0].ends_with(" us"), "{out}");
+        assert!(out.contains("ratios only"), "{out}");
+    }
+    let (code, out, _) = gupcheck(&["bench", "-c", "-p", "-m", "1", "0", "19"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.matches("dump_page: page index").count(), 2, "{out}");
+    assert!(out.contains("maybe_dma_pinned:true"), "{out}");
+    for bad in [
+        &["bench", "-x"][..],
+        &["bench", "-a", "-u"][..],
+        &["bench", "-t", "-T"][..],
+        &["bench", "-w", "-W"][..],
+        &["bench", "-m", "0"][..],
+        &["bench", "-n", "-2"][..],
+    ] {
+        let (code, _, err) = gupcheck(bad);
+        assert_eq!(code, 2, "{bad:?}: {err}");
+        assert!(err.starts_with("error:"), "{bad:?}: {err}");
+    }
+    one_line_error(&["bench", "-m", "1", "7"], "only taken with -c");
+    one_line_error(&["bench", "--preset", "4.19"], "unknown preset");
+    for skip in ["-H", "-S"] {
+        let (code, out, _) = gupcheck(&["bench", skip]);
+        assert_eq!(code, 4, "{skip}");
+        assert!(out.contains("not modelled"), "{out}");
+    }
+}
