@@ -97,20 +97,9 @@ impl Artifact {
     /// Writes the artifact into `dir` through a temp file and a rename, so a
     /// reader never sees half an artifact.
     pub fn write_atomic(&self, dir: &Path) -> Result<PathBuf, String> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let path = dir.join(self.file_name());
-        let tmp = dir.join(format!(".{}.tmp{}", self.file_name(), std::process::id()));
         let json = serde_json::to_string_pretty(self)
             .map_err(|e| format!("cannot encode the artifact: {e}"))?;
-        let mut f = std::fs::File::create(&tmp)
-            .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-        f.write_all(json.as_bytes())
-            .and_then(|_| f.sync_all())
-            .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-        std::fs::rename(&tmp, &path)
-            .map_err(|e| format!("cannot rename to {}: {e}", path.display()))?;
-        Ok(path)
+        write_file_atomic(dir, &self.file_name(), json.as_bytes())
     }
 
     /// Reads and checks an artifact; every problem is one line.
@@ -193,4 +182,20 @@ pub fn render_trace(trace: &[Step]) -> String {
         ));
     }
     out
+}
+
+/// Writes `bytes` to `dir/name` through a temp file and a rename, so a reader
+/// never sees half a file.
+pub fn write_file_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let mut f =
+        std::fs::File::create(&tmp).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, &path)
+        .map_err(|e| format!("cannot rename to {}: {e}", path.display()))?;
+    Ok(path)
 }

@@ -32,6 +32,7 @@ pub mod pgtable;
 pub mod preset;
 pub mod rmap;
 pub mod scenario;
+pub mod selftests;
 pub mod share;
 pub mod thp;
 pub mod tlb;

@@ -193,6 +193,16 @@ pub enum Op {
     Split { mm: u8, page: u16 },
     /// Compaction migrates the anonymous page mapped at a page.
     Migrate { mm: u8, page: u16 },
+    /// A user load that checks where the value came from: a value another
+    /// address space wrote after a fork between them is a leak (cow.c's
+    /// "Basic COW after fork()").
+    Load { mm: u8, page: u16 },
+    /// cow.c's check for pinned pages, whatever the era promised: a store
+    /// through the pinned address must be visible through the pin ("Longterm
+    /// R/O pin is not reliable" otherwise).
+    CheckPinSees { handle: u8 },
+    /// `munmap()` of `nr` pages from a layout page (may cut a THP).
+    MunmapPages { mm: u8, page: u16, nr: u8 },
 }
 
 /// What a GUP op returned and whether it has been released.
@@ -249,6 +259,9 @@ impl Op {
             Op::Collapse { .. } => "collapse_huge_page",
             Op::Split { .. } => "split_huge_page",
             Op::Migrate { .. } => "compact_zone: migrate_pages",
+            Op::Load { .. } => "user load (checked)",
+            Op::CheckPinSees { .. } => "check the pin sees the store",
+            Op::MunmapPages { .. } => "munmap pages",
         }
     }
 }
@@ -312,6 +325,27 @@ impl<B: Backend> World<B> {
                 let mm = r.mm(mm);
                 if let Some(addr) = r.page(mm, page) {
                     let _ = self.user_access(ctx, mm, addr, write)?;
+                }
+            }
+            Op::Load { mm, page } => {
+                let mm = r.mm(mm);
+                if let Some(addr) = r.page(mm, page) {
+                    if let Ok(v) = self.user_access(ctx, mm, addr, false)? {
+                        let page = self.resolve(mm, addr).unwrap_or(0);
+                        self.check_origin(ctx, mm, v, page, "read")?;
+                    }
+                }
+            }
+            Op::CheckPinSees { handle } => {
+                if !ctx.handles.is_empty() {
+                    self.check_pin_sees(ctx, usize::from(handle) % ctx.handles.len())?;
+                }
+            }
+            Op::MunmapPages { mm, page, nr } => {
+                let mm = r.mm(mm);
+                if let Some(addr) = r.page(mm, page) {
+                    let len = u64::from(nr.max(1)) * PAGE_SIZE;
+                    let _ = self.munmap(ctx, mm, addr, len)?;
                 }
             }
             Op::Munmap { mm, region } => {
@@ -549,15 +583,44 @@ impl<B: Backend> World<B> {
         let v = self.mem.read_data(page, 0);
         ctx.step(&self.ghost, "read through the reference", u64::from(page));
         // The process that obtained the reference is the one reading.
+        self.check_origin(ctx, reader, v, page, "read through its GUP reference")
+    }
+
+    /// no leak after fork: `reader` read `v` from `page` (`how`); it must not
+    /// be a value the other side of a fork wrote after it.
+    fn check_origin(&self, ctx: &Ctx, reader: usize, v: u64, page: Pfn, how: &str) -> Res<()> {
         if let Some((writer, tick)) = crate::ghost::value_origin(v) {
             if self.ghost.post_fork_between(writer, reader, tick) {
                 return Err(ctx.violation(
                     Invariant::NoLeakAfterFork,
                     format!(
-                        "mm {reader} read {v:#x} from page {page} through its GUP reference: mm {writer} wrote it after their fork"
+                        "mm {reader} read {v:#x} from page {page} ({how}): mm {writer} wrote it after their fork"
                     ),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// cow.c's pin check: store through the pinned address; the pinned page
+    /// must hold the value stored.
+    fn check_pin_sees(&self, ctx: &mut Ctx, handle: usize) -> Res<()> {
+        let h = ctx.handles[handle].clone();
+        let Some(&page) = h.pages.first() else {
+            return Ok(());
+        };
+        let Ok(v) = self.user_access(ctx, h.mm as usize, h.start, true)? else {
+            return Ok(());
+        };
+        let seen = self.mem.read_data(page, 0);
+        if seen != v {
+            return Err(ctx.violation(
+                Invariant::CoherentPin,
+                format!(
+                    "a store of {v:#x} at {:#x} in mm {} is not visible through the pin on page {page} (it reads {seen:#x}): the pin is not reliable",
+                    h.start, h.mm
+                ),
+            ));
         }
         Ok(())
     }

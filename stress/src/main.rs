@@ -65,6 +65,14 @@ enum Cmd {
     /// DUMP; -m MiB, -n pages per call, -r repeats, -w/-W write, -t/-T THP,
     /// -j threads; -S and -H are not modelled (exit 4, kselftest's skip).
     Bench(bench::BenchArgs),
+    /// The kernel's cow.c and gup_longterm.c cases over the model, in every
+    /// preset: prints the table, writes it as Markdown and JSON, and exits 1
+    /// if a row differs from the expectation (model/selftests.json).
+    Selftests {
+        /// Where selftests.md and selftests.json are written.
+        #[arg(long, default_value = "gupcheck-selftests")]
+        out: std::path::PathBuf,
+    },
 }
 
 #[derive(clap::Args, Clone)]
@@ -147,6 +155,13 @@ fn main() -> ExitCode {
         Some(Cmd::Campaign(a)) => campaign(&a),
         Some(Cmd::Footprint(a)) => footprint(&a),
         Some(Cmd::Bench(a)) => bench::bench(&a),
+        Some(Cmd::Selftests { out }) => match selftests(&out) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("gupcheck: {e}");
+                ExitCode::from(2)
+            }
+        },
         Some(Cmd::Engines { seeds, budget }) => match engines(seeds, budget as usize) {
             Ok(code) => code,
             Err(e) => {
@@ -170,6 +185,39 @@ fn main() -> ExitCode {
         },
         None => campaign(&CampaignArgs::default()),
     }
+}
+
+fn selftests(out: &std::path::Path) -> Result<ExitCode, String> {
+    use gupcheck_model::artifact::write_file_atomic;
+    use gupcheck_model::selftests;
+    let t = Instant::now();
+    let table = selftests::run_all();
+    let md = selftests::markdown(&table);
+    let json = serde_json::to_string_pretty(&table).map_err(|e| e.to_string())? + "\n";
+    let md_path = write_file_atomic(out, "selftests.md", md.as_bytes())?;
+    let json_path = write_file_atomic(out, "selftests.json", json.as_bytes())?;
+    say!("{md}");
+    say!(
+        "{} rows in {:.1} s; written to {} and {}",
+        table.rows.len(),
+        t.elapsed().as_secs_f64(),
+        md_path.display(),
+        json_path.display()
+    );
+    let diffs = selftests::differences(&table, &selftests::expected()?);
+    if diffs.is_empty() {
+        say!("every row matches the expectation (model/selftests.json)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for d in &diffs {
+        say!("MISMATCH {d}");
+    }
+    say!(
+        "{} row(s) differ from model/selftests.json; if the change is intended, copy {} there",
+        diffs.len(),
+        json_path.display()
+    );
+    Ok(ExitCode::from(1))
 }
 
 fn list() {

@@ -1,0 +1,54 @@
+//! The kernel selftests table (`gupcheck selftests`): produced by running the
+//! cases, it must equal the checked-in expectation `model/selftests.json`, and
+//! README.md must show exactly that table.
+
+use gupcheck_model::selftests::{self, Cell};
+
+#[test]
+fn the_table_matches_its_expectation_and_the_readme() {
+    let got = selftests::run_all();
+    let expected = selftests::expected().unwrap();
+    let diffs = selftests::differences(&got, &expected);
+    assert!(diffs.is_empty(), "rows changed:\n{}", diffs.join("\n"));
+    let readme = include_str!("../../README.md");
+    assert!(
+        readme.contains(&selftests::markdown(&got)),
+        "README.md does not show the current `gupcheck selftests` table"
+    );
+}
+
+/// cow.c and gup_longterm.c pass on a current kernel: every modelled case
+/// passes in the latest preset, and the older eras fail some (the table shows
+/// history, not a constant).
+#[test]
+fn latest_passes_everything_and_older_eras_do_not() {
+    let t = selftests::run_all();
+    let latest = t.presets.iter().position(|p| p == "latest").unwrap();
+    for r in t.rows.iter().filter(|r| r.not_modelled.is_none()) {
+        assert_eq!(r.cells[latest], Cell::Pass, "{} / {}", r.case, r.backing);
+    }
+    for (i, p) in t.presets.iter().enumerate().filter(|&(i, _)| i != latest) {
+        assert!(
+            t.rows
+                .iter()
+                .any(|r| matches!(r.cells.get(i), Some(Cell::Fail(_)))),
+            "preset {p} fails nothing"
+        );
+    }
+}
+
+/// A changed row is reported: the comparison can fail.
+#[test]
+fn a_changed_row_is_a_difference() {
+    let got = selftests::run_all();
+    let mut expected = got.clone();
+    let row = expected
+        .rows
+        .iter_mut()
+        .find(|r| r.not_modelled.is_none())
+        .unwrap();
+    row.cells[0] = Cell::Fail("made up".into());
+    assert_eq!(selftests::differences(&got, &expected).len(), 1);
+    expected.rows.pop();
+    assert_eq!(selftests::differences(&got, &expected).len(), 2);
+}
