@@ -1,5 +1,5 @@
 //! The kernel's own GUP selftests over the model (KERNEL.md §8.2, §8.3):
-//! `tools/testing/selftests/mm/cow.c`'s anonymous and non-anonymous cases over
+//! `tools/testing/selftests/mm/cow.c`'s anonymous, THP-collapse and non-anonymous cases over
 //! the backings the model has, and `gup_longterm.c`'s should-work rule over the
 //! two filesystem flavours, run in every preset. Each cow.c case is a
 //! generated one-thread scenario judged by the model's invariants (a leak from
@@ -444,6 +444,47 @@ pub fn run_all() -> Table {
         rows.push(Row {
             not_modelled: Some("no mprotect()".into()),
             ..row("cow", format!("{id} {name}"), "all", Vec::new())
+        });
+    }
+    // cow.c's THP collapse cases: MADV_COLLAPSE before fork, then the parent
+    // writes and the child compares. The model collapses a PMD range of base
+    // pages (cow.c starts from a PTE-mapped THP).
+    let collapse = scenario(
+        "cow C1 collapse before fork".into(),
+        Layout {
+            spare_pmd_folios: 1,
+            ..Layout::one(vec![Region::anon(0, 2, Populate::Anon)])
+        },
+        vec![
+            Op::Collapse { mm: 0, page: 0 },
+            FORK,
+            W,
+            Op::Touch {
+                mm: 0,
+                page: 1,
+                write: true,
+            },
+            Op::Load { mm: 1, page: 0 },
+            Op::Load { mm: 1, page: 1 },
+        ],
+    );
+    let cells = presets.iter().map(|&p| judge(&collapse, p)).collect();
+    rows.push(row(
+        "cow",
+        "C1 Basic COW after fork() when collapsing before fork()".into(),
+        "base pages of a PMD range",
+        cells,
+    ));
+    for name in [
+        "C2 Basic COW after fork() when collapsing after fork() (fully shared)",
+        "C3 Basic COW after fork() when collapsing after fork() (lower shared)",
+        "C4 Basic COW after fork() when collapsing after fork() (upper shared)",
+    ] {
+        rows.push(Row {
+            not_modelled: Some(
+                "the model's collapse refuses pages another process maps; no MADV_DONTFORK".into(),
+            ),
+            ..row("cow", name.into(), "PTE-mapped THP", Vec::new())
         });
     }
     for (id, name) in NON_ANON {
