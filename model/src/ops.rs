@@ -229,6 +229,9 @@ pub struct Handle {
     /// The ghost's unmap generation of `mm` when the call returned.
     #[serde(default)]
     pub unmap_gen: u64,
+    /// Taken with FOLL_LONGTERM.
+    #[serde(default)]
+    pub longterm: bool,
 }
 
 impl Op {
@@ -567,6 +570,7 @@ impl<B: Backend> World<B> {
                 start,
                 wb_gen: std::mem::take(&mut ctx.grabbed),
                 unmap_gen: self.ghost.unmap_gen(src_mm),
+                longterm: flags.has(Flag::Longterm),
             });
         }
         Ok(())
@@ -603,12 +607,21 @@ impl<B: Backend> World<B> {
     }
 
     /// cow.c's pin check: store through the pinned address; the pinned page
-    /// must hold the value stored.
+    /// must hold the value stored. For the pins cow.c checks, whatever the
+    /// era promised: write pins, read-only pins of anonymous pages, and
+    /// read-only long-term pins of anything (the zero page, private page
+    /// cache); not for references that are not pins, nor after the owner
+    /// unmapped the address.
     fn check_pin_sees(&self, ctx: &mut Ctx, handle: usize) -> Res<()> {
         let h = ctx.handles[handle].clone();
         let Some(&page) = h.pages.first() else {
             return Ok(());
         };
+        let anon = self.mem.frame(page).flags.read_once() & pg::ANON != 0;
+        let unmapped = self.ghost.unmap_gen(h.mm as usize) != h.unmap_gen;
+        if !h.pin || unmapped || !(h.write || h.longterm || anon) {
+            return Ok(());
+        }
         let Ok(v) = self.user_access(ctx, h.mm as usize, h.start, true)? else {
             return Ok(());
         };
