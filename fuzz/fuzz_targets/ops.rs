@@ -1,18 +1,12 @@
-//! `ops`: one thread's op sequence on a small world, checked after the run against
-//! the invariants (conservation at quiescence). Violations are values; the target
-//! panics once, here, at its edge.
+//! `ops`: see `gupcheck_model::fuzzing`. A finding is a value inside the
+//! model; the target panics once, here, outside shuttle.
 #![no_main]
 
-use gupcheck_model::ops::Op;
-use gupcheck_model::{run, scenario, Arch, Engine};
+use gupcheck_model::fuzzing::Target;
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|ops: Vec<Op>| {
-    let mut sc = scenario::munmap_vs_lockless_walker();
-    sc.threads = vec![ops.into_iter().take(64).collect()];
-    let cfg = sc.config(Arch::Rcu, &[]);
-    let out = run(&sc, &cfg, &Engine::Std { iterations: 1 }).expect("catalogue layout fits");
-    if let Some(f) = out.failure {
-        panic!("{}", f.violation);
+fuzz_target!(|data: &[u8]| {
+    if let Some(f) = Target::Ops.check(data) {
+        panic!("{f}");
     }
 });

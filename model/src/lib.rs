@@ -22,6 +22,7 @@ pub mod engine;
 pub mod expect;
 pub mod file;
 pub mod fork;
+pub mod fuzzing;
 pub mod ghost;
 pub mod gup;
 pub mod mem;

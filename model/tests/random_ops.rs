@@ -5,12 +5,10 @@
 //! shuttle too.
 
 use arbitrary::{Arbitrary, Unstructured};
-use gupcheck_model::file::{Cached, FileSpec, FsFlavour};
 use gupcheck_model::ops::Op;
 use gupcheck_model::scenario::Scenario;
-use gupcheck_model::world::{Layout, Populate, Region};
 use gupcheck_model::Invariant;
-use gupcheck_model::{run, Arch, Engine, PresetId, WorldConfig};
+use gupcheck_model::{run, Arch, Engine, PresetId};
 
 fn bytes(seed: u64, n: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
@@ -46,62 +44,19 @@ fn ops(seed: u64) -> Vec<Op> {
 }
 
 fn scenario(threads: Vec<Vec<Op>>) -> Scenario {
-    Scenario {
-        name: "random".into(),
-        about: String::new(),
-        version: gupcheck_model::ops::OPS_VERSION,
-        layout: Layout {
-            spare_pmd_folios: 1,
-            ..Layout::one(vec![
-                Region::anon(0, 4, Populate::Anon),
-                Region::anon(4, 2, Populate::None),
-                Region::anon(6, 2, Populate::ZeroPage),
-                Region::anon(8, 4, Populate::Thp),
-                Region::anon(12, 4, Populate::ThpPte),
-                Region::anon(16, 16, Populate::Hugetlb),
-            ])
-        },
-        threads,
-        world: WorldConfig {
-            fanout_bits: 2,
-            nr_frames: 160,
-            nr_tables: 32,
-            nr_mms: 2,
-            ..WorldConfig::small(Arch::Rcu)
-        },
-        window: None,
-    }
+    random_world(threads, false)
 }
 
 /// The same, plus files: a cached dirty iomap file mapped shared, and a
 /// buffer-head file on disk only, mapped shared and private; with the
 /// MMU-notifier driver.
 fn file_scenario(threads: Vec<Vec<Op>>) -> Scenario {
-    let mut sc = scenario(threads);
-    sc.layout.files = vec![
-        FileSpec {
-            pages: 2,
-            flavour: FsFlavour::Iomap,
-            cached: Cached::Dirty,
-        },
-        FileSpec {
-            pages: 2,
-            flavour: FsFlavour::BufferHead,
-            cached: Cached::No,
-        },
-    ];
-    sc.layout.notifier = true;
-    sc.layout.mms[0].extend([
-        Region::file(36, 2, 0, true, Populate::PageCache),
-        Region::file(38, 2, 1, true, Populate::None),
-        Region::file(40, 2, 1, false, Populate::None),
-    ]);
-    sc
+    random_world(threads, true)
 }
 
 /// What the latest preset may report with files: the gup+DMA outcomes the
 /// kernel never fixed (`known-open`), nothing else.
-const KNOWN_OPEN: [Invariant; 2] = [Invariant::NoLostWrite, Invariant::DirtyWithoutBuffers];
+use gupcheck_model::fuzzing::{random_world, KNOWN_OPEN};
 
 /// Runs `sc` in `preset` / `arch` (past `tolerate`) and, for the latest preset,
 /// insists on no violation.

@@ -68,6 +68,19 @@ enum Cmd {
     /// The kernel's cow.c and gup_longterm.c cases over the model, in every
     /// preset: prints the table, writes it as Markdown and JSON, and exits 1
     /// if a row differs from the expectation (model/selftests.json).
+    /// Runs a fuzz input (a crash file from `cargo fuzz`, a corpus entry)
+    /// through its target on stable; a finding of the thread targets is
+    /// written as a JSON artifact that `gupcheck replay` reproduces. Exit 1
+    /// if the input finds something, 0 if not, 2 on bad input.
+    FuzzArtifact {
+        /// ops | interleave | presets
+        target: String,
+        /// The input file.
+        input: std::path::PathBuf,
+        /// Where the artifact is written.
+        #[arg(long, default_value = "gupcheck-artifacts")]
+        out: std::path::PathBuf,
+    },
     Selftests {
         /// Where selftests.md and selftests.json are written.
         #[arg(long, default_value = "gupcheck-selftests")]
@@ -155,6 +168,15 @@ fn main() -> ExitCode {
         Some(Cmd::Campaign(a)) => campaign(&a),
         Some(Cmd::Footprint(a)) => footprint(&a),
         Some(Cmd::Bench(a)) => bench::bench(&a),
+        Some(Cmd::FuzzArtifact { target, input, out }) => {
+            match fuzz_artifact(&target, &input, &out) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("gupcheck: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Some(Cmd::Selftests { out }) => match selftests(&out) {
             Ok(code) => code,
             Err(e) => {
@@ -185,6 +207,42 @@ fn main() -> ExitCode {
         },
         None => campaign(&CampaignArgs::default()),
     }
+}
+
+fn fuzz_artifact(
+    target: &str,
+    input: &std::path::Path,
+    out: &std::path::Path,
+) -> Result<ExitCode, String> {
+    use gupcheck_model::fuzzing::Target;
+    let t = Target::parse(target)?;
+    let data = std::fs::read(input).map_err(|e| format!("cannot read {}: {e}", input.display()))?;
+    let Some(f) = t.check(&data) else {
+        say!("{target}: {} finds nothing", input.display());
+        return Ok(ExitCode::SUCCESS);
+    };
+    say!("{target}: {} finds {f}", input.display());
+    match f.artifact {
+        Some(mut art) => {
+            // Replayed with the trace on, for the artifact.
+            art.scenario.world.trace = true;
+            let (o, same) = art.replay()?;
+            if !same {
+                return Err("the finding did not replay from its recorded schedule".into());
+            }
+            if let Some(f) = o.failure {
+                art.failure.trace = f.trace;
+            }
+            let path = art.write_atomic(out)?;
+            say!("{}", render_trace(&art.failure.trace));
+            say!("artifact: {}", path.display());
+            say!("replay:   {}", Artifact::replay_command(&path));
+        }
+        None => say!(
+            "(the ops target runs one thread on std: the input itself is the reproducer; `cargo fuzz fmt ops FILE` decodes it)"
+        ),
+    }
+    Ok(ExitCode::from(1))
 }
 
 fn selftests(out: &std::path::Path) -> Result<ExitCode, String> {

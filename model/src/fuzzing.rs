@@ -1,0 +1,618 @@
+//! The fuzz targets' logic, in the library so that `cargo test` replays the
+//! corpus and the regressions on stable without cargo-fuzz, and so that a crash
+//! converts into a JSON artifact (`gupcheck fuzz-artifact`). The targets in
+//! `fuzz/fuzz_targets/` are one line each around these functions.
+//!
+//! - `ops`: one thread's sequence of GUP calls and mm operations on anonymous
+//!   memory, checked after every op against [`Contract`], a reference of the
+//!   GUP contract written from KERNEL.md §2 and the seed's documentation
+//!   (results and errno, who holds gets and pins, what reads as pinned), and
+//!   against the invariants at the end.
+//! - `interleave`: two threads' op lists over the random-op world (anonymous
+//!   memory, THPs, hugetlb-like folios, files, a notifier driver, a fork child),
+//!   scheduled by the bytes that follow (shuttle in byte mode), latest preset.
+//! - `presets`: the same, with preset, arch and mutation taken from the input,
+//!   or fixed by `GUPCHECK_PRESET`, `GUPCHECK_ARCH`, `GUPCHECK_MUTATION`.
+//!
+//! Violations are values: each function returns a [`Finding`]; decoding never
+//! fails (short inputs decode as zeros), and an errno is a result, not a
+//! finding. Outcomes the kernel never fixed (`known-open`) are searched past.
+
+use arbitrary::{Arbitrary, Unstructured};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use crate::artifact::Artifact;
+use crate::backend::Std;
+use crate::config::{Arch, Mutation, WorldConfig, PAGE_SIZE};
+use crate::engine::{run_bytes, Engine};
+use crate::file::{Cached, FileSpec, FsFlavour};
+use crate::ghost::{Ctx, Invariant};
+use crate::mem::Pfn;
+use crate::ops::{FlagSel, GupApi, Op, ReleaseApi, OPS_VERSION};
+use crate::preset::PresetId;
+use crate::scenario::Scenario;
+use crate::world::{Layout, Populate, Region, World};
+
+/// The fuzz targets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    Ops,
+    Interleave,
+    Presets,
+}
+
+impl Target {
+    pub const ALL: [Target; 3] = [Target::Ops, Target::Interleave, Target::Presets];
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Ops => "ops",
+            Target::Interleave => "interleave",
+            Target::Presets => "presets",
+        }
+    }
+    pub fn parse(s: &str) -> Result<Target, String> {
+        Target::ALL
+            .into_iter()
+            .find(|t| t.name() == s)
+            .ok_or_else(|| format!("unknown fuzz target '{s}' (known: ops, interleave, presets)"))
+    }
+    /// Runs the target on one input.
+    pub fn check(self, data: &[u8]) -> Option<Finding> {
+        match self {
+            Target::Ops => check_ops(data),
+            Target::Interleave | Target::Presets => check_threads(self, data),
+        }
+    }
+}
+
+/// What a target found: the invariant, and how to reproduce it.
+#[derive(Clone, Debug)]
+pub struct Finding {
+    pub invariant: Invariant,
+    pub detail: String,
+    /// The failing run as an artifact that `gupcheck replay` reproduces.
+    pub artifact: Option<Box<Artifact>>,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.invariant, self.detail)
+    }
+}
+
+/// The gup+DMA outcomes the kernel never fixed: searched past in every target.
+pub const KNOWN_OPEN: [Invariant; 2] = [Invariant::NoLostWrite, Invariant::DirtyWithoutBuffers];
+
+/// The world of the random-op tests and the thread targets: anonymous base
+/// pages, an unpopulated region, the zero page, PMD-mapped and PTE-mapped THPs,
+/// hugetlb-like folios, two files (one cached dirty, one on disk only) mapped
+/// shared and private, the notifier driver, and a spare address space.
+pub fn random_world(threads: Vec<Vec<Op>>, files: bool) -> Scenario {
+    let mut regions = vec![
+        Region::anon(0, 4, Populate::Anon),
+        Region::anon(4, 2, Populate::None),
+        Region::anon(6, 2, Populate::ZeroPage),
+        Region::anon(8, 4, Populate::Thp),
+        Region::anon(12, 4, Populate::ThpPte),
+        Region::anon(16, 16, Populate::Hugetlb),
+    ];
+    let mut layout = Layout {
+        spare_pmd_folios: 1,
+        ..Layout::default()
+    };
+    if files {
+        layout.files = vec![
+            FileSpec {
+                pages: 2,
+                flavour: FsFlavour::Iomap,
+                cached: Cached::Dirty,
+            },
+            FileSpec {
+                pages: 2,
+                flavour: FsFlavour::BufferHead,
+                cached: Cached::No,
+            },
+        ];
+        layout.notifier = true;
+        regions.extend([
+            Region::file(36, 2, 0, true, Populate::PageCache),
+            Region::file(38, 2, 1, true, Populate::None),
+            Region::file(40, 2, 1, false, Populate::None),
+        ]);
+    }
+    layout.mms = vec![regions];
+    Scenario {
+        name: "random".into(),
+        about: "random op sequences".into(),
+        version: OPS_VERSION,
+        layout,
+        threads,
+        world: WorldConfig {
+            fanout_bits: 2,
+            nr_frames: 160,
+            nr_tables: 32,
+            nr_mms: 2,
+            trace: false,
+            ..WorldConfig::small(Arch::Rcu)
+        },
+        window: None,
+    }
+}
+
+/// Ops per thread the thread targets keep (longer inputs are cut).
+const MAX_OPS: usize = 16;
+
+/// The thread targets' input: two op lists, then the schedule bytes; for
+/// `presets` first a preset, an arch and a mutation selector.
+fn decode_threads(
+    target: Target,
+    data: &[u8],
+) -> (PresetId, Arch, Vec<Mutation>, Vec<Vec<Op>>, Vec<u8>) {
+    let mut u = Unstructured::new(data);
+    let (mut preset, mut arch, mut muts) = (PresetId::Latest, Arch::Rcu, Vec::new());
+    if target == Target::Presets {
+        let p = u.arbitrary::<u8>().unwrap_or(0);
+        preset = PresetId::ALL[usize::from(p) % PresetId::ALL.len()];
+        arch = if u.arbitrary::<bool>().unwrap_or(false) {
+            Arch::Ipi
+        } else {
+            Arch::Rcu
+        };
+        let m = usize::from(u.arbitrary::<u8>().unwrap_or(0));
+        if m > 0 {
+            muts.push(Mutation::ALL[(m - 1) % Mutation::ALL.len()]);
+        }
+        if let Ok(p) = std::env::var("GUPCHECK_PRESET") {
+            preset = PresetId::parse(&p).unwrap_or(preset);
+        }
+        if let Ok(a) = std::env::var("GUPCHECK_ARCH") {
+            arch = Arch::parse(&a).unwrap_or(arch);
+        }
+        if let Ok(m) = std::env::var("GUPCHECK_MUTATION") {
+            muts = Mutation::parse(&m).map(|m| vec![m]).unwrap_or_default();
+        }
+    }
+    let mut threads = Vec::new();
+    for _ in 0..2 {
+        let ops: Vec<Op> = u
+            .arbitrary_iter::<Op>()
+            .map(|it| it.flatten().take(MAX_OPS).collect())
+            .unwrap_or_default();
+        threads.push(ops);
+    }
+    let schedule = u.take_rest().to_vec();
+    (preset, arch, muts, threads, schedule)
+}
+
+fn check_threads(target: Target, data: &[u8]) -> Option<Finding> {
+    let (preset, arch, muts, threads, schedule) = decode_threads(target, data);
+    run_threads(target, preset, arch, &muts, threads, &schedule)
+}
+
+/// The thread targets' run: `threads` on the random world with files, one
+/// shuttle execution scheduled by `schedule`, past the known-open outcomes.
+pub fn run_threads(
+    target: Target,
+    preset: PresetId,
+    arch: Arch,
+    muts: &[Mutation],
+    threads: Vec<Vec<Op>>,
+    schedule: &[u8],
+) -> Option<Finding> {
+    let sc = random_world(threads, true);
+    let mut cfg = sc.config_for(preset, arch, muts);
+    cfg.tolerate = KNOWN_OPEN.to_vec();
+    let o = match run_bytes(&sc, &cfg, schedule) {
+        Ok(o) => o,
+        Err(e) => panic!("the random world does not fit: {e}"),
+    };
+    let f = o.failure?;
+    let engine = artifact_engine();
+    let mut sc = sc;
+    sc.about = format!("from fuzz target {}", target.name());
+    let mut art = Artifact::new(&sc, preset, arch, muts, &engine, f.clone());
+    art.tolerate = KNOWN_OPEN.to_vec();
+    Some(Finding {
+        invariant: f.violation.invariant,
+        detail: f.violation.detail,
+        artifact: Some(Box::new(art)),
+    })
+}
+
+/// The `ops` target's input: GUP calls and mm operations on six pages.
+#[derive(Clone, Copy, Debug, Arbitrary)]
+pub enum ContractOp {
+    Gup {
+        fast: bool,
+        pin: bool,
+        page: u8,
+        nr: u8,
+        write: bool,
+        longterm: bool,
+    },
+    Release {
+        handle: u8,
+    },
+    Munmap {
+        region: u8,
+    },
+    Mmap {
+        region: u8,
+    },
+    Touch {
+        page: u8,
+        write: bool,
+    },
+}
+
+/// The `ops` layout: two adjacent regions of anonymous memory, the first
+/// written (exclusive pages), the second empty; nothing mapped above.
+const REGIONS: [(u64, u64, Populate); 2] = [(0, 4, Populate::Anon), (4, 2, Populate::None)];
+const PAGES: u64 = 6;
+
+/// What one address holds, in the reference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
+    /// No VMA.
+    Unmapped,
+    /// A VMA, nothing faulted in.
+    Empty,
+    /// The shared zero page (a read fault).
+    Zero,
+    /// An exclusive anonymous page.
+    Anon(Pfn),
+}
+
+/// The GUP contract for private anonymous memory in the latest release, kept
+/// apart from the model's code: a GUP call returns how many pages from `start`
+/// are backed by a VMA (at most `nr`), or -EFAULT if the first is not; a write
+/// request or a long-term read-only pin faults in an exclusive page of its own
+/// (a read-only long-term pin of the zero page is unshared, 84209e87c696); each
+/// get adds 1 to the page's refcount and each pin GUP_PIN_COUNTING_BIAS (1024:
+/// small folios); a mapping holds 1; pinned pages read as maybe-dma-pinned,
+/// others do not; pins of the zero page take nothing (c8070b787519); a page is
+/// freed when the last reference goes.
+#[derive(Default)]
+pub struct Contract {
+    slots: Vec<Option<Slot>>,
+    /// Per frame: (mappings, gets, pins).
+    frames: BTreeMap<Pfn, (i64, i64, i64)>,
+    /// Each live GUP result: frames, and whether pinned.
+    handles: Vec<(Vec<Pfn>, bool)>,
+}
+
+const BIAS: i64 = 1024;
+const EFAULT: i64 = -14;
+
+impl Contract {
+    fn new(w: &World<Std>) -> Contract {
+        let mut c = Contract {
+            slots: vec![None; PAGES as usize],
+            ..Contract::default()
+        };
+        for p in 0..PAGES {
+            let slot = match w.resolve(0, p * PAGE_SIZE) {
+                Some(f) => Slot::Anon(f),
+                None => Slot::Empty,
+            };
+            if let Slot::Anon(f) = slot {
+                c.frames.entry(f).or_default().0 += 1;
+            }
+            c.slots[p as usize] = Some(slot);
+        }
+        c
+    }
+    fn slot(&self, p: u64) -> Slot {
+        self.slots
+            .get(p as usize)
+            .copied()
+            .flatten()
+            .unwrap_or(Slot::Unmapped)
+    }
+    fn region_pages(r: u8) -> std::ops::Range<u64> {
+        let (s, n, _) = REGIONS[usize::from(r) % REGIONS.len()];
+        s..s + n
+    }
+    /// A mapping of `p` goes away.
+    fn unmap(&mut self, p: u64) {
+        if let Slot::Anon(f) = self.slot(p) {
+            self.drop_ref(f, 0);
+        }
+        self.slots[p as usize] = Some(Slot::Unmapped);
+    }
+    /// `kind`: 0 mapping, 1 get, 2 pin.
+    fn drop_ref(&mut self, f: Pfn, kind: usize) {
+        if let Some(e) = self.frames.get_mut(&f) {
+            match kind {
+                0 => e.0 -= 1,
+                1 => e.1 -= 1,
+                _ => e.2 -= 1,
+            }
+            if *e == (0, 0, 0) {
+                self.frames.remove(&f);
+            }
+        }
+    }
+    /// A fault (or GUP) makes `p` hold an exclusive page: the model chose
+    /// frame `f` (a fresh one, or the page already there).
+    fn populate(&mut self, p: u64, f: Pfn) {
+        if self.slot(p) != Slot::Anon(f) {
+            if let Slot::Anon(old) = self.slot(p) {
+                self.drop_ref(old, 0);
+            }
+            self.frames.entry(f).or_default().0 += 1;
+            self.slots[p as usize] = Some(Slot::Anon(f));
+        }
+    }
+}
+
+/// The `ops` target: runs the ops one by one on the latest preset, comparing
+/// with [`Contract`] after each, then the invariants at quiescence.
+pub fn check_ops(data: &[u8]) -> Option<Finding> {
+    let mut u = Unstructured::new(data);
+    let ops: Vec<ContractOp> = u
+        .arbitrary_iter::<ContractOp>()
+        .map(|it| it.flatten().take(48).collect())
+        .unwrap_or_default();
+    run_contract(&ops, PresetId::Latest).err()
+}
+
+fn found(invariant: Invariant, detail: String) -> Finding {
+    Finding {
+        invariant,
+        detail,
+        artifact: None,
+    }
+}
+
+/// The model in `preset` against the reference (which describes the latest
+/// release), op by op. `Err` is the first disagreement.
+pub fn run_contract(ops: &[ContractOp], preset: PresetId) -> Result<(), Finding> {
+    let layout = Layout::one(
+        REGIONS
+            .iter()
+            .map(|&(s, n, p)| Region::anon(s, n, p))
+            .collect(),
+    );
+    let cfg = WorldConfig {
+        nr_frames: 48,
+        nr_tables: 12,
+        trace: false,
+        preset,
+        ..WorldConfig::small(Arch::Ipi)
+    };
+    let w = World::<Std>::build(cfg, &layout).expect("the ops layout fits");
+    let zero = w.mem.zero_pfn;
+    let mut ctx = Ctx::new(0, 1, false);
+    let mut c = Contract::new(&w);
+    for (i, op) in ops.iter().enumerate() {
+        let mop = match *op {
+            ContractOp::Gup {
+                fast,
+                pin,
+                page,
+                nr,
+                write,
+                longterm,
+            } => Op::Gup {
+                api: match (fast, pin) {
+                    (true, true) => GupApi::PinUserPagesFast,
+                    (true, false) => GupApi::GetUserPagesFast,
+                    (false, true) => GupApi::PinUserPages,
+                    (false, false) => GupApi::GetUserPages,
+                },
+                mm: 0,
+                page: u16::from(page) % PAGES as u16,
+                nr: nr % 4 + 1,
+                // FOLL_LONGTERM only with FOLL_PIN (the contract's domain).
+                flags: FlagSel {
+                    write,
+                    longterm: longterm && pin,
+                    force: false,
+                },
+            },
+            ContractOp::Release { handle } => Op::Release {
+                handle,
+                how: ReleaseApi::Matching,
+            },
+            ContractOp::Munmap { region } => Op::Munmap { mm: 0, region },
+            ContractOp::Mmap { region } => Op::Mmap { mm: 0, region },
+            ContractOp::Touch { page, write } => Op::Touch {
+                mm: 0,
+                page: u16::from(page) % PAGES as u16,
+                write,
+            },
+        };
+        let before = ctx.handles.len();
+        if let Err(v) = w.run_op(&mut ctx, &layout, &mop) {
+            return Err(found(v.invariant, format!("op {i} {mop:?}: {}", v.detail)));
+        }
+        let bad = |what: String| {
+            Err(found(
+                Invariant::PrefixResult,
+                format!("op {i} {mop:?}: {what}"),
+            ))
+        };
+        match mop {
+            Op::Gup {
+                api,
+                page,
+                nr,
+                flags,
+                ..
+            } => {
+                let start = u64::from(page);
+                let expect = (start..start + u64::from(nr))
+                    .take_while(|&p| c.slot(p) != Slot::Unmapped)
+                    .count() as i64;
+                let got = if ctx.handles.len() > before {
+                    ctx.handles[before].pages.clone()
+                } else {
+                    Vec::new()
+                };
+                let got_n = if got.is_empty() {
+                    EFAULT
+                } else {
+                    got.len() as i64
+                };
+                let want = if expect == 0 { EFAULT } else { expect };
+                if got_n != want {
+                    return bad(format!("returned {got_n} pages, the contract says {want}"));
+                }
+                let pin = api.pins();
+                let mut frames = Vec::new();
+                for (k, &f) in got.iter().enumerate() {
+                    let p = start + k as u64;
+                    let unshare = pin && flags.longterm && !flags.write;
+                    let needs_own = flags.write || unshare;
+                    match (c.slot(p), needs_own) {
+                        (Slot::Anon(old), _) if old != f => {
+                            return bad(format!("page {p} is frame {old}, GUP returned {f}"))
+                        }
+                        (Slot::Anon(_), _) => {}
+                        (_, true) if f == zero => {
+                            return bad(format!("page {p}: a write or long-term pin got the zero page"))
+                        }
+                        (_, true) => c.populate(p, f),
+                        (Slot::Empty | Slot::Zero, false) if f == zero => {
+                            c.slots[p as usize] = Some(Slot::Zero)
+                        }
+                        (Slot::Empty | Slot::Zero, false) => {
+                            return bad(format!("page {p}: a read of an empty page returned frame {f}, not the zero page"))
+                        }
+                        (Slot::Unmapped, _) => unreachable!("counted as mapped"),
+                    }
+                    if f != zero {
+                        let e = c.frames.entry(f).or_default();
+                        if pin {
+                            e.2 += 1;
+                        } else {
+                            e.1 += 1;
+                        }
+                    }
+                    frames.push(f);
+                }
+                if !frames.is_empty() {
+                    c.handles.push((frames, pin));
+                }
+            }
+            Op::Release { handle, .. } if !c.handles.is_empty() => {
+                let (frames, pin) = c.handles.remove(usize::from(handle) % c.handles.len());
+                for f in frames.into_iter().filter(|&f| f != zero) {
+                    c.drop_ref(f, if pin { 2 } else { 1 });
+                }
+            }
+            Op::Munmap { region, .. } => {
+                for p in Contract::region_pages(region) {
+                    c.unmap(p);
+                }
+            }
+            Op::Mmap { region, .. } => {
+                let r = Contract::region_pages(region);
+                if r.clone().all(|p| c.slot(p) == Slot::Unmapped) {
+                    for p in r {
+                        c.slots[p as usize] = Some(Slot::Empty);
+                    }
+                }
+            }
+            Op::Touch { page, write, .. } => {
+                let p = u64::from(page);
+                match (c.slot(p), write) {
+                    (Slot::Unmapped, _) | (Slot::Anon(_), _) => {}
+                    (_, true) => match w.resolve(0, p * PAGE_SIZE) {
+                        Some(f) if f != zero => c.populate(p, f),
+                        other => return bad(format!("a store to page {p} left {other:?} mapped")),
+                    },
+                    (_, false) => c.slots[p as usize] = Some(Slot::Zero),
+                }
+            }
+            _ => {}
+        }
+        // Every frame the contract knows: refcount and pinned-ness.
+        for (&f, &(maps, gets, pins)) in &c.frames {
+            let rc = i64::from(w.mem.folio_ref_count(f));
+            let want = maps + gets + BIAS * pins;
+            if rc != want {
+                return Err(found(
+                    Invariant::Conservation,
+                    format!("op {i} {mop:?}: frame {f} refcount {rc}, the contract says {want} ({maps} mapping(s), {gets} get(s), {pins} pin(s))"),
+                ));
+            }
+            if w.page_maybe_dma_pinned(f) != (pins > 0) {
+                return Err(found(
+                    Invariant::PinnedIsVisible,
+                    format!(
+                        "op {i} {mop:?}: frame {f} with {pins} pin(s) reads maybe-dma-pinned = {}",
+                        pins <= 0
+                    ),
+                ));
+            }
+        }
+        // Every address: the frame the contract expects is the one mapped.
+        for p in 0..PAGES {
+            let model = w.resolve(0, p * PAGE_SIZE);
+            let ok = match c.slot(p) {
+                Slot::Unmapped | Slot::Empty => model.is_none(),
+                Slot::Zero => model == Some(zero),
+                Slot::Anon(f) => model == Some(f),
+            };
+            if !ok {
+                return Err(found(
+                    Invariant::PrefixResult,
+                    format!(
+                        "op {i} {mop:?}: page {p} maps {model:?}, the contract says {:?}",
+                        c.slot(p)
+                    ),
+                ));
+            }
+        }
+    }
+    // Release what is left, then the invariants at rest.
+    while !ctx.handles.is_empty() {
+        let op = Op::Release {
+            handle: 0,
+            how: ReleaseApi::Matching,
+        };
+        if let Err(v) = w.run_op(&mut ctx, &layout, &op) {
+            return Err(found(v.invariant, v.detail));
+        }
+    }
+    w.check_quiescent(&ctx.ledger)
+        .map_err(|v| found(v.invariant, v.detail))
+}
+
+/// Runs every input file in `dir` through `target`; the findings, by file.
+pub fn replay_dir(
+    target: Target,
+    dir: &std::path::Path,
+) -> Result<Vec<(String, Option<Finding>)>, String> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Ok(out);
+    };
+    let mut paths: Vec<_> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for p in paths.into_iter().filter(|p| p.is_file()) {
+        let name = p
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if name.starts_with('.') || name.ends_with(".note") || name.ends_with(".md") {
+            continue;
+        }
+        let data = std::fs::read(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+        out.push((name, target.check(&data)));
+    }
+    Ok(out)
+}
+
+/// The engine the thread targets' artifacts name (their schedule is recorded).
+pub fn artifact_engine() -> Engine {
+    Engine::ShuttleRandom {
+        iterations: 1,
+        seed: 0,
+    }
+}
