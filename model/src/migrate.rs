@@ -23,7 +23,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, KAtomic};
-use crate::config::ReuseRule;
+use crate::config::{ReuseRule, PAGE_SIZE};
 use crate::ghost::{Ctx, HoldKind, Res};
 use crate::mem::{pg, Order, Pfn, Zone};
 use crate::pgtable::{MigrationKind, Pte};
@@ -59,6 +59,16 @@ pub(crate) struct MigrationPte {
     pub entry: Pte,
 }
 
+/// What `try_to_migrate_one` did to one PTE.
+enum Unmapped {
+    /// Replaced by this migration entry.
+    Entry(MigrationPte),
+    /// It no longer maps the folio.
+    Gone,
+    /// The page may be pinned: the PTE is restored.
+    MaybePinned,
+}
+
 impl<B: Backend> World<B> {
     /// `try_to_migrate()` of folio `head` (locked, referenced by the caller)
     /// over its PTE mappings in `mm`: clear and flush each PTE, share an
@@ -81,56 +91,80 @@ impl<B: Backend> World<B> {
             let Some((slot, idx)) = self.locked_pte_slot(mm, e.addr) else {
                 continue;
             };
-            let t = &self.tables[slot as usize];
-            let g = t.ptl.lock();
-            let pte = t.read(idx);
-            if !pte.present() || pte.special() || self.mem.page_folio(pte.pfn()) != head {
-                continue;
+            // try_to_migrate_one(): secondary MMUs (a device mapping the page
+            // through an MMU notifier) are invalidated around the unmap.
+            self.mmu_notifier_invalidate_range_start(ctx, mm, e.addr, e.addr + PAGE_SIZE);
+            let r = self.migrate_one_pte(ctx, head, e, slot, idx);
+            self.mmu_notifier_invalidate_range_end(ctx);
+            match r? {
+                Unmapped::Entry(rec) => done.push(rec),
+                Unmapped::Gone => {}
+                Unmapped::MaybePinned => {
+                    // Restored; undo the others.
+                    self.remove_migration_ptes(ctx, &done, |p| p)?;
+                    return Ok(None);
+                }
             }
-            let page = pte.pfn();
-            // PageAnonExclusive exists from 5.19 (6c287605fd56).
-            let exclusive = self.cfg.p().reuse == ReuseRule::AnonExclusive
-                && self.mem.frame(page).flags.read_once() & pg::ANON_EXCLUSIVE != 0;
-            let old = self.ptep_clear_flush(ctx, t, idx, "try_to_migrate_one: ptep_clear_flush");
-            if exclusive && !self.folio_try_share_anon_rmap_pte(ctx, page) {
-                t.set(idx, old);
-                drop(g);
-                ctx.step(
-                    &self.ghost,
-                    "try_to_migrate_one: maybe pinned, restore",
-                    e.addr,
-                );
-                self.remove_migration_ptes(ctx, &done, |p| p)?;
-                return Ok(None);
-            }
-            let kind = if old.write() {
-                MigrationKind::Writable
-            } else if exclusive {
-                MigrationKind::ReadableExclusive
-            } else {
-                MigrationKind::Readable
-            };
-            if old.dirty() {
-                // The PTE's dirty bit goes to the folio.
-                self.mem.frame(head).flags.or(pg::DIRTY);
-            }
-            let entry = Pte::mk_migration(page, kind);
-            t.set(idx, entry);
-            self.remove_rmap(page, e);
-            drop(g);
-            ctx.step(&self.ghost, "try_to_migrate_one: migration entry", e.addr);
-            self.mem.folio_put_refs(ctx, &self.ghost, head, 1, None)?;
-            done.push(MigrationPte {
-                mm,
-                addr: e.addr,
-                slot,
-                idx,
-                page,
-                old,
-                entry,
-            });
         }
         Ok(Some(done))
+    }
+
+    /// One PTE of `try_to_migrate_one`, under its PTL.
+    fn migrate_one_pte(
+        &self,
+        ctx: &mut Ctx,
+        head: Pfn,
+        e: RmapEntry,
+        slot: u32,
+        idx: usize,
+    ) -> Res<Unmapped> {
+        let t = &self.tables[slot as usize];
+        let g = t.ptl.lock();
+        let pte = t.read(idx);
+        if !pte.present() || pte.special() || self.mem.page_folio(pte.pfn()) != head {
+            return Ok(Unmapped::Gone);
+        }
+        let page = pte.pfn();
+        // PageAnonExclusive exists from 5.19 (6c287605fd56).
+        let exclusive = self.cfg.p().reuse == ReuseRule::AnonExclusive
+            && self.mem.frame(page).flags.read_once() & pg::ANON_EXCLUSIVE != 0;
+        let old = self.ptep_clear_flush(ctx, t, idx, "try_to_migrate_one: ptep_clear_flush");
+        if exclusive && !self.folio_try_share_anon_rmap_pte(ctx, page) {
+            t.set(idx, old);
+            drop(g);
+            ctx.step(
+                &self.ghost,
+                "try_to_migrate_one: maybe pinned, restore",
+                e.addr,
+            );
+            return Ok(Unmapped::MaybePinned);
+        }
+        let kind = if old.write() {
+            MigrationKind::Writable
+        } else if exclusive {
+            MigrationKind::ReadableExclusive
+        } else {
+            MigrationKind::Readable
+        };
+        if old.dirty() {
+            // The PTE's dirty bit goes to the folio.
+            self.mem.frame(head).flags.or(pg::DIRTY);
+        }
+        let entry = Pte::mk_migration(page, kind);
+        t.set(idx, entry);
+        self.remove_rmap(page, e);
+        drop(g);
+        ctx.step(&self.ghost, "try_to_migrate_one: migration entry", e.addr);
+        self.mem.folio_put_refs(ctx, &self.ghost, head, 1, None)?;
+        Ok(Unmapped::Entry(MigrationPte {
+            mm: e.mm as usize,
+            addr: e.addr,
+            slot,
+            idx,
+            page,
+            old,
+            entry,
+        }))
     }
 
     /// `remove_migration_ptes()`: each migration entry still in place becomes
