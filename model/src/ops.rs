@@ -611,7 +611,7 @@ impl<B: Backend> World<B> {
     /// era promised: write pins, read-only pins of anonymous pages, and
     /// read-only long-term pins of anything (the zero page, private page
     /// cache); not for references that are not pins, nor after the owner
-    /// unmapped the address.
+    /// unmapped the address or the page left its file (truncation, hole punch).
     fn check_pin_sees(&self, ctx: &mut Ctx, handle: usize) -> Res<()> {
         let h = ctx.handles[handle].clone();
         let Some(&page) = h.pages.first() else {
@@ -619,7 +619,17 @@ impl<B: Backend> World<B> {
         };
         let anon = self.mem.frame(page).flags.read_once() & pg::ANON != 0;
         let unmapped = self.ghost.unmap_gen(h.mm as usize) != h.unmap_gen;
-        if !h.pin || unmapped || !(h.write || h.longterm || anon) {
+        // A page-cache page truncated or punched out of its file since: the
+        // pin keeps an orphan (the kernel never fixed that).
+        let orphaned = !anon
+            && !self.mem.is_zero_pfn(page)
+            && self
+                .mem
+                .frame(self.mem.page_folio(page))
+                .mapping
+                .read_once()
+                == 0;
+        if !h.pin || unmapped || orphaned || !(h.write || h.longterm || anon) {
             return Ok(());
         }
         let Ok(v) = self.user_access(ctx, h.mm as usize, h.start, true)? else {
