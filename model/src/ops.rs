@@ -645,12 +645,15 @@ impl<B: Backend> World<B> {
         // The store went where the pin looks: the address still maps the
         // pinned page (judged by frame, not by value: a device may write
         // through another pin meanwhile).
-        let now = self.resolve(mm, h.start);
-        if now != Some(page) {
+        let Some(now) = self.resolve(mm, h.start) else {
+            // Unmapped (or reclaimed) by another thread since the store.
+            return Ok(());
+        };
+        if now != page {
             return Err(ctx.violation(
                 Invariant::CoherentPin,
                 format!(
-                    "a store of {v:#x} at {:#x} in mm {mm} went to page {now:?}, not to the pinned page {page}: the pin is not reliable",
+                    "a store of {v:#x} at {:#x} in mm {mm} went to page {now}, not to the pinned page {page}: the pin is not reliable",
                     h.start
                 ),
             ));
