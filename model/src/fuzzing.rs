@@ -144,6 +144,31 @@ pub fn random_world(threads: Vec<Vec<Op>>, files: bool) -> Scenario {
 /// Ops per thread the thread targets keep (longer inputs are cut).
 const MAX_OPS: usize = 16;
 
+/// What the environment fixes for the `presets` target.
+type Fixed = (Option<PresetId>, Option<Arch>, Option<Vec<Mutation>>);
+
+fn or_die<T>(r: Result<T, String>) -> T {
+    r.unwrap_or_else(|e| panic!("gupcheck fuzz: {e}"))
+}
+
+/// `GUPCHECK_PRESET`, `GUPCHECK_ARCH`, `GUPCHECK_MUTATION` (`none`: no
+/// mutation), read once; a bad value stops the fuzzer with its error rather
+/// than measuring something else.
+fn fixed_by_env() -> &'static Fixed {
+    static FIXED: std::sync::OnceLock<Fixed> = std::sync::OnceLock::new();
+    FIXED.get_or_init(|| {
+        let var = |n: &str| std::env::var(n).ok();
+        (
+            var("GUPCHECK_PRESET").map(|p| or_die(PresetId::parse(&p))),
+            var("GUPCHECK_ARCH").map(|a| or_die(Arch::parse(&a))),
+            var("GUPCHECK_MUTATION").map(|m| match m.as_str() {
+                "none" => Vec::new(),
+                m => vec![or_die(Mutation::parse(m))],
+            }),
+        )
+    })
+}
+
 /// The thread targets' input: two op lists, then the schedule bytes; for
 /// `presets` first a preset, an arch and a mutation selector.
 fn decode_threads(
@@ -164,14 +189,11 @@ fn decode_threads(
         if m > 0 {
             muts.push(Mutation::ALL[(m - 1) % Mutation::ALL.len()]);
         }
-        if let Ok(p) = std::env::var("GUPCHECK_PRESET") {
-            preset = PresetId::parse(&p).unwrap_or(preset);
-        }
-        if let Ok(a) = std::env::var("GUPCHECK_ARCH") {
-            arch = Arch::parse(&a).unwrap_or(arch);
-        }
-        if let Ok(m) = std::env::var("GUPCHECK_MUTATION") {
-            muts = Mutation::parse(&m).map(|m| vec![m]).unwrap_or_default();
+        let fixed = fixed_by_env();
+        preset = fixed.0.unwrap_or(preset);
+        arch = fixed.1.unwrap_or(arch);
+        if let Some(m) = &fixed.2 {
+            muts = m.clone();
         }
     }
     let mut threads = Vec::new();

@@ -167,6 +167,13 @@ impl<B: Backend> World<B> {
         }))
     }
 
+    /// Whether every mapping of folio `head` is in address space `mm` (the
+    /// only address space migration and split unmap here).
+    pub(crate) fn folio_mapped_only_by(&self, head: Pfn, mm: usize) -> bool {
+        let rmap = self.mem.frame(head).rmap.lock();
+        rmap.entries().iter().all(|e| e.mm as usize == mm)
+    }
+
     /// `remove_migration_ptes()`: each migration entry still in place becomes
     /// a PTE of `new_of(page)` again, with the mapping's reference, the
     /// remembered writability, the dirty bit from 6.1 (2e3468778dbe; clean
@@ -255,11 +262,10 @@ impl<B: Backend> World<B> {
         let old = pte.pfn();
         let head = self.mem.page_folio(old);
         let f = self.mem.frame(head);
-        let only_here = f.rmap.lock().entries().iter().all(|e| e.mm as usize == mm);
         if head != old
             || self.mem.folio_order(head) != 0
             || f.flags.read_once() & pg::ANON == 0
-            || !only_here
+            || !self.folio_mapped_only_by(head, mm)
         {
             return Ok(Migrated::NotSuitable);
         }

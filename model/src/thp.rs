@@ -254,8 +254,9 @@ impl<B: Backend> World<B> {
             }
             let head = self.mem.page_folio(e.pfn());
             let f = self.mem.frame(head);
-            let only_here = f.rmap.lock().entries().iter().all(|e| e.mm as usize == mm);
-            if self.mem.folio_order(head) == 0 || f.flags.read_once() & pg::ANON == 0 || !only_here
+            if self.mem.folio_order(head) == 0
+                || f.flags.read_once() & pg::ANON == 0
+                || !self.folio_mapped_only_by(head, mm)
             {
                 return Ok(Split::NotSuitable);
             }

@@ -10,6 +10,11 @@ use gupcheck_model::world::{Layout, Populate, Region};
 use gupcheck_model::{Arch, PresetId, World, WorldConfig};
 
 fn world(preset: PresetId) -> World<Std> {
+    world_with(preset, Region::anon(0, 2, Populate::Anon))
+}
+
+/// A two-address-space world on 4-entry tables with one region.
+fn world_with(preset: PresetId, region: Region) -> World<Std> {
     let cfg = WorldConfig {
         fanout_bits: 2,
         nr_frames: 48,
@@ -19,7 +24,7 @@ fn world(preset: PresetId) -> World<Std> {
         trace: false,
         ..WorldConfig::small(Arch::Ipi)
     };
-    World::build(cfg, &Layout::one(vec![Region::anon(0, 2, Populate::Anon)])).unwrap()
+    World::build(cfg, &Layout::one(vec![region])).unwrap()
 }
 
 /// The PTE mapping `addr` in `mm`, read at rest.
@@ -116,16 +121,7 @@ fn a_pinned_page_is_copied_for_the_child_at_fork_from_5_9() {
 }
 
 fn thp_world(preset: PresetId) -> World<Std> {
-    let cfg = WorldConfig {
-        fanout_bits: 2,
-        nr_frames: 48,
-        nr_tables: 16,
-        nr_mms: 2,
-        preset,
-        trace: false,
-        ..WorldConfig::small(Arch::Ipi)
-    };
-    World::build(cfg, &Layout::one(vec![Region::anon(4, 4, Populate::Thp)])).unwrap()
+    world_with(preset, Region::anon(4, 4, Populate::Thp))
 }
 
 /// The PMD leaf mapping `addr` in `mm`, read at rest.
