@@ -209,7 +209,15 @@ impl<B: Backend> World<B> {
                     format!("device wrote page {page}, freed while the GUP result still held it"),
                 ));
             }
-            let v = ctx.next_value_in(&self.ghost, h.mm as usize);
+            // A caller that asked for plain references (not the #13 misuse of
+            // a caller that needed a pin) was never promised its page stays
+            // the parent's across fork: only FOLL_PIN is (page_needs_cow_for_dma).
+            // What its device writes is not judged as a leak to a child.
+            let v = if h.needs_pin {
+                ctx.next_value_in(&self.ghost, h.mm as usize)
+            } else {
+                ctx.next_value_untracked(&self.ghost)
+            };
             self.write_page(page, 0, v);
             // Ghost, with the write: the file the page is in now, and how often
             // writeback has cleaned it.

@@ -534,13 +534,22 @@ fn run_one_shuttle<S: shuttle::scheduler::Scheduler + 'static>(
     scheduler: S,
     name: &str,
 ) -> Result<Outcome, String> {
-    World::<Std>::build(cfg.clone(), &sc.layout)?;
+    let img = Arc::new(World::<Std>::build(cfg.clone(), &sc.layout)?);
+    Ok(run_one_shuttle_on(sc, cfg, img, scheduler, name))
+}
+
+fn run_one_shuttle_on<S: shuttle::scheduler::Scheduler + 'static>(
+    sc: &Scenario,
+    cfg: &WorldConfig,
+    img: Arc<World<Std>>,
+    scheduler: S,
+    name: &str,
+) -> Outcome {
     order_panic_hooks();
     let sc = Arc::new(sc.clone());
-    let cfgs = Arc::new(cfg.clone());
     let hits = Arc::new(Tally::default());
-    let (iterations, failure) = run_shuttle(&sc, &cfgs, scheduler, &hits);
-    Ok(Outcome {
+    let (iterations, failure) = run_shuttle_on(&sc, img, scheduler, &hits);
+    Outcome {
         scenario: sc.name.clone(),
         engine: name.into(),
         arch: cfg.arch.name().to_string(),
@@ -553,12 +562,24 @@ fn run_one_shuttle<S: shuttle::scheduler::Scheduler + 'static>(
             seed: 0,
         },
         failure,
-    })
+    }
 }
 
 fn run_shuttle<S: shuttle::scheduler::Scheduler + 'static>(
     sc: &Arc<Scenario>,
     cfg: &Arc<WorldConfig>,
+    scheduler: S,
+    hits: &Arc<Tally>,
+) -> (u64, Option<Failure>) {
+    // The layout is built once, on std; each execution copies it in without a
+    // scheduling decision.
+    let img = Arc::new(World::<Std>::build((**cfg).clone(), &sc.layout).expect("layout validated"));
+    run_shuttle_on(sc, img, scheduler, hits)
+}
+
+fn run_shuttle_on<S: shuttle::scheduler::Scheduler + 'static>(
+    sc: &Arc<Scenario>,
+    img: Arc<World<Std>>,
     scheduler: S,
     hits: &Arc<Tally>,
 ) -> (u64, Option<Failure>) {
@@ -579,9 +600,6 @@ fn run_shuttle<S: shuttle::scheduler::Scheduler + 'static>(
         },
         config,
     );
-    // The layout is built once, on std; each execution copies it in without a
-    // scheduling decision.
-    let img = Arc::new(World::<Std>::build((**cfg).clone(), &sc.layout).expect("layout validated"));
     let (f2, s2, i2, sc2, img2, h2) = (
         found.clone(),
         stop,
@@ -755,4 +773,23 @@ pub fn run_bytes(sc: &Scenario, cfg: &WorldConfig, bytes: &[u8]) -> Result<Outco
         started: false,
     };
     run_one_shuttle(sc, cfg, sched, "shuttle-bytes")
+}
+
+/// [`run_bytes`] on a layout already built: `img` must be
+/// `World::<Std>::build(cfg, &sc.layout)`, untouched. The fuzz targets keep
+/// one image per configuration instead of building it on every input.
+pub fn run_bytes_on(
+    sc: &Scenario,
+    cfg: &WorldConfig,
+    img: Arc<World<Std>>,
+    bytes: &[u8],
+) -> Outcome {
+    let sched = OneShot {
+        decisions: Bytes {
+            bytes: bytes.to_vec(),
+            pos: 0,
+        },
+        started: false,
+    };
+    run_one_shuttle_on(sc, cfg, img, sched, "shuttle-bytes")
 }

@@ -20,12 +20,14 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::artifact::Artifact;
 use crate::backend::Std;
 use crate::config::{Arch, Mutation, WorldConfig, PAGE_SIZE};
-use crate::engine::{run_bytes, Engine};
+use crate::engine::{run_bytes_on, Engine};
 use crate::file::{Cached, FileSpec, FsFlavour};
 use crate::ghost::{Ctx, Invariant};
 use crate::mem::Pfn;
@@ -213,6 +215,25 @@ fn check_threads(target: Target, data: &[u8]) -> Option<Finding> {
     run_threads(target, preset, arch, &muts, threads, &schedule)
 }
 
+/// The random world with files, built once per configuration and process (the
+/// layout does not depend on the ops), since building it costs more than many
+/// executions do.
+fn image(sc: &Scenario, cfg: &WorldConfig) -> Arc<World<Std>> {
+    type Images = Vec<(WorldConfig, Arc<World<Std>>)>;
+    thread_local!(static IMAGES: RefCell<Images> = const { RefCell::new(Vec::new()) });
+    IMAGES.with_borrow_mut(|imgs| {
+        if let Some((_, img)) = imgs.iter().find(|(c, _)| c == cfg) {
+            return img.clone();
+        }
+        let img = match World::<Std>::build(cfg.clone(), &sc.layout) {
+            Ok(w) => Arc::new(w),
+            Err(e) => panic!("the random world does not fit: {e}"),
+        };
+        imgs.push((cfg.clone(), img.clone()));
+        img
+    })
+}
+
 /// The thread targets' run: `threads` on the random world with files, one
 /// shuttle execution scheduled by `schedule`, past the known-open outcomes.
 pub fn run_threads(
@@ -226,11 +247,8 @@ pub fn run_threads(
     let sc = random_world(threads, true);
     let mut cfg = sc.config_for(preset, arch, muts);
     cfg.tolerate = KNOWN_OPEN.to_vec();
-    let o = match run_bytes(&sc, &cfg, schedule) {
-        Ok(o) => o,
-        Err(e) => panic!("the random world does not fit: {e}"),
-    };
-    let f = o.failure?;
+    let img = image(&sc, &cfg);
+    let f = run_bytes_on(&sc, &cfg, img, schedule).failure?;
     let engine = artifact_engine();
     let mut sc = sc;
     sc.about = format!("from fuzz target {}", target.name());

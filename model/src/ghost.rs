@@ -453,6 +453,13 @@ impl Ctx {
         value_of(mm, ghost.tick())
     }
 
+    /// A fresh value without an address space of origin (`value_origin` is
+    /// `None`): unique, but never judged by `no leak after fork`.
+    pub fn next_value_untracked(&mut self, ghost: &Ghost) -> u64 {
+        self.write_seq += 1;
+        ghost.tick() & ((1 << 48) - 1)
+    }
+
     /// Adds `count` references of `kind` on folio `head` (generation `gen`).
     pub fn hold(&mut self, head: Pfn, gen: u32, kind: HoldKind, count: i64) {
         self.ledger.hold(head, gen, kind, count);
