@@ -776,20 +776,170 @@ pub fn run_bytes(sc: &Scenario, cfg: &WorldConfig, bytes: &[u8]) -> Result<Outco
 }
 
 /// [`run_bytes`] on a layout already built: `img` must be
-/// `World::<Std>::build(cfg, &sc.layout)`, untouched. The fuzz targets keep
-/// one image per configuration instead of building it on every input.
+/// `World::<Std>::build(cfg, &sc.layout)`, untouched. For the fuzz targets:
+/// the caller keeps one image per configuration, and the executions run on
+/// one shuttle runner per thread, kept suspended in a coroutine between
+/// inputs, so its green threads' stacks are reused instead of mapped and
+/// unmapped for every input.
 pub fn run_bytes_on(
     sc: &Scenario,
     cfg: &WorldConfig,
     img: Arc<World<Std>>,
     bytes: &[u8],
 ) -> Outcome {
-    let sched = OneShot {
-        decisions: Bytes {
-            bytes: bytes.to_vec(),
-            pos: 0,
-        },
-        started: false,
+    order_panic_hooks();
+    let job = served::Job {
+        sc: Arc::new(sc.clone()),
+        img,
+        bytes: bytes.to_vec(),
+        hits: Arc::new(Tally::default()),
     };
-    run_one_shuttle_on(sc, cfg, img, sched, "shuttle-bytes")
+    let hits = job.hits.clone();
+    let failure = served::run(job);
+    Outcome {
+        scenario: sc.name.clone(),
+        engine: "shuttle-bytes".into(),
+        arch: cfg.arch.name().to_string(),
+        mutations: cfg.mutations.iter().map(|m| m.name().to_string()).collect(),
+        iterations: 1,
+        window_hits: hits.window.load(SeqCst),
+        tolerated: hits.tolerated.load(SeqCst),
+        ran: Engine::ShuttleRandom {
+            iterations: 1,
+            seed: 0,
+        },
+        failure,
+    }
+}
+
+/// A shuttle runner that serves one-shot executions: `Runner::run` runs in a
+/// coroutine whose scheduler, at each new execution, hands the last result
+/// back and suspends until the next job.
+mod served {
+    use super::*;
+    use corosensei::{Coroutine, CoroutineResult, Yielder};
+    use std::cell::RefCell;
+    use std::sync::Mutex;
+
+    pub struct Job {
+        pub sc: Arc<Scenario>,
+        pub img: Arc<World<Std>>,
+        pub bytes: Vec<u8>,
+        pub hits: Arc<Tally>,
+    }
+
+    /// The execution in progress: its job, then what it found.
+    #[derive(Default)]
+    struct Slot {
+        job: Option<Job>,
+        found: Option<Failure>,
+    }
+
+    type Server = Coroutine<Job, Option<Failure>, ()>;
+
+    /// Runs `job` on this thread's runner.
+    pub fn run(job: Job) -> Option<Failure> {
+        // Leaked on purpose: a runner suspended in the middle of `Runner::run`
+        // must not be unwound by a thread-local destructor; it costs one stack
+        // per thread that fuzzes.
+        thread_local!(static SERVER: &'static RefCell<Server> =
+            Box::leak(Box::new(RefCell::new(Coroutine::new(serve)))));
+        SERVER.with(|s| match s.borrow_mut().resume(job) {
+            CoroutineResult::Yield(found) => found,
+            CoroutineResult::Return(()) => unreachable!("the runner serves forever"),
+        })
+    }
+
+    fn serve(yielder: &Yielder<Job, Option<Failure>>, first: Job) {
+        let slot: Arc<Mutex<Slot>> = Arc::default();
+        let mut config = shuttle::Config::new();
+        config.stack_size = THREAD_STACK;
+        config.silence_warnings = true;
+        config.failure_persistence = shuttle::FailurePersistence::None;
+        let sched = Served {
+            yielder: yielder as *const _,
+            next: Some(first),
+            slot: slot.clone(),
+            now: None,
+            current: Schedule::default(),
+        };
+        shuttle::Runner::new(sched, config).run(move || {
+            let (sc, img, hits) = {
+                let s = slot.lock().unwrap();
+                let j = s.job.as_ref().expect("an execution has its job");
+                (j.sc.clone(), j.img.clone(), j.hits.clone())
+            };
+            let w = Arc::new(World::<Shuttle>::from_image(&img));
+            if let Err((v, trace)) = execute(&w, &sc, &hits) {
+                slot.lock().unwrap().found = Some(Failure {
+                    violation: *v,
+                    iteration: 0,
+                    trace,
+                    schedule: None,
+                });
+            }
+        });
+    }
+
+    /// At each new execution: hands back the last one's result (with its
+    /// recorded schedule) and waits for the next job; decides like
+    /// [`OneShot`] on the job's bytes.
+    struct Served {
+        /// The coroutine's yielder, valid for as long as `serve` runs, which
+        /// outlives the runner and so this scheduler.
+        yielder: *const Yielder<Job, Option<Failure>>,
+        next: Option<Job>,
+        slot: Arc<Mutex<Slot>>,
+        now: Option<OneShot<Bytes>>,
+        current: Schedule,
+    }
+
+    impl shuttle::scheduler::Scheduler for Served {
+        fn new_execution(&mut self) -> Option<shuttle::scheduler::Schedule> {
+            let job = match self.next.take() {
+                Some(job) => job,
+                None => {
+                    let found = {
+                        let mut s = self.slot.lock().unwrap();
+                        s.job = None;
+                        s.found.take()
+                    }
+                    .map(|mut f| {
+                        f.schedule = Some(std::mem::take(&mut self.current));
+                        f
+                    });
+                    // SAFETY: see `yielder`; this runs inside the coroutine.
+                    unsafe { &*self.yielder }.suspend(found)
+                }
+            };
+            self.now = Some(OneShot {
+                decisions: Bytes {
+                    bytes: job.bytes.clone(),
+                    pos: 0,
+                },
+                started: true,
+            });
+            self.current = Schedule::default();
+            self.slot.lock().unwrap().job = Some(job);
+            Some(shuttle::scheduler::Schedule::new(0))
+        }
+        fn next_task(
+            &mut self,
+            runnable: &[&shuttle::scheduler::Task],
+            current: Option<shuttle::scheduler::TaskId>,
+            is_yielding: bool,
+        ) -> Option<shuttle::scheduler::TaskId> {
+            let t = self
+                .now
+                .as_mut()?
+                .next_task(runnable, current, is_yielding)?;
+            self.current.tasks.push(usize::from(t) as u32);
+            Some(t)
+        }
+        fn next_u64(&mut self) -> u64 {
+            let v = self.now.as_mut().map_or(0, |s| s.next_u64());
+            self.current.randoms.push(v);
+            v
+        }
+    }
 }

@@ -133,7 +133,7 @@ pub fn random_world(threads: Vec<Vec<Op>>, files: bool) -> Scenario {
         threads,
         world: WorldConfig {
             fanout_bits: 2,
-            nr_frames: 160,
+            nr_frames: 128,
             nr_tables: 32,
             nr_mms: 2,
             trace: false,
