@@ -429,18 +429,40 @@ impl<S: shuttle::scheduler::Scheduler> shuttle::scheduler::Scheduler for Recordi
         current: Option<shuttle::scheduler::TaskId>,
         is_yielding: bool,
     ) -> Option<shuttle::scheduler::TaskId> {
-        let t = self
-            .inner
-            .as_mut()?
-            .next_task(runnable, current, is_yielding)?;
-        self.current.tasks.push(usize::from(t) as u32);
-        Some(t)
+        record_task(
+            &mut self.current,
+            self.inner.as_mut(),
+            runnable,
+            current,
+            is_yielding,
+        )
     }
     fn next_u64(&mut self) -> u64 {
-        let v = self.inner.as_mut().map_or(0, |s| s.next_u64());
-        self.current.randoms.push(v);
-        v
+        record_u64(&mut self.current, self.inner.as_mut())
     }
+}
+
+/// Asks `inner` for the next task and records the decision in `sched`.
+fn record_task<S: shuttle::scheduler::Scheduler>(
+    sched: &mut Schedule,
+    inner: Option<&mut S>,
+    runnable: &[&shuttle::scheduler::Task],
+    current: Option<shuttle::scheduler::TaskId>,
+    is_yielding: bool,
+) -> Option<shuttle::scheduler::TaskId> {
+    let t = inner?.next_task(runnable, current, is_yielding)?;
+    sched.tasks.push(usize::from(t) as u32);
+    Some(t)
+}
+
+/// Asks `inner` for a random value and records it in `sched`.
+fn record_u64<S: shuttle::scheduler::Scheduler>(
+    sched: &mut Schedule,
+    inner: Option<&mut S>,
+) -> u64 {
+    let v = inner.map_or(0, |s| s.next_u64());
+    sched.randoms.push(v);
+    v
 }
 
 /// Where a one-shot scheduler's decisions come from: a recorded schedule or fuzz
@@ -929,17 +951,16 @@ mod served {
             current: Option<shuttle::scheduler::TaskId>,
             is_yielding: bool,
         ) -> Option<shuttle::scheduler::TaskId> {
-            let t = self
-                .now
-                .as_mut()?
-                .next_task(runnable, current, is_yielding)?;
-            self.current.tasks.push(usize::from(t) as u32);
-            Some(t)
+            record_task(
+                &mut self.current,
+                self.now.as_mut(),
+                runnable,
+                current,
+                is_yielding,
+            )
         }
         fn next_u64(&mut self) -> u64 {
-            let v = self.now.as_mut().map_or(0, |s| s.next_u64());
-            self.current.randoms.push(v);
-            v
+            record_u64(&mut self.current, self.now.as_mut())
         }
     }
 }
