@@ -146,28 +146,41 @@ pub fn random_world(threads: Vec<Vec<Op>>, files: bool) -> Scenario {
 /// Ops per thread the thread targets keep (longer inputs are cut).
 const MAX_OPS: usize = 16;
 
-/// What the environment fixes for the `presets` target.
-type Fixed = (Option<PresetId>, Option<Arch>, Option<Vec<Mutation>>);
+/// What the environment fixes for the thread targets: preset, arch and
+/// mutations (`presets` only), and the invariants to stop at.
+struct Fixed {
+    preset: Option<PresetId>,
+    arch: Option<Arch>,
+    muts: Option<Vec<Mutation>>,
+    expect: Option<Vec<Invariant>>,
+}
 
 fn or_die<T>(r: Result<T, String>) -> T {
     r.unwrap_or_else(|e| panic!("gupcheck fuzz: {e}"))
 }
 
 /// `GUPCHECK_PRESET`, `GUPCHECK_ARCH`, `GUPCHECK_MUTATION` (`none`: no
-/// mutation), read once; a bad value stops the fuzzer with its error rather
-/// than measuring something else.
+/// mutation) and `GUPCHECK_EXPECT` (comma-separated invariants: stop only at
+/// these, search past the others; for measuring the time to find one bug),
+/// read once; a bad value stops the fuzzer with its error rather than
+/// measuring something else.
 fn fixed_by_env() -> &'static Fixed {
     static FIXED: std::sync::OnceLock<Fixed> = std::sync::OnceLock::new();
     FIXED.get_or_init(|| {
         let var = |n: &str| std::env::var(n).ok();
-        (
-            var("GUPCHECK_PRESET").map(|p| or_die(PresetId::parse(&p))),
-            var("GUPCHECK_ARCH").map(|a| or_die(Arch::parse(&a))),
-            var("GUPCHECK_MUTATION").map(|m| match m.as_str() {
+        Fixed {
+            preset: var("GUPCHECK_PRESET").map(|p| or_die(PresetId::parse(&p))),
+            arch: var("GUPCHECK_ARCH").map(|a| or_die(Arch::parse(&a))),
+            muts: var("GUPCHECK_MUTATION").map(|m| match m.as_str() {
                 "none" => Vec::new(),
                 m => vec![or_die(Mutation::parse(m))],
             }),
-        )
+            expect: var("GUPCHECK_EXPECT").map(|e| {
+                e.split(',')
+                    .map(|i| or_die(Invariant::parse(i.trim())))
+                    .collect()
+            }),
+        }
     })
 }
 
@@ -192,9 +205,9 @@ fn decode_threads(
             muts.push(Mutation::ALL[(m - 1) % Mutation::ALL.len()]);
         }
         let fixed = fixed_by_env();
-        preset = fixed.0.unwrap_or(preset);
-        arch = fixed.1.unwrap_or(arch);
-        if let Some(m) = &fixed.2 {
+        preset = fixed.preset.unwrap_or(preset);
+        arch = fixed.arch.unwrap_or(arch);
+        if let Some(m) = &fixed.muts {
             muts = m.clone();
         }
     }
@@ -212,7 +225,14 @@ fn decode_threads(
 
 fn check_threads(target: Target, data: &[u8]) -> Option<Finding> {
     let (preset, arch, muts, threads, schedule) = decode_threads(target, data);
-    run_threads(target, preset, arch, &muts, threads, &schedule)
+    let tolerate = match &fixed_by_env().expect {
+        Some(stop_at) => Invariant::ALL
+            .into_iter()
+            .filter(|i| !stop_at.contains(i))
+            .collect(),
+        None => KNOWN_OPEN.to_vec(),
+    };
+    run_threads(target, preset, arch, &muts, &tolerate, threads, &schedule)
 }
 
 /// The random world with files, built once per configuration and process (the
@@ -235,25 +255,27 @@ fn image(sc: &Scenario, cfg: &WorldConfig) -> Arc<World<Std>> {
 }
 
 /// The thread targets' run: `threads` on the random world with files, one
-/// shuttle execution scheduled by `schedule`, past the known-open outcomes.
+/// shuttle execution scheduled by `schedule`, past the `tolerate`d invariants
+/// (the fuzzers' [`KNOWN_OPEN`]).
 pub fn run_threads(
     target: Target,
     preset: PresetId,
     arch: Arch,
     muts: &[Mutation],
+    tolerate: &[Invariant],
     threads: Vec<Vec<Op>>,
     schedule: &[u8],
 ) -> Option<Finding> {
     let sc = random_world(threads, true);
     let mut cfg = sc.config_for(preset, arch, muts);
-    cfg.tolerate = KNOWN_OPEN.to_vec();
+    cfg.tolerate = tolerate.to_vec();
     let img = image(&sc, &cfg);
     let f = run_bytes_on(&sc, &cfg, img, schedule).failure?;
     let engine = artifact_engine();
     let mut sc = sc;
     sc.about = format!("from fuzz target {}", target.name());
     let mut art = Artifact::new(&sc, preset, arch, muts, &engine, f.clone());
-    art.tolerate = KNOWN_OPEN.to_vec();
+    art.tolerate = tolerate.to_vec();
     Some(Finding {
         invariant: f.violation.invariant,
         detail: f.violation.detail,

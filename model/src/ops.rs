@@ -641,7 +641,7 @@ impl<B: Backend> World<B> {
         };
         let anon = self.mem.frame(page).flags.read_once() & pg::ANON != 0;
         let unmapped = self.ghost.unmap_gen(h.mm as usize) != h.unmap_gen;
-        if !h.pin || unmapped || self.left_its_file(page) || !(h.write || h.longterm || anon) {
+        if !h.pin || unmapped || !(h.write || h.longterm || anon) {
             return Ok(());
         }
         let mm = h.mm as usize;
@@ -655,7 +655,8 @@ impl<B: Backend> World<B> {
             // Unmapped (or reclaimed) by another thread since the store.
             return Ok(());
         };
-        if now != page {
+        // Judged after the store: a truncation may race with it.
+        if now != page && !self.left_its_file(page) {
             return Err(ctx.violation(
                 Invariant::CoherentPin,
                 format!(

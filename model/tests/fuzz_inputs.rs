@@ -4,7 +4,9 @@
 //! pseudo-random inputs per target find nothing outside the known-open.
 
 use arbitrary::{Arbitrary, Unstructured};
-use gupcheck_model::fuzzing::{replay_dir, run_contract, run_threads, ContractOp, Target};
+use gupcheck_model::fuzzing::{
+    replay_dir, run_contract, run_threads, ContractOp, Target, KNOWN_OPEN,
+};
 use gupcheck_model::ops::Op;
 use gupcheck_model::{Arch, PresetId};
 use std::path::Path;
@@ -44,6 +46,7 @@ fn random_inputs_find_nothing_in_the_latest_preset() {
             PresetId::Latest,
             Arch::Rcu,
             &[],
+            &KNOWN_OPEN,
             threads.clone(),
             &schedule,
         ) {

@@ -9,6 +9,7 @@ use gupcheck_model::{scenario, Engine, Invariant, Mutation};
 use std::process::ExitCode;
 
 mod bench;
+mod fuzzbench;
 
 /// println! that does not panic when stdout is closed (`gupcheck list | head`).
 macro_rules! say {
@@ -65,9 +66,6 @@ enum Cmd {
     /// DUMP; -m MiB, -n pages per call, -r repeats, -w/-W write, -t/-T THP,
     /// -j threads; -S and -H are not modelled (exit 4, kselftest's skip).
     Bench(bench::BenchArgs),
-    /// The kernel's cow.c and gup_longterm.c cases over the model, in every
-    /// preset: prints the table, writes it as Markdown and JSON, and exits 1
-    /// if a row differs from the expectation (model/selftests.json).
     /// Runs a fuzz input (a crash file from `cargo fuzz`, a corpus entry)
     /// through its target on stable; a finding of the thread targets is
     /// written as a JSON artifact that `gupcheck replay` reproduces. Exit 1
@@ -81,6 +79,13 @@ enum Cmd {
         #[arg(long, default_value = "gupcheck-artifacts")]
         out: std::path::PathBuf,
     },
+    /// How long a fuzz target takes to find each `found` matrix entry with its
+    /// preset, arch and mutation fixed: the median over libFuzzer seeds, from
+    /// the checked-in seed corpus (needs the target built with cargo fuzz).
+    FuzzBench(fuzzbench::FuzzBenchArgs),
+    /// The kernel's cow.c and gup_longterm.c cases over the model, in every
+    /// preset: prints the table, writes it as Markdown and JSON, and exits 1
+    /// if a row differs from the expectation (model/selftests.json).
     Selftests {
         /// Where selftests.md and selftests.json are written.
         #[arg(long, default_value = "gupcheck-selftests")]
@@ -177,6 +182,13 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Some(Cmd::FuzzBench(a)) => match fuzzbench::fuzz_bench(&a) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("gupcheck: {e}");
+                ExitCode::from(2)
+            }
+        },
         Some(Cmd::Selftests { out }) => match selftests(&out) {
             Ok(code) => code,
             Err(e) => {
