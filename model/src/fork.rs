@@ -223,6 +223,11 @@ impl<B: Backend> World<B> {
         if pmd.write() {
             t.set(idx, pmd.without(Pte::WRITE));
         }
+        // Stamped before the child's entry appears: no write after it may reach
+        // the child.
+        for k in 0..self.mem.folio_nr_pages(head) {
+            self.ghost.fork_installed(child, head + k);
+        }
         ct.set(cidx, pmd.without(Pte::WRITE));
         ctx.step(&self.ghost, "copy_huge_pmd: share wrprotected", haddr);
         drop(g);
@@ -278,6 +283,7 @@ impl<B: Backend> World<B> {
         if pte.write() {
             t.set(idx, pte.without(Pte::WRITE));
         }
+        self.ghost.fork_installed(child, page);
         ct.set(cidx, pte.without(Pte::WRITE));
         ctx.step(&self.ghost, "copy_present_pte: share wrprotected", addr);
         drop(g);
@@ -304,6 +310,7 @@ impl<B: Backend> World<B> {
         self.add_rmap(new, RmapEntry::pte(child, addr));
         ct.set(cidx, Pte::mk_page(new, true, true));
         drop(cg);
+        self.ghost.fork_installed(child, new);
         ctx.step(&self.ghost, "copy_present_page: early COW", addr);
         Ok(Ok(()))
     }

@@ -489,6 +489,10 @@ pub struct Ghost {
     /// child) and its parent.
     fork_tick: Box<[AtomicU64]>,
     fork_parent: Box<[AtomicU32]>,
+    /// Per (fork child, frame): the tick at which fork installed the frame in
+    /// the child (0: never).
+    fork_copied: Box<[AtomicU64]>,
+    nr_frames: usize,
     /// Per PTE (table slot × entry): the step tick at which `page_mkclean_one`
     /// last write-protected it. A FOLL_WRITE grab must not follow one that came
     /// after its PTE read (the page_mkclean rule).
@@ -541,6 +545,10 @@ impl Ghost {
             unmap_gen: (0..MAX_MMS).map(|_| AtomicU64::new(0)).collect(),
             fork_tick: (0..MAX_MMS).map(|_| AtomicU64::new(0)).collect(),
             fork_parent: mk(MAX_MMS),
+            fork_copied: (0..MAX_MMS * nr_frames)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            nr_frames,
             file_of: (0..nr_frames).map(|_| AtomicU64::new(0)).collect(),
             values: track_values.then(Default::default),
         }
@@ -582,6 +590,12 @@ impl Ghost {
                 .map(|a| AtomicU64::new(a.load(SeqCst)))
                 .collect(),
             fork_parent: copy(&self.fork_parent),
+            fork_copied: self
+                .fork_copied
+                .iter()
+                .map(|a| AtomicU64::new(a.load(SeqCst)))
+                .collect(),
+            nr_frames: self.nr_frames,
             file_of: self
                 .file_of
                 .iter()
@@ -617,17 +631,34 @@ impl Ghost {
         self.fork_tick[child].store(now, SeqCst);
     }
 
-    /// Whether address spaces `a` and `b` are parent and child and a value
-    /// written at `tick` came after their fork: one must never observe the
-    /// other's such writes through a page it got via GUP.
-    pub fn post_fork_between(&self, a: usize, b: usize, tick: u64) -> bool {
-        let pair = |child: usize, parent: usize| {
+    /// Fork just installed `page` in `child` (shared write-protected, or
+    /// copied early): what the child sees there is the parent's page as of now.
+    pub fn fork_installed(&self, child: usize, page: Pfn) {
+        if child < MAX_MMS {
+            let now = self.tick();
+            self.fork_copied[child * self.nr_frames + page as usize].store(now, SeqCst);
+        }
+    }
+
+    /// Whether `reader` reading a value `writer` wrote at `tick` into `page`
+    /// crosses a fork between them: a child must never see what its parent
+    /// wrote after fork gave it the page (a write while fork was still
+    /// copying other pages is part of the child's snapshot), nor a parent
+    /// what its child wrote.
+    pub fn leaked_across_fork(&self, writer: usize, reader: usize, tick: u64, page: Pfn) -> bool {
+        let child_of = |child: usize, parent: usize| {
             child < MAX_MMS
                 && self.fork_tick[child].load(SeqCst) != 0
                 && self.fork_parent[child].load(SeqCst) as usize == parent
-                && tick > self.fork_tick[child].load(SeqCst)
         };
-        a != b && (pair(a, b) || pair(b, a))
+        if writer == reader {
+            return false;
+        }
+        if child_of(reader, writer) {
+            let installed = self.fork_copied[reader * self.nr_frames + page as usize].load(SeqCst);
+            return tick > self.fork_tick[reader].load(SeqCst).max(installed);
+        }
+        child_of(writer, reader) && tick > self.fork_tick[writer].load(SeqCst)
     }
 
     /// The page-cache position of `pfn`, if it has one.

@@ -600,7 +600,7 @@ impl<B: Backend> World<B> {
             return Ok(());
         }
         if let Some((writer, tick)) = crate::ghost::value_origin(v) {
-            if self.ghost.post_fork_between(writer, reader, tick) {
+            if self.ghost.leaked_across_fork(writer, reader, tick, page) {
                 return Err(ctx.violation(
                     Invariant::NoLeakAfterFork,
                     format!(

@@ -37,6 +37,9 @@ pub enum Reclaimed {
     KeptReferenced,
     /// Dirtied again after pageout, or its buffers could not be released.
     KeptDirty,
+    /// Truncated (or punched out) between the lookup and the lock: only
+    /// reclaim's reference is dropped.
+    Truncated,
 }
 
 impl<B: Backend> World<B> {
@@ -66,6 +69,13 @@ impl<B: Backend> World<B> {
     /// The part of `shrink_folio_list()` that runs with the folio locked.
     fn shrink_locked(&self, ctx: &mut Ctx, head: Pfn, inode: u32, index: u32) -> Res<Reclaimed> {
         let f = self.mem.frame(head);
+        // folio_mapping() under the lock: truncation removes a folio from its
+        // file with the folio locked, so once locked a folio still in the file
+        // stays there; one already gone is not reclaim's to remove.
+        if f.mapping.read_once() == 0 {
+            ctx.step(&self.ghost, "shrink_folio_list: truncated", u64::from(head));
+            return Ok(Reclaimed::Truncated);
+        }
         if f.flags.read_once() & pg::WRITEBACK != 0 {
             return Ok(Reclaimed::KeptWriteback);
         }
