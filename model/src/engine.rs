@@ -211,10 +211,32 @@ fn order_panic_hooks() {
 }
 
 /// What one model thread hands back when it ends.
-struct ThreadEnd {
+pub struct ThreadEnd {
     trace: Vec<Step>,
     ledger: Ledger,
     violation: Option<Box<Violation>>,
+    /// Ops it ran to the end (the one that broke an invariant included).
+    pub ops_run: usize,
+}
+
+/// Model thread `t` of `sc`: its ops in order, until one breaks an invariant.
+pub fn run_thread<B: Backend>(w: &World<B>, sc: &Scenario, t: usize) -> ThreadEnd {
+    let mut ctx = Ctx::new(t, t + 1, w.cfg.trace);
+    let mut violation = None;
+    let mut ops_run = 0;
+    for op in &sc.threads[t] {
+        ops_run += 1;
+        if let Err(v) = w.run_op(&mut ctx, &sc.layout, op) {
+            violation = Some(v);
+            break;
+        }
+    }
+    ThreadEnd {
+        trace: ctx.trace,
+        ledger: ctx.ledger,
+        violation,
+        ops_run,
+    }
 }
 
 /// One execution: spawn a thread per op list, join them, check at quiescence.
@@ -229,32 +251,34 @@ fn execute<B: Backend>(
             let w = Arc::clone(w);
             let sc = Arc::clone(sc);
             B::spawn(format!("t{t}"), THREAD_STACK, move || {
-                let mut ctx = Ctx::new(t, t + 1, w.cfg.trace);
-                let mut violation = None;
-                for op in &sc.threads[t] {
-                    if let Err(v) = w.run_op(&mut ctx, &sc.layout, op) {
-                        violation = Some(v);
-                        break;
-                    }
-                }
-                ThreadEnd {
-                    trace: ctx.trace,
-                    ledger: ctx.ledger,
-                    violation,
-                }
+                run_thread(&w, &sc, t)
             })
         })
         .collect();
+    let ends = handles
+        .into_iter()
+        .map(|h| match B::join(h) {
+            Ok(e) => e,
+            // A panic in the model is a model bug: let it surface as one.
+            Err(p) => resume_unwind(p),
+        })
+        .collect();
+    judge_execution(w, sc, tally, ends)
+}
+
+/// The verdict on one execution from its threads' ends: the first violation
+/// not tolerated, else the invariants at quiescence.
+pub fn judge_execution<B: Backend>(
+    w: &World<B>,
+    sc: &Scenario,
+    tally: &Tally,
+    ends: Vec<ThreadEnd>,
+) -> Result<(), (Box<Violation>, Vec<Step>)> {
     let mut trace = Vec::new();
     let mut ledger = Ledger::default();
     let mut first: Option<Box<Violation>> = None;
     let mut tolerated = false;
-    for h in handles {
-        let end = match B::join(h) {
-            Ok(e) => e,
-            // A panic in the model is a model bug: let it surface as one.
-            Err(p) => resume_unwind(p),
-        };
+    for end in ends {
         trace.extend(end.trace);
         ledger.merge(end.ledger);
         match end.violation {

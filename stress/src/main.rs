@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 mod bench;
 mod fuzzbench;
+mod stress;
 
 /// println! that does not panic when stdout is closed (`gupcheck list | head`).
 macro_rules! say {
@@ -79,6 +80,11 @@ enum Cmd {
         #[arg(long, default_value = "gupcheck-artifacts")]
         out: std::path::PathBuf,
     },
+    /// Real threads on real atomics: epochs of weighted random ops on shared
+    /// address spaces, the global invariants at each epoch's end; a violation
+    /// is shrunk and searched for with shuttle PCT. Writes a JSON report; exit
+    /// 1 on a violation outside the known-open ones.
+    Stress(stress::StressArgs),
     /// How long a fuzz target takes to find each `found` matrix entry with its
     /// preset, arch and mutation fixed: the median over libFuzzer seeds, from
     /// the checked-in seed corpus (needs the target built with cargo fuzz).
@@ -93,13 +99,9 @@ enum Cmd {
     },
 }
 
+/// The protocol a run checks: a kernel release and arch mode, with mutations.
 #[derive(clap::Args, Clone)]
-struct ExploreArgs {
-    /// Scenario name (see `gupcheck list`).
-    scenario: String,
-    /// loom | shuttle-random | shuttle-pct | shuttle-dfs | std
-    #[arg(long, default_value = "shuttle-pct")]
-    engine: String,
+pub struct ProtocolArgs {
     #[arg(long, default_value = "latest")]
     preset: String,
     /// ipi | rcu
@@ -107,6 +109,40 @@ struct ExploreArgs {
     arch: String,
     #[arg(long)]
     mutation: Vec<String>,
+}
+
+impl ProtocolArgs {
+    /// The names resolved, or the first unknown one as an error.
+    pub fn resolve(
+        &self,
+    ) -> Result<
+        (
+            gupcheck_model::PresetId,
+            gupcheck_model::Arch,
+            Vec<Mutation>,
+        ),
+        String,
+    > {
+        let preset = gupcheck_model::PresetId::parse(&self.preset)?;
+        let arch = gupcheck_model::Arch::parse(&self.arch)?;
+        let muts = self
+            .mutation
+            .iter()
+            .map(|m| Mutation::parse(m))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((preset, arch, muts))
+    }
+}
+
+#[derive(clap::Args, Clone)]
+struct ExploreArgs {
+    /// Scenario name (see `gupcheck list`).
+    scenario: String,
+    /// loom | shuttle-random | shuttle-pct | shuttle-dfs | std
+    #[arg(long, default_value = "shuttle-pct")]
+    engine: String,
+    #[command(flatten)]
+    protocol: ProtocolArgs,
     /// Count violations of this invariant and search on (a scenario's known-open
     /// outcome), e.g. --tolerate no_lost_write.
     #[arg(long)]
@@ -182,6 +218,13 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Some(Cmd::Stress(a)) => match stress::stress(&a) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("gupcheck: {e}");
+                ExitCode::from(2)
+            }
+        },
         Some(Cmd::FuzzBench(a)) => match fuzzbench::fuzz_bench(&a) {
             Ok(code) => code,
             Err(e) => {
@@ -320,13 +363,7 @@ fn list() {
 
 fn explore(a: &ExploreArgs) -> Result<ExitCode, String> {
     let sc = scenario::by_name(&a.scenario)?;
-    let preset = gupcheck_model::PresetId::parse(&a.preset)?;
-    let arch = gupcheck_model::Arch::parse(&a.arch)?;
-    let muts = a
-        .mutation
-        .iter()
-        .map(|m| Mutation::parse(m))
-        .collect::<Result<Vec<_>, _>>()?;
+    let (preset, arch, muts) = a.protocol.resolve()?;
     let n = a.iterations as usize;
     let engine = match a.engine.as_str() {
         "loom" => Engine::Loom { preemption_bound: Some(a.bound) },
