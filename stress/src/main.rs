@@ -186,6 +186,9 @@ struct CampaignArgs {
     /// Real-thread executions per entry.
     #[arg(long, default_value_t = 200)]
     std_iterations: usize,
+    /// The closing rayon stress run of the latest preset.
+    #[arg(long, default_value = "15s", value_parser = stress::parse_duration)]
+    stress: std::time::Duration,
 }
 
 impl Default for CampaignArgs {
@@ -195,6 +198,7 @@ impl Default for CampaignArgs {
             iterations: 5_000,
             seed: 1,
             std_iterations: 200,
+            stress: std::time::Duration::from_secs(15),
         }
     }
 }
@@ -784,6 +788,18 @@ fn campaign(a: &CampaignArgs) -> ExitCode {
         bad,
         start.elapsed().as_secs_f64()
     );
+    say!(
+        "rayon stress, latest preset, {:.0} s (report in gupcheck-stress/):",
+        a.stress.as_secs_f64()
+    );
+    match stress::stress(&stress::StressArgs::latest(a.stress, a.seed)) {
+        Ok(code) if code == ExitCode::SUCCESS => {}
+        Ok(_) => bad += 1,
+        Err(e) => {
+            eprintln!("gupcheck: {e}");
+            return ExitCode::from(2);
+        }
+    }
     if bad > 0 {
         ExitCode::from(1)
     } else {

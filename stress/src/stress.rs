@@ -60,7 +60,29 @@ pub struct StressArgs {
     out: PathBuf,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+impl StressArgs {
+    /// The default campaign's run: the latest preset, RCU, all cores.
+    pub fn latest(duration: Duration, seed: u64) -> StressArgs {
+        StressArgs {
+            threads: None,
+            duration,
+            seed,
+            protocol: crate::ProtocolArgs {
+                preset: "latest".into(),
+                arch: "rcu".into(),
+                mutation: Vec::new(),
+            },
+            mix: String::new(),
+            disjoint: false,
+            pages: 64,
+            epoch_ops: None,
+            pct_budget: 2_000,
+            out: PathBuf::from("gupcheck-stress"),
+        }
+    }
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad = || format!("bad duration '{s}' (use e.g. 30s, 10m, 1h)");
     let (num, unit) = s
         .find(|c: char| !c.is_ascii_digit() && c != '.')
