@@ -221,12 +221,22 @@ pub struct ThreadEnd {
 
 /// Model thread `t` of `sc`: its ops in order, until one breaks an invariant.
 pub fn run_thread<B: Backend>(w: &World<B>, sc: &Scenario, t: usize) -> ThreadEnd {
+    run_ops(w, &sc.layout, t, &sc.threads[t])
+}
+
+/// Model thread `t` running `ops` on `w` (laid out by `layout`).
+pub fn run_ops<B: Backend>(
+    w: &World<B>,
+    layout: &crate::world::Layout,
+    t: usize,
+    ops: &[crate::ops::Op],
+) -> ThreadEnd {
     let mut ctx = Ctx::new(t, t + 1, w.cfg.trace);
     let mut violation = None;
     let mut ops_run = 0;
-    for op in &sc.threads[t] {
+    for op in ops {
         ops_run += 1;
-        if let Err(v) = w.run_op(&mut ctx, &sc.layout, op) {
+        if let Err(v) = w.run_op(&mut ctx, layout, op) {
             violation = Some(v);
             break;
         }

@@ -515,6 +515,13 @@ impl<B: Backend> World<B> {
         let out = with_pages.then_some(&mut pages);
         let me = ctx.mm;
         ctx.grabbed.clear();
+        // The address space the pages come from: the remote one, or
+        // current->mm. Its unmap generation is read before the call: a
+        // munmap that overlaps the call (GUP-fast may grab a page the
+        // munmap then zaps) is an unmap by the owner after the grab.
+        let remote = matches!(api, GupApi::GetUserPagesRemote | GupApi::PinUserPagesRemote);
+        let src_mm = if remote { mm } else { me };
+        let unmap_gen = self.ghost.unmap_gen(src_mm);
         let ret = match api {
             GupApi::GetUserPages => self.get_user_pages(ctx, start, nr, flags, out)?,
             GupApi::GetUserPagesRemote => {
@@ -557,10 +564,6 @@ impl<B: Backend> World<B> {
             ));
         }
         if filled > 0 {
-            // The address space the pages came from: the remote one, or
-            // current->mm.
-            let remote = matches!(api, GupApi::GetUserPagesRemote | GupApi::PinUserPagesRemote);
-            let src_mm = if remote { mm } else { me };
             ctx.handles.push(Handle {
                 pages,
                 pin: api.pins(),
@@ -569,7 +572,7 @@ impl<B: Backend> World<B> {
                 mm: src_mm as u32,
                 start,
                 wb_gen: std::mem::take(&mut ctx.grabbed),
-                unmap_gen: self.ghost.unmap_gen(src_mm),
+                unmap_gen,
                 longterm: flags.has(Flag::Longterm),
             });
         }

@@ -28,9 +28,10 @@ pub struct FuzzBenchArgs {
     /// Runs at once.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=256))]
     jobs: u64,
-    /// Only rows whose label contains this (e.g. "5.7", "skip_pte_recheck").
+    /// Only rows whose label ("preset / arch / mutation / invariant")
+    /// contains this, e.g. "5.7 / ipi"; repeat for several.
     #[arg(long)]
-    only: Option<String>,
+    only: Vec<String>,
     /// The fuzz target binary (default: fuzz/target/*/release/<target>, built by
     /// `cd fuzz && cargo fuzz build --sanitizer none --no-trace-compares`).
     #[arg(long)]
@@ -80,7 +81,7 @@ impl Row {
     }
 }
 
-fn rows(only: Option<&str>) -> Vec<Row> {
+fn rows(only: &[String]) -> Vec<Row> {
     let mut rows: Vec<Row> = Vec::new();
     for e in expect::matrix() {
         let Expect::Found { invariant } = &e.expect else {
@@ -119,7 +120,7 @@ fn rows(only: Option<&str>) -> Vec<Row> {
             r.scenarios.push(e.scenario.clone());
         }
     }
-    rows.retain(|r| only.is_none_or(|o| r.label().contains(o)));
+    rows.retain(|r| only.is_empty() || only.iter().any(|o| r.label().contains(o.as_str())));
     rows
 }
 
@@ -207,7 +208,7 @@ pub fn fuzz_bench(a: &FuzzBenchArgs) -> Result<ExitCode, String> {
     if !seeds_dir.is_dir() {
         return Err(format!("no seed corpus at {}", seeds_dir.display()));
     }
-    let mut rows = rows(a.only.as_deref());
+    let mut rows = rows(&a.only);
     if target == gupcheck_model::fuzzing::Target::Interleave {
         rows.retain(|r| r.preset == "latest" && r.arch == "rcu" && r.mutation.is_none());
     }

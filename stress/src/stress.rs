@@ -10,14 +10,14 @@
 
 use gupcheck_model::artifact::{write_file_atomic, Artifact};
 use gupcheck_model::backend::Std;
-use gupcheck_model::engine::{judge_execution, run, run_thread, Tally};
+use gupcheck_model::engine::{judge_execution, run, run_ops, Tally};
 use gupcheck_model::fuzzing::{random_world, KNOWN_OPEN};
 use gupcheck_model::ops::Op;
 use gupcheck_model::preset::PresetId;
 use gupcheck_model::scenario::Scenario;
 use gupcheck_model::world::{Layout, Populate, Region};
 use gupcheck_model::{Arch, Engine, Invariant, Mutation, World};
-use rand::{rngs::StdRng, RngCore, SeedableRng};
+use rand::{rngs::SmallRng, RngCore, SeedableRng};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,10 +46,11 @@ pub struct StressArgs {
     /// accesses and DMA only), instead of the shared random world.
     #[arg(long)]
     disjoint: bool,
-    /// Pages per worker with --disjoint.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    /// Pages per worker with --disjoint (512: a page table each, so workers
+    /// share no page-table lock).
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pages: u64,
-    /// Ops per worker per epoch (default 16, or 2048 with --disjoint).
+    /// Ops per worker per epoch (default 16, or 8192 with --disjoint).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     epoch_ops: Option<u64>,
     /// shuttle PCT executions per search when explaining a violation.
@@ -74,7 +75,7 @@ impl StressArgs {
             },
             mix: String::new(),
             disjoint: false,
-            pages: 64,
+            pages: 512,
             epoch_ops: None,
             pct_budget: 2_000,
             out: PathBuf::from("gupcheck-stress"),
@@ -223,7 +224,7 @@ struct Gen {
 impl Gen {
     /// Worker `t`'s ops for one epoch: arbitrary ops from a seeded stream,
     /// kept with probability weight / max weight.
-    fn ops(&self, rng: &mut StdRng, t: u64, n: usize) -> Vec<Op> {
+    fn ops(&self, rng: &mut SmallRng, t: u64, n: usize) -> Vec<Op> {
         let mut out = Vec::with_capacity(n);
         let mut buf = [0u8; 64];
         while out.len() < n {
@@ -306,7 +307,7 @@ pub fn stress(a: &StressArgs) -> Result<ExitCode, String> {
         || std::thread::available_parallelism().map_or(2, |n| n.get()),
         |t| t as usize,
     );
-    let epoch_ops = a.epoch_ops.unwrap_or(if a.disjoint { 2048 } else { 16 });
+    let epoch_ops = a.epoch_ops.unwrap_or(if a.disjoint { 8192 } else { 16 });
     let mut sc = random_world(vec![Vec::new(); threads], true);
     if a.disjoint {
         let pages = a.pages * threads as u64;
@@ -366,23 +367,28 @@ pub fn stress(a: &StressArgs) -> Result<ExitCode, String> {
         let epoch = report.epochs;
         // One seeded stream per (seed, epoch, worker): an epoch is rebuilt
         // from the report's seed alone.
-        let lists: Vec<Vec<Op>> = (0..threads as u64)
-            .map(|t| {
-                let mut rng = StdRng::seed_from_u64(a.seed ^ (epoch << 20) ^ (t << 8) ^ 0x9e37);
-                gen.ops(&mut rng, t, epoch_ops as usize)
-            })
-            .collect();
-        sc.threads = lists;
-        let esc = Arc::new(sc.clone());
         let w = Arc::new(World::<Std>::from_image(&img));
-        let ends = pool.broadcast(|b| run_thread(&w, &esc, b.index()));
+        // Each worker draws its own ops (in parallel) and hands them back
+        // with its end, for a failing epoch's scenario.
+        let (lists, ends): (Vec<Vec<Op>>, Vec<_>) = pool
+            .broadcast(|b| {
+                let t = b.index();
+                let mut rng =
+                    SmallRng::seed_from_u64(a.seed ^ (epoch << 20) ^ ((t as u64) << 8) ^ 0x9e37);
+                let ops = gen.ops(&mut rng, t as u64, epoch_ops as usize);
+                let end = run_ops(&w, &sc.layout, t, &ops);
+                (ops, end)
+            })
+            .into_iter()
+            .unzip();
+        sc.threads = lists;
         report.ops += ends.iter().map(|e| e.ops_run as u64).sum::<u64>();
         report.epochs += 1;
         let before = tally.tolerated.load(SeqCst);
-        let verdict = judge_execution(&w, &esc, &tally, ends);
+        let verdict = judge_execution(&w, &sc, &tally, ends);
         report.tolerated += tally.tolerated.load(SeqCst) - before;
         if let Err((v, _)) = verdict {
-            failing = Some((epoch, v, esc));
+            failing = Some((epoch, v, Arc::new(sc.clone())));
             break;
         }
         let secs = t0.elapsed().as_secs_f64();
