@@ -643,8 +643,7 @@ impl<B: Backend> World<B> {
             return Ok(());
         };
         let anon = self.mem.frame(page).flags.read_once() & pg::ANON != 0;
-        let unmapped = self.ghost.unmap_gen(h.mm as usize) != h.unmap_gen;
-        if !h.pin || unmapped || !(h.write || h.longterm || anon) {
+        if !h.pin || !(h.write || h.longterm || anon) {
             return Ok(());
         }
         let mm = h.mm as usize;
@@ -658,8 +657,10 @@ impl<B: Backend> World<B> {
             // Unmapped (or reclaimed) by another thread since the store.
             return Ok(());
         };
-        // Judged after the store: a truncation may race with it.
-        if now != page && !self.left_its_file(page) {
+        // Judged after the store: a munmap or a truncation may race with it
+        // (the store then faults in a new page, legitimately).
+        let unmapped = self.ghost.unmap_gen(mm) != h.unmap_gen;
+        if now != page && !unmapped && !self.left_its_file(page) {
             return Err(ctx.violation(
                 Invariant::CoherentPin,
                 format!(

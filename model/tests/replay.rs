@@ -159,7 +159,8 @@ fn a_loom_artifact_that_searched_past_a_known_open_outcome_replays() {
 /// now replay clean. `pin-during-munmap`: GUP-fast pinned a page a munmap then
 /// zapped; the pin's "unmapped by its owner since" was read after the call, so
 /// the store through the address that munmap and mmap had renewed counted as
-/// an incoherent pin.
+/// an incoherent pin. `pin-check-during-munmap`: cow.c's pin check read that
+/// generation before its own store, which a munmap and mmap then overtook.
 #[test]
 fn stress_regressions_replay_clean() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/regressions/stress");
