@@ -173,7 +173,7 @@ impl<B: Backend> World<B> {
             // change to that PTE (munmap, page_mkclean, reclaim) invalidates it
             // first: the write is the CPU's view of the page, a file's for a
             // page-cache page.
-            let v = ctx.next_value_in(&self.ghost, p.mm as usize);
+            let v = self.value_for(ctx, p.mm as usize, p.pfn);
             self.write_page(p.pfn, 0, v);
             if self.record_file_write(ctx, p.pfn, v).is_none() {
                 let seq = self.ghost.tick();
@@ -214,7 +214,7 @@ impl<B: Backend> World<B> {
             // the parent's across fork: only FOLL_PIN is (page_needs_cow_for_dma).
             // What its device writes is not judged as a leak to a child.
             let v = if h.needs_pin {
-                ctx.next_value_in(&self.ghost, h.mm as usize)
+                self.value_for(ctx, h.mm as usize, page)
             } else {
                 ctx.next_value_untracked(&self.ghost)
             };

@@ -761,7 +761,7 @@ impl<B: Backend> World<B> {
                         - 1)) as Pfn;
                 let pfn: Pfn = e.pfn() + sub;
                 let v = if write {
-                    let v = ctx.next_value_in(&self.ghost, mm);
+                    let v = self.value_for(ctx, mm, pfn);
                     self.write_page(pfn, 0, v);
                     // A store to a shared file page belongs to the file.
                     if self.record_file_write(ctx, pfn, v).is_none() {

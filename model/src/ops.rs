@@ -615,6 +615,18 @@ impl<B: Backend> World<B> {
         Ok(())
     }
 
+    /// A fresh value written on behalf of `mm` into `page`. What goes into the
+    /// page cache belongs to the file, which every mapper shares by design (a
+    /// private mapping's COW copies it too): it carries no address space of
+    /// origin, so `no leak after fork` never judges it.
+    pub(crate) fn value_for(&self, ctx: &mut Ctx, mm: usize, page: Pfn) -> u64 {
+        if self.ghost.file_of(self.mem.page_folio(page)).is_some() {
+            ctx.next_value_untracked(&self.ghost)
+        } else {
+            ctx.next_value_in(&self.ghost, mm)
+        }
+    }
+
     /// A page-cache page truncated or punched out of its file while a
     /// reference held it: the address faults in a new page and the pin keeps
     /// an orphan (`truncate_inode_pages_range` does not look at pins; the

@@ -161,6 +161,9 @@ fn a_loom_artifact_that_searched_past_a_known_open_outcome_replays() {
 /// the store through the address that munmap and mmap had renewed counted as
 /// an incoherent pin. `pin-check-during-munmap`: cow.c's pin check read that
 /// generation before its own store, which a munmap and mmap then overtook.
+/// `child-writes-shared-file`: a fork child stored into a MAP_SHARED file page
+/// and the parent's private mapping of the file copied it on a write fault;
+/// what goes into the page cache belongs to the file, not to a leak.
 #[test]
 fn stress_regressions_replay_clean() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/regressions/stress");
