@@ -363,6 +363,7 @@ pub fn stress(a: &StressArgs) -> Result<ExitCode, String> {
     let tally = Tally::default();
     let t0 = Instant::now();
     let mut failing = None;
+    let mut last_line = 0;
     while t0.elapsed() < a.duration && !stop.load(SeqCst) {
         let epoch = report.epochs;
         // One seeded stream per (seed, epoch, worker): an epoch is rebuilt
@@ -392,13 +393,19 @@ pub fn stress(a: &StressArgs) -> Result<ExitCode, String> {
             break;
         }
         let secs = t0.elapsed().as_secs_f64();
-        bar.set_position(secs as u64);
-        bar.set_message(format!(
+        let status = format!(
             "{:.0} ops/s, {} epochs, 0 violations, {} known-open",
             report.ops as f64 / secs,
             report.epochs,
             report.tolerated
-        ));
+        );
+        // Without a terminal the bar is hidden: a line a minute instead (CI logs).
+        if bar.is_hidden() && secs as u64 / 60 > last_line {
+            last_line = secs as u64 / 60;
+            eprintln!("stress: {:.0} s: {status}", secs);
+        }
+        bar.set_position(secs as u64);
+        bar.set_message(status);
     }
     bar.finish_and_clear();
     report.seconds = t0.elapsed().as_secs_f64();
