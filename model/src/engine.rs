@@ -514,6 +514,19 @@ struct OneShot<D> {
     started: bool,
 }
 
+impl OneShot<Bytes> {
+    /// One execution scheduled by fuzz bytes.
+    fn on_bytes(bytes: &[u8]) -> Self {
+        OneShot {
+            decisions: Bytes {
+                bytes: bytes.to_vec(),
+                pos: 0,
+            },
+            started: false,
+        }
+    }
+}
+
 impl<D: Decisions> shuttle::scheduler::Scheduler for OneShot<D> {
     fn new_execution(&mut self) -> Option<shuttle::scheduler::Schedule> {
         if std::mem::replace(&mut self.started, true) {
@@ -591,20 +604,22 @@ fn run_one_shuttle<S: shuttle::scheduler::Scheduler + 'static>(
     name: &str,
 ) -> Result<Outcome, String> {
     let img = Arc::new(World::<Std>::build(cfg.clone(), &sc.layout)?);
-    Ok(run_one_shuttle_on(sc, cfg, img, scheduler, name))
+    order_panic_hooks();
+    let sca = Arc::new(sc.clone());
+    let hits = Arc::new(Tally::default());
+    let (iterations, failure) = run_shuttle_on(&sca, img, scheduler, &hits);
+    Ok(one_shot_outcome(sc, cfg, name, iterations, &hits, failure))
 }
 
-fn run_one_shuttle_on<S: shuttle::scheduler::Scheduler + 'static>(
+/// The outcome of a one-shot shuttle run (a recorded or byte schedule).
+fn one_shot_outcome(
     sc: &Scenario,
     cfg: &WorldConfig,
-    img: Arc<World<Std>>,
-    scheduler: S,
     name: &str,
+    iterations: u64,
+    hits: &Tally,
+    failure: Option<Failure>,
 ) -> Outcome {
-    order_panic_hooks();
-    let sc = Arc::new(sc.clone());
-    let hits = Arc::new(Tally::default());
-    let (iterations, failure) = run_shuttle_on(&sc, img, scheduler, &hits);
     Outcome {
         scenario: sc.name.clone(),
         engine: name.into(),
@@ -821,14 +836,7 @@ impl Decisions for Bytes {
 /// engine). A failure carries its recorded decisions, so it replays like any
 /// other shuttle failure.
 pub fn run_bytes(sc: &Scenario, cfg: &WorldConfig, bytes: &[u8]) -> Result<Outcome, String> {
-    let sched = OneShot {
-        decisions: Bytes {
-            bytes: bytes.to_vec(),
-            pos: 0,
-        },
-        started: false,
-    };
-    run_one_shuttle(sc, cfg, sched, "shuttle-bytes")
+    run_one_shuttle(sc, cfg, OneShot::on_bytes(bytes), "shuttle-bytes")
 }
 
 /// [`run_bytes`] on a layout already built: `img` must be
@@ -852,20 +860,7 @@ pub fn run_bytes_on(
     };
     let hits = job.hits.clone();
     let failure = served::run(job);
-    Outcome {
-        scenario: sc.name.clone(),
-        engine: "shuttle-bytes".into(),
-        arch: cfg.arch.name().to_string(),
-        mutations: cfg.mutations.iter().map(|m| m.name().to_string()).collect(),
-        iterations: 1,
-        window_hits: hits.window.load(SeqCst),
-        tolerated: hits.tolerated.load(SeqCst),
-        ran: Engine::ShuttleRandom {
-            iterations: 1,
-            seed: 0,
-        },
-        failure,
-    }
+    one_shot_outcome(sc, cfg, "shuttle-bytes", 1, &hits, failure)
 }
 
 /// A shuttle runner that serves one-shot executions: `Runner::run` runs in a
@@ -968,12 +963,10 @@ mod served {
                     unsafe { &*self.yielder }.suspend(found)
                 }
             };
+            // This execution is the one-shot's only one.
             self.now = Some(OneShot {
-                decisions: Bytes {
-                    bytes: job.bytes.clone(),
-                    pos: 0,
-                },
                 started: true,
+                ..OneShot::on_bytes(&job.bytes)
             });
             self.current = Schedule::default();
             self.slot.lock().unwrap().job = Some(job);
