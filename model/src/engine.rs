@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::backend::{Backend, Loom, Shuttle, Std, THREAD_STACK};
 use crate::config::WorldConfig;
@@ -103,13 +104,25 @@ pub struct Outcome {
 /// Runs `sc` on a world configured by `cfg` under `engine`. `Err` is bad input
 /// (a layout the world cannot hold), never a violation.
 pub fn run(sc: &Scenario, cfg: &WorldConfig, engine: &Engine) -> Result<Outcome, String> {
-    run_with(sc, cfg, engine, true)
+    run_with(sc, cfg, engine, true, None)
+}
+
+/// Like `run`, but stops starting executions once `budget` has passed (loom's
+/// `max_duration`; shuttle and std check before each execution). Whether the
+/// engine ran out of work or of time is for the caller to tell from the clock.
+pub fn run_for(
+    sc: &Scenario,
+    cfg: &WorldConfig,
+    engine: &Engine,
+    budget: Duration,
+) -> Result<Outcome, String> {
+    run_with(sc, cfg, engine, true, Some(budget))
 }
 
 /// Like `run`, but exactly as `engine` says: LOOM_MAX_PREEMPTIONS is ignored
 /// (replays must explore the recorded tree).
 pub fn run_exact(sc: &Scenario, cfg: &WorldConfig, engine: &Engine) -> Result<Outcome, String> {
-    run_with(sc, cfg, engine, false)
+    run_with(sc, cfg, engine, false, None)
 }
 
 fn run_with(
@@ -117,8 +130,10 @@ fn run_with(
     cfg: &WorldConfig,
     engine: &Engine,
     honour_env: bool,
+    budget: Option<Duration>,
 ) -> Result<Outcome, String> {
     order_panic_hooks();
+    let deadline = budget.map(|b| Instant::now() + b);
     // Validate the layout once, outside any model checker.
     World::<Std>::build(cfg.clone(), &sc.layout)?;
     if sc.threads.len() + 1 > cfg.nr_cpus {
@@ -138,12 +153,13 @@ fn run_with(
             ran = Engine::Loom {
                 preemption_bound: bound,
             };
-            run_loom(&sc, &cfg, bound, &hits)?
+            run_loom(&sc, &cfg, bound, budget, &hits)?
         }
         Engine::ShuttleRandom { iterations, seed } => run_shuttle(
             &sc,
             &cfg,
             shuttle::scheduler::RandomScheduler::new_from_seed(*seed, *iterations),
+            deadline,
             &hits,
         ),
         // One model thread has one schedule, and PCT refuses a run without
@@ -154,6 +170,7 @@ fn run_with(
             &sc,
             &cfg,
             shuttle::scheduler::RandomScheduler::new_from_seed(*seed, (*iterations).min(1)),
+            deadline,
             &hits,
         ),
         Engine::ShuttlePct {
@@ -164,15 +181,17 @@ fn run_with(
             &sc,
             &cfg,
             shuttle::scheduler::PctScheduler::new_from_seed(*seed, *depth, *iterations),
+            deadline,
             &hits,
         ),
         Engine::ShuttleDfs { max_iterations } => run_shuttle(
             &sc,
             &cfg,
             shuttle::scheduler::DfsScheduler::new(*max_iterations, false),
+            deadline,
             &hits,
         ),
-        Engine::Std { iterations } => run_std(&sc, &cfg, *iterations, &hits),
+        Engine::Std { iterations } => run_std(&sc, &cfg, *iterations, deadline, &hits),
     };
     Ok(Outcome {
         scenario: sc.name.clone(),
@@ -359,6 +378,7 @@ fn run_loom(
     sc: &Arc<Scenario>,
     cfg: &Arc<WorldConfig>,
     bound: Option<usize>,
+    budget: Option<Duration>,
     hits: &Arc<Tally>,
 ) -> Result<(u64, Option<Failure>), String> {
     let found: Arc<std::sync::Mutex<Option<Failure>>> = Arc::default();
@@ -379,7 +399,7 @@ fn run_loom(
     b.preemption_bound = bound;
     b.max_branches = branches;
     b.max_permutations = None;
-    b.max_duration = None;
+    b.max_duration = budget;
     b.checkpoint_file = None;
     b.expect_explicit_explore = true;
     // loom builds the layout inside each execution, before `explore()`: a world
@@ -441,6 +461,8 @@ thread_local! {
 struct Recording<S> {
     inner: Option<S>,
     stop: Arc<AtomicBool>,
+    /// No execution starts after this.
+    deadline: Option<Instant>,
     current: Schedule,
     failing: Arc<std::sync::Mutex<Option<Schedule>>>,
 }
@@ -455,6 +477,10 @@ impl<S: shuttle::scheduler::Scheduler> shuttle::scheduler::Scheduler for Recordi
             return None;
         }
         self.current = Schedule::default();
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            std::mem::forget(self.inner.take());
+            return None;
+        }
         self.inner.as_mut()?.new_execution()
     }
     fn next_task(
@@ -607,7 +633,7 @@ fn run_one_shuttle<S: shuttle::scheduler::Scheduler + 'static>(
     order_panic_hooks();
     let sca = Arc::new(sc.clone());
     let hits = Arc::new(Tally::default());
-    let (iterations, failure) = run_shuttle_on(&sca, img, scheduler, &hits);
+    let (iterations, failure) = run_shuttle_on(&sca, img, scheduler, None, &hits);
     Ok(one_shot_outcome(sc, cfg, name, iterations, &hits, failure))
 }
 
@@ -640,18 +666,20 @@ fn run_shuttle<S: shuttle::scheduler::Scheduler + 'static>(
     sc: &Arc<Scenario>,
     cfg: &Arc<WorldConfig>,
     scheduler: S,
+    deadline: Option<Instant>,
     hits: &Arc<Tally>,
 ) -> (u64, Option<Failure>) {
     // The layout is built once, on std; each execution copies it in without a
     // scheduling decision.
     let img = Arc::new(World::<Std>::build((**cfg).clone(), &sc.layout).expect("layout validated"));
-    run_shuttle_on(sc, img, scheduler, hits)
+    run_shuttle_on(sc, img, scheduler, deadline, hits)
 }
 
 fn run_shuttle_on<S: shuttle::scheduler::Scheduler + 'static>(
     sc: &Arc<Scenario>,
     img: Arc<World<Std>>,
     scheduler: S,
+    deadline: Option<Instant>,
     hits: &Arc<Tally>,
 ) -> (u64, Option<Failure>) {
     let found: Arc<std::sync::Mutex<Option<Failure>>> = Arc::default();
@@ -666,6 +694,7 @@ fn run_shuttle_on<S: shuttle::scheduler::Scheduler + 'static>(
         Recording {
             inner: Some(scheduler),
             stop: stop.clone(),
+            deadline,
             current: Schedule::default(),
             failing: failing.clone(),
         },
@@ -706,9 +735,13 @@ fn run_std(
     sc: &Arc<Scenario>,
     cfg: &Arc<WorldConfig>,
     iterations: usize,
+    deadline: Option<Instant>,
     hits: &Arc<Tally>,
 ) -> (u64, Option<Failure>) {
     for i in 0..iterations {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return (i as u64, None);
+        }
         let w =
             Arc::new(World::<Std>::build((**cfg).clone(), &sc.layout).expect("layout validated"));
         if let Err((v, trace)) = execute(&w, sc, hits) {

@@ -146,13 +146,14 @@ pub fn random_world(threads: Vec<Vec<Op>>, files: bool) -> Scenario {
 /// Ops per thread the thread targets keep (longer inputs are cut).
 const MAX_OPS: usize = 16;
 
-/// What the environment fixes for the thread targets: preset, arch and
-/// mutations (`presets` only), and the invariants to stop at.
-struct Fixed {
-    preset: Option<PresetId>,
-    arch: Option<Arch>,
-    muts: Option<Vec<Mutation>>,
-    expect: Option<Vec<Invariant>>,
+/// What the environment (or a caller) fixes for the thread targets: preset,
+/// arch and mutations (`presets` only), and the invariants to stop at.
+#[derive(Clone, Debug, Default)]
+pub struct Fixed {
+    pub preset: Option<PresetId>,
+    pub arch: Option<Arch>,
+    pub muts: Option<Vec<Mutation>>,
+    pub expect: Option<Vec<Invariant>>,
 }
 
 fn or_die<T>(r: Result<T, String>) -> T {
@@ -188,6 +189,7 @@ fn fixed_by_env() -> &'static Fixed {
 /// `presets` first a preset, an arch and a mutation selector.
 fn decode_threads(
     target: Target,
+    fixed: &Fixed,
     data: &[u8],
 ) -> (PresetId, Arch, Vec<Mutation>, Vec<Vec<Op>>, Vec<u8>) {
     let mut u = Unstructured::new(data);
@@ -204,7 +206,6 @@ fn decode_threads(
         if m > 0 {
             muts.push(Mutation::ALL[(m - 1) % Mutation::ALL.len()]);
         }
-        let fixed = fixed_by_env();
         preset = fixed.preset.unwrap_or(preset);
         arch = fixed.arch.unwrap_or(arch);
         if let Some(m) = &fixed.muts {
@@ -224,8 +225,13 @@ fn decode_threads(
 }
 
 fn check_threads(target: Target, data: &[u8]) -> Option<Finding> {
-    let (preset, arch, muts, threads, schedule) = decode_threads(target, data);
-    let tolerate = match &fixed_by_env().expect {
+    check_threads_fixed(target, fixed_by_env(), data)
+}
+
+/// A thread target's run with `fixed` in place of the environment's settings.
+pub fn check_threads_fixed(target: Target, fixed: &Fixed, data: &[u8]) -> Option<Finding> {
+    let (preset, arch, muts, threads, schedule) = decode_threads(target, fixed, data);
+    let tolerate = match &fixed.expect {
         Some(stop_at) => Invariant::ALL
             .into_iter()
             .filter(|i| !stop_at.contains(i))

@@ -46,20 +46,20 @@ pub struct FuzzBenchArgs {
 
 /// One row: a configuration and the invariants that count as finding it.
 #[derive(Clone, Serialize)]
-struct Row {
-    preset: String,
-    arch: String,
-    mutation: Option<String>,
-    invariant: String,
+pub(crate) struct Row {
+    pub(crate) preset: String,
+    pub(crate) arch: String,
+    pub(crate) mutation: Option<String>,
+    pub(crate) invariant: String,
     /// The entry's invariant and the others the same bug may break first.
-    stop_at: Vec<String>,
-    scenarios: Vec<String>,
+    pub(crate) stop_at: Vec<String>,
+    pub(crate) scenarios: Vec<String>,
     /// Seconds to the finding per seed; `None`: not within the cap.
-    times: Vec<Option<f64>>,
+    pub(crate) times: Vec<Option<f64>>,
 }
 
 impl Row {
-    fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         format!(
             "{} / {} / {} / {}",
             self.preset,
@@ -124,7 +124,7 @@ fn rows(only: &[String]) -> Vec<Row> {
     rows
 }
 
-fn find_bin(target: &str) -> Result<PathBuf, String> {
+pub(crate) fn find_bin(target: &str) -> Result<PathBuf, String> {
     let dir = Path::new("fuzz/target");
     let found = std::fs::read_dir(dir).ok().and_then(|rd| {
         rd.filter_map(|e| e.ok())
@@ -139,7 +139,7 @@ fn find_bin(target: &str) -> Result<PathBuf, String> {
 }
 
 /// One libFuzzer run; seconds to the finding, or `None` at the cap.
-fn run_one(
+pub(crate) fn run_one(
     bin: &Path,
     seeds_dir: &Path,
     row: &Row,

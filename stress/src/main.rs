@@ -11,6 +11,7 @@ use std::process::ExitCode;
 mod bench;
 mod fuzzbench;
 mod stress;
+mod zoo;
 
 /// println! that does not panic when stdout is closed (`gupcheck list | head`).
 macro_rules! say {
@@ -89,6 +90,13 @@ enum Cmd {
     /// preset, arch and mutation fixed: the median over libFuzzer seeds, from
     /// the checked-in seed corpus (needs the target built with cargo fuzz).
     FuzzBench(fuzzbench::FuzzBenchArgs),
+    /// Every found, known-open and known-incomplete matrix entry under every
+    /// engine (loom, shuttle random and PCT, real threads, the fuzzer, stress),
+    /// each with a time budget: which find it, how fast, and which cannot
+    /// reach it and why. Prints the matrix, writes zoo.json, zoo.md and
+    /// zoo.svg; exit 1 if an entry goes undetected or an engine breaks an
+    /// invariant the matrix does not allow.
+    Zoo(zoo::ZooArgs),
     /// The kernel's cow.c and gup_longterm.c cases over the model, in every
     /// preset: prints the table, writes it as Markdown and JSON, and exits 1
     /// if a row differs from the expectation (model/selftests.json).
@@ -204,7 +212,27 @@ impl Default for CampaignArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            // One line, as every other bad input (clap adds a usage block).
+            let text = e.to_string();
+            let first: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            eprintln!(
+                "gupcheck: {}",
+                first.join(" ").trim_start_matches("error: ")
+            );
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+    };
     match cli.cmd {
         Some(Cmd::List) => {
             list();
@@ -230,6 +258,13 @@ fn main() -> ExitCode {
             }
         },
         Some(Cmd::FuzzBench(a)) => match fuzzbench::fuzz_bench(&a) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("gupcheck: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Some(Cmd::Zoo(a)) => match zoo::zoo(&a) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("gupcheck: {e}");
@@ -742,6 +777,7 @@ fn campaign(a: &CampaignArgs) -> ExitCode {
     );
     let start = Instant::now();
     let mut bad = 0;
+    let mut evaluated = Vec::new();
     for entry in &matrix {
         let ev: Evaluation = match expect::evaluate(entry, &engines) {
             Ok(ev) => ev,
@@ -781,6 +817,7 @@ fn campaign(a: &CampaignArgs) -> ExitCode {
             cells[3],
             verdict
         );
+        evaluated.push((ev.entry, ev.outcomes));
     }
     say!(
         "{} entries, {} mismatches, {:.1} s",
@@ -788,6 +825,7 @@ fn campaign(a: &CampaignArgs) -> ExitCode {
         bad,
         start.elapsed().as_secs_f64()
     );
+    say!("{}", zoo::campaign_summary(&evaluated));
     say!(
         "rayon stress, latest preset, {:.0} s (report in gupcheck-stress/):",
         a.stress.as_secs_f64()

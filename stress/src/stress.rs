@@ -12,6 +12,7 @@ use gupcheck_model::artifact::{write_file_atomic, Artifact};
 use gupcheck_model::backend::Std;
 use gupcheck_model::engine::{judge_execution, run, run_ops, Tally};
 use gupcheck_model::fuzzing::{random_world, KNOWN_OPEN};
+use gupcheck_model::ghost::Violation;
 use gupcheck_model::ops::Op;
 use gupcheck_model::preset::PresetId;
 use gupcheck_model::scenario::Scenario;
@@ -56,6 +57,10 @@ pub struct StressArgs {
     /// shuttle PCT executions per search when explaining a violation.
     #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..))]
     pct_budget: u64,
+    /// Time loom may take (bounds 1 and 2) on a violation shuttle PCT does not
+    /// reproduce, with four threads or fewer.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    loom_budget: Duration,
     /// Where stress-report.json and any artifact are written.
     #[arg(long, default_value = "gupcheck-stress")]
     out: PathBuf,
@@ -78,6 +83,7 @@ impl StressArgs {
             pages: 512,
             epoch_ops: None,
             pct_budget: 2_000,
+            loom_budget: Duration::from_secs(60),
             out: PathBuf::from("gupcheck-stress"),
         }
     }
@@ -140,7 +146,7 @@ fn class(op: &Op) -> Option<&'static str> {
     })
 }
 
-fn parse_mix(s: &str, disjoint: bool) -> Result<Vec<(&'static str, u32)>, String> {
+pub(crate) fn parse_mix(s: &str, disjoint: bool) -> Result<Vec<(&'static str, u32)>, String> {
     let mut mix: Vec<(&'static str, u32)> = CLASSES.to_vec();
     if disjoint {
         // Only what stays on a worker's own pages.
@@ -296,8 +302,134 @@ enum Explanation {
         artifact: String,
         replays: bool,
     },
-    /// Real threads found it, shuttle (sequentially consistent) did not.
+    /// shuttle PCT did not reproduce it; loom (weak memory, every
+    /// interleaving within the bound) did, on the epoch's ops as they ran. A
+    /// search as well: the artifact replays loom's failing iteration.
+    ReproducedByLoom {
+        engine: String,
+        pct_searches: usize,
+        interleavings: u64,
+        artifact: String,
+        replays: bool,
+    },
+    /// Real threads found it, shuttle (sequentially consistent) did not, nor
+    /// loom where it ran.
     NotReproducedUnderSequentialConsistency { engine: String, why: String },
+}
+
+/// A stress workload, resolved: the world image, the op generator and the
+/// pool. `sc` holds the last epoch's op lists (a failing epoch's scenario).
+pub struct Workload {
+    sc: Scenario,
+    img: World<Std>,
+    gen: Gen,
+    epoch_ops: usize,
+    seed: u64,
+    pool: rayon::ThreadPool,
+    tally: Tally,
+}
+
+/// How far a run got.
+#[derive(Clone, Copy, Default)]
+pub struct Counts {
+    pub epochs: u64,
+    pub ops: u64,
+    /// Epochs that broke only a tolerated invariant.
+    pub tolerated: u64,
+}
+
+/// What a workload runs: with `disjoint` (pages per worker) each worker keeps
+/// to its own pages of one address space, else all share the random world.
+pub struct Shape {
+    pub threads: usize,
+    pub mix: Vec<(&'static str, u32)>,
+    pub disjoint: Option<u64>,
+    pub epoch_ops: usize,
+    pub seed: u64,
+}
+
+impl Workload {
+    pub fn new(
+        preset: PresetId,
+        arch: Arch,
+        muts: &[Mutation],
+        tolerate: Vec<Invariant>,
+        shape: Shape,
+    ) -> Result<Workload, String> {
+        let threads = shape.threads;
+        let mut sc = random_world(vec![Vec::new(); threads], true);
+        if let Some(pages) = shape.disjoint {
+            let pages = pages * threads as u64;
+            sc.layout = Layout::one(vec![Region::anon(0, pages, Populate::Anon)]);
+            sc.world.fanout_bits = 9;
+            sc.world.nr_frames = pages as usize + 64;
+            sc.world.nr_tables = 16 + pages as usize / 512;
+        }
+        sc.name = "stress".into();
+        sc.about = "from gupcheck stress".into();
+        let mut cfg = sc.config_for(preset, arch, muts);
+        cfg.tolerate = tolerate;
+        let img = World::<Std>::build(cfg, &sc.layout)?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("gupcheck-stress-{i}"))
+            .build()
+            .map_err(|e| format!("cannot start {threads} threads: {e}"))?;
+        let max_w = shape.mix.iter().map(|x| x.1).max().unwrap_or(1).max(1);
+        Ok(Workload {
+            sc,
+            img,
+            gen: Gen {
+                mix: shape.mix,
+                max_w,
+                disjoint: shape.disjoint,
+            },
+            epoch_ops: shape.epoch_ops,
+            seed: shape.seed,
+            pool,
+            tally: Tally::default(),
+        })
+    }
+
+    /// Runs epochs while `go` says so; the first violation outside the
+    /// tolerated ones ends the run (its epoch's ops stay in `self.sc`).
+    pub fn run(
+        &mut self,
+        counts: &mut Counts,
+        mut go: impl FnMut(&Counts) -> bool,
+    ) -> Option<(u64, Box<Violation>)> {
+        while go(counts) {
+            let epoch = counts.epochs;
+            // One seeded stream per (seed, epoch, worker): an epoch is rebuilt
+            // from the report's seed alone.
+            let w = Arc::new(World::<Std>::from_image(&self.img));
+            let (gen, seed, n, layout) = (&self.gen, self.seed, self.epoch_ops, &self.sc.layout);
+            // Each worker draws its own ops (in parallel) and hands them back
+            // with its end, for a failing epoch's scenario.
+            let (lists, ends): (Vec<Vec<Op>>, Vec<_>) = self
+                .pool
+                .broadcast(|b| {
+                    let t = b.index();
+                    let mut rng =
+                        SmallRng::seed_from_u64(seed ^ (epoch << 20) ^ ((t as u64) << 8) ^ 0x9e37);
+                    let ops = gen.ops(&mut rng, t as u64, n);
+                    let end = run_ops(&w, layout, t, &ops);
+                    (ops, end)
+                })
+                .into_iter()
+                .unzip();
+            self.sc.threads = lists;
+            counts.ops += ends.iter().map(|e| e.ops_run as u64).sum::<u64>();
+            counts.epochs += 1;
+            let before = self.tally.tolerated.load(SeqCst);
+            let verdict = judge_execution(&w, &self.sc, &self.tally, ends);
+            counts.tolerated += self.tally.tolerated.load(SeqCst) - before;
+            if let Err((v, _)) = verdict {
+                return Some((epoch, v));
+            }
+        }
+        None
+    }
 }
 
 pub fn stress(a: &StressArgs) -> Result<ExitCode, String> {
@@ -308,42 +440,6 @@ pub fn stress(a: &StressArgs) -> Result<ExitCode, String> {
         |t| t as usize,
     );
     let epoch_ops = a.epoch_ops.unwrap_or(if a.disjoint { 8192 } else { 16 });
-    let mut sc = random_world(vec![Vec::new(); threads], true);
-    if a.disjoint {
-        let pages = a.pages * threads as u64;
-        sc.layout = Layout::one(vec![Region::anon(0, pages, Populate::Anon)]);
-        sc.world.fanout_bits = 9;
-        sc.world.nr_frames = pages as usize + 64;
-        sc.world.nr_tables = 16 + pages as usize / 512;
-    }
-    sc.name = "stress".into();
-    sc.about = "from gupcheck stress".into();
-    let mut cfg = sc.config_for(preset, arch, &muts);
-    cfg.tolerate = KNOWN_OPEN.to_vec();
-    let img = World::<Std>::build(cfg.clone(), &sc.layout)?;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("gupcheck-stress-{i}"))
-        .build()
-        .map_err(|e| format!("cannot start {threads} threads: {e}"))?;
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        // A second handler cannot be set in one process (tests run stress
-        // once per process); without it Ctrl-C just ends the process.
-        let _ = ctrlc::set_handler(move || stop.store(true, SeqCst));
-    }
-    let max_w = mix.iter().map(|x| x.1).max().unwrap_or(1).max(1);
-    let gen = Gen {
-        mix: mix.clone(),
-        max_w,
-        disjoint: a.disjoint.then_some(a.pages),
-    };
-    let bar = indicatif::ProgressBar::new(a.duration.as_secs().max(1));
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {msg}")
-            .expect("a valid template"),
-    );
     let mut report = Report {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         seed: a.seed,
@@ -360,54 +456,50 @@ pub fn stress(a: &StressArgs) -> Result<ExitCode, String> {
         epoch_ops,
         ..Report::default()
     };
-    let tally = Tally::default();
-    let t0 = Instant::now();
-    let mut failing = None;
-    let mut last_line = 0;
-    while t0.elapsed() < a.duration && !stop.load(SeqCst) {
-        let epoch = report.epochs;
-        // One seeded stream per (seed, epoch, worker): an epoch is rebuilt
-        // from the report's seed alone.
-        let w = Arc::new(World::<Std>::from_image(&img));
-        // Each worker draws its own ops (in parallel) and hands them back
-        // with its end, for a failing epoch's scenario.
-        let (lists, ends): (Vec<Vec<Op>>, Vec<_>) = pool
-            .broadcast(|b| {
-                let t = b.index();
-                let mut rng =
-                    SmallRng::seed_from_u64(a.seed ^ (epoch << 20) ^ ((t as u64) << 8) ^ 0x9e37);
-                let ops = gen.ops(&mut rng, t as u64, epoch_ops as usize);
-                let end = run_ops(&w, &sc.layout, t, &ops);
-                (ops, end)
-            })
-            .into_iter()
-            .unzip();
-        sc.threads = lists;
-        report.ops += ends.iter().map(|e| e.ops_run as u64).sum::<u64>();
-        report.epochs += 1;
-        let before = tally.tolerated.load(SeqCst);
-        let verdict = judge_execution(&w, &sc, &tally, ends);
-        report.tolerated += tally.tolerated.load(SeqCst) - before;
-        if let Err((v, _)) = verdict {
-            failing = Some((epoch, v, Arc::new(sc.clone())));
-            break;
-        }
-        let secs = t0.elapsed().as_secs_f64();
-        let status = format!(
-            "{:.0} ops/s, {} epochs, 0 violations, {} known-open",
-            report.ops as f64 / secs,
-            report.epochs,
-            report.tolerated
-        );
-        // Without a terminal the bar is hidden: a line a minute instead (CI logs).
-        if bar.is_hidden() && secs as u64 / 60 > last_line {
-            last_line = secs as u64 / 60;
-            eprintln!("stress: {:.0} s: {status}", secs);
-        }
-        bar.set_position(secs as u64);
-        bar.set_message(status);
+    let shape = Shape {
+        threads,
+        mix,
+        disjoint: a.disjoint.then_some(a.pages),
+        epoch_ops: epoch_ops as usize,
+        seed: a.seed,
+    };
+    let mut wl = Workload::new(preset, arch, &muts, KNOWN_OPEN.to_vec(), shape)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        // A second handler cannot be set in one process (tests run stress
+        // once per process); without it Ctrl-C just ends the process.
+        let _ = ctrlc::set_handler(move || stop.store(true, SeqCst));
     }
+    let bar = indicatif::ProgressBar::new(a.duration.as_secs().max(1));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {msg}")
+            .expect("a valid template"),
+    );
+    let t0 = Instant::now();
+    let mut last_line = 0;
+    let mut counts = Counts::default();
+    let failing = wl.run(&mut counts, |c| {
+        let secs = t0.elapsed().as_secs_f64();
+        if c.epochs > 0 {
+            let status = format!(
+                "{:.0} ops/s, {} epochs, 0 violations, {} known-open",
+                c.ops as f64 / secs,
+                c.epochs,
+                c.tolerated
+            );
+            // Without a terminal the bar is hidden: a line a minute instead (CI logs).
+            if bar.is_hidden() && secs as u64 / 60 > last_line {
+                last_line = secs as u64 / 60;
+                eprintln!("stress: {:.0} s: {status}", secs);
+            }
+            bar.set_position(secs as u64);
+            bar.set_message(status);
+        }
+        t0.elapsed() < a.duration && !stop.load(SeqCst)
+    });
     bar.finish_and_clear();
+    (report.epochs, report.ops, report.tolerated) = (counts.epochs, counts.ops, counts.tolerated);
     report.seconds = t0.elapsed().as_secs_f64();
     report.ops_per_s = report.ops as f64 / report.seconds;
     report.ended = if failing.is_some() {
@@ -424,8 +516,9 @@ pub fn stress(a: &StressArgs) -> Result<ExitCode, String> {
     );
     let code = match failing {
         None => ExitCode::SUCCESS,
-        Some((epoch, v, esc)) => {
+        Some((epoch, v)) => {
             eprintln!("stress: epoch {epoch} broke {}: {}", v.invariant, v.detail);
+            let esc = wl.sc.clone();
             let explanation = explain(a, &esc, preset, arch, &muts, v.invariant)?;
             match &explanation {
                 Explanation::Reproduced {
@@ -435,6 +528,11 @@ pub fn stress(a: &StressArgs) -> Result<ExitCode, String> {
                     ..
                 } => eprintln!(
                     "stress: shuttle PCT reproduces it on {ops_after} of {ops_before} ops (a search, not a replay of the real run): gupcheck replay {artifact}"
+                ),
+                Explanation::ReproducedByLoom {
+                    engine, artifact, ..
+                } => eprintln!(
+                    "stress: shuttle PCT does not reproduce it, {engine} does (a search, not a replay of the real run): gupcheck replay {artifact}"
                 ),
                 Explanation::NotReproducedUnderSequentialConsistency { why, .. } => {
                     eprintln!("stress: not reproduced under sequential consistency: {why}")
@@ -454,6 +552,72 @@ pub fn stress(a: &StressArgs) -> Result<ExitCode, String> {
     let p = write_file_atomic(&a.out, "stress-report.json", json.as_bytes())?;
     eprintln!("report: {}", p.display());
     Ok(code)
+}
+
+/// After PCT: loom, which also sees weak-memory reorderings, on the epoch's
+/// ops unshrunk (each loom search costs too much to shrink with), at bound 1
+/// then 2 within `--loom-budget`; only with four threads or fewer.
+#[allow(clippy::too_many_arguments)]
+fn explain_by_loom(
+    a: &StressArgs,
+    sc: &Scenario,
+    cfg: &gupcheck_model::WorldConfig,
+    preset: PresetId,
+    arch: Arch,
+    muts: &[Mutation],
+    inv: Invariant,
+    pct_why: String,
+) -> Result<Explanation, String> {
+    let not = |why: String| {
+        Ok(Explanation::NotReproducedUnderSequentialConsistency {
+            engine: format!("shuttle-pct (depth 3, {} executions)", a.pct_budget),
+            why,
+        })
+    };
+    if sc.threads.len() > 4 {
+        return not(format!(
+            "{pct_why}; loom was not run: {} threads (it runs four or fewer)",
+            sc.threads.len()
+        ));
+    }
+    let t0 = Instant::now();
+    let mut interleavings = 0;
+    for bound in 1..=2 {
+        let left = a.loom_budget.saturating_sub(t0.elapsed());
+        if left.is_zero() {
+            break;
+        }
+        let engine = Engine::Loom {
+            preemption_bound: Some(bound),
+        };
+        let o = match gupcheck_model::engine::run_for(sc, cfg, &engine, left) {
+            Ok(o) => o,
+            Err(e) => return not(format!("{pct_why}; loom stopped at bound {bound}: {e}")),
+        };
+        interleavings += o.iterations;
+        let Some(f) = o.failure.filter(|f| f.violation.invariant == inv) else {
+            continue;
+        };
+        let mut art = Artifact::new(sc, preset, arch, muts, &o.ran, f);
+        art.tolerate = cfg.tolerate.clone();
+        art.scenario.world.trace = true;
+        let (r, replays) = art.replay()?;
+        if let Some(f) = r.failure {
+            art.failure.trace = f.trace;
+        }
+        let path = art.write_atomic(&a.out)?;
+        return Ok(Explanation::ReproducedByLoom {
+            engine: format!("loom (bound {bound})"),
+            pct_searches: 1,
+            interleavings,
+            artifact: path.display().to_string(),
+            replays,
+        });
+    }
+    not(format!(
+        "{pct_why}; nor did loom in {interleavings} interleavings at bounds 1 and 2 within {:.0} s",
+        a.loom_budget.as_secs_f64()
+    ))
 }
 
 /// Whether shuttle PCT breaks `inv` on `sc` within the budget.
@@ -476,13 +640,13 @@ fn pct(
 /// Hands the failing epoch to shuttle PCT, shrinking its op lists first.
 fn explain(
     a: &StressArgs,
-    sc: &Arc<Scenario>,
+    sc: &Scenario,
     preset: PresetId,
     arch: Arch,
     muts: &[Mutation],
     inv: Invariant,
 ) -> Result<Explanation, String> {
-    let mut sc = (**sc).clone();
+    let mut sc = sc.clone();
     let mut cfg = sc.config_for(preset, arch, muts);
     cfg.tolerate = KNOWN_OPEN.to_vec();
     let engine_name = format!(
@@ -492,13 +656,11 @@ fn explain(
     let ops_before: usize = sc.threads.iter().map(Vec::len).sum();
     let mut searches = 1;
     let Some(mut failure) = pct(&sc, &cfg, a.pct_budget, a.seed, inv)? else {
-        return Ok(Explanation::NotReproducedUnderSequentialConsistency {
-            engine: engine_name,
-            why: format!(
-                "{} shuttle PCT executions of the epoch's {ops_before} ops never broke {inv}; loom was not run: the stress world is beyond its reach",
-                a.pct_budget
-            ),
-        });
+        let pct_why = format!(
+            "{} shuttle PCT executions of the epoch's {ops_before} ops never broke {inv}",
+            a.pct_budget
+        );
+        return explain_by_loom(a, &sc, &cfg, preset, arch, muts, inv, pct_why);
     };
     // Delta debugging over each thread's ops: drop chunks, halving the chunk
     // size, keeping any candidate PCT still breaks the same invariant with.
@@ -549,4 +711,66 @@ fn explain(
         artifact: path.display().to_string(),
         replays,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(loom_budget: u64, name: &str) -> StressArgs {
+        let mut a = StressArgs::latest(Duration::from_secs(1), 1);
+        a.pct_budget = 300;
+        a.loom_budget = Duration::from_secs(loom_budget);
+        a.out =
+            std::env::temp_dir().join(format!("gupcheck-explain-{name}-{}", std::process::id()));
+        a
+    }
+
+    /// A missing barrier: PCT (sequentially consistent) cannot reproduce it,
+    /// loom can, and its artifact replays.
+    #[test]
+    fn what_pct_cannot_reproduce_goes_to_loom() {
+        let sc = gupcheck_model::scenario::by_name("munmap_vs_lockless_walker").unwrap();
+        let muts = [Mutation::parse("walker_registration_no_barrier").unwrap()];
+        let a = args(60, "loom");
+        let e = explain(
+            &a,
+            &sc,
+            PresetId::Latest,
+            Arch::Rcu,
+            &muts,
+            Invariant::NoUseAfterFree,
+        )
+        .unwrap();
+        let Explanation::ReproducedByLoom {
+            artifact, replays, ..
+        } = e
+        else {
+            panic!("expected loom to reproduce it");
+        };
+        assert!(replays);
+        let art = Artifact::load(std::path::Path::new(&artifact)).unwrap();
+        assert_eq!(art.failure.violation.invariant, Invariant::NoUseAfterFree);
+        assert!(art.replay().unwrap().1, "the loom artifact replays");
+        let _ = std::fs::remove_dir_all(&a.out);
+    }
+
+    #[test]
+    fn what_neither_reproduces_is_said_so() {
+        let sc = gupcheck_model::scenario::by_name("munmap_vs_lockless_walker").unwrap();
+        let a = args(2, "neither");
+        let e = explain(
+            &a,
+            &sc,
+            PresetId::Latest,
+            Arch::Rcu,
+            &[],
+            Invariant::NoUseAfterFree,
+        )
+        .unwrap();
+        let Explanation::NotReproducedUnderSequentialConsistency { why, .. } = e else {
+            panic!("the clean protocol reproduced a violation");
+        };
+        assert!(why.contains("nor did loom"), "{why}");
+    }
 }

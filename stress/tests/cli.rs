@@ -232,7 +232,8 @@ fn bench_takes_gup_test_flags() {
     ] {
         let (code, _, err) = gupcheck(bad);
         assert_eq!(code, 2, "{bad:?}: {err}");
-        assert!(err.starts_with("error:"), "{bad:?}: {err}");
+        assert!(err.starts_with("gupcheck:"), "{bad:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{bad:?}: {err}");
     }
     one_line_error(&["bench", "-m", "1", "7"], "only taken with -c");
     one_line_error(&["bench", "--preset", "4.19"], "unknown preset");
@@ -241,4 +242,118 @@ fn bench_takes_gup_test_flags() {
         assert_eq!(code, 4, "{skip}");
         assert!(out.contains("not modelled"), "{out}");
     }
+}
+
+#[test]
+fn zoo_bad_input_is_one_line_errors() {
+    one_line_error(&["zoo", "--engines", "loom,tla"], "unknown engine 'tla'");
+    one_line_error(&["zoo", "--budget", "soon"], "bad duration");
+    one_line_error(&["zoo", "--only", "no such entry"], "entry matches");
+    one_line_error(&["zoo", "--fuzz", "afl"], "unknown --fuzz mode");
+    one_line_error(
+        &[
+            "zoo",
+            "--fuzz",
+            "libfuzzer",
+            "--fuzz-bin",
+            "/no/such/presets",
+        ],
+        "no fuzz binary",
+    );
+}
+
+/// The ordering-only entry: loom finds it; shuttle and the fuzzer (which runs
+/// on shuttle) cannot, being sequentially consistent.
+const ORDERING_ONLY: &str =
+    "munmap_vs_lockless_walker / latest / rcu / walker_registration_no_barrier";
+
+fn zoo_json(args: &[&str], name: &str) -> (i32, String, serde_json::Value, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("gupcheck-zoo-{name}-{}", std::process::id()));
+    let mut all = vec!["zoo", "--out", dir.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let (code, out, err) = gupcheck(&all);
+    let text = std::fs::read_to_string(dir.join("zoo.json"))
+        .unwrap_or_else(|e| panic!("zoo.json: {e}\n{out}\n{err}"));
+    (
+        code,
+        out,
+        serde_json::from_str(&text).expect("valid JSON"),
+        dir,
+    )
+}
+
+#[test]
+fn zoo_says_which_engines_find_each_entry_and_why_the_others_cannot() {
+    let (code, out, rep, dir) = zoo_json(
+        &[
+            "--budget",
+            "2s",
+            "--only",
+            ORDERING_ONLY,
+            "--only",
+            "huge_page_pin_overflow / v11 / ipi",
+            "--engines",
+            "loom,shuttle-pct,fuzz",
+            "--fuzz",
+            "random-bytes",
+        ],
+        "who",
+    );
+    assert_eq!(code, 0, "{out}");
+    let rows = rep["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{out}");
+    let cell = |label: &str, engine: &str| {
+        let r = rows
+            .iter()
+            .find(|r| r["label"].as_str().unwrap().contains(label))
+            .unwrap_or_else(|| panic!("no row {label}"));
+        r["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["engine"] == engine)
+            .unwrap()
+            .clone()
+    };
+    let ord = |e| cell(ORDERING_ONLY, e);
+    assert_eq!(ord("loom")["result"], "found", "{out}");
+    assert_eq!(ord("loom")["invariant"], "no use after free");
+    for e in ["shuttle-pct", "fuzz"] {
+        assert_eq!(ord(e)["result"], "cannot-reach", "{e}: {out}");
+        assert!(ord(e)["why"]
+            .as_str()
+            .unwrap()
+            .contains("sequentially consistent"));
+    }
+    let ovf = |e| cell("huge_page_pin_overflow", e);
+    assert_eq!(ovf("loom")["result"], "found", "{out}");
+    assert_eq!(ovf("shuttle-pct")["result"], "found", "{out}");
+    assert!(ovf("shuttle-pct")["secs"].as_f64().unwrap() < 2.5);
+    assert_eq!(ovf("fuzz")["result"], "cannot-reach", "{out}");
+    assert!(ovf("fuzz")["why"].as_str().unwrap().contains("counters"));
+    let md = std::fs::read_to_string(dir.join("zoo.md")).unwrap();
+    assert!(md.contains(ORDERING_ONLY) && md.contains("sequentially consistent"));
+    let svg = std::fs::read_to_string(dir.join("zoo.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert_eq!(svg.matches("<rect x=").count(), 6, "one rectangle per cell");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn zoo_exits_1_when_no_engine_finds_an_entry() {
+    let (code, out, rep, dir) = zoo_json(
+        &[
+            "--budget",
+            "300ms",
+            "--only",
+            ORDERING_ONLY,
+            "--engines",
+            "shuttle-random",
+        ],
+        "undetected",
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("UNDETECTED"), "{out}");
+    assert_eq!(rep["rows"][0]["cells"][0]["result"], "cannot-reach");
+    let _ = std::fs::remove_dir_all(&dir);
 }
