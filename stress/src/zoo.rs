@@ -885,7 +885,7 @@ fn cell_md(c: &Cell) -> String {
 
 fn markdown(rep: &Report) -> String {
     let mut s = format!(
-        "Budget {:.1} s per cell, seed {}, fuzz: {}. A cell is the time to detect (with executions, inputs or epochs); `-` not within the budget; `n/r` cannot reach.\n\n| entry | expect |",
+        "Budget {:.1} s per cell, seed {}, fuzz: {}. A cell is the time to detect (with executions, inputs or epochs); `-` not within the budget; `n/r` cannot reach. loom, shuttle and std run the entry's scenario; fuzz and stress run the entry's preset, arch and mutation over the random world, stopping only at the entry's invariants, so entries that share those share the cell, and a find shows the invariant breaks under that protocol, not necessarily by the scenario's path.\n\n| entry | expect |",
         rep.budget_secs, rep.seed, rep.fuzz
     );
     for e in &rep.engines {
@@ -927,11 +927,13 @@ fn xml(s: &str) -> String {
 /// detection through amber at the budget (log scale), grey where the budget
 /// ran out, dark grey where the engine cannot reach the entry.
 fn svg(rep: &Report) -> String {
-    const LABEL_W: usize = 600;
     const CELL_W: usize = 96;
     const ROW_H: usize = 16;
     const TOP: usize = 40;
-    let w = LABEL_W + CELL_W * rep.engines.len() + 10;
+    let text = |r: &Row| format!("{} ({})", r.label, r.invariant);
+    // 11 px monospace is about 6.7 px a character.
+    let label_w = rep.rows.iter().map(|r| text(r).len()).max().unwrap_or(40) * 67 / 10 + 16;
+    let w = label_w + CELL_W * rep.engines.len() + 10;
     let h = TOP + ROW_H * rep.rows.len() + 50;
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"monospace\" font-size=\"11\">\n<rect width=\"{w}\" height=\"{h}\" fill=\"white\"/>\n<text x=\"4\" y=\"16\" font-size=\"13\">gupcheck zoo: time to detect per entry and engine (budget {:.1} s per cell)</text>\n",
@@ -940,7 +942,7 @@ fn svg(rep: &Report) -> String {
     for (j, e) in rep.engines.iter().enumerate() {
         s += &format!(
             "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
-            LABEL_W + j * CELL_W + CELL_W / 2,
+            label_w + j * CELL_W + CELL_W / 2,
             TOP - 6,
             xml(e)
         );
@@ -950,10 +952,9 @@ fn svg(rep: &Report) -> String {
     for (i, r) in rep.rows.iter().enumerate() {
         let y = TOP + i * ROW_H;
         s += &format!(
-            "<text x=\"4\" y=\"{}\">{} ({})</text>\n",
+            "<text x=\"4\" y=\"{}\">{}</text>\n",
             y + ROW_H - 4,
-            xml(&r.label),
-            xml(&r.invariant)
+            xml(&text(r))
         );
         for (j, c) in r.cells.iter().enumerate() {
             let fill = match &c.verdict {
@@ -972,7 +973,7 @@ fn svg(rep: &Report) -> String {
                 Verdict::CannotReach { .. } => "#8a8a8a".into(),
                 Verdict::Other { .. } | Verdict::Error { .. } => "#c62828".into(),
             };
-            let x = LABEL_W + j * CELL_W;
+            let x = label_w + j * CELL_W;
             s += &format!(
                 "<rect x=\"{x}\" y=\"{y}\" width=\"{}\" height=\"{}\" fill=\"{fill}\"/><text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
                 CELL_W - 2,
@@ -1033,10 +1034,10 @@ pub fn campaign_summary(evals: &[(Entry, Vec<Outcome>)]) -> String {
             .collect();
         if !only.is_empty() {
             s += &format!(
-                "  only {} ({}): {}\n",
+                "  only {} ({}):\n    {}\n",
                 o.engine,
                 only.len(),
-                only.join("; ")
+                only.join("\n    ")
             );
         }
     }
