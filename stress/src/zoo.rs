@@ -20,7 +20,8 @@ use rand::{rngs::SmallRng, Rng, SeedableRng};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The zoo's columns.
@@ -100,6 +101,8 @@ pub enum Verdict {
     Error {
         message: String,
     },
+    /// Interrupted (Ctrl-C) before this cell ran.
+    NotRun,
 }
 
 impl Verdict {
@@ -110,6 +113,7 @@ impl Verdict {
             Verdict::CannotReach { .. } => "n/r".into(),
             Verdict::Other { .. } => "OTHER".into(),
             Verdict::Error { .. } => "error".into(),
+            Verdict::NotRun => "not run".into(),
         }
     }
 }
@@ -170,6 +174,8 @@ struct Report {
     fuzz: String,
     engines: Vec<String>,
     seconds: f64,
+    /// Ctrl-C ended the run: cells not run say so.
+    interrupted: bool,
     rows: Vec<Row>,
 }
 
@@ -534,6 +540,14 @@ fn entry_view(e: &Entry, cell: &Cell) -> Cell {
     c
 }
 
+fn not_run(engine: &str) -> Cell {
+    Cell {
+        engine: engine.into(),
+        how: String::new(),
+        verdict: Verdict::NotRun,
+    }
+}
+
 fn selected_engines(names: &[String]) -> Result<Vec<&'static str>, String> {
     if names.is_empty() {
         return Ok(ENGINES.to_vec());
@@ -623,6 +637,13 @@ pub fn zoo(a: &ZooArgs) -> Result<ExitCode, String> {
             .expect("a valid template"),
     );
     let t0 = Instant::now();
+    // Ctrl-C: the cells running finish (each within its budget), no more
+    // start, and what is done is written.
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        let _ = ctrlc::set_handler(move || stop.store(true, SeqCst));
+    }
     let queue = Mutex::new(units.into_iter());
     // Cells by entry (scenario engines) and by protocol (fuzz, stress), and
     // how many runs are done.
@@ -636,13 +657,16 @@ pub fn zoo(a: &ZooArgs) -> Result<ExitCode, String> {
     std::thread::scope(|s| -> Result<(), String> {
         let mut handles = Vec::new();
         for w in 0..jobs {
-            let (queue, done, entries, protocols, bar, fuzz, engines, col) = (
-                &queue, &done, &entries, &protocols, &bar, &fuzz, &engines, &col,
+            let (queue, done, entries, protocols, bar, fuzz, engines, col, stop) = (
+                &queue, &done, &entries, &protocols, &bar, &fuzz, &engines, &col, &stop,
             );
             let h = std::thread::Builder::new()
                 .name(format!("gupcheck-zoo-{w}"))
                 .stack_size(64 << 20)
                 .spawn_scoped(s, move || loop {
+                    if stop.load(SeqCst) {
+                        return;
+                    }
                     let Some(u) = queue.lock().unwrap().next() else {
                         return;
                     };
@@ -705,11 +729,11 @@ pub fn zoo(a: &ZooArgs) -> Result<ExitCode, String> {
                         e,
                         by_proto[proto_of[i] * engines.len() + c]
                             .as_ref()
-                            .expect("every unit ran"),
+                            .unwrap_or(&not_run(eng)),
                     ),
                     _ => by_entry[i * engines.len() + c]
                         .clone()
-                        .expect("every unit ran"),
+                        .unwrap_or_else(|| not_run(eng)),
                 })
                 .collect();
             let (expect, why) = match &e.expect {
@@ -741,16 +765,19 @@ pub fn zoo(a: &ZooArgs) -> Result<ExitCode, String> {
         fuzz: fuzz.how(),
         engines: engines.iter().map(|e| e.to_string()).collect(),
         seconds,
+        interrupted: stop.load(SeqCst),
         rows,
     };
     let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())? + "\n";
     write_file_atomic(&a.out, "zoo.json", json.as_bytes())?;
     write_file_atomic(&a.out, "zoo.md", markdown(&report).as_bytes())?;
     let svg = write_file_atomic(&a.out, "zoo.svg", svg(&report).as_bytes())?;
+    // An interrupted run's misses may be cells not run: only what ran counts.
     let undetected: Vec<&Row> = report
         .rows
         .iter()
         .filter(|r| r.found_by().is_empty())
+        .filter(|r| !r.cells.iter().any(|c| matches!(c.verdict, Verdict::NotRun)))
         .collect();
     let other: Vec<(&Row, &Cell)> = report
         .rows
@@ -783,7 +810,10 @@ pub fn zoo(a: &ZooArgs) -> Result<ExitCode, String> {
             _ => {}
         }
     }
-    Ok(if undetected.is_empty() && other.is_empty() {
+    Ok(if report.interrupted {
+        say("interrupted: cells not run are marked so");
+        ExitCode::from(130)
+    } else if undetected.is_empty() && other.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -880,6 +910,7 @@ fn cell_md(c: &Cell) -> String {
         Verdict::CannotReach { .. } => "n/r".into(),
         Verdict::Other { invariant, .. } => format!("OTHER {invariant}"),
         Verdict::Error { .. } => "error".into(),
+        Verdict::NotRun => "not run".into(),
     }
 }
 
@@ -972,6 +1003,7 @@ fn svg(rep: &Report) -> String {
                 Verdict::NotFound { .. } => "#dddddd".into(),
                 Verdict::CannotReach { .. } => "#8a8a8a".into(),
                 Verdict::Other { .. } | Verdict::Error { .. } => "#c62828".into(),
+                Verdict::NotRun => "#ffffff".into(),
             };
             let x = label_w + j * CELL_W;
             s += &format!(

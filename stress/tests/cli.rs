@@ -357,3 +357,39 @@ fn zoo_exits_1_when_no_engine_finds_an_entry() {
     assert_eq!(rep["rows"][0]["cells"][0]["result"], "cannot-reach");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Ctrl-C: the running cells finish, the rest are marked "not run", the files
+/// are written, exit 130.
+#[test]
+fn zoo_interrupted_still_writes_what_it_has() {
+    let dir = std::env::temp_dir().join(format!("gupcheck-zoo-int-{}", std::process::id()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gupcheck"))
+        .args(["zoo", "--budget", "1s", "--engines", "loom,shuttle-random"])
+        .arg("--out")
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("runs");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let rep: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("zoo.json")).unwrap()).unwrap();
+    assert_eq!(rep["interrupted"], true);
+    let cells: Vec<&serde_json::Value> = rep["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["cells"].as_array().unwrap())
+        .collect();
+    assert!(cells.iter().any(|c| c["result"] == "not-run"));
+    assert!(cells.iter().any(|c| c["result"] == "found"));
+    assert!(dir.join("zoo.svg").is_file() && dir.join("zoo.md").is_file());
+    let _ = std::fs::remove_dir_all(&dir);
+}
