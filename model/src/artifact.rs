@@ -199,3 +199,14 @@ pub fn write_file_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf
         .map_err(|e| format!("cannot rename to {}: {e}", path.display()))?;
     Ok(path)
 }
+
+/// Fails now, not after a long run, if files cannot be written into `dir`
+/// (created if missing).
+pub fn check_writable_dir(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let probe = dir.join(format!(".gupcheck-probe{}", std::process::id()));
+    std::fs::File::create(&probe)
+        .map_err(|e| format!("cannot write into {}: {e}", dir.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}

@@ -133,7 +133,14 @@ fn run_with(
     budget: Option<Duration>,
 ) -> Result<Outcome, String> {
     order_panic_hooks();
-    let deadline = budget.map(|b| Instant::now() + b);
+    let deadline = match budget {
+        Some(b) => Some(
+            Instant::now()
+                .checked_add(b)
+                .ok_or_else(|| format!("a budget of {} s is too long", b.as_secs()))?,
+        ),
+        None => None,
+    };
     // Validate the layout once, outside any model checker.
     World::<Std>::build(cfg.clone(), &sc.layout)?;
     if sc.threads.len() + 1 > cfg.nr_cpus {
@@ -400,6 +407,11 @@ fn run_loom(
     b.max_branches = branches;
     b.max_permutations = None;
     b.max_duration = budget;
+    // loom looks at the clock only every `checkpoint_interval` iterations
+    // (20,000 by default): a budget is checked at every one.
+    if budget.is_some() {
+        b.checkpoint_interval = 1;
+    }
     b.checkpoint_file = None;
     b.expect_explicit_explore = true;
     // loom builds the layout inside each execution, before `explore()`: a world
@@ -1021,6 +1033,55 @@ mod served {
         }
         fn next_u64(&mut self) -> u64 {
             record_u64(&mut self.current, self.now.as_mut())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Arch;
+    use crate::ghost::Invariant;
+
+    /// `run_for` stops every engine at its budget, here on a clean scenario
+    /// whose full exploration takes far longer (loom unbounded, millions of
+    /// executions otherwise).
+    #[test]
+    fn run_for_keeps_to_its_budget() {
+        let sc = crate::scenario::by_name("gup_fast_vs_page_mkclean").unwrap();
+        let mut cfg = sc.config(Arch::Ipi, &[]);
+        cfg.trace = false;
+        cfg.tolerate = vec![Invariant::NoLostWrite];
+        let budget = Duration::from_millis(300);
+        for e in [
+            Engine::Loom {
+                preemption_bound: None,
+            },
+            Engine::ShuttleRandom {
+                iterations: 10_000_000,
+                seed: 1,
+            },
+            Engine::ShuttlePct {
+                iterations: 10_000_000,
+                depth: 3,
+                seed: 1,
+            },
+            Engine::Std {
+                iterations: 10_000_000,
+            },
+        ] {
+            let t = Instant::now();
+            let o = run_for(&sc, &cfg, &e, budget).unwrap();
+            let took = t.elapsed();
+            assert!(o.failure.is_none(), "{}: {:?}", e.name(), o.failure);
+            assert!(o.iterations > 0, "{} ran", e.name());
+            // Generous: one execution may end past the deadline; without the
+            // deadline each of these runs for minutes.
+            assert!(
+                took < Duration::from_secs(2),
+                "{} took {took:?} on a 300 ms budget",
+                e.name()
+            );
         }
     }
 }

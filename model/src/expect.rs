@@ -71,6 +71,26 @@ impl Entry {
             | Expect::KnownIncomplete { invariant, .. } => Invariant::parse(invariant).ok(),
         }
     }
+    /// The invariants that count as finding this entry: its own, and those
+    /// the same bug may break first (`also`).
+    pub fn stop_at(&self) -> Vec<Invariant> {
+        let mut v: Vec<Invariant> = self.invariant().into_iter().collect();
+        v.extend(self.also.iter().filter_map(|a| Invariant::parse(a).ok()));
+        v
+    }
+    /// The entry's scenario, and the world it runs on: its preset, arch and
+    /// mutation, past its `tolerate`d invariants.
+    pub fn config(&self) -> Result<(scenario::Scenario, crate::WorldConfig), String> {
+        let sc = scenario::by_name(&self.scenario)?;
+        let muts: Vec<Mutation> = self.mutation.into_iter().collect();
+        let mut cfg = sc.config_for(self.preset, self.arch, &muts);
+        cfg.tolerate = self
+            .tolerate
+            .iter()
+            .filter_map(|t| Invariant::parse(t).ok())
+            .collect();
+        Ok((sc, cfg))
+    }
     pub fn label(&self) -> String {
         let mut l = format!(
             "{} / {} / {} / {}",
@@ -97,14 +117,7 @@ pub struct Evaluation {
 
 /// Runs `entry`'s scenario under each engine and judges the outcomes.
 pub fn evaluate(entry: &Entry, engines: &[Engine]) -> Result<Evaluation, String> {
-    let sc = scenario::by_name(&entry.scenario)?;
-    let muts: Vec<Mutation> = entry.mutation.into_iter().collect();
-    let mut cfg = sc.config_for(entry.preset, entry.arch, &muts);
-    cfg.tolerate = entry
-        .tolerate
-        .iter()
-        .filter_map(|t| Invariant::parse(t).ok())
-        .collect();
+    let (sc, cfg) = entry.config()?;
     let mut outcomes = Vec::new();
     for e in engines {
         outcomes.push(run(&sc, &cfg, e)?);
@@ -133,14 +146,10 @@ pub fn judge(entry: &Entry, outcomes: &[Outcome], window: bool) -> Result<(), St
             }
         }
         Some(inv) => {
-            let also: Vec<Invariant> = entry
-                .also
-                .iter()
-                .filter_map(|a| Invariant::parse(a).ok())
-                .collect();
+            let stop_at = entry.stop_at();
             for o in &found {
                 let got = o.failure.as_ref().expect("filtered").violation.invariant;
-                if got != inv && !also.contains(&got) {
+                if !stop_at.contains(&got) {
                     return Err(format!("expected {inv}, {} found {got}", o.engine));
                 }
             }

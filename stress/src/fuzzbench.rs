@@ -215,6 +215,7 @@ pub fn fuzz_bench(a: &FuzzBenchArgs) -> Result<ExitCode, String> {
     if rows.is_empty() {
         return Err("no `found` entry matches".into());
     }
+    gupcheck_model::artifact::check_writable_dir(&a.out)?;
     let tmp = std::env::temp_dir().join(format!("gupcheck-fuzz-bench-{}", std::process::id()));
     for r in &mut rows {
         r.times = vec![None; a.seeds as usize];

@@ -8,7 +8,7 @@
 //! PCT search) and the result is a deterministic artifact, or an explicit
 //! "not reproduced under sequential consistency".
 
-use gupcheck_model::artifact::{write_file_atomic, Artifact};
+use gupcheck_model::artifact::{check_writable_dir, write_file_atomic, Artifact};
 use gupcheck_model::backend::Std;
 use gupcheck_model::engine::{judge_execution, run, run_ops, Tally};
 use gupcheck_model::fuzzing::{random_world, KNOWN_OPEN};
@@ -104,6 +104,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     };
     if !secs.is_finite() || secs <= 0.0 {
         return Err(bad());
+    }
+    // A month is beyond any run; past it, deadlines would overflow.
+    const MAX_SECS: f64 = 30.0 * 24.0 * 3600.0;
+    if secs > MAX_SECS {
+        return Err(format!("duration '{s}' is longer than 30 days"));
     }
     Ok(Duration::from_secs_f64(secs))
 }
@@ -464,6 +469,7 @@ pub fn stress(a: &StressArgs) -> Result<ExitCode, String> {
         seed: a.seed,
     };
     let mut wl = Workload::new(preset, arch, &muts, KNOWN_OPEN.to_vec(), shape)?;
+    check_writable_dir(&a.out)?;
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
@@ -582,6 +588,8 @@ fn explain_by_loom(
     }
     let t0 = Instant::now();
     let mut interleavings = 0;
+    // Another invariant loom broke instead, said in the report.
+    let mut other = String::new();
     for bound in 1..=2 {
         let left = a.loom_budget.saturating_sub(t0.elapsed());
         if left.is_zero() {
@@ -595,7 +603,20 @@ fn explain_by_loom(
             Err(e) => return not(format!("{pct_why}; loom stopped at bound {bound}: {e}")),
         };
         interleavings += o.iterations;
-        let Some(f) = o.failure.filter(|f| f.violation.invariant == inv) else {
+        let ran = match o.ran {
+            Engine::Loom { preemption_bound } => preemption_bound,
+            _ => None,
+        };
+        let Some(f) = o.failure.clone().filter(|f| f.violation.invariant == inv) else {
+            if let Some(f) = &o.failure {
+                other = format!(
+                    " (loom broke {} instead: {})",
+                    f.violation.invariant, f.violation.detail
+                );
+            }
+            if ran != Some(bound) {
+                break; // LOOM_MAX_PREEMPTIONS fixed the bound: one run says all
+            }
             continue;
         };
         let mut art = Artifact::new(sc, preset, arch, muts, &o.ran, f);
@@ -607,7 +628,10 @@ fn explain_by_loom(
         }
         let path = art.write_atomic(&a.out)?;
         return Ok(Explanation::ReproducedByLoom {
-            engine: format!("loom (bound {bound})"),
+            engine: format!(
+                "loom (bound {})",
+                ran.map_or("unbounded".into(), |b| b.to_string())
+            ),
             pct_searches: 1,
             interleavings,
             artifact: path.display().to_string(),
@@ -615,7 +639,7 @@ fn explain_by_loom(
         });
     }
     not(format!(
-        "{pct_why}; nor did loom in {interleavings} interleavings at bounds 1 and 2 within {:.0} s",
+        "{pct_why}; nor did loom in {interleavings} interleavings at bounds 1 and 2 within {:.0} s{other}",
         a.loom_budget.as_secs_f64()
     ))
 }

@@ -11,7 +11,7 @@
 
 use crate::fuzzbench;
 use crate::stress::{self, Counts, Shape, Workload};
-use gupcheck_model::artifact::write_file_atomic;
+use gupcheck_model::artifact::{check_writable_dir, write_file_atomic};
 use gupcheck_model::engine::{run_for, Outcome};
 use gupcheck_model::expect::{self, Entry, Expect};
 use gupcheck_model::fuzzing::{check_threads_fixed, Fixed, Target};
@@ -179,14 +179,6 @@ struct Report {
     rows: Vec<Row>,
 }
 
-/// The invariants that count as finding `e`: its own and those the same bug
-/// may break first.
-fn stop_at(e: &Entry) -> Vec<Invariant> {
-    let mut v: Vec<Invariant> = e.invariant().into_iter().collect();
-    v.extend(e.also.iter().filter_map(|a| Invariant::parse(a).ok()));
-    v
-}
-
 /// An ordering-only bug: the matrix says PCT (sequentially consistent) must
 /// miss it.
 fn ordering_only(e: &Entry) -> bool {
@@ -246,7 +238,7 @@ struct Protocol {
 
 impl Protocol {
     fn of(e: &Entry) -> Protocol {
-        let mut stop_at = stop_at(e);
+        let mut stop_at = e.stop_at();
         stop_at.sort_by_key(|i| i.name());
         Protocol {
             preset: e.preset,
@@ -265,27 +257,32 @@ enum Unit {
     Protocol(usize, &'static str),
 }
 
+/// loom's own limits (a scenario too big for it), as opposed to a model bug.
+fn loom_limit(msg: &str) -> bool {
+    msg.contains("maximum number of branches") || msg.contains("max_threads")
+}
+
+/// The preemption bound loom ran with (LOOM_MAX_PREEMPTIONS wins).
+fn ran_bound(o: &Outcome) -> Option<usize> {
+    match o.ran {
+        Engine::Loom { preemption_bound } => preemption_bound,
+        _ => None,
+    }
+}
+
 /// Runs one entry's scenario under one engine for `budget`.
 fn scenario_cell(e: &Entry, engine: &'static str, budget: Duration, seed: u64) -> Cell {
-    let sc = match scenario::by_name(&e.scenario) {
-        Ok(sc) => sc,
-        Err(message) => {
-            return Cell {
-                engine: engine.into(),
-                how: String::new(),
-                verdict: Verdict::Error { message },
-            }
-        }
+    let cell = |how: &str, verdict| Cell {
+        engine: engine.into(),
+        how: how.into(),
+        verdict,
     };
-    let muts: Vec<Mutation> = e.mutation.into_iter().collect();
-    let mut cfg = sc.config_for(e.preset, e.arch, &muts);
+    let (sc, mut cfg) = match e.config() {
+        Ok(x) => x,
+        Err(message) => return cell("", Verdict::Error { message }),
+    };
     cfg.trace = false;
-    cfg.tolerate = e
-        .tolerate
-        .iter()
-        .filter_map(|t| Invariant::parse(t).ok())
-        .collect();
-    let stop = stop_at(e);
+    let stop = e.stop_at();
     let t0 = Instant::now();
     let left = || budget.saturating_sub(t0.elapsed());
     const MANY: usize = 1 << 40;
@@ -315,17 +312,7 @@ fn scenario_cell(e: &Entry, engine: &'static str, budget: Duration, seed: u64) -
             },
         }
     };
-    let window = |o: &Outcome| {
-        if sc.window.is_some() {
-            format!(
-                "race window reached in {} of {} executions",
-                o.window_hits, o.iterations
-            )
-        } else {
-            format!("{} executions", o.iterations)
-        }
-    };
-    let (how, verdict) = match engine {
+    let (eng, how) = match engine {
         "loom" => {
             // The bound grows while the budget lasts: a bug at bound 1 is
             // found in a fraction of bound 2's tree.
@@ -337,72 +324,81 @@ fn scenario_cell(e: &Entry, engine: &'static str, budget: Duration, seed: u64) -
                 };
                 let o = match run_for(&sc, &cfg, &eng, left()) {
                     Ok(o) => o,
-                    Err(msg) => {
-                        break (
-                            format!("bounds 1..={bound}"),
+                    Err(msg) if loom_limit(&msg) => {
+                        let why = format!("beyond loom at bound {bound}: {msg}");
+                        return cell(
+                            &format!("bound {bound}"),
                             Verdict::CannotReach {
                                 secs: t0.elapsed().as_secs_f64(),
                                 runs: Some(runs),
-                                why: format!("beyond loom at bound {bound}: {msg}"),
+                                why,
                             },
                         );
                     }
+                    Err(message) => {
+                        return cell(&format!("bound {bound}"), Verdict::Error { message })
+                    }
                 };
                 runs += o.iterations;
+                // LOOM_MAX_PREEMPTIONS overrides the bound: one run says all.
+                let ran = ran_bound(&o);
+                let last = ran != Some(bound) || bound == MAX_LOOM_BOUND;
                 let out_of_time = left().is_zero();
-                if o.failure.is_some() || out_of_time || bound == MAX_LOOM_BOUND {
+                if o.failure.is_some() || out_of_time || last {
+                    let shown = ran.map_or("unbounded".to_string(), |b| b.to_string());
                     let exhausted = (!out_of_time && o.failure.is_none()).then(|| {
                         format!(
-                            "every interleaving within {bound} preemptions is clean ({} of them)",
+                            "every interleaving within {shown} preemptions is clean ({} of them)",
                             o.iterations
                         )
                     });
-                    let note = format!("the budget ran out at bound {bound}");
-                    break (
-                        format!("bounds 1..={bound}"),
+                    let note = format!("the budget ran out at bound {shown}");
+                    return cell(
+                        &format!("bounds up to {shown}"),
                         judge(&o, runs, note, exhausted),
                     );
                 }
                 bound += 1;
             }
         }
-        "shuttle-random" | "shuttle-pct" | "std" => {
-            let eng = match engine {
-                "shuttle-random" => Engine::ShuttleRandom {
-                    iterations: MANY,
-                    seed,
-                },
-                "shuttle-pct" => Engine::ShuttlePct {
-                    iterations: MANY,
-                    depth: 3,
-                    seed,
-                },
-                _ => Engine::Std { iterations: MANY },
-            };
-            let how = match engine {
-                "shuttle-pct" => "PCT depth 3".to_string(),
-                "std" => "the scenario on real threads".to_string(),
-                _ => "random schedules".to_string(),
-            };
-            match run_for(&sc, &cfg, &eng, budget) {
-                Ok(o) => {
-                    let exhausted = (engine != "std" && ordering_only(e)).then(|| SC_WHY.into());
-                    let mut note = window(&o);
-                    if engine == "std" && ordering_only(e) {
-                        note += "; needs a weak-memory reordering this machine did not show";
-                    }
-                    (how, judge(&o, o.iterations, note, exhausted))
-                }
-                Err(message) => (how, Verdict::Error { message }),
-            }
-        }
+        "shuttle-random" => (
+            Engine::ShuttleRandom {
+                iterations: MANY,
+                seed,
+            },
+            "random schedules",
+        ),
+        "shuttle-pct" => (
+            Engine::ShuttlePct {
+                iterations: MANY,
+                depth: 3,
+                seed,
+            },
+            "PCT depth 3",
+        ),
+        "std" => (
+            Engine::Std { iterations: MANY },
+            "the scenario on real threads",
+        ),
         other => unreachable!("not a scenario engine: {other}"),
     };
-    Cell {
-        engine: engine.into(),
-        how,
-        verdict,
+    let o = match run_for(&sc, &cfg, &eng, budget) {
+        Ok(o) => o,
+        Err(message) => return cell(how, Verdict::Error { message }),
+    };
+    let mut note = if sc.window.is_some() {
+        format!(
+            "race window reached in {} of {} executions",
+            o.window_hits, o.iterations
+        )
+    } else {
+        format!("{} executions", o.iterations)
+    };
+    let exhausted = (engine != "std" && ordering_only(e)).then(|| SC_WHY.into());
+    if engine == "std" && ordering_only(e) {
+        note += "; needs a weak-memory reordering this machine did not show";
     }
+    cell(how, judge(&o, o.iterations, note, exhausted))
 }
 
 /// Runs the fuzzer or stress on one protocol for `budget`.
@@ -412,6 +408,8 @@ fn protocol_cell(
     budget: Duration,
     seed: u64,
     fuzz: &FuzzMode,
+    work: &Path,
+    stop: &AtomicBool,
 ) -> Cell {
     let names: Vec<String> = p.stop_at.iter().map(|i| i.name().to_string()).collect();
     let others: Vec<Invariant> = Invariant::ALL
@@ -420,19 +418,12 @@ fn protocol_cell(
         .collect();
     let muts: Vec<Mutation> = p.mutation.into_iter().collect();
     let t0 = Instant::now();
-    let found = |invariant: Invariant, runs: Option<u64>| {
-        if p.stop_at.contains(&invariant) {
-            Verdict::Found {
-                invariant: invariant.name().into(),
-                secs: t0.elapsed().as_secs_f64(),
-                runs,
-            }
-        } else {
-            Verdict::Other {
-                invariant: invariant.name().into(),
-                detail: "an invariant the run tolerates was reported".into(),
-            }
-        }
+    // Both runs tolerate every invariant but the protocol's: what they
+    // report is one of those.
+    let found = |invariant: Invariant, runs: Option<u64>| Verdict::Found {
+        invariant: invariant.name().into(),
+        secs: t0.elapsed().as_secs_f64(),
+        runs,
     };
     let (how, verdict) = match (engine, fuzz) {
         ("fuzz", FuzzMode::LibFuzzer(bin)) => {
@@ -440,15 +431,15 @@ fn protocol_cell(
                 preset: p.preset.name().into(),
                 arch: p.arch.name().into(),
                 mutation: p.mutation.map(|m| m.name().into()),
-                invariant: names[0].clone(),
+                // The whole set, so runs at once never share a directory.
+                invariant: names.join("+"),
                 stop_at: names.clone(),
                 scenarios: Vec::new(),
                 times: Vec::new(),
             };
-            let tmp = std::env::temp_dir().join(format!("gupcheck-zoo-{}", std::process::id()));
             let cap = budget.as_secs().max(1);
             let v =
-                match fuzzbench::run_one(bin, Path::new("corpus/presets"), &row, seed, cap, &tmp) {
+                match fuzzbench::run_one(bin, Path::new("corpus/presets"), &row, seed, cap, work) {
                     Ok(Some(secs)) => Verdict::Found {
                         invariant: names.join(" or "),
                         secs,
@@ -459,6 +450,8 @@ fn protocol_cell(
                         runs: None,
                         note: format!("libFuzzer ran {cap} s"),
                     },
+                    // Ctrl-C reaches libFuzzer too (same process group).
+                    Err(_) if stop.load(SeqCst) => Verdict::NotRun,
                     Err(message) => Verdict::Error { message },
                 };
             (fuzz.how(), v)
@@ -526,18 +519,35 @@ fn protocol_cell(
     }
 }
 
-/// An entry's fuzz or stress cell from its protocol's run: a miss becomes
-/// "cannot reach" where the random world cannot build what the scenario needs.
-fn entry_view(e: &Entry, cell: &Cell) -> Cell {
-    let mut c = cell.clone();
-    if let Verdict::NotFound { secs, runs, .. } = c.verdict {
-        let gap = random_world_gap(e, 2)
-            .or_else(|| (c.engine == "fuzz" && ordering_only(e)).then(|| SC_WHY.to_string()));
-        if let Some(why) = gap {
-            c.verdict = Verdict::CannotReach { secs, runs, why };
+/// Why the fuzzer or stress cannot reach a protocol: only if no entry sharing
+/// it can be reached (a shared run's miss says nothing about one entry).
+fn protocol_gap(sharing: &[&Entry], engine: &str) -> Option<String> {
+    let gaps: Vec<Option<String>> = sharing
+        .iter()
+        .map(|e| {
+            random_world_gap(e, 2)
+                .or_else(|| (engine == "fuzz" && ordering_only(e)).then(|| SC_WHY.to_string()))
+        })
+        .collect();
+    if gaps.iter().all(Option::is_some) {
+        gaps.into_iter().next().flatten()
+    } else {
+        None
+    }
+}
+
+/// A found cell past its budget (loom checks between iterations, libFuzzer's
+/// start-up counts) is shown as a miss: every cell keeps to one budget.
+fn within_budget(c: &mut Cell, budget: Duration) {
+    if let Verdict::Found { secs, runs, .. } = c.verdict {
+        if secs > budget.as_secs_f64() {
+            c.verdict = Verdict::NotFound {
+                secs,
+                runs,
+                note: format!("found at {secs:.1} s, past the budget"),
+            };
         }
     }
-    c
 }
 
 fn not_run(engine: &str) -> Cell {
@@ -598,6 +608,9 @@ pub fn zoo(a: &ZooArgs) -> Result<ExitCode, String> {
     if entries.is_empty() {
         return Err("no found, known-open or known-incomplete entry matches --only".into());
     }
+    check_writable_dir(&a.out)?;
+    // libFuzzer's corpora and artifacts, one directory per run.
+    let work = std::env::temp_dir().join(format!("gupcheck-zoo-{}", std::process::id()));
     let mut protocols: Vec<Protocol> = Vec::new();
     let proto_of: Vec<usize> = entries
         .iter()
@@ -657,8 +670,8 @@ pub fn zoo(a: &ZooArgs) -> Result<ExitCode, String> {
     std::thread::scope(|s| -> Result<(), String> {
         let mut handles = Vec::new();
         for w in 0..jobs {
-            let (queue, done, entries, protocols, bar, fuzz, engines, col, stop) = (
-                &queue, &done, &entries, &protocols, &bar, &fuzz, &engines, &col, &stop,
+            let (queue, done, entries, protocols, bar, fuzz, engines, col, stop, work) = (
+                &queue, &done, &entries, &protocols, &bar, &fuzz, &engines, &col, &stop, &work,
             );
             let h = std::thread::Builder::new()
                 .name(format!("gupcheck-zoo-{w}"))
@@ -680,7 +693,7 @@ pub fn zoo(a: &ZooArgs) -> Result<ExitCode, String> {
                             let p = &protocols[k];
                             (
                                 (true, k * engines.len() + col(eng)),
-                                protocol_cell(p, eng, a.budget, a.seed, fuzz),
+                                protocol_cell(p, eng, a.budget, a.seed, fuzz, work, stop),
                                 format!(
                                     "{} / {} / {}",
                                     p.preset.name(),
@@ -716,7 +729,27 @@ pub fn zoo(a: &ZooArgs) -> Result<ExitCode, String> {
         Ok(())
     })?;
     bar.finish_and_clear();
-    let (by_entry, by_proto, _) = done.into_inner().unwrap();
+    let _ = std::fs::remove_dir_all(&work);
+    let (mut by_entry, mut by_proto, _) = done.into_inner().unwrap();
+    for c in by_entry.iter_mut().flatten() {
+        within_budget(c, a.budget);
+    }
+    for (k, cells) in by_proto.chunks_mut(engines.len()).enumerate() {
+        let sharing: Vec<&Entry> = entries
+            .iter()
+            .zip(&proto_of)
+            .filter(|(_, q)| **q == k)
+            .map(|(e, _)| e)
+            .collect();
+        for c in cells.iter_mut().flatten() {
+            within_budget(c, a.budget);
+            if let Verdict::NotFound { secs, runs, .. } = c.verdict {
+                if let Some(why) = protocol_gap(&sharing, &c.engine) {
+                    c.verdict = Verdict::CannotReach { secs, runs, why };
+                }
+            }
+        }
+    }
     let rows: Vec<Row> = entries
         .iter()
         .enumerate()
@@ -725,12 +758,9 @@ pub fn zoo(a: &ZooArgs) -> Result<ExitCode, String> {
                 .iter()
                 .enumerate()
                 .map(|(c, eng)| match *eng {
-                    "fuzz" | "stress" => entry_view(
-                        e,
-                        by_proto[proto_of[i] * engines.len() + c]
-                            .as_ref()
-                            .unwrap_or(&not_run(eng)),
-                    ),
+                    "fuzz" | "stress" => by_proto[proto_of[i] * engines.len() + c]
+                        .clone()
+                        .unwrap_or_else(|| not_run(eng)),
                     _ => by_entry[i * engines.len() + c]
                         .clone()
                         .unwrap_or_else(|| not_run(eng)),
@@ -902,15 +932,13 @@ fn short_expect(e: &str) -> &str {
 
 fn cell_md(c: &Cell) -> String {
     match &c.verdict {
-        Verdict::Found { secs, runs, .. } => match runs {
-            Some(n) => format!("{} ({n})", secs_short(*secs)),
-            None => secs_short(*secs),
-        },
-        Verdict::NotFound { .. } => "-".into(),
-        Verdict::CannotReach { .. } => "n/r".into(),
+        Verdict::Found {
+            secs,
+            runs: Some(n),
+            ..
+        } => format!("{} ({n})", secs_short(*secs)),
         Verdict::Other { invariant, .. } => format!("OTHER {invariant}"),
-        Verdict::Error { .. } => "error".into(),
-        Verdict::NotRun => "not run".into(),
+        v => v.short(),
     }
 }
 
@@ -1031,7 +1059,7 @@ pub fn campaign_summary(evals: &[(Entry, Vec<Outcome>)]) -> String {
         .iter()
         .filter(|(e, _)| e.expect != Expect::Clean)
         .map(|(e, outs)| {
-            let stop = stop_at(e);
+            let stop = e.stop_at();
             let by: Vec<&str> = outs
                 .iter()
                 .filter(|o| {
@@ -1078,4 +1106,51 @@ pub fn campaign_summary(evals: &[(Entry, Vec<Outcome>)]) -> String {
         "  by none of these engines: {none}\n  the full zoo, with fuzz and stress and times to detect: gupcheck zoo\n"
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The summary counts what each engine detected and names the entries
+    /// only one engine detects.
+    #[test]
+    fn campaign_summary_says_who_detects_what() {
+        let pick = |label: &str| {
+            expect::matrix()
+                .into_iter()
+                .find(|e| e.label() == label)
+                .unwrap_or_else(|| panic!("no entry {label}"))
+        };
+        let engines = [
+            Engine::Loom {
+                preemption_bound: Some(2),
+            },
+            Engine::ShuttlePct {
+                iterations: 500,
+                depth: 3,
+                seed: 1,
+            },
+        ];
+        let evals: Vec<(Entry, Vec<Outcome>)> = [
+            "munmap_vs_lockless_walker / latest / rcu / walker_registration_no_barrier",
+            "gup_fast_vs_munmap / latest / rcu / put_page_on_pin",
+            "gup_fast_vs_munmap / latest / rcu / -",
+        ]
+        .into_iter()
+        .map(|l| {
+            let ev = expect::evaluate(&pick(l), &engines).unwrap();
+            (ev.entry, ev.outcomes)
+        })
+        .collect();
+        let s = campaign_summary(&evals);
+        assert!(s.starts_with("zoo summary: 2 found"), "{s}");
+        assert!(s.contains("loom            detects   2"), "{s}");
+        assert!(s.contains("shuttle-pct     detects   1"), "{s}");
+        assert!(
+            s.contains("only loom (1):\n    munmap_vs_lockless_walker"),
+            "{s}"
+        );
+        assert!(s.contains("by none of these engines: 0"), "{s}");
+    }
 }

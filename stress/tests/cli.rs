@@ -248,6 +248,8 @@ fn bench_takes_gup_test_flags() {
 fn zoo_bad_input_is_one_line_errors() {
     one_line_error(&["zoo", "--engines", "loom,tla"], "unknown engine 'tla'");
     one_line_error(&["zoo", "--budget", "soon"], "bad duration");
+    one_line_error(&["zoo", "--budget", "100000000000000000000"], "30 days");
+    one_line_error(&["zoo", "--out", "/proc/gupcheck"], "cannot create");
     one_line_error(&["zoo", "--only", "no such entry"], "entry matches");
     one_line_error(&["zoo", "--fuzz", "afl"], "unknown --fuzz mode");
     one_line_error(
@@ -266,6 +268,8 @@ fn zoo_bad_input_is_one_line_errors() {
 /// on shuttle) cannot, being sequentially consistent.
 const ORDERING_ONLY: &str =
     "munmap_vs_lockless_walker / latest / rcu / walker_registration_no_barrier";
+
+const PUT_PAGE: &str = "gup_fast_vs_munmap / latest / rcu / put_page_on_pin";
 
 fn zoo_json(args: &[&str], name: &str) -> (i32, String, serde_json::Value, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("gupcheck-zoo-{name}-{}", std::process::id()));
@@ -292,8 +296,10 @@ fn zoo_says_which_engines_find_each_entry_and_why_the_others_cannot() {
             ORDERING_ONLY,
             "--only",
             "huge_page_pin_overflow / v11 / ipi",
+            "--only",
+            PUT_PAGE,
             "--engines",
-            "loom,shuttle-pct,fuzz",
+            "loom,shuttle-pct,fuzz,stress",
             "--fuzz",
             "random-bytes",
         ],
@@ -301,7 +307,7 @@ fn zoo_says_which_engines_find_each_entry_and_why_the_others_cannot() {
     );
     assert_eq!(code, 0, "{out}");
     let rows = rep["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 2, "{out}");
+    assert_eq!(rows.len(), 3, "{out}");
     let cell = |label: &str, engine: &str| {
         let r = rows
             .iter()
@@ -324,6 +330,15 @@ fn zoo_says_which_engines_find_each_entry_and_why_the_others_cannot() {
             .as_str()
             .unwrap()
             .contains("sequentially consistent"));
+        assert!(ord(e)["runs"].as_u64().unwrap() > 0, "{e} ran: {out}");
+    }
+    // The fuzzer's random bytes and stress's random ops find a misuse any
+    // schedule shows, on the random world.
+    for e in ["fuzz", "stress"] {
+        let c = cell(PUT_PAGE, e);
+        assert_eq!(c["result"], "found", "{e}: {out}");
+        assert_eq!(c["invariant"], "matched release");
+        assert!(c["secs"].as_f64().unwrap() <= 2.0);
     }
     let ovf = |e| cell("huge_page_pin_overflow", e);
     assert_eq!(ovf("loom")["result"], "found", "{out}");
@@ -335,7 +350,11 @@ fn zoo_says_which_engines_find_each_entry_and_why_the_others_cannot() {
     assert!(md.contains(ORDERING_ONLY) && md.contains("sequentially consistent"));
     let svg = std::fs::read_to_string(dir.join("zoo.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
-    assert_eq!(svg.matches("<rect x=").count(), 6, "one rectangle per cell");
+    assert_eq!(
+        svg.matches("<rect x=").count(),
+        12,
+        "one rectangle per cell"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
