@@ -908,7 +908,8 @@ fn terminal_table(rows: &[Row], engines: &[&str]) -> String {
     if !reasons.is_empty() {
         s += "cannot reach:\n";
         for (e, why, n) in reasons {
-            s += &format!("  {e}: {why} ({n} entries)\n");
+            let entries = if n == 1 { "entry" } else { "entries" };
+            s += &format!("  {e}: {why} ({n} {entries})\n");
         }
     }
     s
