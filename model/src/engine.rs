@@ -221,6 +221,10 @@ fn run_with(
 fn order_panic_hooks() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
+        // The hook in place before (std's, or libFuzzer's), for panics outside
+        // any shuttle execution: shuttle's would report a schedule that does
+        // not exist ("Tried to get ExecutionState").
+        let outside = std::panic::take_hook();
         let mut config = shuttle::Config::new();
         config.silence_warnings = true;
         config.failure_persistence = shuttle::FailurePersistence::None;
@@ -229,8 +233,13 @@ fn order_panic_hooks() {
         // a model bug) becomes `run`'s error, so nothing is printed for it here.
         let shuttle_hook = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if !IN_LOOM.with(|f| f.get()) {
+            if IN_LOOM.with(|f| f.get()) {
+                return;
+            }
+            if IN_SHUTTLE.with(|f| f.get()) {
                 shuttle_hook(info);
+            } else {
+                outside(info);
             }
         }));
     });
@@ -465,6 +474,24 @@ thread_local! {
     /// Set while loom runs on this thread: its panics are reported as errors by
     /// `run`, not by the panic hooks.
     static IN_LOOM: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Set while shuttle executions run on this thread (shuttle's tasks share
+    /// the calling thread): only their panics go to shuttle's hook.
+    static IN_SHUTTLE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks this thread as running shuttle executions while it lives.
+struct InShuttle(bool);
+
+impl InShuttle {
+    fn enter() -> InShuttle {
+        InShuttle(IN_SHUTTLE.with(|f| f.replace(true)))
+    }
+}
+
+impl Drop for InShuttle {
+    fn drop(&mut self) {
+        IN_SHUTTLE.with(|f| f.set(self.0));
+    }
 }
 
 /// Wraps a shuttle scheduler: records every decision of the current execution,
@@ -720,6 +747,7 @@ fn run_shuttle_on<S: shuttle::scheduler::Scheduler + 'static>(
         img,
         hits.clone(),
     );
+    let _in = InShuttle::enter();
     runner.run(move || {
         let i = i2.fetch_add(1, SeqCst);
         let w = Arc::new(World::<Shuttle>::from_image(&img2));
@@ -940,6 +968,7 @@ mod served {
         // per thread that fuzzes.
         thread_local!(static SERVER: &'static RefCell<Server> =
             Box::leak(Box::new(RefCell::new(Coroutine::new(serve)))));
+        let _in = InShuttle::enter();
         SERVER.with(|s| match s.borrow_mut().resume(job) {
             CoroutineResult::Yield(found) => found,
             CoroutineResult::Return(()) => unreachable!("the runner serves forever"),
