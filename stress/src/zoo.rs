@@ -171,7 +171,8 @@ struct Report {
     command: String,
     budget_secs: f64,
     seed: u64,
-    fuzz: String,
+    /// How the fuzz column ran (none if it did not).
+    fuzz: Option<String>,
     engines: Vec<String>,
     seconds: f64,
     /// Ctrl-C ended the run: cells not run say so.
@@ -574,13 +575,17 @@ fn selected_engines(names: &[String]) -> Result<Vec<&'static str>, String> {
         .collect()
 }
 
-fn fuzz_mode(a: &ZooArgs) -> Result<FuzzMode, String> {
+/// The fuzz column's mode; the binary is looked for only if the column runs
+/// (`used`).
+fn fuzz_mode(a: &ZooArgs, used: bool) -> Result<FuzzMode, String> {
     let bin = || match &a.fuzz_bin {
+        _ if !used => Err("the fuzz column does not run".to_string()),
         Some(b) if b.is_file() => Ok(b.clone()),
         Some(b) => Err(format!("no fuzz binary at {}", b.display())),
         None => fuzzbench::find_bin("presets"),
     };
     match a.fuzz.as_str() {
+        "libfuzzer" if !used => Ok(FuzzMode::RandomBytes),
         "libfuzzer" => Ok(FuzzMode::LibFuzzer(bin()?)),
         "random-bytes" => Ok(FuzzMode::RandomBytes),
         "auto" => Ok(bin().map_or(FuzzMode::RandomBytes, FuzzMode::LibFuzzer)),
@@ -592,7 +597,9 @@ fn fuzz_mode(a: &ZooArgs) -> Result<FuzzMode, String> {
 
 pub fn zoo(a: &ZooArgs) -> Result<ExitCode, String> {
     let engines = selected_engines(&a.engines)?;
-    let fuzz = fuzz_mode(a)?;
+    let fuzz = fuzz_mode(a, engines.contains(&"fuzz"))?;
+    // What the fuzz column ran, for the report; nothing if it did not run.
+    let fuzz_how = engines.contains(&"fuzz").then(|| fuzz.how());
     if engines.contains(&"fuzz") {
         if let FuzzMode::LibFuzzer(_) = fuzz {
             if !Path::new("corpus/presets").is_dir() {
@@ -634,14 +641,16 @@ pub fn zoo(a: &ZooArgs) -> Result<ExitCode, String> {
         |j| j as usize,
     );
     eprintln!(
-        "zoo: {} entries ({} protocols for fuzz and stress) x {} engines = {} runs of at most {:.1} s, {} at once; fuzz: {}",
+        "zoo: {} entries ({} protocols for fuzz and stress) x {} engines = {} runs of at most {:.1} s, {} at once{}",
         entries.len(),
         protocols.len(),
         engines.len(),
         units.len(),
         a.budget.as_secs_f64(),
         jobs,
-        fuzz.how()
+        fuzz_how
+            .as_ref()
+            .map_or(String::new(), |h| format!("; fuzz: {h}"))
     );
     let total = units.len();
     let bar = indicatif::ProgressBar::new(total as u64);
@@ -792,7 +801,7 @@ pub fn zoo(a: &ZooArgs) -> Result<ExitCode, String> {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         budget_secs: a.budget.as_secs_f64(),
         seed: a.seed,
-        fuzz: fuzz.how(),
+        fuzz: fuzz_how,
         engines: engines.iter().map(|e| e.to_string()).collect(),
         seconds,
         interrupted: stop.load(SeqCst),
@@ -945,8 +954,12 @@ fn cell_md(c: &Cell) -> String {
 
 fn markdown(rep: &Report) -> String {
     let mut s = format!(
-        "Budget {:.1} s per cell, seed {}, fuzz: {}. A cell is the time to detect (with executions, inputs or epochs); `-` not within the budget; `n/r` cannot reach. loom, shuttle and std run the entry's scenario; fuzz and stress run the entry's preset, arch and mutation over the random world, stopping only at the entry's invariants, so entries that share those share the cell, and a find shows the invariant breaks under that protocol, not necessarily by the scenario's path.\n\n| entry | expect |",
-        rep.budget_secs, rep.seed, rep.fuzz
+        "Budget {:.1} s per cell, seed {}{}. A cell is the time to detect (with executions, inputs or epochs); `-` not within the budget; `n/r` cannot reach. loom, shuttle and std run the entry's scenario; fuzz and stress run the entry's preset, arch and mutation over the random world, stopping only at the entry's invariants, so entries that share those share the cell, and a find shows the invariant breaks under that protocol, not necessarily by the scenario's path.\n\n| entry | expect |",
+        rep.budget_secs,
+        rep.seed,
+        rep.fuzz
+            .as_ref()
+            .map_or(String::new(), |h| format!(", fuzz: {h}"))
     );
     for e in &rep.engines {
         s += &format!(" {e} |");
