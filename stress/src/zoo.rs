@@ -24,15 +24,56 @@ use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The zoo's columns.
-pub const ENGINES: [&str; 6] = [
-    "loom",
-    "shuttle-random",
-    "shuttle-pct",
-    "std",
-    "fuzz",
-    "stress",
-];
+/// The engines that run an entry's own scenario.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnScenario {
+    Loom,
+    ShuttleRandom,
+    ShuttlePct,
+    Std,
+}
+
+/// The engines that run an entry's protocol over the random world.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnProtocol {
+    Fuzz,
+    Stress,
+}
+
+/// A column of the zoo.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Col {
+    Scenario(OnScenario),
+    Protocol(OnProtocol),
+}
+
+impl Col {
+    pub const ALL: [Col; 6] = [
+        Col::Scenario(OnScenario::Loom),
+        Col::Scenario(OnScenario::ShuttleRandom),
+        Col::Scenario(OnScenario::ShuttlePct),
+        Col::Scenario(OnScenario::Std),
+        Col::Protocol(OnProtocol::Fuzz),
+        Col::Protocol(OnProtocol::Stress),
+    ];
+    pub const FUZZ: Col = Col::Protocol(OnProtocol::Fuzz);
+    pub fn name(self) -> &'static str {
+        match self {
+            Col::Scenario(OnScenario::Loom) => "loom",
+            Col::Scenario(OnScenario::ShuttleRandom) => "shuttle-random",
+            Col::Scenario(OnScenario::ShuttlePct) => "shuttle-pct",
+            Col::Scenario(OnScenario::Std) => "std",
+            Col::Protocol(OnProtocol::Fuzz) => "fuzz",
+            Col::Protocol(OnProtocol::Stress) => "stress",
+        }
+    }
+    pub fn parse(s: &str) -> Result<Col, String> {
+        Col::ALL.into_iter().find(|c| c.name() == s).ok_or_else(|| {
+            let known: Vec<&str> = Col::ALL.iter().map(|c| c.name()).collect();
+            format!("unknown engine '{s}' (known: {})", known.join(", "))
+        })
+    }
+}
 
 /// loom's preemption bound grows to this while the budget lasts.
 const MAX_LOOM_BOUND: usize = 3;
@@ -253,9 +294,9 @@ impl Protocol {
 #[derive(Clone, Copy)]
 enum Unit {
     /// loom, shuttle or std on entry `i`'s scenario.
-    Scenario(usize, &'static str),
+    Scenario(usize, OnScenario),
     /// fuzz or stress on protocol `k`.
-    Protocol(usize, &'static str),
+    Protocol(usize, OnProtocol),
 }
 
 /// loom's own limits (a scenario too big for it), as opposed to a model bug.
@@ -272,9 +313,9 @@ fn ran_bound(o: &Outcome) -> Option<usize> {
 }
 
 /// Runs one entry's scenario under one engine for `budget`.
-fn scenario_cell(e: &Entry, engine: &'static str, budget: Duration, seed: u64) -> Cell {
+fn scenario_cell(e: &Entry, engine: OnScenario, budget: Duration, seed: u64) -> Cell {
     let cell = |how: &str, verdict| Cell {
-        engine: engine.into(),
+        engine: Col::Scenario(engine).name().into(),
         how: how.into(),
         verdict,
     };
@@ -314,7 +355,7 @@ fn scenario_cell(e: &Entry, engine: &'static str, budget: Duration, seed: u64) -
         }
     };
     let (eng, how) = match engine {
-        "loom" => {
+        OnScenario::Loom => {
             // The bound grows while the budget lasts: a bug at bound 1 is
             // found in a fraction of bound 2's tree.
             let mut runs = 0;
@@ -362,14 +403,14 @@ fn scenario_cell(e: &Entry, engine: &'static str, budget: Duration, seed: u64) -
                 bound += 1;
             }
         }
-        "shuttle-random" => (
+        OnScenario::ShuttleRandom => (
             Engine::ShuttleRandom {
                 iterations: MANY,
                 seed,
             },
             "random schedules",
         ),
-        "shuttle-pct" => (
+        OnScenario::ShuttlePct => (
             Engine::ShuttlePct {
                 iterations: MANY,
                 depth: 3,
@@ -377,11 +418,10 @@ fn scenario_cell(e: &Entry, engine: &'static str, budget: Duration, seed: u64) -
             },
             "PCT depth 3",
         ),
-        "std" => (
+        OnScenario::Std => (
             Engine::Std { iterations: MANY },
             "the scenario on real threads",
         ),
-        other => unreachable!("not a scenario engine: {other}"),
     };
     let o = match run_for(&sc, &cfg, &eng, budget) {
         Ok(o) => o,
@@ -395,8 +435,8 @@ fn scenario_cell(e: &Entry, engine: &'static str, budget: Duration, seed: u64) -
     } else {
         format!("{} executions", o.iterations)
     };
-    let exhausted = (engine != "std" && ordering_only(e)).then(|| SC_WHY.into());
-    if engine == "std" && ordering_only(e) {
+    let exhausted = (engine != OnScenario::Std && ordering_only(e)).then(|| SC_WHY.into());
+    if engine == OnScenario::Std && ordering_only(e) {
         note += "; needs a weak-memory reordering this machine did not show";
     }
     cell(how, judge(&o, o.iterations, note, exhausted))
@@ -405,7 +445,7 @@ fn scenario_cell(e: &Entry, engine: &'static str, budget: Duration, seed: u64) -
 /// Runs the fuzzer or stress on one protocol for `budget`.
 fn protocol_cell(
     p: &Protocol,
-    engine: &'static str,
+    engine: OnProtocol,
     budget: Duration,
     seed: u64,
     fuzz: &FuzzMode,
@@ -427,7 +467,7 @@ fn protocol_cell(
         runs,
     };
     let (how, verdict) = match (engine, fuzz) {
-        ("fuzz", FuzzMode::LibFuzzer(bin)) => {
+        (OnProtocol::Fuzz, FuzzMode::LibFuzzer(bin)) => {
             let row = fuzzbench::Row {
                 preset: p.preset.name().into(),
                 arch: p.arch.name().into(),
@@ -457,7 +497,7 @@ fn protocol_cell(
                 };
             (fuzz.how(), v)
         }
-        ("fuzz", FuzzMode::RandomBytes) => {
+        (OnProtocol::Fuzz, FuzzMode::RandomBytes) => {
             let fixed = Fixed {
                 preset: Some(p.preset),
                 arch: Some(p.arch),
@@ -485,7 +525,7 @@ fn protocol_cell(
             };
             (fuzz.how(), v)
         }
-        ("stress", _) => {
+        (OnProtocol::Stress, _) => {
             const THREADS: usize = 2;
             let shape = Shape {
                 threads: THREADS,
@@ -511,10 +551,9 @@ fn protocol_cell(
                 Err(message) => (how, Verdict::Error { message }),
             }
         }
-        (other, _) => unreachable!("not a protocol engine: {other}"),
     };
     Cell {
-        engine: engine.into(),
+        engine: Col::Protocol(engine).name().into(),
         how,
         verdict,
     }
@@ -522,12 +561,13 @@ fn protocol_cell(
 
 /// Why the fuzzer or stress cannot reach a protocol: only if no entry sharing
 /// it can be reached (a shared run's miss says nothing about one entry).
-fn protocol_gap(sharing: &[&Entry], engine: &str) -> Option<String> {
+fn protocol_gap(sharing: &[&Entry], engine: OnProtocol) -> Option<String> {
     let gaps: Vec<Option<String>> = sharing
         .iter()
         .map(|e| {
-            random_world_gap(e, 2)
-                .or_else(|| (engine == "fuzz" && ordering_only(e)).then(|| SC_WHY.to_string()))
+            random_world_gap(e, 2).or_else(|| {
+                (engine == OnProtocol::Fuzz && ordering_only(e)).then(|| SC_WHY.to_string())
+            })
         })
         .collect();
     if gaps.iter().all(Option::is_some) {
@@ -559,20 +599,11 @@ fn not_run(engine: &str) -> Cell {
     }
 }
 
-fn selected_engines(names: &[String]) -> Result<Vec<&'static str>, String> {
+fn selected_engines(names: &[String]) -> Result<Vec<Col>, String> {
     if names.is_empty() {
-        return Ok(ENGINES.to_vec());
+        return Ok(Col::ALL.to_vec());
     }
-    names
-        .iter()
-        .map(|n| {
-            ENGINES
-                .iter()
-                .find(|e| **e == n.as_str())
-                .copied()
-                .ok_or_else(|| format!("unknown engine '{n}' (known: {})", ENGINES.join(", ")))
-        })
-        .collect()
+    names.iter().map(|n| Col::parse(n)).collect()
 }
 
 /// The fuzz column's mode; the binary is looked for only if the column runs
@@ -597,20 +628,24 @@ fn fuzz_mode(a: &ZooArgs, used: bool) -> Result<FuzzMode, String> {
 
 pub fn zoo(a: &ZooArgs) -> Result<ExitCode, String> {
     let engines = selected_engines(&a.engines)?;
-    let fuzz = fuzz_mode(a, engines.contains(&"fuzz"))?;
+    let fuzz = fuzz_mode(a, engines.contains(&Col::FUZZ))?;
     // What the fuzz column ran, for the report; nothing if it did not run.
-    let fuzz_how = engines.contains(&"fuzz").then(|| fuzz.how());
-    if engines.contains(&"fuzz") {
+    let fuzz_how = engines.contains(&Col::FUZZ).then(|| fuzz.how());
+    if engines.contains(&Col::FUZZ) {
         if let FuzzMode::LibFuzzer(_) = fuzz {
             if !Path::new("corpus/presets").is_dir() {
                 return Err("no seed corpus at corpus/presets (run from the repository)".into());
             }
         }
     }
-    let entries: Vec<Entry> = expect::matrix()
+    let matrix: Vec<Entry> = expect::matrix()
         .into_iter()
         .filter(|e| e.expect != Expect::Clean)
+        .collect();
+    let entries: Vec<Entry> = matrix
+        .iter()
         .filter(|e| a.only.is_empty() || a.only.iter().any(|o| e.label().contains(o.as_str())))
+        .cloned()
         .collect();
     if entries.is_empty() {
         return Err("no found, known-open or known-incomplete entry matches --only".into());
@@ -632,8 +667,8 @@ pub fn zoo(a: &ZooArgs) -> Result<ExitCode, String> {
     let mut units = Vec::new();
     for &eng in &engines {
         match eng {
-            "fuzz" | "stress" => units.extend((0..protocols.len()).map(|k| Unit::Protocol(k, eng))),
-            _ => units.extend((0..entries.len()).map(|i| Unit::Scenario(i, eng))),
+            Col::Protocol(p) => units.extend((0..protocols.len()).map(|k| Unit::Protocol(k, p))),
+            Col::Scenario(x) => units.extend((0..entries.len()).map(|i| Unit::Scenario(i, x))),
         }
     }
     let jobs = a.jobs.map_or_else(
@@ -675,7 +710,7 @@ pub fn zoo(a: &ZooArgs) -> Result<ExitCode, String> {
         vec![None; protocols.len() * engines.len()],
         0,
     ));
-    let col = |eng: &str| engines.iter().position(|e| *e == eng).expect("selected");
+    let col = |c: Col| engines.iter().position(|e| *e == c).expect("selected");
     std::thread::scope(|s| -> Result<(), String> {
         let mut handles = Vec::new();
         for w in 0..jobs {
@@ -694,14 +729,14 @@ pub fn zoo(a: &ZooArgs) -> Result<ExitCode, String> {
                     };
                     let (slot, cell, what) = match u {
                         Unit::Scenario(i, eng) => (
-                            (false, i * engines.len() + col(eng)),
+                            (false, i * engines.len() + col(Col::Scenario(eng))),
                             scenario_cell(&entries[i], eng, a.budget, a.seed),
                             entries[i].label(),
                         ),
                         Unit::Protocol(k, eng) => {
                             let p = &protocols[k];
                             (
-                                (true, k * engines.len() + col(eng)),
+                                (true, k * engines.len() + col(Col::Protocol(eng))),
                                 protocol_cell(p, eng, a.budget, a.seed, fuzz, work, stop),
                                 format!(
                                     "{} / {} / {}",
@@ -744,16 +779,18 @@ pub fn zoo(a: &ZooArgs) -> Result<ExitCode, String> {
         within_budget(c, a.budget);
     }
     for (k, cells) in by_proto.chunks_mut(engines.len()).enumerate() {
-        let sharing: Vec<&Entry> = entries
+        // Over the whole matrix, not only the entries selected.
+        let sharing: Vec<&Entry> = matrix
             .iter()
-            .zip(&proto_of)
-            .filter(|(_, q)| **q == k)
-            .map(|(e, _)| e)
+            .filter(|e| Protocol::of(e) == protocols[k])
             .collect();
-        for c in cells.iter_mut().flatten() {
+        for (col, c) in engines.iter().zip(cells.iter_mut()) {
+            let (Col::Protocol(on), Some(c)) = (col, c) else {
+                continue;
+            };
             within_budget(c, a.budget);
             if let Verdict::NotFound { secs, runs, .. } = c.verdict {
-                if let Some(why) = protocol_gap(&sharing, &c.engine) {
+                if let Some(why) = protocol_gap(&sharing, *on) {
                     c.verdict = Verdict::CannotReach { secs, runs, why };
                 }
             }
@@ -766,13 +803,13 @@ pub fn zoo(a: &ZooArgs) -> Result<ExitCode, String> {
             let cells = engines
                 .iter()
                 .enumerate()
-                .map(|(c, eng)| match *eng {
-                    "fuzz" | "stress" => by_proto[proto_of[i] * engines.len() + c]
+                .map(|(c, eng)| match eng {
+                    Col::Protocol(_) => by_proto[proto_of[i] * engines.len() + c]
                         .clone()
-                        .unwrap_or_else(|| not_run(eng)),
-                    _ => by_entry[i * engines.len() + c]
+                        .unwrap_or_else(|| not_run(eng.name())),
+                    Col::Scenario(_) => by_entry[i * engines.len() + c]
                         .clone()
-                        .unwrap_or_else(|| not_run(eng)),
+                        .unwrap_or_else(|| not_run(eng.name())),
                 })
                 .collect();
             let (expect, why) = match &e.expect {
@@ -802,7 +839,7 @@ pub fn zoo(a: &ZooArgs) -> Result<ExitCode, String> {
         budget_secs: a.budget.as_secs_f64(),
         seed: a.seed,
         fuzz: fuzz_how,
-        engines: engines.iter().map(|e| e.to_string()).collect(),
+        engines: engines.iter().map(|e| e.name().to_string()).collect(),
         seconds,
         interrupted: stop.load(SeqCst),
         rows,
@@ -859,7 +896,7 @@ pub fn zoo(a: &ZooArgs) -> Result<ExitCode, String> {
     })
 }
 
-fn terminal_table(rows: &[Row], engines: &[&str]) -> String {
+fn terminal_table(rows: &[Row], engines: &[Col]) -> String {
     let w = rows
         .iter()
         .map(|r| r.label.len())
@@ -871,7 +908,7 @@ fn terminal_table(rows: &[Row], engines: &[&str]) -> String {
         "scenario / preset / arch / mutation", "expect"
     );
     for e in engines {
-        s += &format!(" {:>9}", short_engine(e));
+        s += &format!(" {:>9}", short_engine(e.name()));
     }
     s += "\n";
     for r in rows {
@@ -888,7 +925,7 @@ fn terminal_table(rows: &[Row], engines: &[&str]) -> String {
             |f: fn(&Verdict) -> bool| rows.iter().filter(|r| f(&r.cells[i].verdict)).count();
         s += &format!(
             "  {:<15} found {:>3}  not within budget {:>3}  cannot reach {:>3}\n",
-            e,
+            e.name(),
             count(|v| matches!(v, Verdict::Found { .. })),
             count(|v| matches!(v, Verdict::NotFound { .. })),
             count(|v| matches!(v, Verdict::CannotReach { .. })),
@@ -901,7 +938,9 @@ fn terminal_table(rows: &[Row], engines: &[&str]) -> String {
             if let Verdict::CannotReach { why, .. } = &c.verdict {
                 // loom's exhausted trees differ only in size: one line.
                 let why = match why.find(" (") {
-                    Some(k) if c.engine == "loom" => why[..k].to_string(),
+                    Some(k) if c.engine == Col::Scenario(OnScenario::Loom).name() => {
+                        why[..k].to_string()
+                    }
                     _ => why.clone(),
                 };
                 match reasons
