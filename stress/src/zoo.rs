@@ -165,6 +165,11 @@ fn say(s: &str) {
     let _ = writeln!(std::io::stdout(), "{s}");
 }
 
+/// "1 entry", "2 entries".
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 fn secs_short(s: f64) -> String {
     if s < 0.1 {
         format!("{:.0}ms", (s * 1000.0).max(1.0))
@@ -676,11 +681,11 @@ pub fn zoo(a: &ZooArgs) -> Result<ExitCode, String> {
         |j| j as usize,
     );
     eprintln!(
-        "zoo: {} entries ({} protocols for fuzz and stress) x {} engines = {} runs of at most {:.1} s, {} at once{}",
-        entries.len(),
-        protocols.len(),
-        engines.len(),
-        units.len(),
+        "zoo: {} ({} for fuzz and stress) x {} = {} of at most {:.1} s, {} at once{}",
+        count(entries.len(), "entry", "entries"),
+        count(protocols.len(), "protocol", "protocols"),
+        count(engines.len(), "engine", "engines"),
+        count(units.len(), "run", "runs"),
         a.budget.as_secs_f64(),
         jobs,
         fuzz_how
@@ -862,9 +867,9 @@ pub fn zoo(a: &ZooArgs) -> Result<ExitCode, String> {
         .filter(|(_, c)| matches!(c.verdict, Verdict::Other { .. } | Verdict::Error { .. }))
         .collect();
     say(&format!(
-        "{} entries x {} engines in {:.0} s; written to {} (and zoo.json, zoo.md)",
-        report.rows.len(),
-        engines.len(),
+        "{} x {} in {:.0} s; written to {} (and zoo.json, zoo.md)",
+        count(report.rows.len(), "entry", "entries"),
+        count(engines.len(), "engine", "engines"),
         seconds,
         svg.display()
     ));
@@ -956,8 +961,7 @@ fn terminal_table(rows: &[Row], engines: &[Col]) -> String {
     if !reasons.is_empty() {
         s += "cannot reach:\n";
         for (e, why, n) in reasons {
-            let entries = if n == 1 { "entry" } else { "entries" };
-            s += &format!("  {e}: {why} ({n} {entries})\n");
+            s += &format!("  {e}: {why} ({})\n", count(n, "entry", "entries"));
         }
     }
     s
