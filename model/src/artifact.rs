@@ -96,6 +96,18 @@ impl Artifact {
 
     /// Writes the artifact into `dir` through a temp file and a rename, so a
     /// reader never sees half an artifact.
+    /// Replays with the trace on, keeps the replay's interleaving as the
+    /// artifact's, and writes it into `dir`: the path, and whether the replay
+    /// reproduced the recorded violation.
+    pub fn replay_and_write(&mut self, dir: &Path) -> Result<(PathBuf, bool), String> {
+        self.scenario.world.trace = true;
+        let (o, same) = self.replay()?;
+        if let Some(f) = o.failure {
+            self.failure.trace = f.trace;
+        }
+        Ok((self.write_atomic(dir)?, same))
+    }
+
     pub fn write_atomic(&self, dir: &Path) -> Result<PathBuf, String> {
         let json = serde_json::to_string_pretty(self)
             .map_err(|e| format!("cannot encode the artifact: {e}"))?;

@@ -119,6 +119,56 @@ pub fn run_for(
     run_with(sc, cfg, engine, true, Some(budget))
 }
 
+/// What [`run_loom_deepening`] got to.
+#[derive(Clone, Debug)]
+pub struct Deepened {
+    /// The last run (its `ran` names the bound it used).
+    pub outcome: Outcome,
+    /// The bound of the last run (`None`: unbounded, by LOOM_MAX_PREEMPTIONS).
+    pub bound: Option<usize>,
+    /// Interleavings over all the runs.
+    pub interleavings: u64,
+    /// The last run explored its whole tree (it did not run out of time).
+    pub exhausted: bool,
+}
+
+/// loom at preemption bound 1, 2, ... up to `max_bound` while `budget` lasts,
+/// stopping at the first violation: a bug at a low bound is found in a
+/// fraction of a higher bound's tree. LOOM_MAX_PREEMPTIONS fixes the bound
+/// (one run). `Err` is loom's message and the bound it stopped at.
+pub fn run_loom_deepening(
+    sc: &Scenario,
+    cfg: &WorldConfig,
+    max_bound: usize,
+    budget: Duration,
+) -> Result<Deepened, (String, usize)> {
+    let t0 = Instant::now();
+    let mut interleavings = 0;
+    let mut bound = 1;
+    loop {
+        let engine = Engine::Loom {
+            preemption_bound: Some(bound),
+        };
+        let left = budget.saturating_sub(t0.elapsed());
+        let o = run_for(sc, cfg, &engine, left).map_err(|e| (e, bound))?;
+        interleavings += o.iterations;
+        let ran = match o.ran {
+            Engine::Loom { preemption_bound } => preemption_bound,
+            _ => None,
+        };
+        let out_of_time = t0.elapsed() >= budget;
+        if o.failure.is_some() || out_of_time || ran != Some(bound) || bound >= max_bound {
+            return Ok(Deepened {
+                exhausted: !out_of_time && o.failure.is_none(),
+                outcome: o,
+                bound: ran,
+                interleavings,
+            });
+        }
+        bound += 1;
+    }
+}
+
 /// Like `run`, but exactly as `engine` says: LOOM_MAX_PREEMPTIONS is ignored
 /// (replays must explore the recorded tree).
 pub fn run_exact(sc: &Scenario, cfg: &WorldConfig, engine: &Engine) -> Result<Outcome, String> {

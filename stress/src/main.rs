@@ -318,16 +318,13 @@ fn fuzz_artifact(
     say!("{target}: {} finds {f}", input.display());
     match f.artifact {
         Some(mut art) => {
-            // Replayed with the trace on, for the artifact.
-            art.scenario.world.trace = true;
-            let (o, same) = art.replay()?;
+            let (path, same) = art.replay_and_write(out)?;
             if !same {
-                return Err("the finding did not replay from its recorded schedule".into());
+                return Err(format!(
+                    "the finding did not replay from its recorded schedule (written anyway: {})",
+                    path.display()
+                ));
             }
-            if let Some(f) = o.failure {
-                art.failure.trace = f.trace;
-            }
-            let path = art.write_atomic(out)?;
             say!("{}", render_trace(&art.failure.trace));
             say!("artifact: {}", path.display());
             say!("replay:   {}", Artifact::replay_command(&path));

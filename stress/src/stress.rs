@@ -10,7 +10,7 @@
 
 use gupcheck_model::artifact::{check_writable_dir, write_file_atomic, Artifact};
 use gupcheck_model::backend::Std;
-use gupcheck_model::engine::{judge_execution, run, run_ops, Tally};
+use gupcheck_model::engine::{judge_execution, run, run_loom_deepening, run_ops, Tally};
 use gupcheck_model::fuzzing::{random_world, KNOWN_OPEN};
 use gupcheck_model::ghost::Violation;
 use gupcheck_model::ops::Op;
@@ -586,62 +586,34 @@ fn explain_by_loom(
             sc.threads.len()
         ));
     }
-    let t0 = Instant::now();
-    let mut interleavings = 0;
-    // Another invariant loom broke instead, said in the report.
-    let mut other = String::new();
-    for bound in 1..=2 {
-        let left = a.loom_budget.saturating_sub(t0.elapsed());
-        if left.is_zero() {
-            break;
+    let d = match run_loom_deepening(sc, cfg, 2, a.loom_budget) {
+        Ok(d) => d,
+        Err((e, bound)) => return not(format!("{pct_why}; loom stopped at bound {bound}: {e}")),
+    };
+    let shown = d.bound.map_or("unbounded".into(), |b| b.to_string());
+    match d.outcome.failure {
+        Some(f) if f.violation.invariant == inv => {
+            let mut art = Artifact::new(sc, preset, arch, muts, &d.outcome.ran, f);
+            art.tolerate = cfg.tolerate.clone();
+            let (path, replays) = art.replay_and_write(&a.out)?;
+            Ok(Explanation::ReproducedByLoom {
+                engine: format!("loom (bound {shown})"),
+                pct_searches: 1,
+                interleavings: d.interleavings,
+                artifact: path.display().to_string(),
+                replays,
+            })
         }
-        let engine = Engine::Loom {
-            preemption_bound: Some(bound),
-        };
-        let o = match gupcheck_model::engine::run_for(sc, cfg, &engine, left) {
-            Ok(o) => o,
-            Err(e) => return not(format!("{pct_why}; loom stopped at bound {bound}: {e}")),
-        };
-        interleavings += o.iterations;
-        let ran = match o.ran {
-            Engine::Loom { preemption_bound } => preemption_bound,
-            _ => None,
-        };
-        let Some(f) = o.failure.clone().filter(|f| f.violation.invariant == inv) else {
-            if let Some(f) = &o.failure {
-                other = format!(
-                    " (loom broke {} instead: {})",
-                    f.violation.invariant, f.violation.detail
-                );
-            }
-            if ran != Some(bound) {
-                break; // LOOM_MAX_PREEMPTIONS fixed the bound: one run says all
-            }
-            continue;
-        };
-        let mut art = Artifact::new(sc, preset, arch, muts, &o.ran, f);
-        art.tolerate = cfg.tolerate.clone();
-        art.scenario.world.trace = true;
-        let (r, replays) = art.replay()?;
-        if let Some(f) = r.failure {
-            art.failure.trace = f.trace;
-        }
-        let path = art.write_atomic(&a.out)?;
-        return Ok(Explanation::ReproducedByLoom {
-            engine: format!(
-                "loom (bound {})",
-                ran.map_or("unbounded".into(), |b| b.to_string())
-            ),
-            pct_searches: 1,
-            interleavings,
-            artifact: path.display().to_string(),
-            replays,
-        });
+        other => not(format!(
+            "{pct_why}; nor did loom in {} interleavings up to bound {shown} within {:.0} s{}",
+            d.interleavings,
+            a.loom_budget.as_secs_f64(),
+            other.map_or(String::new(), |f| format!(
+                " (it broke {} instead: {})",
+                f.violation.invariant, f.violation.detail
+            ))
+        )),
     }
-    not(format!(
-        "{pct_why}; nor did loom in {interleavings} interleavings at bounds 1 and 2 within {:.0} s{other}",
-        a.loom_budget.as_secs_f64()
-    ))
 }
 
 /// Whether shuttle PCT breaks `inv` on `sc` within the budget.
@@ -720,13 +692,7 @@ fn explain(
     };
     let mut art = Artifact::new(&sc, preset, arch, muts, &engine, failure);
     art.tolerate = KNOWN_OPEN.to_vec();
-    // Replayed with the trace on, for the artifact's interleaving.
-    art.scenario.world.trace = true;
-    let (o, replays) = art.replay()?;
-    if let Some(f) = o.failure {
-        art.failure.trace = f.trace;
-    }
-    let path = art.write_atomic(&a.out)?;
+    let (path, replays) = art.replay_and_write(&a.out)?;
     Ok(Explanation::Reproduced {
         engine: engine_name,
         ops_before,

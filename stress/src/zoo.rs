@@ -12,7 +12,7 @@
 use crate::fuzzbench;
 use crate::stress::{self, Counts, Shape, Workload};
 use gupcheck_model::artifact::{check_writable_dir, write_file_atomic};
-use gupcheck_model::engine::{run_for, Outcome};
+use gupcheck_model::engine::{run_for, run_loom_deepening, Outcome};
 use gupcheck_model::expect::{self, Entry, Expect};
 use gupcheck_model::fuzzing::{check_threads_fixed, Fixed, Target};
 use gupcheck_model::{scenario, CounterScale, Engine, Invariant, Mutation};
@@ -309,14 +309,6 @@ fn loom_limit(msg: &str) -> bool {
     msg.contains("maximum number of branches") || msg.contains("max_threads")
 }
 
-/// The preemption bound loom ran with (LOOM_MAX_PREEMPTIONS wins).
-fn ran_bound(o: &Outcome) -> Option<usize> {
-    match o.ran {
-        Engine::Loom { preemption_bound } => preemption_bound,
-        _ => None,
-    }
-}
-
 /// Runs one entry's scenario under one engine for `budget`.
 fn scenario_cell(e: &Entry, engine: OnScenario, budget: Duration, seed: u64) -> Cell {
     let cell = |how: &str, verdict| Cell {
@@ -331,7 +323,6 @@ fn scenario_cell(e: &Entry, engine: OnScenario, budget: Duration, seed: u64) -> 
     cfg.trace = false;
     let stop = e.stop_at();
     let t0 = Instant::now();
-    let left = || budget.saturating_sub(t0.elapsed());
     const MANY: usize = 1 << 40;
     let judge = |o: &Outcome, runs: u64, note: String, exhausted: Option<String>| {
         let secs = t0.elapsed().as_secs_f64();
@@ -361,52 +352,35 @@ fn scenario_cell(e: &Entry, engine: OnScenario, budget: Duration, seed: u64) -> 
     };
     let (eng, how) = match engine {
         OnScenario::Loom => {
-            // The bound grows while the budget lasts: a bug at bound 1 is
-            // found in a fraction of bound 2's tree.
-            let mut runs = 0;
-            let mut bound = 1;
-            loop {
-                let eng = Engine::Loom {
-                    preemption_bound: Some(bound),
-                };
-                let o = match run_for(&sc, &cfg, &eng, left()) {
-                    Ok(o) => o,
-                    Err(msg) if loom_limit(&msg) => {
-                        let why = format!("beyond loom at bound {bound}: {msg}");
-                        return cell(
-                            &format!("bound {bound}"),
-                            Verdict::CannotReach {
-                                secs: t0.elapsed().as_secs_f64(),
-                                runs: Some(runs),
-                                why,
-                            },
-                        );
-                    }
-                    Err(message) => {
-                        return cell(&format!("bound {bound}"), Verdict::Error { message })
-                    }
-                };
-                runs += o.iterations;
-                // LOOM_MAX_PREEMPTIONS overrides the bound: one run says all.
-                let ran = ran_bound(&o);
-                let last = ran != Some(bound) || bound == MAX_LOOM_BOUND;
-                let out_of_time = left().is_zero();
-                if o.failure.is_some() || out_of_time || last {
-                    let shown = ran.map_or("unbounded".to_string(), |b| b.to_string());
-                    let exhausted = (!out_of_time && o.failure.is_none()).then(|| {
-                        format!(
-                            "every interleaving within {shown} preemptions is clean ({} of them)",
-                            o.iterations
-                        )
-                    });
-                    let note = format!("the budget ran out at bound {shown}");
+            let d = match run_loom_deepening(&sc, &cfg, MAX_LOOM_BOUND, budget) {
+                Ok(d) => d,
+                Err((msg, bound)) if loom_limit(&msg) => {
+                    let why = format!("beyond loom at bound {bound}: {msg}");
                     return cell(
-                        &format!("bounds up to {shown}"),
-                        judge(&o, runs, note, exhausted),
+                        &format!("bound {bound}"),
+                        Verdict::CannotReach {
+                            secs: t0.elapsed().as_secs_f64(),
+                            runs: None,
+                            why,
+                        },
                     );
                 }
-                bound += 1;
-            }
+                Err((message, bound)) => {
+                    return cell(&format!("bound {bound}"), Verdict::Error { message })
+                }
+            };
+            let shown = d.bound.map_or("unbounded".to_string(), |b| b.to_string());
+            let exhausted = d.exhausted.then(|| {
+                format!(
+                    "every interleaving within {shown} preemptions is clean ({} of them)",
+                    d.outcome.iterations
+                )
+            });
+            let note = format!("the budget ran out at bound {shown}");
+            return cell(
+                &format!("bounds up to {shown}"),
+                judge(&d.outcome, d.interleavings, note, exhausted),
+            );
         }
         OnScenario::ShuttleRandom => (
             Engine::ShuttleRandom {
