@@ -14,28 +14,10 @@ const SHUTTLE_ITERS: usize = 3_000;
 const DFS_MAX: usize = 2_000;
 const STD_ITERS: usize = 100;
 
-/// The design card's races get loom's deeper bound, as do ordering-only bugs,
-/// the races of a lockless walker with THP collapse (two preemptions: into
-/// the collapse, back to the walker) and races only loom is expected to find.
-fn loom_bound(e: &Entry) -> usize {
-    let design_card = [
-        "gup_fast_vs_munmap",
-        "munmap_vs_lockless_walker",
-        "gup_fast_vs_page_mkclean",
-        "gup_fast_vs_thp_collapse",
-    ];
-    let loom_only = e.found_by == ["loom"];
-    if design_card.contains(&e.scenario.as_str()) || !e.missed_by.is_empty() || loom_only {
-        2
-    } else {
-        1
-    }
-}
-
 fn engines(e: &Entry) -> Vec<Engine> {
     let mut v = vec![
         Engine::Loom {
-            preemption_bound: Some(loom_bound(e)),
+            preemption_bound: Some(e.loom_bound()),
         },
         Engine::ShuttleRandom {
             iterations: SHUTTLE_ITERS,

@@ -91,6 +91,25 @@ impl Entry {
             .collect();
         Ok((sc, cfg))
     }
+    /// loom's preemption bound for this entry, one rule for every runner
+    /// (tests, campaign, zoo): the design card's races get the deeper bound, as
+    /// do ordering-only bugs, the races of a lockless walker with THP collapse
+    /// (two preemptions: into the collapse, back to the walker) and races only
+    /// loom is expected to find; 1 for the rest.
+    pub fn loom_bound(&self) -> usize {
+        const DEEPER: [&str; 4] = [
+            "gup_fast_vs_munmap",
+            "munmap_vs_lockless_walker",
+            "gup_fast_vs_page_mkclean",
+            "gup_fast_vs_thp_collapse",
+        ];
+        let loom_only = self.found_by == ["loom"];
+        if DEEPER.contains(&self.scenario.as_str()) || !self.missed_by.is_empty() || loom_only {
+            2
+        } else {
+            1
+        }
+    }
     pub fn label(&self) -> String {
         let mut l = format!(
             "{} / {} / {} / {}",
