@@ -2,7 +2,7 @@
 //! model; the target panics once, here, outside shuttle.
 #![no_main]
 
-use gupcheck_model::fuzzing::Target;
+use gupcheck_model::harness::fuzzing::Target;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

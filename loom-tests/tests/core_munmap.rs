@@ -3,7 +3,7 @@
 //! seed, real threads run it clean. What each engine must find is the matrix's
 //! business (matrix.rs).
 
-use gupcheck_model::scenario::munmap_vs_lockless_walker;
+use gupcheck_model::harness::scenario::munmap_vs_lockless_walker;
 use gupcheck_model::{run, Arch, Engine, Mutation, Outcome, Scenario};
 
 const LOOM_BOUND: Option<usize> = Some(2);

@@ -7,7 +7,9 @@
 //! them, or if an engine expected to miss an ordering-only bug finds it or never
 //! reaches its race window.
 
-use gupcheck_model::expect::{self, Entry};
+use gupcheck_model::harness::expect;
+
+use gupcheck_model::harness::expect::Entry;
 use gupcheck_model::Engine;
 
 const SHUTTLE_ITERS: usize = 3_000;

@@ -7,9 +7,9 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use gupcheck_model::backend::Std;
+use gupcheck_model::flags::{Flag, Foll};
 use gupcheck_model::ghost::Ctx;
-use gupcheck_model::gup::flags::{Flag, Foll};
-use gupcheck_model::world::{Layout, Populate, Region};
+use gupcheck_model::state::layout::{Layout, Populate, Region};
 use gupcheck_model::{Arch, PresetId, World, WorldConfig};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicI32, Ordering::SeqCst};

@@ -195,6 +195,8 @@ impl<B: Backend> Default for Condvar<B> {
 macro_rules! katomic {
     ($name:ident, $raw:ty, $v:ty, full = $full:expr, rmw = $rmw:expr, dep = $dep:expr, relaxed = $rel:expr, rel = $relst:expr, acq = $acq:expr) => {
         pub struct $name($raw);
+        // `full` is `()` where a value-returning RMW needs no fence around it.
+        #[allow(clippy::no_effect)]
         impl KAtomic for $name {
             type V = $v;
             #[inline]
@@ -310,6 +312,84 @@ macro_rules! katomic {
     };
 }
 
+/// A backend's three atomic types over its crate's `sync::atomic`, with the
+/// orderings its column of the LKMM table gives (see `katomic!`).
+macro_rules! backend_atomics {
+    ($c:ident: $i32:ident, $u32:ident, $u64:ident; $($ord:tt)*) => {
+        katomic!($i32, $c::sync::atomic::AtomicI32, i32, $($ord)*);
+        katomic!($u32, $c::sync::atomic::AtomicU32, u32, $($ord)*);
+        katomic!($u64, $c::sync::atomic::AtomicU64, u64, $($ord)*);
+    };
+}
+
+/// The locks, condition variable and threads of a backend whose crate mirrors
+/// std's `sync` and `thread` modules (std, loom, shuttle): one definition for
+/// the three, as `katomic!` is for the atomics. A poisoned lock is taken over:
+/// the panic that poisoned it is reported on its own.
+macro_rules! sync_primitives {
+    ($c:ident: $i32:ident, $u32:ident, $u64:ident) => {
+        type AtomicI32 = $i32;
+        type AtomicU32 = $u32;
+        type AtomicU64 = $u64;
+        type RawMutex<T: Send + 'static> = $c::sync::Mutex<T>;
+        type RawMutexGuard<'a, T: Send + 'static> = $c::sync::MutexGuard<'a, T>;
+        type RawRwLock<T: Send + Sync + 'static> = $c::sync::RwLock<T>;
+        type RawReadGuard<'a, T: Send + Sync + 'static> = $c::sync::RwLockReadGuard<'a, T>;
+        type RawWriteGuard<'a, T: Send + Sync + 'static> = $c::sync::RwLockWriteGuard<'a, T>;
+        type RawCondvar = $c::sync::Condvar;
+        type JoinHandle<T: Send + 'static> = $c::thread::JoinHandle<T>;
+
+        fn mutex_new<T: Send + 'static>(v: T) -> Self::RawMutex<T> {
+            $c::sync::Mutex::new(v)
+        }
+        fn mutex_lock<T: Send + 'static>(m: &Self::RawMutex<T>) -> Self::RawMutexGuard<'_, T> {
+            m.lock().unwrap_or_else(|e| e.into_inner())
+        }
+        fn rwlock_new<T: Send + Sync + 'static>(v: T) -> Self::RawRwLock<T> {
+            $c::sync::RwLock::new(v)
+        }
+        fn rwlock_read<T: Send + Sync + 'static>(
+            l: &Self::RawRwLock<T>,
+        ) -> Self::RawReadGuard<'_, T> {
+            l.read().unwrap_or_else(|e| e.into_inner())
+        }
+        fn rwlock_write<T: Send + Sync + 'static>(
+            l: &Self::RawRwLock<T>,
+        ) -> Self::RawWriteGuard<'_, T> {
+            l.write().unwrap_or_else(|e| e.into_inner())
+        }
+        fn condvar_new() -> Self::RawCondvar {
+            $c::sync::Condvar::new()
+        }
+        fn condvar_wait<'a, T: Send + 'static>(
+            cv: &Self::RawCondvar,
+            g: Self::RawMutexGuard<'a, T>,
+        ) -> Self::RawMutexGuard<'a, T> {
+            cv.wait(g).unwrap_or_else(|e| e.into_inner())
+        }
+        fn condvar_notify_all(cv: &Self::RawCondvar) {
+            cv.notify_all()
+        }
+        fn spawn<F, T>(name: String, stack_size: usize, f: F) -> Self::JoinHandle<T>
+        where
+            F: FnOnce() -> T + Send + 'static,
+            T: Send + 'static,
+        {
+            $c::thread::Builder::new()
+                .name(name)
+                .stack_size(stack_size)
+                .spawn(f)
+                .expect(concat!("spawning a ", stringify!($c), " thread"))
+        }
+        fn join<T: Send + 'static>(h: Self::JoinHandle<T>) -> std::thread::Result<T> {
+            h.join()
+        }
+        fn yield_now() {
+            $c::thread::yield_now()
+        }
+    };
+}
+
 /// Real threads on real atomics: what x86 costs.
 pub mod std_backend {
     use super::*;
@@ -326,63 +406,12 @@ pub mod std_backend {
             Acquire
         };
 
-    macro_rules! std_atomics {
-        ($($name:ident $raw:ty, $v:ty;)*) => {$(
-            katomic!($name, $raw, $v, full = (), rmw = SeqCst, dep = DEP,
-                     relaxed = Relaxed, rel = Release, acq = Acquire);
-        )*};
-    }
-    std_atomics! {
-        StdAtomicI32 std::sync::atomic::AtomicI32, i32;
-        StdAtomicU32 std::sync::atomic::AtomicU32, u32;
-        StdAtomicU64 std::sync::atomic::AtomicU64, u64;
-    }
+    backend_atomics!(std: StdAtomicI32, StdAtomicU32, StdAtomicU64; full = (), rmw = SeqCst, dep = DEP, relaxed = Relaxed, rel = Release, acq = Acquire);
 
     impl Backend for Std {
         const NAME: &'static str = "std";
         const MODEL_CHECKED: bool = false;
-        type AtomicI32 = StdAtomicI32;
-        type AtomicU32 = StdAtomicU32;
-        type AtomicU64 = StdAtomicU64;
-        type RawMutex<T: Send + 'static> = std::sync::Mutex<T>;
-        type RawMutexGuard<'a, T: Send + 'static> = std::sync::MutexGuard<'a, T>;
-        type RawRwLock<T: Send + Sync + 'static> = std::sync::RwLock<T>;
-        type RawReadGuard<'a, T: Send + Sync + 'static> = std::sync::RwLockReadGuard<'a, T>;
-        type RawWriteGuard<'a, T: Send + Sync + 'static> = std::sync::RwLockWriteGuard<'a, T>;
-        type RawCondvar = std::sync::Condvar;
-        type JoinHandle<T: Send + 'static> = std::thread::JoinHandle<T>;
-
-        fn mutex_new<T: Send + 'static>(v: T) -> Self::RawMutex<T> {
-            std::sync::Mutex::new(v)
-        }
-        fn mutex_lock<T: Send + 'static>(m: &Self::RawMutex<T>) -> Self::RawMutexGuard<'_, T> {
-            m.lock().unwrap_or_else(|e| e.into_inner())
-        }
-        fn rwlock_new<T: Send + Sync + 'static>(v: T) -> Self::RawRwLock<T> {
-            std::sync::RwLock::new(v)
-        }
-        fn rwlock_read<T: Send + Sync + 'static>(
-            l: &Self::RawRwLock<T>,
-        ) -> Self::RawReadGuard<'_, T> {
-            l.read().unwrap_or_else(|e| e.into_inner())
-        }
-        fn rwlock_write<T: Send + Sync + 'static>(
-            l: &Self::RawRwLock<T>,
-        ) -> Self::RawWriteGuard<'_, T> {
-            l.write().unwrap_or_else(|e| e.into_inner())
-        }
-        fn condvar_new() -> Self::RawCondvar {
-            std::sync::Condvar::new()
-        }
-        fn condvar_wait<'a, T: Send + 'static>(
-            cv: &Self::RawCondvar,
-            g: Self::RawMutexGuard<'a, T>,
-        ) -> Self::RawMutexGuard<'a, T> {
-            cv.wait(g).unwrap_or_else(|e| e.into_inner())
-        }
-        fn condvar_notify_all(cv: &Self::RawCondvar) {
-            cv.notify_all()
-        }
+        sync_primitives!(std: StdAtomicI32, StdAtomicU32, StdAtomicU64);
         fn smp_mb() {
             fence(SeqCst)
         }
@@ -409,23 +438,6 @@ pub mod std_backend {
                 fence(Release)
             }
         }
-        fn spawn<F, T>(name: String, stack_size: usize, f: F) -> Self::JoinHandle<T>
-        where
-            F: FnOnce() -> T + Send + 'static,
-            T: Send + 'static,
-        {
-            std::thread::Builder::new()
-                .name(name)
-                .stack_size(stack_size)
-                .spawn(f)
-                .expect("spawning a model thread")
-        }
-        fn join<T: Send + 'static>(h: Self::JoinHandle<T>) -> std::thread::Result<T> {
-            h.join()
-        }
-        fn yield_now() {
-            std::thread::yield_now()
-        }
     }
 }
 
@@ -436,63 +448,12 @@ pub mod loom_backend {
 
     pub struct Loom;
 
-    macro_rules! loom_atomics {
-        ($($name:ident $raw:ty, $v:ty;)*) => {$(
-            katomic!($name, $raw, $v, full = fence(SeqCst), rmw = AcqRel, dep = Acquire,
-                     relaxed = Relaxed, rel = Release, acq = Acquire);
-        )*};
-    }
-    loom_atomics! {
-        LoomAtomicI32 loom::sync::atomic::AtomicI32, i32;
-        LoomAtomicU32 loom::sync::atomic::AtomicU32, u32;
-        LoomAtomicU64 loom::sync::atomic::AtomicU64, u64;
-    }
+    backend_atomics!(loom: LoomAtomicI32, LoomAtomicU32, LoomAtomicU64; full = fence(SeqCst), rmw = AcqRel, dep = Acquire, relaxed = Relaxed, rel = Release, acq = Acquire);
 
     impl Backend for Loom {
         const NAME: &'static str = "loom";
         const MODEL_CHECKED: bool = true;
-        type AtomicI32 = LoomAtomicI32;
-        type AtomicU32 = LoomAtomicU32;
-        type AtomicU64 = LoomAtomicU64;
-        type RawMutex<T: Send + 'static> = loom::sync::Mutex<T>;
-        type RawMutexGuard<'a, T: Send + 'static> = loom::sync::MutexGuard<'a, T>;
-        type RawRwLock<T: Send + Sync + 'static> = loom::sync::RwLock<T>;
-        type RawReadGuard<'a, T: Send + Sync + 'static> = loom::sync::RwLockReadGuard<'a, T>;
-        type RawWriteGuard<'a, T: Send + Sync + 'static> = loom::sync::RwLockWriteGuard<'a, T>;
-        type RawCondvar = loom::sync::Condvar;
-        type JoinHandle<T: Send + 'static> = loom::thread::JoinHandle<T>;
-
-        fn mutex_new<T: Send + 'static>(v: T) -> Self::RawMutex<T> {
-            loom::sync::Mutex::new(v)
-        }
-        fn mutex_lock<T: Send + 'static>(m: &Self::RawMutex<T>) -> Self::RawMutexGuard<'_, T> {
-            m.lock().unwrap_or_else(|e| e.into_inner())
-        }
-        fn rwlock_new<T: Send + Sync + 'static>(v: T) -> Self::RawRwLock<T> {
-            loom::sync::RwLock::new(v)
-        }
-        fn rwlock_read<T: Send + Sync + 'static>(
-            l: &Self::RawRwLock<T>,
-        ) -> Self::RawReadGuard<'_, T> {
-            l.read().unwrap_or_else(|e| e.into_inner())
-        }
-        fn rwlock_write<T: Send + Sync + 'static>(
-            l: &Self::RawRwLock<T>,
-        ) -> Self::RawWriteGuard<'_, T> {
-            l.write().unwrap_or_else(|e| e.into_inner())
-        }
-        fn condvar_new() -> Self::RawCondvar {
-            loom::sync::Condvar::new()
-        }
-        fn condvar_wait<'a, T: Send + 'static>(
-            cv: &Self::RawCondvar,
-            g: Self::RawMutexGuard<'a, T>,
-        ) -> Self::RawMutexGuard<'a, T> {
-            cv.wait(g).unwrap_or_else(|e| e.into_inner())
-        }
-        fn condvar_notify_all(cv: &Self::RawCondvar) {
-            cv.notify_all()
-        }
+        sync_primitives!(loom: LoomAtomicI32, LoomAtomicU32, LoomAtomicU64);
         fn smp_mb() {
             fence(SeqCst)
         }
@@ -505,23 +466,6 @@ pub mod loom_backend {
         fn smp_wmb() {
             fence(Release)
         }
-        fn spawn<F, T>(name: String, stack_size: usize, f: F) -> Self::JoinHandle<T>
-        where
-            F: FnOnce() -> T + Send + 'static,
-            T: Send + 'static,
-        {
-            loom::thread::Builder::new()
-                .name(name)
-                .stack_size(stack_size)
-                .spawn(f)
-                .expect("spawning a loom thread")
-        }
-        fn join<T: Send + 'static>(h: Self::JoinHandle<T>) -> std::thread::Result<T> {
-            h.join()
-        }
-        fn yield_now() {
-            loom::thread::yield_now()
-        }
     }
 }
 
@@ -532,84 +476,16 @@ pub mod shuttle_backend {
 
     pub struct Shuttle;
 
-    macro_rules! shuttle_atomics {
-        ($($name:ident $raw:ty, $v:ty;)*) => {$(
-            katomic!($name, $raw, $v, full = (), rmw = SeqCst, dep = SeqCst,
-                     relaxed = SeqCst, rel = SeqCst, acq = SeqCst);
-        )*};
-    }
-    shuttle_atomics! {
-        ShuttleAtomicI32 shuttle::sync::atomic::AtomicI32, i32;
-        ShuttleAtomicU32 shuttle::sync::atomic::AtomicU32, u32;
-        ShuttleAtomicU64 shuttle::sync::atomic::AtomicU64, u64;
-    }
+    backend_atomics!(shuttle: ShuttleAtomicI32, ShuttleAtomicU32, ShuttleAtomicU64; full = (), rmw = SeqCst, dep = SeqCst, relaxed = SeqCst, rel = SeqCst, acq = SeqCst);
 
     impl Backend for Shuttle {
         const NAME: &'static str = "shuttle";
         const MODEL_CHECKED: bool = true;
-        type AtomicI32 = ShuttleAtomicI32;
-        type AtomicU32 = ShuttleAtomicU32;
-        type AtomicU64 = ShuttleAtomicU64;
-        type RawMutex<T: Send + 'static> = shuttle::sync::Mutex<T>;
-        type RawMutexGuard<'a, T: Send + 'static> = shuttle::sync::MutexGuard<'a, T>;
-        type RawRwLock<T: Send + Sync + 'static> = shuttle::sync::RwLock<T>;
-        type RawReadGuard<'a, T: Send + Sync + 'static> = shuttle::sync::RwLockReadGuard<'a, T>;
-        type RawWriteGuard<'a, T: Send + Sync + 'static> = shuttle::sync::RwLockWriteGuard<'a, T>;
-        type RawCondvar = shuttle::sync::Condvar;
-        type JoinHandle<T: Send + 'static> = shuttle::thread::JoinHandle<T>;
-
-        fn mutex_new<T: Send + 'static>(v: T) -> Self::RawMutex<T> {
-            shuttle::sync::Mutex::new(v)
-        }
-        fn mutex_lock<T: Send + 'static>(m: &Self::RawMutex<T>) -> Self::RawMutexGuard<'_, T> {
-            m.lock().unwrap_or_else(|e| e.into_inner())
-        }
-        fn rwlock_new<T: Send + Sync + 'static>(v: T) -> Self::RawRwLock<T> {
-            shuttle::sync::RwLock::new(v)
-        }
-        fn rwlock_read<T: Send + Sync + 'static>(
-            l: &Self::RawRwLock<T>,
-        ) -> Self::RawReadGuard<'_, T> {
-            l.read().unwrap_or_else(|e| e.into_inner())
-        }
-        fn rwlock_write<T: Send + Sync + 'static>(
-            l: &Self::RawRwLock<T>,
-        ) -> Self::RawWriteGuard<'_, T> {
-            l.write().unwrap_or_else(|e| e.into_inner())
-        }
-        fn condvar_new() -> Self::RawCondvar {
-            shuttle::sync::Condvar::new()
-        }
-        fn condvar_wait<'a, T: Send + 'static>(
-            cv: &Self::RawCondvar,
-            g: Self::RawMutexGuard<'a, T>,
-        ) -> Self::RawMutexGuard<'a, T> {
-            cv.wait(g).unwrap_or_else(|e| e.into_inner())
-        }
-        fn condvar_notify_all(cv: &Self::RawCondvar) {
-            cv.notify_all()
-        }
+        sync_primitives!(shuttle: ShuttleAtomicI32, ShuttleAtomicU32, ShuttleAtomicU64);
         fn smp_mb() {}
         fn smp_mb__after_atomic() {}
         fn smp_rmb() {}
         fn smp_wmb() {}
-        fn spawn<F, T>(name: String, stack_size: usize, f: F) -> Self::JoinHandle<T>
-        where
-            F: FnOnce() -> T + Send + 'static,
-            T: Send + 'static,
-        {
-            shuttle::thread::Builder::new()
-                .name(name)
-                .stack_size(stack_size)
-                .spawn(f)
-                .expect("spawning a shuttle thread")
-        }
-        fn join<T: Send + 'static>(h: Self::JoinHandle<T>) -> std::thread::Result<T> {
-            h.join()
-        }
-        fn yield_now() {
-            shuttle::thread::yield_now()
-        }
     }
 }
 

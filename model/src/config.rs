@@ -3,11 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::preset::{Preset, PresetId};
+use crate::preset::{PinCounting, Preset, PresetId};
+use crate::types::PAGE_SHIFT;
 
-/// Base page size, as on x86-64 and arm64 with 4 KiB pages.
-pub const PAGE_SHIFT: u32 = 12;
-pub const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
+/// Address spaces the ghost keeps fork ancestry for.
+pub const MAX_MMS: usize = 16;
 
 /// How page-table pages (and, under IPI, data pages) are protected from a lockless
 /// walker that runs with interrupts disabled (mm/gup.c comment above GUP-fast;
@@ -240,21 +240,6 @@ impl Mutation {
     }
 }
 
-/// The write-fault reuse rule of `do_wp_page`, per era (KERNEL.md §6).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]
-#[serde(rename_all = "snake_case")]
-pub enum ReuseRule {
-    /// Before 5.9: reuse when `page_mapcount() == 1` (`reuse_swap_page`), ignoring
-    /// extra references: the CVE-2020-29374 Missed COW.
-    Mapcount,
-    /// 09854ba94c6a (5.9/5.10): reuse only when `page_count() == 1`; any GUP
-    /// reference forces a copy (Wrong COW for pinned pages).
-    PageCount,
-    /// 6c287605fd56 (5.19): reuse when PageAnonExclusive; otherwise fall back to
-    /// `page_count() == 1` under the page lock and re-mark exclusive.
-    AnonExclusive,
-}
-
 /// Everything that shapes one world.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorldConfig {
@@ -285,10 +270,29 @@ pub struct WorldConfig {
     /// Invariants this run counts but does not stop at: a scenario's `known-open`
     /// outcomes, so a search can go on to the invariant a mutation breaks.
     #[serde(default)]
-    pub tolerate: Vec<crate::ghost::Invariant>,
+    pub tolerate: Vec<crate::invariant::Invariant>,
 }
 
 impl WorldConfig {
+    /// Whether a folio of `order` keeps an exact pincount under this preset.
+    pub fn folio_has_pincount(&self, order: u32) -> bool {
+        match self.p().pin {
+            PinCounting::ExactLarge { min_order } => order >= min_order && order > 0,
+            _ => false,
+        }
+    }
+
+    /// What `refs` pins add to the head refcount of a folio of `order`.
+    pub fn pin_refcount_delta(&self, order: u32, refs: i64) -> i64 {
+        let bias = i64::from(self.counter.pin_bias);
+        match self.p().pin {
+            PinCounting::AsGet => refs,
+            PinCounting::BiasOnHead => refs * bias,
+            PinCounting::ExactLarge { .. } if self.folio_has_pincount(order) => refs,
+            PinCounting::ExactLarge { .. } => refs * bias,
+        }
+    }
+
     /// A small world for the model checkers.
     pub fn small(arch: Arch) -> Self {
         WorldConfig {
@@ -354,11 +358,10 @@ impl WorldConfig {
         if self.movable_frames + self.cma_frames >= self.nr_frames {
             return Err("movable and CMA frames leave no normal frame".into());
         }
-        if self.nr_mms == 0 || self.nr_mms > crate::ghost::MAX_MMS {
+        if self.nr_mms == 0 || self.nr_mms > MAX_MMS {
             return Err(format!(
                 "nr_mms must be 1..={}, got {}",
-                crate::ghost::MAX_MMS,
-                self.nr_mms
+                MAX_MMS, self.nr_mms
             ));
         }
         Ok(())

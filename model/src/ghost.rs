@@ -10,115 +10,11 @@
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 
-use crate::mem::Pfn;
-
-/// The invariants, by their stable names (DESIGN.md "Invariants").
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Hash, PartialOrd, Ord)]
-#[serde(rename_all = "snake_case")]
-pub enum Invariant {
-    NoResurrection,
-    NoUseAfterFree,
-    RefcountBounds,
-    Conservation,
-    PinnedIsVisible,
-    CoherentPin,
-    NoLeakAfterFork,
-    PrefixResult,
-    MatchedRelease,
-    NoLostWrite,
-    DirtyWithoutBuffers,
-    PinThroughWritablePte,
-}
-
-impl Invariant {
-    pub const ALL: [Invariant; 12] = [
-        Invariant::NoResurrection,
-        Invariant::NoUseAfterFree,
-        Invariant::RefcountBounds,
-        Invariant::Conservation,
-        Invariant::PinnedIsVisible,
-        Invariant::CoherentPin,
-        Invariant::NoLeakAfterFork,
-        Invariant::PrefixResult,
-        Invariant::MatchedRelease,
-        Invariant::NoLostWrite,
-        Invariant::DirtyWithoutBuffers,
-        Invariant::PinThroughWritablePte,
-    ];
-    pub fn name(self) -> &'static str {
-        match self {
-            Invariant::NoResurrection => "no resurrection",
-            Invariant::NoUseAfterFree => "no use after free",
-            Invariant::RefcountBounds => "refcount bounds",
-            Invariant::Conservation => "conservation",
-            Invariant::PinnedIsVisible => "pinned is visible",
-            Invariant::CoherentPin => "coherent pin",
-            Invariant::NoLeakAfterFork => "no leak after fork",
-            Invariant::PrefixResult => "prefix result",
-            Invariant::MatchedRelease => "matched release",
-            Invariant::NoLostWrite => "no lost write",
-            Invariant::DirtyWithoutBuffers => "no dirty page without buffers",
-            Invariant::PinThroughWritablePte => "write pin through a writable pte",
-        }
-    }
-    pub fn meaning(self) -> &'static str {
-        match self {
-            Invariant::NoResurrection => "no reference is ever raised from zero (a frozen or freed frame)",
-            Invariant::NoUseAfterFree => "no access to a frame or page-table page whose generation changed since it was reached",
-            Invariant::RefcountBounds => "no decrement below the holders, no increment from negative back to non-negative",
-            Invariant::Conservation => "at quiescence: refcount = mappings + every holder the ledger knows; pincount = pins",
-            Invariant::PinnedIsVisible => "a synchronised reader that saw 'not pinned' implies no pin in flight commits",
-            Invariant::CoherentPin => "while pinned and not unmapped by its owner, the page mapped at the address is the pinned page",
-            Invariant::NoLeakAfterFork => "no process observes the other's post-fork writes through a page it got via GUP",
-            Invariant::PrefixResult => "GUP returns a prefix count or -errno, never both",
-            Invariant::MatchedRelease => "GET is released by put, PIN by unpin",
-            Invariant::NoLostWrite => "a write through a pin or a PTE reaches the disk or stays dirty",
-            Invariant::DirtyWithoutBuffers => "a buffer-head filesystem never has a dirty page-cache page without buffers (ext4_writepage's BUG_ON, a skipped write since cc5095747edf)",
-            Invariant::PinThroughWritablePte => "a FOLL_WRITE grab is kept only if the PTE it was taken through was present and writable after the grab (the page_mkclean rule)",
-        }
-    }
-    pub fn parse(s: &str) -> Result<Invariant, String> {
-        let k = s.replace(['_', '-'], " ");
-        Invariant::ALL
-            .into_iter()
-            .find(|i| i.name() == k)
-            .ok_or_else(|| format!("unknown invariant '{s}'"))
-    }
-}
-
-impl std::fmt::Display for Invariant {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A broken invariant, as a value. It travels up to the engine's edge, which alone
-/// turns it into a failure (libFuzzer aborts on any panic, shuttle installs its panic
-/// hook once per process).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Violation {
-    pub invariant: Invariant,
-    /// The model thread that saw it (`None` for a quiescent check).
-    pub thread: Option<usize>,
-    /// The kernel-named step during which it was seen.
-    pub step: String,
-    pub detail: String,
-}
-
-impl std::fmt::Display for Violation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.thread {
-            Some(t) => write!(
-                f,
-                "{} (thread {t}, at {}): {}",
-                self.invariant, self.step, self.detail
-            ),
-            None => write!(f, "{} (at quiescence): {}", self.invariant, self.detail),
-        }
-    }
-}
-
-pub type Res<T> = Result<T, Box<Violation>>;
+use crate::config::MAX_MMS;
+use crate::invariant::Invariant;
+use crate::invariant::Res;
+use crate::invariant::Violation;
+use crate::types::Pfn;
 
 /// One kernel-named step of one thread.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -386,7 +282,7 @@ pub struct Ctx {
     /// Sequence of this thread's data writes (unique (writer, sequence) values).
     pub write_seq: u32,
     /// GUP results this thread still holds, oldest first.
-    pub handles: Vec<crate::ops::Handle>,
+    pub handles: Vec<crate::ghost::Handle>,
     /// Step tick of this thread's last successful speculative reference
     /// (`folio_ref_try_add`): when a GUP-fast grab happened.
     pub grab_tick: u64,
@@ -508,8 +404,34 @@ pub struct Ghost {
     values: Option<std::sync::Mutex<std::collections::BTreeSet<(Pfn, u32, u64)>>>,
 }
 
-/// Address spaces the ghost keeps fork ancestry for.
-pub const MAX_MMS: usize = 16;
+/// What a GUP op returned and whether it has been released.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handle {
+    pub pages: Vec<Pfn>,
+    /// Taken by a pin_* entry point.
+    pub pin: bool,
+    /// Taken with FOLL_WRITE: a device may write into the pages.
+    #[serde(default)]
+    pub write: bool,
+    /// The caller asked for a pin (it relies on the pages staying its own),
+    /// whatever it got.
+    #[serde(default)]
+    pub needs_pin: bool,
+    /// The address space and address the pages were taken from.
+    #[serde(default)]
+    pub mm: u32,
+    #[serde(default)]
+    pub start: u64,
+    /// Each grabbed folio's writeback generation at the grab (ghost).
+    #[serde(default)]
+    pub wb_gen: Vec<(Pfn, u32)>,
+    /// The ghost's unmap generation of `mm` when the call returned.
+    #[serde(default)]
+    pub unmap_gen: u64,
+    /// Taken with FOLL_LONGTERM.
+    #[serde(default)]
+    pub longterm: bool,
+}
 
 /// A generation stamp taken when an object was reached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -562,6 +484,11 @@ impl Ghost {
                 .map(|a| AtomicU32::new(a.load(SeqCst)))
                 .collect::<Box<[_]>>()
         };
+        let copy64 = |v: &[AtomicU64]| {
+            v.iter()
+                .map(|a| AtomicU64::new(a.load(SeqCst)))
+                .collect::<Box<[_]>>()
+        };
         let values = self
             .values
             .as_ref()
@@ -573,34 +500,14 @@ impl Ghost {
             table_frame: copy(&self.table_frame),
             step_seq: AtomicU64::new(self.step_seq.load(SeqCst)),
             wb_gen: copy(&self.wb_gen),
-            cleaned: self
-                .cleaned
-                .iter()
-                .map(|a| AtomicU64::new(a.load(SeqCst)))
-                .collect(),
+            cleaned: copy64(&self.cleaned),
             ptes_per_table: self.ptes_per_table,
-            unmap_gen: self
-                .unmap_gen
-                .iter()
-                .map(|a| AtomicU64::new(a.load(SeqCst)))
-                .collect(),
-            fork_tick: self
-                .fork_tick
-                .iter()
-                .map(|a| AtomicU64::new(a.load(SeqCst)))
-                .collect(),
+            unmap_gen: copy64(&self.unmap_gen),
+            fork_tick: copy64(&self.fork_tick),
             fork_parent: copy(&self.fork_parent),
-            fork_copied: self
-                .fork_copied
-                .iter()
-                .map(|a| AtomicU64::new(a.load(SeqCst)))
-                .collect(),
+            fork_copied: copy64(&self.fork_copied),
             nr_frames: self.nr_frames,
-            file_of: self
-                .file_of
-                .iter()
-                .map(|a| AtomicU64::new(a.load(SeqCst)))
-                .collect(),
+            file_of: copy64(&self.file_of),
             values: track_values.then(|| std::sync::Mutex::new(values)),
         }
     }

@@ -3,48 +3,40 @@
 //! works on, generic over three backends (std, loom, shuttle) so every engine runs
 //! the same code.
 //!
-//! One file per kernel concept: `mem` (frames, folios, the allocator), `pgtable`
-//! (entries and tables), `rmap`, `mm` (address space, faults, mmap, munmap),
-//! `tlb` (walkers, TLB flush, mmu_gather), `walk` (the lockless walk GUP-fast is
-//! built on), `file` (inodes, page cache, file faults, buffers), `writeback`
-//! (page_mkclean and the disk), `vmscan` (reclaim), `device` (DMA through pins,
-//! the MMU-notifier driver), `ghost` (what no kernel has: generations, ledgers, traces,
-//! invariants), `world` (one instance and its builder), `ops` and `scenario` (what
-//! threads do), `engine` (non-generic entry points per engine).
+//! Floors, each importing only from those below it (`tests/source_rules.rs`
+//! enforces it):
+//! - vocabulary at the root: `types` (frame and error numbers, page sizes),
+//!   `flags` (FOLL_*), `invariant` (the invariants' names, a violation),
+//!   `backend` (the LKMM vocabulary over std, loom and shuttle), `preset` (kernel
+//!   releases as feature vectors), `ghost` (what no kernel has: generations,
+//!   ledgers, traces), `config` (one world's parameters);
+//! - `state`: the machine (memory, page tables, rmap, walkers, address spaces,
+//!   files, the World, its builder and quiescent checks);
+//! - `mm`: the kernel's operations that race with GUP (faults, munmap, the
+//!   lockless walk, files, writeback, reclaim, migration, THP, fork, sharing,
+//!   devices);
+//! - `gup`: the protocol (entry points, flag rules, fast and slow paths, release);
+//! - `harness`: ops, scenarios, engines, expectations, artifacts, fuzzing and the
+//!   kernel's selftests over the model.
 
 #![allow(non_snake_case)] // smp_mb__after_atomic keeps the kernel's name
 
-pub mod artifact;
 pub mod backend;
 pub mod config;
-pub mod device;
-pub mod engine;
-pub mod expect;
-pub mod file;
-pub mod fork;
-pub mod fuzzing;
+pub mod flags;
 pub mod ghost;
 pub mod gup;
-pub mod mem;
-pub mod migrate;
+pub mod harness;
+pub mod invariant;
 pub mod mm;
-pub mod ops;
-pub mod pgtable;
 pub mod preset;
-pub mod rmap;
-pub mod scenario;
-pub mod selftests;
-pub mod share;
-pub mod thp;
-pub mod tlb;
-pub mod vmscan;
-pub mod walk;
-pub mod world;
-pub mod writeback;
+pub mod state;
+pub mod types;
 
-pub use config::{Arch, CounterScale, Mutation, ReuseRule, WorldConfig};
-pub use engine::{run, Engine, Failure, Outcome};
-pub use ghost::{Invariant, Violation};
-pub use preset::{Preset, PresetId};
-pub use scenario::Scenario;
-pub use world::World;
+pub use config::{Arch, CounterScale, Mutation, WorldConfig, MAX_MMS};
+pub use harness::engine::{run, Engine, Failure, Outcome};
+pub use harness::scenario::Scenario;
+pub use invariant::{Invariant, Res, Violation};
+pub use preset::{Preset, PresetId, ReuseRule};
+pub use state::world::World;
+pub use types::{Errno, Pfn, PAGE_SHIFT, PAGE_SIZE};

@@ -7,8 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ReuseRule;
-use crate::gup::flags::Rules;
+use crate::flags::Rules;
 
 /// How FOLL_PIN is counted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,8 +135,28 @@ pub struct Preset {
     pub id: PresetId,
     pub name: &'static str,
     pub about: &'static str,
-    /// Flag values, validity rules and errno conventions.
+    /// Flag values and each entry point's checks (gup/rules.rs).
     pub rules: Rules,
+    /// The seed (eddb1c228f79): the pin_* entry points are placeholders over
+    /// the get_* path; a fast walk takes a plain reference whatever the flags
+    /// and `follow_page` references only for FOLL_GET; pages go back with
+    /// `put_user_pages`.
+    pub pin_is_get: bool,
+    /// 6.3, `is_valid_gup_args()` and FOLL_UNLOCKABLE (the `vmas` removal):
+    /// one check of every wrapper's flags; the remote calls and GUP-fast's slow
+    /// fallback go straight to `__gup_longterm_locked`, letting a fault drop
+    /// the lock; `pin_user_pages_unlocked` stands alone; a range that wraps is
+    /// -EOVERFLOW, a `_fast_only` failure a negative errno; `check_vma_flags`
+    /// no longer refuses VM_IO | VM_PFNMAP first.
+    pub valid_gup_args: bool,
+    /// 84209e87c696 (6.2): R/O long-term pins in COW mappings are reliable for
+    /// non-anonymous pages too: `gup_must_unshare` asks for an unshare of the
+    /// shared zero page and of page cache in a private mapping.
+    pub unshare_ro_longterm_cow: bool,
+    /// 6.5 (`writable_file_mapping_allowed`, `folio_fast_pin_allowed`):
+    /// FOLL_LONGTERM | FOLL_WRITE pins of a file mapping that needs dirty
+    /// tracking are refused, on the slow path and by GUP-fast.
+    pub longterm_file_write_refused: bool,
     pub pin: PinCounting,
     pub pin_atomics: PinAtomics,
     /// c24d37322548 (5.13): recheck `page_folio(page)` after the speculative ref.
@@ -196,97 +215,95 @@ impl Preset {
             value,
             commit,
         };
+        let yes = |b: bool| b.to_string();
+        let dbg = |v: &dyn std::fmt::Debug| format!("{v:?}");
         vec![
             f(
                 "flag rules",
-                format!("{:?}", self.rules),
-                "seed eddb1c228f79 / 6.3 is_valid_gup_args",
+                dbg(&self.rules),
+                "seed eddb1c228f79, 5.7, 5.11, 6.1, 6.3",
+            ),
+            f("pins are gets", yes(self.pin_is_get), "eddb1c228f79"),
+            f(
+                "is_valid_gup_args",
+                yes(self.valid_gup_args),
+                "6.3 FOLL_UNLOCKABLE",
+            ),
+            f(
+                "unshare R/O longterm in COW mappings",
+                yes(self.unshare_ro_longterm_cow),
+                "84209e87c696",
+            ),
+            f(
+                "longterm file write pins refused",
+                yes(self.longterm_file_write_refused),
+                "6.5 writable_file_mapping_allowed",
             ),
             f(
                 "pin counting",
-                format!("{:?}", self.pin),
+                dbg(&self.pin),
                 "3faa52c03f44, 47e29d32afba, 5232c63f46fd",
             ),
-            f(
-                "pin atomics",
-                format!("{:?}", self.pin_atomics),
-                "8ea2979c1444",
-            ),
-            f(
-                "head recheck",
-                self.head_recheck.to_string(),
-                "c24d37322548",
-            ),
-            f("pmd recheck", self.pmd_recheck.to_string(), "70cbc3cc78a9"),
-            f(
-                "mb after pin",
-                self.mb_after_pin.to_string(),
-                "088b8aa537c2",
-            ),
-            f(
-                "write_protect_seq",
-                self.seqcount.to_string(),
-                "57efa1fe5957",
-            ),
+            f("pin atomics", dbg(&self.pin_atomics), "8ea2979c1444"),
+            f("head recheck", yes(self.head_recheck), "c24d37322548"),
+            f("pmd recheck", yes(self.pmd_recheck), "70cbc3cc78a9"),
+            f("mb after pin", yes(self.mb_after_pin), "088b8aa537c2"),
+            f("write_protect_seq", yes(self.seqcount), "57efa1fe5957"),
             f(
                 "has_pinned",
-                format!("{:?}", self.has_pinned),
+                dbg(&self.has_pinned),
                 "008cfe4418b3, 5.14 MMF_HAS_PINNED",
             ),
             f(
                 "zero page pin no-op",
-                self.zero_page_pin_noop.to_string(),
+                yes(self.zero_page_pin_noop),
                 "c8070b787519",
             ),
             f(
                 "longterm scope",
-                format!("{:?}", self.longterm_scope),
+                dbg(&self.longterm_scope),
                 "5.13 movable-zone migration",
             ),
             f(
                 "longterm check",
-                format!("{:?}", self.longterm_check),
+                dbg(&self.longterm_check),
                 "6.10 try_grab_folio_fast",
             ),
             f(
                 "unshare R/O pins",
-                self.unshare_ro_pins.to_string(),
+                yes(self.unshare_ro_pins),
                 "a7f226604170",
             ),
-            f(
-                "reuse rule",
-                format!("{:?}", self.reuse),
-                "09854ba94c6a, 6c287605fd56",
-            ),
+            f("reuse rule", dbg(&self.reuse), "09854ba94c6a, 6c287605fd56"),
             f(
                 "THP reuse rule",
-                format!("{:?}", self.thp_reuse),
+                dbg(&self.thp_reuse),
                 "3bff7e3f1f16, 6c287605fd56",
             ),
-            f("pin vmstat", self.vmstat.to_string(), "3faa52c03f44"),
+            f("pin vmstat", yes(self.vmstat), "3faa52c03f44"),
             f(
                 "fork of pinned pages",
-                format!("{:?}", self.fork_cow),
+                dbg(&self.fork_cow),
                 "70e806e4e645, 6c287605fd56",
             ),
             f(
                 "forced COW break",
-                self.force_cow_break.to_string(),
+                yes(self.force_cow_break),
                 "17839856fd58, a308c71bf1e6",
             ),
             f(
                 "clear_refs skips pinned",
-                self.clear_refs_skips_pinned.to_string(),
+                yes(self.clear_refs_skips_pinned),
                 "9348b73c2e1b",
             ),
             f(
                 "migration keeps dirty",
-                self.migration_keeps_dirty.to_string(),
+                yes(self.migration_keeps_dirty),
                 "2e3468778dbe",
             ),
             f(
                 "collapse syncs walkers",
-                self.collapse_syncs_walkers.to_string(),
+                yes(self.collapse_syncs_walkers),
                 "6.1-stable khugepaged IPI fix",
             ),
         ]
@@ -299,6 +316,10 @@ const fn base(id: PresetId, name: &'static str, about: &'static str) -> Preset {
         name,
         about,
         rules: Rules::Latest,
+        pin_is_get: false,
+        valid_gup_args: true,
+        unshare_ro_longterm_cow: true,
+        longterm_file_write_refused: true,
         pin: PinCounting::ExactLarge { min_order: 1 },
         pin_atomics: PinAtomics::Two,
         head_recheck: true,
@@ -327,6 +348,9 @@ const fn base(id: PresetId, name: &'static str, about: &'static str) -> Preset {
 const fn era5(id: PresetId, name: &'static str, about: &'static str) -> Preset {
     Preset {
         rules: Rules::V5_7,
+        valid_gup_args: false,
+        unshare_ro_longterm_cow: false,
+        longterm_file_write_refused: false,
         pin: PinCounting::ExactLarge { min_order: 2 },
         pin_atomics: PinAtomics::One,
         head_recheck: false,
@@ -352,6 +376,7 @@ const fn era5(id: PresetId, name: &'static str, about: &'static str) -> Preset {
 pub static PRESETS: [Preset; 9] = [
     Preset {
         rules: Rules::Seed,
+        pin_is_get: true,
         pin: PinCounting::AsGet,
         vmstat: false,
         ..era5(
@@ -407,6 +432,9 @@ pub static PRESETS: [Preset; 9] = [
     },
     Preset {
         rules: Rules::V6_1,
+        valid_gup_args: false,
+        unshare_ro_longterm_cow: false,
+        longterm_file_write_refused: false,
         zero_page_pin_noop: false,
         longterm_check: LongtermCheck::BeforeRef,
         mb_after_pin: false,
@@ -420,6 +448,9 @@ pub static PRESETS: [Preset; 9] = [
     },
     Preset {
         rules: Rules::V6_1,
+        valid_gup_args: false,
+        unshare_ro_longterm_cow: false,
+        longterm_file_write_refused: false,
         zero_page_pin_noop: false,
         longterm_check: LongtermCheck::BeforeRef,
         collapse_syncs_walkers: false,
@@ -435,6 +466,21 @@ pub static PRESETS: [Preset; 9] = [
         "is_valid_gup_args, zero page pins are no-ops, longterm check after the ref",
     ),
 ];
+
+/// The write-fault reuse rule of `do_wp_page`, per era (KERNEL.md §6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum ReuseRule {
+    /// Before 5.9: reuse when `page_mapcount() == 1` (`reuse_swap_page`), ignoring
+    /// extra references: the CVE-2020-29374 Missed COW.
+    Mapcount,
+    /// 09854ba94c6a (5.9/5.10): reuse only when `page_count() == 1`; any GUP
+    /// reference forces a copy (Wrong COW for pinned pages).
+    PageCount,
+    /// 6c287605fd56 (5.19): reuse when PageAnonExclusive; otherwise fall back to
+    /// `page_count() == 1` under the page lock and re-mark exclusive.
+    AnonExclusive,
+}
 
 #[cfg(test)]
 mod tests {

@@ -4,12 +4,13 @@
 //! themselves (each must be able to fail).
 
 use gupcheck_model::backend::{KAtomic, Std};
-use gupcheck_model::config::{CounterScale, PAGE_SIZE};
+use gupcheck_model::config::CounterScale;
 use gupcheck_model::ghost::{Ctx, HoldKind, Ledger};
-use gupcheck_model::mem::{pg, Order, Zone};
-use gupcheck_model::mm::Errno;
-use gupcheck_model::walk::Peek;
-use gupcheck_model::world::{Layout, Populate, Region};
+use gupcheck_model::mm::walk::Peek;
+use gupcheck_model::state::layout::{Layout, Populate, Region};
+use gupcheck_model::state::mem::{pg, Order, Zone};
+use gupcheck_model::types::Errno;
+use gupcheck_model::types::PAGE_SIZE;
 use gupcheck_model::{Arch, Invariant, Mutation, PresetId, ReuseRule, World, WorldConfig};
 
 fn cfg(arch: Arch) -> WorldConfig {
@@ -86,7 +87,7 @@ fn write_fault_with_extra_ref(rule: ReuseRule, exclusive: bool) -> bool {
     let pfn = snap.pte.pfn();
     w.tables[snap.slot as usize].set(
         snap.idx,
-        snap.pte.without(gupcheck_model::pgtable::Pte::WRITE),
+        snap.pte.without(gupcheck_model::state::pgtable::Pte::WRITE),
     );
     if !exclusive {
         w.mem.frame(pfn).flags.andnot(pg::ANON_EXCLUSIVE);
@@ -272,8 +273,8 @@ fn a_partial_munmap_splits_a_thp_pmd_and_refuses_a_hugetlb_cut() {
 
 #[test]
 fn split_huge_page_makes_base_pages_unless_pinned() {
-    use gupcheck_model::gup::flags::{Flag, Foll};
-    use gupcheck_model::thp::Split;
+    use gupcheck_model::flags::{Flag, Foll};
+    use gupcheck_model::mm::thp::Split;
     let w = world(Layout::one(vec![Region::anon(4, 4, Populate::ThpPte)]));
     let mut c = ctx();
     let head = w
@@ -308,8 +309,8 @@ fn split_huge_page_makes_base_pages_unless_pinned() {
 
 #[test]
 fn compaction_moves_an_unpinned_page_and_keeps_a_pinned_one() {
-    use gupcheck_model::gup::flags::{Flag, Foll};
-    use gupcheck_model::migrate::Migrated;
+    use gupcheck_model::flags::{Flag, Foll};
+    use gupcheck_model::mm::migrate::Migrated;
     let w = world(Layout::one(vec![Region::anon(0, 2, Populate::Anon)]));
     let mut c = ctx();
     let old = w.walk_lockless(&mut c, 0, 0).unwrap().unwrap().pte.pfn();

@@ -4,14 +4,16 @@
 //! reclaim, and the page_mkwrite / page_mkclean cycle itself. Std backend.
 
 use gupcheck_model::backend::{KAtomic, Std};
-use gupcheck_model::config::PAGE_SIZE;
-use gupcheck_model::file::{Cached, FileSpec, FsFlavour};
-use gupcheck_model::ghost::{Ctx, Invariant, Ledger};
-use gupcheck_model::gup::flags::{Flag, Foll};
-use gupcheck_model::mem::{pg, Pfn};
-use gupcheck_model::mm::Errno;
-use gupcheck_model::vmscan::Reclaimed;
-use gupcheck_model::world::{Layout, Populate, Region};
+use gupcheck_model::flags::{Flag, Foll};
+use gupcheck_model::ghost::{Ctx, Ledger};
+use gupcheck_model::invariant::Invariant;
+use gupcheck_model::mm::vmscan::Reclaimed;
+use gupcheck_model::state::fs::{Cached, FileSpec, FsFlavour};
+use gupcheck_model::state::layout::{Layout, Populate, Region};
+use gupcheck_model::state::mem::pg;
+use gupcheck_model::types::Errno;
+use gupcheck_model::types::Pfn;
+use gupcheck_model::types::PAGE_SIZE;
 use gupcheck_model::{Arch, PresetId, World, WorldConfig};
 
 const EFAULT: i64 = -(Errno::EFAULT as i64);
@@ -286,7 +288,7 @@ fn a_hole_punched_under_a_dio_pin_leaves_an_orphan_page_and_zeros_on_disk() {
             1024,
             "{flavour:?}: only the pin is left"
         );
-        c.handles.push(gupcheck_model::ops::Handle {
+        c.handles.push(gupcheck_model::ghost::Handle {
             pages: pages.clone(),
             pin: true,
             write: true,

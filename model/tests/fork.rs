@@ -2,11 +2,12 @@
 //! and what the write fault does afterwards, per era. Std backend.
 
 use gupcheck_model::backend::{KAtomic, Std};
+use gupcheck_model::flags::{Flag, Foll};
 use gupcheck_model::ghost::Ctx;
-use gupcheck_model::gup::flags::{Flag, Foll};
-use gupcheck_model::mem::{pg, Pfn};
-use gupcheck_model::pgtable::Pte;
-use gupcheck_model::world::{Layout, Populate, Region};
+use gupcheck_model::state::layout::{Layout, Populate, Region};
+use gupcheck_model::state::mem::pg;
+use gupcheck_model::state::pgtable::Pte;
+use gupcheck_model::types::Pfn;
 use gupcheck_model::{Arch, PresetId, World, WorldConfig};
 
 fn world(preset: PresetId) -> World<Std> {
@@ -145,7 +146,7 @@ fn pmd_leaf(w: &World<Std>, mm: usize, addr: u64) -> Option<Pte> {
 /// the parent keeping the pinned subpage mapped writable.
 #[test]
 fn fork_shares_a_thp_leaf_unless_it_may_be_pinned() {
-    const P: u64 = gupcheck_model::config::PAGE_SIZE;
+    const P: u64 = gupcheck_model::types::PAGE_SIZE;
     for (preset, early) in [
         (PresetId::V5_7, false),
         (PresetId::V5_10, true),

@@ -3,12 +3,13 @@
 //! 5.11 sources). Sequential, std backend.
 
 use gupcheck_model::backend::{KAtomic, Std};
-use gupcheck_model::config::PAGE_SIZE;
+use gupcheck_model::flags::{Flag, Foll};
 use gupcheck_model::ghost::Ctx;
-use gupcheck_model::gup::flags::{Flag, Foll};
-use gupcheck_model::mem::{Pfn, Zone};
-use gupcheck_model::mm::Errno;
-use gupcheck_model::world::{Layout, Populate, Region};
+use gupcheck_model::state::layout::{Layout, Populate, Region};
+use gupcheck_model::state::mem::Zone;
+use gupcheck_model::types::Errno;
+use gupcheck_model::types::Pfn;
+use gupcheck_model::types::PAGE_SIZE;
 use gupcheck_model::{Arch, PresetId, World, WorldConfig};
 
 use PresetId::*;
@@ -662,7 +663,9 @@ fn releases_must_match_and_counters_come_back() {
             w.put_page(&mut c, g).unwrap();
         }
         assert!(!w.page_maybe_dma_pinned(pinned[0]));
-        assert!(w.mem.frame(pinned[0]).flags.read_once() & gupcheck_model::mem::pg::DIRTY != 0);
+        assert!(
+            w.mem.frame(pinned[0]).flags.read_once() & gupcheck_model::state::mem::pg::DIRTY != 0
+        );
         assert_eq!(c.ledger.pin_acquired, 3);
         assert_eq!(c.ledger.pin_released, 3);
         w.check_quiescent(&c.ledger).unwrap();

@@ -3,8 +3,8 @@
 //! found with the invariant the bug breaks and its artifact replays, the
 //! second is clean under the same engine.
 
-use gupcheck_model::artifact::Artifact;
-use gupcheck_model::scenario::by_name;
+use gupcheck_model::harness::artifact::Artifact;
+use gupcheck_model::harness::scenario::by_name;
 use gupcheck_model::{run, Arch, Engine, Invariant, Mutation, PresetId};
 
 use PresetId::*;

@@ -4,11 +4,11 @@
 //! API. The ledger stays one entry per folio however many pins it holds.
 
 use gupcheck_model::backend::Std;
-use gupcheck_model::config::PAGE_SIZE;
+use gupcheck_model::flags::Foll;
 use gupcheck_model::ghost::Ctx;
-use gupcheck_model::gup::flags::Foll;
-use gupcheck_model::mm::Errno;
-use gupcheck_model::world::{Layout, Populate, Region};
+use gupcheck_model::state::layout::{Layout, Populate, Region};
+use gupcheck_model::types::Errno;
+use gupcheck_model::types::PAGE_SIZE;
 use gupcheck_model::{Arch, PresetId, World, WorldConfig};
 
 const ENOMEM: i64 = -(Errno::ENOMEM as i64);

@@ -5,8 +5,8 @@
 //! shuttle too.
 
 use arbitrary::{Arbitrary, Unstructured};
-use gupcheck_model::ops::Op;
-use gupcheck_model::scenario::Scenario;
+use gupcheck_model::harness::ops::Op;
+use gupcheck_model::harness::scenario::Scenario;
 use gupcheck_model::Invariant;
 use gupcheck_model::{run, Arch, Engine, PresetId};
 
@@ -56,7 +56,7 @@ fn file_scenario(threads: Vec<Vec<Op>>) -> Scenario {
 
 /// What the latest preset may report with files: the gup+DMA outcomes the
 /// kernel never fixed (`known-open`), nothing else.
-use gupcheck_model::fuzzing::{random_world, KNOWN_OPEN};
+use gupcheck_model::harness::fuzzing::{random_world, KNOWN_OPEN};
 
 /// Runs `sc` in `preset` / `arch` (past `tolerate`) and, for the latest preset,
 /// insists on no violation.

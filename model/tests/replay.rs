@@ -1,8 +1,8 @@
 //! Failure artifacts replay exactly: a shuttle failure from its recorded
 //! decisions, 100 times out of 100; a loom failure by bound and iteration.
 
-use gupcheck_model::artifact::Artifact;
-use gupcheck_model::scenario::{gup_fast_vs_munmap, munmap_vs_lockless_walker};
+use gupcheck_model::harness::artifact::Artifact;
+use gupcheck_model::harness::scenario::{gup_fast_vs_munmap, munmap_vs_lockless_walker};
 use gupcheck_model::{run, Arch, Engine, Mutation, PresetId};
 
 #[test]
@@ -75,8 +75,8 @@ fn malformed_artifacts_are_refused_in_one_line() {
 
 #[test]
 fn minimisation_keeps_the_violation_with_no_more_switches() {
-    use gupcheck_model::engine::{minimise, replay_shuttle, switches};
-    let sc = gupcheck_model::scenario::gup_unlocked_vs_munmap();
+    use gupcheck_model::harness::engine::{minimise, replay_shuttle, switches};
+    let sc = gupcheck_model::harness::scenario::gup_unlocked_vs_munmap();
     let m = [Mutation::StaleVmaAfterRetry];
     let cfg = sc.config(Arch::Rcu, &m);
     let engine = Engine::ShuttleRandom {
@@ -100,8 +100,8 @@ fn minimisation_keeps_the_violation_with_no_more_switches() {
 
 #[test]
 fn byte_schedules_find_races_and_their_failures_replay() {
-    use gupcheck_model::engine::{replay_shuttle, run_bytes};
-    let sc = gupcheck_model::scenario::gup_unlocked_vs_munmap();
+    use gupcheck_model::harness::engine::{replay_shuttle, run_bytes};
+    let sc = gupcheck_model::harness::scenario::gup_unlocked_vs_munmap();
     let m = [Mutation::StaleVmaAfterRetry];
     let cfg = sc.config(Arch::Rcu, &m);
     // Empty input: the fair fallback runs each thread to completion, no race.
@@ -131,7 +131,7 @@ fn byte_schedules_find_races_and_their_failures_replay() {
 
 #[test]
 fn a_loom_artifact_that_searched_past_a_known_open_outcome_replays() {
-    let sc = gupcheck_model::scenario::gup_fast_vs_page_mkclean();
+    let sc = gupcheck_model::harness::scenario::gup_fast_vs_page_mkclean();
     let m = [Mutation::SkipPteRecheck];
     let engine = Engine::Loom {
         preemption_bound: Some(2),
@@ -170,7 +170,8 @@ fn stress_regressions_replay_clean() {
     let mut n = 0;
     for e in std::fs::read_dir(&dir).expect("the stress regressions") {
         let path = e.unwrap().path();
-        let art = gupcheck_model::artifact::Artifact::load(&path).expect("a valid artifact");
+        let art =
+            gupcheck_model::harness::artifact::Artifact::load(&path).expect("a valid artifact");
         let (o, _) = art.replay().expect("replays");
         assert!(
             o.failure.is_none(),

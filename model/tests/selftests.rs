@@ -2,7 +2,9 @@
 //! cases, it must equal the checked-in expectation `model/selftests.json`, and
 //! README.md must show exactly that table.
 
-use gupcheck_model::selftests::{self, Cell};
+use gupcheck_model::harness::kselftest::cow as selftests;
+
+use gupcheck_model::harness::kselftest::cow::Cell;
 
 #[test]
 fn the_table_matches_its_expectation_and_the_readme() {

@@ -10,10 +10,10 @@
 
 use clap::{ArgGroup, Args};
 use gupcheck_model::backend::{KAtomic, Std};
+use gupcheck_model::flags::{Flag, Foll};
 use gupcheck_model::ghost::Ctx;
-use gupcheck_model::gup::flags::{Flag, Foll};
-use gupcheck_model::mem::Pfn;
-use gupcheck_model::world::{Layout, Populate, Region};
+use gupcheck_model::state::layout::{Layout, Populate, Region};
+use gupcheck_model::types::Pfn;
 use gupcheck_model::{Arch, PresetId, World, WorldConfig};
 use std::process::ExitCode;
 use std::time::Instant;

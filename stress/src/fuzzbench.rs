@@ -5,8 +5,9 @@
 //! Each run starts from the checked-in seeds (`corpus/<target>`) with its own
 //! libFuzzer seed; the table gives the median over the seeds.
 
-use gupcheck_model::artifact::write_file_atomic;
-use gupcheck_model::expect::{self, Expect};
+use gupcheck_model::harness::artifact::write_file_atomic;
+use gupcheck_model::harness::expect;
+use gupcheck_model::harness::expect::Expect;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
@@ -192,8 +193,8 @@ pub(crate) fn run_one(
 }
 
 pub fn fuzz_bench(a: &FuzzBenchArgs) -> Result<ExitCode, String> {
-    let target = gupcheck_model::fuzzing::Target::parse(&a.target)?;
-    if target == gupcheck_model::fuzzing::Target::Ops {
+    let target = gupcheck_model::harness::fuzzing::Target::parse(&a.target)?;
+    if target == gupcheck_model::harness::fuzzing::Target::Ops {
         return Err("fuzz-bench times the thread targets (presets, interleave), not ops".into());
     }
     let bin = match &a.bin {
@@ -209,13 +210,13 @@ pub fn fuzz_bench(a: &FuzzBenchArgs) -> Result<ExitCode, String> {
         return Err(format!("no seed corpus at {}", seeds_dir.display()));
     }
     let mut rows = rows(&a.only);
-    if target == gupcheck_model::fuzzing::Target::Interleave {
+    if target == gupcheck_model::harness::fuzzing::Target::Interleave {
         rows.retain(|r| r.preset == "latest" && r.arch == "rcu" && r.mutation.is_none());
     }
     if rows.is_empty() {
         return Err("no `found` entry matches".into());
     }
-    gupcheck_model::artifact::check_writable_dir(&a.out)?;
+    gupcheck_model::harness::artifact::check_writable_dir(&a.out)?;
     let tmp = std::env::temp_dir().join(format!("gupcheck-fuzz-bench-{}", std::process::id()));
     for r in &mut rows {
         r.times = vec![None; a.seeds as usize];

@@ -3,9 +3,11 @@
 //! real threads, judged against the matrix.
 
 use clap::{Parser, Subcommand};
-use gupcheck_model::artifact::{render_trace, Artifact};
-use gupcheck_model::expect::{self, Evaluation};
-use gupcheck_model::{scenario, Engine, Invariant, Mutation};
+use gupcheck_model::harness::artifact::{render_trace, Artifact};
+use gupcheck_model::harness::expect;
+use gupcheck_model::harness::expect::Evaluation;
+use gupcheck_model::harness::scenario;
+use gupcheck_model::{Engine, Invariant, Mutation};
 use std::process::ExitCode;
 
 mod bench;
@@ -308,7 +310,7 @@ fn fuzz_artifact(
     input: &std::path::Path,
     out: &std::path::Path,
 ) -> Result<ExitCode, String> {
-    use gupcheck_model::fuzzing::Target;
+    use gupcheck_model::harness::fuzzing::Target;
     let t = Target::parse(target)?;
     let data = std::fs::read(input).map_err(|e| format!("cannot read {}: {e}", input.display()))?;
     let Some(f) = t.check(&data) else {
@@ -337,8 +339,8 @@ fn fuzz_artifact(
 }
 
 fn selftests(out: &std::path::Path) -> Result<ExitCode, String> {
-    use gupcheck_model::artifact::write_file_atomic;
-    use gupcheck_model::selftests;
+    use gupcheck_model::harness::artifact::write_file_atomic;
+    use gupcheck_model::harness::kselftest::cow as selftests;
     let t = Instant::now();
     let table = selftests::run_all();
     let md = selftests::markdown(&table);
@@ -454,7 +456,7 @@ fn explore(a: &ExploreArgs) -> Result<ExitCode, String> {
     };
     let mut minimised = None;
     let f = if f.schedule.is_some() && !a.no_minimise {
-        let m = gupcheck_model::engine::minimise(&sc, &cfg, &f, 300)?;
+        let m = gupcheck_model::harness::engine::minimise(&sc, &cfg, &f, 300)?;
         minimised = Some((m.switches_before, m.switches_after));
         let len = |f: &gupcheck_model::Failure| f.schedule.as_ref().map_or(0, |s| s.tasks.len());
         say!(
@@ -483,8 +485,8 @@ fn explore(a: &ExploreArgs) -> Result<ExitCode, String> {
 fn replay(file: &std::path::Path) -> Result<ExitCode, String> {
     let art = Artifact::load(file)?;
     let (loom, shuttle) = (
-        gupcheck_model::artifact::LOOM_VERSION,
-        gupcheck_model::artifact::SHUTTLE_VERSION,
+        gupcheck_model::harness::artifact::LOOM_VERSION,
+        gupcheck_model::harness::artifact::SHUTTLE_VERSION,
     );
     if art.loom != loom || art.shuttle != shuttle || art.gupcheck != env!("CARGO_PKG_VERSION") {
         eprintln!(
@@ -667,7 +669,7 @@ fn status_kib(field: &str) -> Option<u64> {
 
 fn footprint(a: &FootprintArgs) -> ExitCode {
     use gupcheck_model::backend::Std;
-    use gupcheck_model::world::{Layout, Populate, Region};
+    use gupcheck_model::state::layout::{Layout, Populate, Region};
     use gupcheck_model::{Arch, World, WorldConfig};
     let pages = a.mib * 256;
     let pmd_pages = 512u64;
@@ -721,7 +723,7 @@ fn footprint(a: &FootprintArgs) -> ExitCode {
     say!(
         "  per mapped page {:>8.1} bytes (a modelled struct page is {} bytes)",
         (rss.saturating_sub(base)) as f64 * 1024.0 / pages as f64,
-        std::mem::size_of::<gupcheck_model::mem::Frame<Std>>()
+        std::mem::size_of::<gupcheck_model::state::mem::Frame<Std>>()
     );
     say!(
         "  build           {:>8.2} s, conservation check {:.2} s",

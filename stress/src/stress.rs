@@ -8,15 +8,15 @@
 //! PCT search) and the result is a deterministic artifact, or an explicit
 //! "not reproduced under sequential consistency".
 
-use gupcheck_model::artifact::{check_writable_dir, write_file_atomic, Artifact};
 use gupcheck_model::backend::Std;
-use gupcheck_model::engine::{judge_execution, run, run_loom_deepening, run_ops, Tally};
-use gupcheck_model::fuzzing::{random_world, KNOWN_OPEN};
-use gupcheck_model::ghost::Violation;
-use gupcheck_model::ops::Op;
+use gupcheck_model::harness::artifact::{check_writable_dir, write_file_atomic, Artifact};
+use gupcheck_model::harness::engine::{judge_execution, run, run_loom_deepening, run_ops, Tally};
+use gupcheck_model::harness::fuzzing::{random_world, KNOWN_OPEN};
+use gupcheck_model::harness::ops::Op;
+use gupcheck_model::harness::scenario::Scenario;
+use gupcheck_model::invariant::Violation;
 use gupcheck_model::preset::PresetId;
-use gupcheck_model::scenario::Scenario;
-use gupcheck_model::world::{Layout, Populate, Region};
+use gupcheck_model::state::layout::{Layout, Populate, Region};
 use gupcheck_model::{Arch, Engine, Invariant, Mutation, World};
 use rand::{rngs::SmallRng, RngCore, SeedableRng};
 use serde::Serialize;
@@ -623,7 +623,7 @@ fn pct(
     budget: u64,
     seed: u64,
     inv: Invariant,
-) -> Result<Option<gupcheck_model::engine::Failure>, String> {
+) -> Result<Option<gupcheck_model::harness::engine::Failure>, String> {
     let engine = Engine::ShuttlePct {
         iterations: budget as usize,
         depth: 3,
@@ -720,7 +720,7 @@ mod tests {
     /// loom can, and its artifact replays.
     #[test]
     fn what_pct_cannot_reproduce_goes_to_loom() {
-        let sc = gupcheck_model::scenario::by_name("munmap_vs_lockless_walker").unwrap();
+        let sc = gupcheck_model::harness::scenario::by_name("munmap_vs_lockless_walker").unwrap();
         let muts = [Mutation::parse("walker_registration_no_barrier").unwrap()];
         let a = args(60, "loom");
         let e = explain(
@@ -747,7 +747,7 @@ mod tests {
 
     #[test]
     fn what_neither_reproduces_is_said_so() {
-        let sc = gupcheck_model::scenario::by_name("munmap_vs_lockless_walker").unwrap();
+        let sc = gupcheck_model::harness::scenario::by_name("munmap_vs_lockless_walker").unwrap();
         let a = args(2, "neither");
         let e = explain(
             &a,

@@ -10,12 +10,15 @@
 //! entry with the same protocol and invariants.
 
 use crate::fuzzbench;
-use crate::stress::{self, Counts, Shape, Workload};
-use gupcheck_model::artifact::{check_writable_dir, write_file_atomic};
-use gupcheck_model::engine::{run_for, run_loom_deepening, Outcome};
-use gupcheck_model::expect::{self, Entry, Expect};
-use gupcheck_model::fuzzing::{check_threads_fixed, Fixed, Target};
-use gupcheck_model::{scenario, CounterScale, Engine, Invariant, Mutation};
+use crate::stress;
+use crate::stress::{Counts, Shape, Workload};
+use gupcheck_model::harness::artifact::{check_writable_dir, write_file_atomic};
+use gupcheck_model::harness::engine::{run_for, run_loom_deepening, Outcome};
+use gupcheck_model::harness::expect;
+use gupcheck_model::harness::expect::{Entry, Expect};
+use gupcheck_model::harness::fuzzing::{check_threads_fixed, Fixed, Target};
+use gupcheck_model::harness::scenario;
+use gupcheck_model::{CounterScale, Engine, Invariant, Mutation};
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 use serde::Serialize;
 use std::path::{Path, PathBuf};

@@ -12,19 +12,22 @@
 //! PTE table that is being freed while its PTEs still look valid.
 
 use crate::backend::{Backend, KAtomic};
-use crate::config::{Mutation, PAGE_SHIFT, PAGE_SIZE};
-use crate::ghost::{Ctx, HoldKind, Invariant, Res, Stamp};
-use crate::mem::{pg, Pfn, Zone};
-use crate::mm::Errno;
-use crate::pgtable::Pte;
-use crate::preset::{LongtermCheck, LongtermScope};
-use crate::walk::walk_step;
-use crate::world::World;
+use crate::config::Mutation;
+use crate::ghost::{Ctx, HoldKind, Stamp};
+use crate::invariant::{Invariant, Res};
+use crate::mm::walk::walk_step;
+use crate::preset::LongtermCheck;
+use crate::state::mem::pg;
+use crate::state::pgtable::Pte;
+use crate::state::world::World;
+use crate::types::Errno;
+use crate::types::Pfn;
+use crate::types::{PAGE_SHIFT, PAGE_SIZE};
 
-use super::flags::{Flag, Foll, Rules};
-use super::rules::Admit;
 use super::Ret;
-use crate::ops::GupApi;
+use crate::flags::{Flag, Foll, Rules};
+use crate::gup::api::{GupApi, GupCall};
+use crate::gup::entry::gup_wrappers;
 
 /// Where the PTE table of a walk was reached from (for the PMD recheck).
 #[derive(Clone, Copy)]
@@ -35,89 +38,22 @@ struct PmdSnap {
     stamp: Stamp,
 }
 
-impl<B: Backend> World<B> {
+gup_wrappers! {
     /// `get_user_pages_fast(start, nr_pages, gup_flags, pages)`.
-    pub fn get_user_pages_fast(
-        &self,
-        ctx: &mut Ctx,
-        start: u64,
-        nr_pages: i64,
-        gup_flags: Foll,
-        pages: Option<&mut Vec<Pfn>>,
-    ) -> Res<Ret> {
-        ctx.step(&self.ghost, "get_user_pages_fast", start);
-        match self.admit(GupApi::GetUserPagesFast, gup_flags, pages.is_some(), false) {
-            Admit::Flags(f) => self.internal_get_user_pages_fast(ctx, start, nr_pages, f, pages),
-            Admit::Return(r) => Ok(r),
-            Admit::Forward(_) => unreachable!("get_* entry points do not forward"),
-        }
-    }
-
+    get_user_pages_fast = GetUserPagesFast (start, nr_pages, gup_flags, pages);
     /// `get_user_pages_fast_only()` (5.9+; `__get_user_pages_fast` before): never
     /// falls back to the slow path; never negative before 6.3.
-    pub fn get_user_pages_fast_only(
-        &self,
-        ctx: &mut Ctx,
-        start: u64,
-        nr_pages: i64,
-        gup_flags: Foll,
-        pages: Option<&mut Vec<Pfn>>,
-    ) -> Res<Ret> {
-        ctx.step(&self.ghost, "get_user_pages_fast_only", start);
-        match self.admit(
-            GupApi::GetUserPagesFastOnly,
-            gup_flags,
-            pages.is_some(),
-            false,
-        ) {
-            Admit::Flags(f) => self.fast_only(ctx, start, nr_pages, f, pages),
-            Admit::Return(r) => Ok(r),
-            Admit::Forward(_) => unreachable!("get_* entry points do not forward"),
-        }
-    }
-
+    get_user_pages_fast_only = GetUserPagesFastOnly (start, nr_pages, gup_flags, pages);
     /// `pin_user_pages_fast(start, nr_pages, gup_flags, pages)`.
-    pub fn pin_user_pages_fast(
-        &self,
-        ctx: &mut Ctx,
-        start: u64,
-        nr_pages: i64,
-        gup_flags: Foll,
-        pages: Option<&mut Vec<Pfn>>,
-    ) -> Res<Ret> {
-        ctx.step(&self.ghost, "pin_user_pages_fast", start);
-        match self.admit(GupApi::PinUserPagesFast, gup_flags, pages.is_some(), false) {
-            Admit::Flags(f) => self.internal_get_user_pages_fast(ctx, start, nr_pages, f, pages),
-            Admit::Return(r) => Ok(r),
-            Admit::Forward(_) => self.get_user_pages_fast(ctx, start, nr_pages, gup_flags, pages),
-        }
-    }
-
+    pin_user_pages_fast = PinUserPagesFast (start, nr_pages, gup_flags, pages);
     /// `pin_user_pages_fast_only()` (5.9+).
-    pub fn pin_user_pages_fast_only(
-        &self,
-        ctx: &mut Ctx,
-        start: u64,
-        nr_pages: i64,
-        gup_flags: Foll,
-        pages: Option<&mut Vec<Pfn>>,
-    ) -> Res<Ret> {
-        ctx.step(&self.ghost, "pin_user_pages_fast_only", start);
-        match self.admit(
-            GupApi::PinUserPagesFastOnly,
-            gup_flags,
-            pages.is_some(),
-            false,
-        ) {
-            Admit::Flags(f) => self.fast_only(ctx, start, nr_pages, f, pages),
-            Admit::Return(r) => Ok(r),
-            Admit::Forward(_) => unreachable!("no seed placeholder for _fast_only"),
-        }
-    }
+    pin_user_pages_fast_only = PinUserPagesFastOnly (start, nr_pages, gup_flags, pages);
+}
 
+impl<B: Backend> World<B> {
     /// The fast path alone; 6.1 and before clamped a negative result to 0 (latest
     /// returns what the fast path returned: KERNEL.md §2.3).
-    fn fast_only(
+    pub(super) fn fast_only(
         &self,
         ctx: &mut Ctx,
         start: u64,
@@ -126,7 +62,7 @@ impl<B: Backend> World<B> {
         pages: Option<&mut Vec<Pfn>>,
     ) -> Res<Ret> {
         let r = self.internal_get_user_pages_fast(ctx, start, nr_pages, flags, pages)?;
-        Ok(if self.cfg.p().rules == Rules::Latest {
+        Ok(if self.cfg.p().valid_gup_args {
             r
         } else {
             r.max(0)
@@ -159,7 +95,7 @@ impl<B: Backend> World<B> {
 
     /// `internal_get_user_pages_fast()` / `gup_fast_fallback()`: the lockless
     /// walk, then the slow path for what it could not take.
-    fn internal_get_user_pages_fast(
+    pub(super) fn internal_get_user_pages_fast(
         &self,
         ctx: &mut Ctx,
         start: u64,
@@ -167,7 +103,7 @@ impl<B: Backend> World<B> {
         flags: Foll,
         mut pages: Option<&mut Vec<Pfn>>,
     ) -> Res<Ret> {
-        let rules = self.cfg.p().rules;
+        let p = self.cfg.p();
         if !flags.outside(self.fast_flag_mask()).is_empty() {
             return Ok(Errno::EINVAL.as_ret());
         }
@@ -176,7 +112,7 @@ impl<B: Backend> World<B> {
         }
         // The seed's walk takes a plain reference whatever the flags (FOLL_GET is
         // implied there, not passed).
-        let flags = if rules == Rules::Seed && !flags.has(Flag::Pin) {
+        let flags = if p.pin_is_get && !flags.has(Flag::Pin) {
             flags.with(Flag::Get)
         } else {
             flags
@@ -191,7 +127,7 @@ impl<B: Backend> World<B> {
         let Some(end) = start.checked_add(len).filter(|&e| e > start) else {
             // 5.x: end <= start returns 0; 5.11/6.1 check_add_overflow returns 0;
             // 6.3+ returns -EOVERFLOW.
-            return Ok(if rules == Rules::Latest {
+            return Ok(if p.valid_gup_args {
                 Errno::EOVERFLOW.as_ret()
             } else {
                 0
@@ -225,21 +161,14 @@ impl<B: Backend> World<B> {
         // it (no FOLL_TOUCH), and otherwise is get_user_pages_unlocked.
         let rest_start = start + (nr_pinned as u64) * PAGE_SIZE;
         let rest = nr_pages - nr_pinned;
-        let ret = if rules == Rules::Latest {
-            let f = flags.with(Flag::Touch).with(Flag::Unlockable);
-            self.gup_slow_unlocked(ctx, ctx.mm, rest_start, rest, f, pages)?
+        let (rest_flags, unlockable) = if p.valid_gup_args {
+            (flags.with(Flag::Touch).with(Flag::Unlockable), true)
         } else if flags.has(Flag::Longterm) {
-            self.gup_slow_locked(ctx, ctx.mm, rest_start, rest, flags, pages)?
+            (flags, false)
         } else {
-            self.gup_slow_unlocked(
-                ctx,
-                ctx.mm,
-                rest_start,
-                rest,
-                flags.with(Flag::Touch),
-                pages,
-            )?
+            (flags.with(Flag::Touch), true)
         };
+        let ret = self.gup_slow(ctx, ctx.mm, rest_start, rest, rest_flags, pages, unlockable)?;
         if ret < 0 {
             // "The caller has to unpin the pages we already pinned, so returning
             // -errno is not an option."
@@ -280,7 +209,7 @@ impl<B: Backend> World<B> {
         let pgd = self.mms[mm].pgd;
         self.with_irqs_off(ctx, |w, ctx| {
             let stamp = w.ghost.table(pgd);
-            w.gup_fast_range(ctx, 4, pgd, stamp, start, end, flags, pages, &mut nr, None)
+            w.gup_fast_range(ctx, 4, pgd, stamp, start, end, flags, pages, &mut nr)
         })?;
         if seq_check && nr > 0 {
             // read_seqcount_retry(): fork ran meanwhile; the pages may now be
@@ -304,7 +233,6 @@ impl<B: Backend> World<B> {
     /// `gup_fast_pgd_range` / `_p4d_` / `_pud_` / `_pmd_range`: read each entry
     /// once, derive the next table from that value. `false` stops the walk (the
     /// pinned set stays a prefix).
-    #[allow(clippy::too_many_arguments)]
     fn gup_fast_range(
         &self,
         ctx: &mut Ctx,
@@ -316,7 +244,6 @@ impl<B: Backend> World<B> {
         flags: Foll,
         pages: &mut Vec<Pfn>,
         nr: &mut usize,
-        _pmd: Option<PmdSnap>,
     ) -> Res<bool> {
         let span = 1u64 << self.cfg.shift(level);
         while addr < end {
@@ -367,7 +294,6 @@ impl<B: Backend> World<B> {
                         flags,
                         pages,
                         nr,
-                        None,
                     )?
                 }
             };
@@ -377,18 +303,6 @@ impl<B: Backend> World<B> {
             addr = next;
         }
         Ok(true)
-    }
-
-    /// Whether `page` may be pinned long-term without migrating it first
-    /// (`is_pinnable_page` / `folio_is_longterm_pinnable`).
-    pub fn is_longterm_pinnable(&self, page: Pfn) -> bool {
-        if self.mem.is_zero_pfn(page) {
-            return true;
-        }
-        matches!(
-            (self.cfg.p().longterm_scope, self.mem.frame(page).zone),
-            (_, Zone::Normal) | (LongtermScope::Cma, Zone::Movable)
-        )
     }
 
     /// `gup_must_unshare(NULL, flags, page)` as GUP-fast asks it (no VMA): a
@@ -402,7 +316,7 @@ impl<B: Backend> World<B> {
         if f & pg::ANON == 0 {
             // Non-anon: only LONGTERM in a COW mapping, which needs the VMA
             // (84209e87c696, 6.2): GUP-fast cannot tell, so it falls back.
-            return flags.has(Flag::Longterm) && self.cfg.p().rules == Rules::Latest;
+            return flags.has(Flag::Longterm) && self.cfg.p().unshare_ro_longterm_cow;
         }
         // Pairs with the barrier after clearing PageAnonExclusive (088b8aa537c2).
         B::smp_rmb();
@@ -414,7 +328,7 @@ impl<B: Backend> World<B> {
     /// only; a file folio falls back to the slow path, which refuses it
     /// (`writable_file_mapping_allowed`). Reads `folio->mapping` once.
     fn gup_fast_folio_allowed(&self, head: Pfn, flags: Foll) -> bool {
-        if self.cfg.p().rules != Rules::Latest
+        if !self.cfg.p().longterm_file_write_refused
             || !flags.has(Flag::Pin)
             || !flags.has(Flag::Longterm)
             || !flags.has(Flag::Write)
@@ -426,7 +340,6 @@ impl<B: Backend> World<B> {
     }
 
     /// `gup_fast_pte_range()`.
-    #[allow(clippy::too_many_arguments)]
     fn gup_fast_pte_range(
         &self,
         ctx: &mut Ctx,
@@ -529,7 +442,6 @@ impl<B: Backend> World<B> {
 
     /// `gup_fast_pmd_leaf()` / `gup_fast_pud_leaf()`: one grab of `refs` for all
     /// the subpages `record_subpages()` put in `pages`, then the leaf recheck.
-    #[allow(clippy::too_many_arguments)]
     fn gup_fast_leaf(
         &self,
         ctx: &mut Ctx,
@@ -573,46 +485,5 @@ impl<B: Backend> World<B> {
         pages.extend(first..first + refs as Pfn);
         *nr += refs as usize;
         Ok(true)
-    }
-
-    /// `is_valid_gup_args()` (6.3+): `None` is invalid (the kernel WARNs and returns
-    /// -EINVAL, or 0 for the pin_* unlocked/remote wrappers).
-    pub fn is_valid_gup_args(
-        &self,
-        pages: bool,
-        locked: bool,
-        flags: Foll,
-        to_set: Foll,
-    ) -> Option<Foll> {
-        use Flag::*;
-        let internal = Foll::of(&[
-            Touch,
-            Tried,
-            Remote,
-            Pin,
-            FastOnly,
-            Unlockable,
-            MadvPopulate,
-        ]);
-        if flags.any(internal) {
-            return None;
-        }
-        let mut f = flags.union(to_set);
-        if locked {
-            f = f.with(Unlockable);
-        }
-        if f.has(Get) && f.has(Pin) {
-            return None;
-        }
-        if f.has(Longterm) && !f.has(Pin) {
-            return None;
-        }
-        if f.any(Foll::of(&[Get, Pin])) && !pages {
-            return None;
-        }
-        if f.has(Longterm) && f.has(PciP2pdma) {
-            return None;
-        }
-        Some(f)
     }
 }

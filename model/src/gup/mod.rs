@@ -11,59 +11,28 @@
 //!   whatever the size (the overflow its own documentation warned of).
 //! - 6.5 (c8070b787519): a pin of the shared zero page touches no counter.
 
+pub mod api;
+pub mod entry;
 pub mod fast;
-pub mod flags;
 pub mod release;
 pub mod rules;
 pub mod slow;
 
 use crate::backend::{Backend, KAtomic};
 use crate::config::Mutation;
-use crate::ghost::{Ctx, HoldKind, Invariant, Res};
-use crate::mem::Pfn;
+use crate::flags::{Flag, Foll};
+use crate::ghost::{Ctx, HoldKind};
+use crate::invariant::{Invariant, Res};
+use crate::preset::LongtermScope;
 use crate::preset::{LongtermCheck, PinAtomics, PinCounting};
-use crate::world::World;
-use flags::{Flag, Foll};
+use crate::state::mem::Zone;
+use crate::state::world::World;
+use crate::types::Pfn;
 
 /// Kernel return value: a page count or -errno.
 pub type Ret = i64;
 
 impl<B: Backend> World<B> {
-    /// Whether a folio of `order` keeps an exact pincount under this preset.
-    pub fn folio_has_pincount(&self, order: u32) -> bool {
-        match self.cfg.p().pin {
-            PinCounting::ExactLarge { min_order } => order >= min_order && order > 0,
-            _ => false,
-        }
-    }
-
-    /// What `refs` pins add to the head refcount of a folio of `order`.
-    pub fn pin_refcount_delta(&self, order: u32, refs: i64) -> i64 {
-        let bias = i64::from(self.cfg.counter.pin_bias);
-        match self.cfg.p().pin {
-            PinCounting::AsGet => refs,
-            PinCounting::BiasOnHead => refs * bias,
-            PinCounting::ExactLarge { .. } if self.folio_has_pincount(order) => refs,
-            PinCounting::ExactLarge { .. } => refs * bias,
-        }
-    }
-
-    /// `folio_maybe_dma_pinned()` / `page_maybe_dma_pinned()`: exact for a folio
-    /// with a pincount, else `(unsigned)refcount >= bias` (false positives allowed,
-    /// false negatives not; an overflowed count still reads as pinned).
-    pub fn folio_maybe_dma_pinned(&self, head: Pfn) -> bool {
-        let order = self.mem.folio_order(head);
-        if self.folio_has_pincount(order) {
-            return self.mem.frame(head).pincount.read_once() > 0;
-        }
-        let rc = self.mem.folio_ref_count(head);
-        (rc as u32) >= self.cfg.counter.pin_bias as u32
-    }
-
-    pub fn page_maybe_dma_pinned(&self, page: Pfn) -> bool {
-        self.folio_maybe_dma_pinned(self.mem.page_folio(page))
-    }
-
     /// `try_get_folio()` (`try_get_compound_head()` before 5.18): the speculative
     /// reference of GUP-fast. Refuses a negative count (CVE-2019-11487 hardening),
     /// never raises a zero one (`folio_ref_try_add`), and since c24d37322548
@@ -139,11 +108,11 @@ impl<B: Backend> World<B> {
                 // by the bias, or refs with hpage_pincount_add after it).
                 let order = self.mem.folio_order(self.mem.page_folio(page));
                 let Some(head) =
-                    self.try_get_folio(ctx, page, self.pin_refcount_delta(order, refs))?
+                    self.try_get_folio(ctx, page, self.cfg.pin_refcount_delta(order, refs))?
                 else {
                     return Ok(None);
                 };
-                if self.folio_has_pincount(self.mem.folio_order(head)) {
+                if self.cfg.folio_has_pincount(self.mem.folio_order(head)) {
                     self.mem.frame(head).pincount.add(refs as i32);
                 }
                 head
@@ -170,10 +139,10 @@ impl<B: Backend> World<B> {
                     return Ok(None);
                 }
                 let order = self.mem.folio_order(head);
-                if self.folio_has_pincount(order) {
+                if self.cfg.folio_has_pincount(order) {
                     self.mem.frame(head).pincount.add(refs as i32);
                 } else {
-                    let rest = self.pin_refcount_delta(order, refs) - refs;
+                    let rest = self.cfg.pin_refcount_delta(order, refs) - refs;
                     self.mem.frame(head).refcount.add(rest as i32);
                     ctx.hold(
                         head,
@@ -204,7 +173,8 @@ impl<B: Backend> World<B> {
         let (kind, delta) = if flags.has(Flag::Pin) && self.cfg.p().pin != PinCounting::AsGet {
             (
                 HoldKind::Pin,
-                self.pin_refcount_delta(self.mem.folio_order(head), refs),
+                self.cfg
+                    .pin_refcount_delta(self.mem.folio_order(head), refs),
             )
         } else {
             (HoldKind::Get, refs)
@@ -225,10 +195,10 @@ impl<B: Backend> World<B> {
         }
         let order = self.mem.folio_order(head);
         let delta = if flags.has(Flag::Pin) {
-            if self.folio_has_pincount(order) {
+            if self.cfg.folio_has_pincount(order) {
                 self.mem.frame(head).pincount.sub(refs as i32);
             }
-            self.pin_refcount_delta(order, refs)
+            self.cfg.pin_refcount_delta(order, refs)
         } else {
             refs
         };
@@ -251,7 +221,7 @@ impl<B: Backend> World<B> {
         page: Pfn,
         refs: i64,
         flags: Foll,
-    ) -> Res<Result<Pfn, crate::mm::Errno>> {
+    ) -> Res<Result<Pfn, crate::types::Errno>> {
         let head = self.mem.page_folio(page);
         let p = self.cfg.p();
         if flags.has(Flag::Pin) && p.zero_page_pin_noop && self.mem.is_zero_pfn(page) {
@@ -259,7 +229,7 @@ impl<B: Backend> World<B> {
             return Ok(Ok(head));
         }
         if self.mem.folio_ref_count(head) <= 0 {
-            return Ok(Err(crate::mm::Errno::ENOMEM));
+            return Ok(Err(crate::types::Errno::ENOMEM));
         }
         if !flags.any(Foll::of(&[Flag::Get, Flag::Pin])) {
             return Ok(Ok(head));
@@ -267,7 +237,7 @@ impl<B: Backend> World<B> {
         let order = self.mem.folio_order(head);
         let pin = flags.has(Flag::Pin) && p.pin != PinCounting::AsGet;
         let delta = if pin {
-            self.pin_refcount_delta(order, refs)
+            self.cfg.pin_refcount_delta(order, refs)
         } else {
             refs
         };
@@ -278,7 +248,7 @@ impl<B: Backend> World<B> {
             )
         })?;
         self.mem.folio_ref_add(ctx, &self.ghost, head, delta32)?;
-        if pin && self.folio_has_pincount(order) {
+        if pin && self.cfg.folio_has_pincount(order) {
             self.mem.frame(head).pincount.add(refs as i32);
         }
         let gen = self.ghost.frame(head).gen();
@@ -318,13 +288,13 @@ impl<B: Backend> World<B> {
         }
         let order = self.mem.folio_order(head);
         let delta = if kind == HoldKind::Pin {
-            if self.folio_has_pincount(order) {
+            if self.cfg.folio_has_pincount(order) {
                 self.mem.frame(head).pincount.sub(refs as i32);
             }
             if p.vmstat {
                 ctx.ledger.pin_released += refs as u64;
             }
-            self.pin_refcount_delta(order, refs)
+            self.cfg.pin_refcount_delta(order, refs)
         } else {
             refs
         };
@@ -337,8 +307,8 @@ impl<B: Backend> World<B> {
 
     /// `mm_set_has_pinned_flag()`, per era.
     pub fn mm_set_has_pinned_flag(&self, mm: usize) {
-        use crate::mm::mmf::HAS_PINNED;
         use crate::preset::HasPinned;
+        use crate::state::mm::mmf::HAS_PINNED;
         let f = &self.mms[mm].flags;
         match self.cfg.p().has_pinned {
             HasPinned::None => {}
@@ -352,5 +322,17 @@ impl<B: Backend> World<B> {
                 }
             }
         }
+    }
+
+    /// Whether `page` may be pinned long-term without migrating it first
+    /// (`is_pinnable_page` / `folio_is_longterm_pinnable`).
+    pub fn is_longterm_pinnable(&self, page: Pfn) -> bool {
+        if self.mem.is_zero_pfn(page) {
+            return true;
+        }
+        matches!(
+            (self.cfg.p().longterm_scope, self.mem.frame(page).zone),
+            (_, Zone::Normal) | (LongtermScope::Cma, Zone::Movable)
+        )
     }
 }

@@ -7,9 +7,11 @@
 //! writeback), as its comment in mm/gup.c says.
 
 use crate::backend::{Backend, KAtomic};
-use crate::ghost::{Ctx, HoldKind, Invariant, Res};
-use crate::mem::{pg, Pfn};
-use crate::world::World;
+use crate::ghost::{Ctx, HoldKind};
+use crate::invariant::{Invariant, Res};
+use crate::state::mem::pg;
+use crate::state::world::World;
+use crate::types::Pfn;
 
 impl<B: Backend> World<B> {
     /// `put_page()`: drops one FOLL_GET reference.
@@ -169,40 +171,5 @@ impl<B: Backend> World<B> {
         let r = self.folio_mark_dirty(ctx, head);
         self.folio_unlock(ctx, head);
         r
-    }
-
-    /// `folio_lock()`: PG_locked, sleeping (blocking on the page wait queue) while
-    /// someone else holds it.
-    pub fn folio_lock(&self, ctx: &mut Ctx, head: Pfn) {
-        let flags = &self.mem.frame(head).flags;
-        loop {
-            if flags.fetch_or(pg::LOCKED) & pg::LOCKED == 0 {
-                ctx.step(&self.ghost, "folio_lock", u64::from(head));
-                return;
-            }
-            let mut g = self.page_waitq.lock();
-            while flags.read_once() & pg::LOCKED != 0 {
-                g = self.page_waitq_cv.wait(g);
-            }
-        }
-    }
-
-    /// `folio_wait_locked()`: sleep until the folio is unlocked, without
-    /// taking the lock.
-    pub fn folio_wait_unlocked(&self, head: Pfn) {
-        let flags = &self.mem.frame(head).flags;
-        let mut g = self.page_waitq.lock();
-        while flags.read_once() & pg::LOCKED != 0 {
-            g = self.page_waitq_cv.wait(g);
-        }
-    }
-
-    /// `folio_unlock()`: clear PG_locked, wake the waiters.
-    pub fn folio_unlock(&self, ctx: &mut Ctx, head: Pfn) {
-        self.mem.frame(head).flags.fetch_andnot(pg::LOCKED);
-        ctx.step(&self.ghost, "folio_unlock", u64::from(head));
-        let g = self.page_waitq.lock();
-        self.page_waitq_cv.notify_all();
-        drop(g);
     }
 }

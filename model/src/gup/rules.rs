@@ -7,12 +7,12 @@
 //! get_* path instead. Sources: see `Rules`.
 
 use crate::backend::Backend;
-use crate::mm::Errno;
-use crate::ops::GupApi;
-use crate::world::World;
+use crate::gup::api::GupApi;
+use crate::state::world::World;
+use crate::types::Errno;
 
-use super::flags::{Flag, Foll, Rules};
 use super::Ret;
+use crate::flags::{Flag, Foll, Rules};
 
 /// One wrapper's behaviour in one era.
 struct Row {
@@ -147,7 +147,7 @@ impl<B: Backend> World<B> {
         if let Some(to) = r.forward {
             return Admit::Forward(to);
         }
-        if rules == Rules::Latest {
+        if self.cfg.p().valid_gup_args {
             return match self.is_valid_gup_args(pages, locked, gup_flags, r.set) {
                 Some(f) => Admit::Flags(f),
                 None => Admit::Return(r.invalid),
@@ -157,5 +157,46 @@ impl<B: Backend> World<B> {
             return Admit::Return(r.invalid);
         }
         Admit::Flags(gup_flags.union(r.set))
+    }
+
+    /// `is_valid_gup_args()` (6.3+): `None` is invalid (the kernel WARNs and returns
+    /// -EINVAL, or 0 for the pin_* unlocked/remote wrappers).
+    pub fn is_valid_gup_args(
+        &self,
+        pages: bool,
+        locked: bool,
+        flags: Foll,
+        to_set: Foll,
+    ) -> Option<Foll> {
+        use Flag::*;
+        let internal = Foll::of(&[
+            Touch,
+            Tried,
+            Remote,
+            Pin,
+            FastOnly,
+            Unlockable,
+            MadvPopulate,
+        ]);
+        if flags.any(internal) {
+            return None;
+        }
+        let mut f = flags.union(to_set);
+        if locked {
+            f = f.with(Unlockable);
+        }
+        if f.has(Get) && f.has(Pin) {
+            return None;
+        }
+        if f.has(Longterm) && !f.has(Pin) {
+            return None;
+        }
+        if f.any(Foll::of(&[Get, Pin])) && !pages {
+            return None;
+        }
+        if f.has(Longterm) && f.has(PciP2pdma) {
+            return None;
+        }
+        Some(f)
     }
 }

@@ -8,18 +8,22 @@
 //! never races with `copy_page_range`.
 
 use crate::backend::{Backend, KAtomic};
-use crate::config::{Mutation, PAGE_SHIFT, PAGE_SIZE};
-use crate::ghost::{Ctx, HoldKind, Res};
-use crate::mem::{pg, Pfn, Zone};
-use crate::mm::{vm, Errno, FaultFlags, Vma, VmaKind};
-use crate::pgtable::Pte;
+use crate::config::Mutation;
+use crate::ghost::{Ctx, HoldKind};
+use crate::invariant::Res;
 use crate::preset::LongtermScope;
-use crate::world::World;
+use crate::state::mem::{pg, Zone};
+use crate::state::mm::{vm, FaultFlags, Vma, VmaKind};
+use crate::state::pgtable::Pte;
+use crate::state::world::World;
+use crate::types::Errno;
+use crate::types::Pfn;
+use crate::types::{PAGE_SHIFT, PAGE_SIZE};
 
-use super::flags::{Flag, Foll, Rules};
-use super::rules::Admit;
 use super::Ret;
-use crate::ops::GupApi;
+use crate::flags::{Flag, Foll};
+use crate::gup::api::{GupApi, GupCall};
+use crate::gup::entry::gup_wrappers;
 
 /// What `follow_page_mask` found.
 enum Follow {
@@ -53,6 +57,28 @@ impl<'a, B: Backend> MmapRead<'a, B> {
     }
 }
 
+gup_wrappers! {
+    /// `get_user_pages(start, nr_pages, gup_flags, pages)`: the caller holds
+    /// `mmap_lock` (the model takes it around the call, as the caller would).
+    get_user_pages = GetUserPages (start, nr_pages, gup_flags, pages);
+    /// `pin_user_pages(start, nr_pages, gup_flags, pages)`: like get_user_pages,
+    /// with FOLL_PIN and without FOLL_TOUCH.
+    pin_user_pages = PinUserPages (start, nr_pages, gup_flags, pages);
+    /// `get_user_pages_remote(mm, start, nr_pages, gup_flags, pages, locked)`.
+    get_user_pages_remote = GetUserPagesRemote (mm, start, nr_pages, gup_flags, pages, locked);
+    /// `pin_user_pages_remote(mm, start, nr_pages, gup_flags, pages, locked)`.
+    pin_user_pages_remote = PinUserPagesRemote (mm, start, nr_pages, gup_flags, pages, locked);
+    /// `get_user_pages_unlocked(start, nr_pages, pages, gup_flags)`: takes and drops
+    /// `mmap_lock` itself, and lets a fault drop it meanwhile.
+    get_user_pages_unlocked = GetUserPagesUnlocked (start, nr_pages, pages, gup_flags);
+    /// `pin_user_pages_unlocked(start, nr_pages, pages, gup_flags)` (5.8+): before
+    /// 6.3 it is get_user_pages_unlocked with FOLL_PIN, and that wrapper's checks.
+    pin_user_pages_unlocked = PinUserPagesUnlocked (start, nr_pages, pages, gup_flags);
+    /// `get_user_pages_locked(start, nr_pages, gup_flags, pages, locked)` (until
+    /// 6.4): the caller holds the lock; it may be dropped.
+    get_user_pages_locked = GetUserPagesLocked (start, nr_pages, gup_flags, pages, &mut locked);
+}
+
 impl<B: Backend> World<B> {
     fn mmap_read_lock<'w>(&'w self, ctx: &mut Ctx, mm: usize) -> MmapRead<'w, B> {
         let g = self.mms[mm].mmap_lock.read();
@@ -63,163 +89,46 @@ impl<B: Backend> World<B> {
         }
     }
 
-    /// `get_user_pages(start, nr_pages, gup_flags, pages)`: the caller holds
-    /// `mmap_lock` (the model takes it around the call, as the caller would).
-    pub fn get_user_pages(
-        &self,
-        ctx: &mut Ctx,
-        start: u64,
-        nr_pages: i64,
-        gup_flags: Foll,
-        pages: Option<&mut Vec<Pfn>>,
-    ) -> Res<Ret> {
-        ctx.step(&self.ghost, "get_user_pages", start);
-        let flags = match self.admit(GupApi::GetUserPages, gup_flags, pages.is_some(), false) {
-            Admit::Flags(f) => f,
-            Admit::Return(r) => return Ok(r),
-            Admit::Forward(_) => unreachable!("get_* entry points do not forward"),
-        };
-        let mut lock = self.mmap_read_lock(ctx, ctx.mm);
-        self.gup_longterm_locked(ctx, ctx.mm, start, nr_pages, flags, pages, &mut lock, false)
-    }
-
-    /// `pin_user_pages(start, nr_pages, gup_flags, pages)`: like get_user_pages,
-    /// with FOLL_PIN and without FOLL_TOUCH.
-    pub fn pin_user_pages(
-        &self,
-        ctx: &mut Ctx,
-        start: u64,
-        nr_pages: i64,
-        gup_flags: Foll,
-        pages: Option<&mut Vec<Pfn>>,
-    ) -> Res<Ret> {
-        ctx.step(&self.ghost, "pin_user_pages", start);
-        let flags = match self.admit(GupApi::PinUserPages, gup_flags, pages.is_some(), false) {
-            Admit::Flags(f) => f,
-            Admit::Return(r) => return Ok(r),
-            Admit::Forward(_) => {
-                return self.get_user_pages(ctx, start, nr_pages, gup_flags, pages)
-            }
-        };
-        let mut lock = self.mmap_read_lock(ctx, ctx.mm);
-        self.gup_longterm_locked(ctx, ctx.mm, start, nr_pages, flags, pages, &mut lock, false)
-    }
-
-    /// `get_user_pages_remote(mm, start, nr_pages, gup_flags, pages, locked)`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn get_user_pages_remote(
-        &self,
-        ctx: &mut Ctx,
-        mm: usize,
-        start: u64,
-        nr_pages: i64,
-        gup_flags: Foll,
-        pages: Option<&mut Vec<Pfn>>,
-        locked: Option<&mut i32>,
-    ) -> Res<Ret> {
-        ctx.step(&self.ghost, "get_user_pages_remote", start);
-        if mm >= self.mms.len() {
-            return Ok(Errno::EFAULT.as_ret());
-        }
-        match self.admit(
-            GupApi::GetUserPagesRemote,
-            gup_flags,
-            pages.is_some(),
-            locked.is_some(),
-        ) {
-            Admit::Flags(f) => self.gup_remote(ctx, mm, start, nr_pages, f, pages, locked),
-            Admit::Return(r) => Ok(r),
-            Admit::Forward(_) => unreachable!("get_* entry points do not forward"),
-        }
-    }
-
-    /// `pin_user_pages_remote(mm, start, nr_pages, gup_flags, pages, locked)`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn pin_user_pages_remote(
-        &self,
-        ctx: &mut Ctx,
-        mm: usize,
-        start: u64,
-        nr_pages: i64,
-        gup_flags: Foll,
-        pages: Option<&mut Vec<Pfn>>,
-        locked: Option<&mut i32>,
-    ) -> Res<Ret> {
-        ctx.step(&self.ghost, "pin_user_pages_remote", start);
-        if mm >= self.mms.len() {
-            return Ok(Errno::EFAULT.as_ret());
-        }
-        match self.admit(
-            GupApi::PinUserPagesRemote,
-            gup_flags,
-            pages.is_some(),
-            locked.is_some(),
-        ) {
-            Admit::Flags(f) => self.gup_remote(ctx, mm, start, nr_pages, f, pages, locked),
-            Admit::Return(r) => Ok(r),
-            Admit::Forward(_) => {
-                self.get_user_pages_remote(ctx, mm, start, nr_pages, gup_flags, pages, locked)
-            }
-        }
-    }
-
     /// The remote path after the entry checks: 6.3+ goes straight to
     /// `__get_user_pages_locked`; before, `__get_user_pages_remote`.
-    #[allow(clippy::too_many_arguments)]
-    fn gup_remote(
-        &self,
-        ctx: &mut Ctx,
-        mm: usize,
-        start: u64,
-        nr_pages: i64,
-        flags: Foll,
-        pages: Option<&mut Vec<Pfn>>,
-        locked: Option<&mut i32>,
-    ) -> Res<Ret> {
-        if self.cfg.p().rules == Rules::Latest {
-            self.gup_remote_locked(ctx, mm, start, nr_pages, flags, pages, locked)
+    pub(super) fn gup_remote(&self, ctx: &mut Ctx, call: GupCall<'_>) -> Res<Ret> {
+        if self.cfg.p().valid_gup_args {
+            self.gup_remote_locked(ctx, call)
         } else {
-            self.get_user_pages_remote_inner(ctx, mm, start, nr_pages, flags, pages, locked)
+            self.get_user_pages_remote_inner(ctx, call)
         }
     }
 
     /// `__get_user_pages_remote()` (before 6.3): FOLL_LONGTERM cannot drop the lock
     /// ("incompatible with FAULT_FLAG_ALLOW_RETRY because of the FS DAX check").
-    #[allow(clippy::too_many_arguments)]
-    fn get_user_pages_remote_inner(
-        &self,
-        ctx: &mut Ctx,
-        mm: usize,
-        start: u64,
-        nr_pages: i64,
-        flags: Foll,
-        pages: Option<&mut Vec<Pfn>>,
-        locked: Option<&mut i32>,
-    ) -> Res<Ret> {
-        let flags = flags.with(Flag::Touch).with(Flag::Remote);
+    fn get_user_pages_remote_inner(&self, ctx: &mut Ctx, call: GupCall<'_>) -> Res<Ret> {
+        let flags = call.gup_flags.with(Flag::Touch).with(Flag::Remote);
         if flags.has(Flag::Longterm) {
-            if locked.is_some() {
+            if call.locked.is_some() {
                 return Ok(Errno::EINVAL.as_ret());
             }
-            let mut lock = self.mmap_read_lock(ctx, mm);
-            return self
-                .gup_longterm_locked(ctx, mm, start, nr_pages, flags, pages, &mut lock, false);
+            let (mm, start, nr) = (call.mm, call.start, call.nr_pages);
+            return self.gup_slow(ctx, mm, start, nr, flags, call.pages, false);
         }
-        self.gup_remote_locked(ctx, mm, start, nr_pages, flags, pages, locked)
+        self.gup_remote_locked(
+            ctx,
+            GupCall {
+                gup_flags: flags,
+                ..call
+            },
+        )
     }
 
     /// The caller holds `mm`'s lock; with `locked` the call may drop it and says so.
-    #[allow(clippy::too_many_arguments)]
-    fn gup_remote_locked(
-        &self,
-        ctx: &mut Ctx,
-        mm: usize,
-        start: u64,
-        nr_pages: i64,
-        flags: Foll,
-        pages: Option<&mut Vec<Pfn>>,
-        locked: Option<&mut i32>,
-    ) -> Res<Ret> {
+    pub(super) fn gup_remote_locked(&self, ctx: &mut Ctx, call: GupCall<'_>) -> Res<Ret> {
+        let GupCall {
+            mm,
+            start,
+            nr_pages,
+            gup_flags: flags,
+            pages,
+            locked,
+        } = call;
         let unlockable = locked.is_some();
         if let Some(l) = locked.as_deref() {
             if *l != 1 {
@@ -244,86 +153,11 @@ impl<B: Backend> World<B> {
         Ok(r)
     }
 
-    /// `get_user_pages_unlocked(start, nr_pages, pages, gup_flags)`: takes and drops
-    /// `mmap_lock` itself, and lets a fault drop it meanwhile.
-    pub fn get_user_pages_unlocked(
-        &self,
-        ctx: &mut Ctx,
-        start: u64,
-        nr_pages: i64,
-        pages: Option<&mut Vec<Pfn>>,
-        gup_flags: Foll,
-    ) -> Res<Ret> {
-        ctx.step(&self.ghost, "get_user_pages_unlocked", start);
-        match self.admit(
-            GupApi::GetUserPagesUnlocked,
-            gup_flags,
-            pages.is_some(),
-            false,
-        ) {
-            Admit::Flags(f) => self.gup_slow_unlocked(
-                ctx,
-                ctx.mm,
-                start,
-                nr_pages,
-                f.with(Flag::Unlockable),
-                pages,
-            ),
-            Admit::Return(r) => Ok(r),
-            Admit::Forward(_) => unreachable!("get_* entry points do not forward"),
-        }
-    }
-
-    /// `pin_user_pages_unlocked(start, nr_pages, pages, gup_flags)` (5.8+): before
-    /// 6.3 it is get_user_pages_unlocked with FOLL_PIN, and that wrapper's checks.
-    pub fn pin_user_pages_unlocked(
-        &self,
-        ctx: &mut Ctx,
-        start: u64,
-        nr_pages: i64,
-        pages: Option<&mut Vec<Pfn>>,
-        gup_flags: Foll,
-    ) -> Res<Ret> {
-        ctx.step(&self.ghost, "pin_user_pages_unlocked", start);
-        match self.admit(
-            GupApi::PinUserPagesUnlocked,
-            gup_flags,
-            pages.is_some(),
-            false,
-        ) {
-            Admit::Flags(f) if self.cfg.p().rules == Rules::Latest => {
-                self.gup_slow_unlocked(ctx, ctx.mm, start, nr_pages, f, pages)
-            }
-            Admit::Flags(f) => self.get_user_pages_unlocked(ctx, start, nr_pages, pages, f),
-            Admit::Return(r) => Ok(r),
-            Admit::Forward(_) => unreachable!("no seed placeholder for _unlocked"),
-        }
-    }
-
-    /// `get_user_pages_locked(start, nr_pages, gup_flags, pages, locked)` (until
-    /// 6.4): the caller holds the lock; it may be dropped.
-    pub fn get_user_pages_locked(
-        &self,
-        ctx: &mut Ctx,
-        start: u64,
-        nr_pages: i64,
-        gup_flags: Foll,
-        pages: Option<&mut Vec<Pfn>>,
-        locked: &mut i32,
-    ) -> Res<Ret> {
-        ctx.step(&self.ghost, "get_user_pages_locked", start);
-        match self.admit(GupApi::GetUserPagesLocked, gup_flags, pages.is_some(), true) {
-            Admit::Flags(f) => {
-                self.gup_remote_locked(ctx, ctx.mm, start, nr_pages, f, pages, Some(locked))
-            }
-            Admit::Return(r) => Ok(r),
-            Admit::Forward(_) => unreachable!("get_* entry points do not forward"),
-        }
-    }
-
-    /// Takes `mmap_lock`, runs the slow path without letting a fault drop it, drops
-    /// it (`__gup_longterm_unlocked` for FOLL_LONGTERM before 6.3).
-    pub(crate) fn gup_slow_locked(
+    /// Takes `mmap_lock`, runs the slow path, drops it: `__gup_longterm_unlocked`
+    /// (FOLL_LONGTERM before 6.3: no fault may drop the lock) or, `unlockable`,
+    /// the `locked == 0` path of 6.3+ and `get_user_pages_unlocked`, where a
+    /// fault may drop and retake it.
+    pub(crate) fn gup_slow(
         &self,
         ctx: &mut Ctx,
         mm: usize,
@@ -331,31 +165,18 @@ impl<B: Backend> World<B> {
         nr_pages: i64,
         flags: Foll,
         pages: Option<&mut Vec<Pfn>>,
+        unlockable: bool,
     ) -> Res<Ret> {
         let mut lock = self.mmap_read_lock(ctx, mm);
-        self.gup_longterm_locked(ctx, mm, start, nr_pages, flags, pages, &mut lock, false)
-    }
-
-    /// Takes `mmap_lock`, runs the slow path (which may drop and retake it), drops
-    /// it (`__gup_longterm_unlocked` / the `locked == 0` path of 6.3+).
-    pub(crate) fn gup_slow_unlocked(
-        &self,
-        ctx: &mut Ctx,
-        mm: usize,
-        start: u64,
-        nr_pages: i64,
-        flags: Foll,
-        pages: Option<&mut Vec<Pfn>>,
-    ) -> Res<Ret> {
-        let mut lock = self.mmap_read_lock(ctx, mm);
-        self.gup_longterm_locked(ctx, mm, start, nr_pages, flags, pages, &mut lock, true)
+        self.gup_longterm_locked(
+            ctx, mm, start, nr_pages, flags, pages, &mut lock, unlockable,
+        )
     }
 
     /// `__gup_longterm_locked()`: without FOLL_LONGTERM, `__get_user_pages_locked`;
     /// with it, allocations avoid ZONE_MOVABLE/CMA (memalloc_pin_save) and pages
     /// that may not stay pinned are migrated, then the whole range is taken again.
-    #[allow(clippy::too_many_arguments)]
-    fn gup_longterm_locked<'w>(
+    pub(super) fn gup_longterm_locked<'w>(
         &'w self,
         ctx: &mut Ctx,
         mm: usize,
@@ -418,7 +239,6 @@ impl<B: Backend> World<B> {
     /// `__get_user_pages_locked()`: FOLL_GET added for a legacy caller that passed
     /// pages without saying so (never for FOLL_PIN: in the seed that returns pages
     /// without a reference); MMF_HAS_PINNED for FOLL_PIN.
-    #[allow(clippy::too_many_arguments)]
     fn get_user_pages_locked_inner<'w>(
         &'w self,
         ctx: &mut Ctx,
@@ -513,7 +333,6 @@ impl<B: Backend> World<B> {
     /// `__get_user_pages()`: per page, the VMA and its flags, `follow_page_mask`,
     /// and `faultin_page` when it finds nothing usable. Returns the prefix taken
     /// (or -errno if none), and whether a fault asked for the lock to be dropped.
-    #[allow(clippy::too_many_arguments)]
     fn get_user_pages_inner<'w>(
         &'w self,
         ctx: &mut Ctx,
@@ -581,21 +400,6 @@ impl<B: Backend> World<B> {
         Ok((i, false))
     }
 
-    /// The PTE table slot and index for `addr`, by a walk of the upper levels,
-    /// for a caller that keeps the tables alive (`mmap_lock`, or
-    /// `rmap_walk_lock`); `None` if a level is missing or a huge leaf.
-    pub(crate) fn locked_pte_slot(&self, mm: usize, addr: u64) -> Option<(u32, usize)> {
-        let mut slot = self.mms[mm].pgd;
-        for level in (2..=4).rev() {
-            let e = self.tables[slot as usize].read(self.cfg.index(addr, level));
-            if !e.present() || e.leaf() {
-                return None;
-            }
-            slot = e.table_slot();
-        }
-        Some((slot, self.cfg.index(addr, 1)))
-    }
-
     /// `gup_must_unshare(vma, flags, page)`: a read-only FOLL_PIN of an anon page
     /// that is not exclusive (a7f226604170), or a read-only longterm pin of a
     /// non-anon page in a COW mapping (84209e87c696).
@@ -606,7 +410,7 @@ impl<B: Backend> World<B> {
         }
         let f = self.mem.frame(page).flags.read_once();
         if f & pg::ANON == 0 {
-            return flags.has(Flag::Longterm) && vma.is_cow() && p.rules == Rules::Latest;
+            return flags.has(Flag::Longterm) && vma.is_cow() && p.unshare_ro_longterm_cow;
         }
         B::smp_rmb();
         f & pg::ANON_EXCLUSIVE == 0
@@ -614,8 +418,8 @@ impl<B: Backend> World<B> {
 
     /// `check_vma_flags()`.
     fn check_vma_flags(&self, vma: &Vma, flags: Foll) -> Result<(), Errno> {
-        let rules = self.cfg.p().rules;
-        if rules < Rules::Latest && vma.flags & (vm::IO | vm::PFNMAP) != 0 {
+        let p = self.cfg.p();
+        if !p.valid_gup_args && vma.flags & (vm::IO | vm::PFNMAP) != 0 {
             return Err(Errno::EFAULT);
         }
         if flags.has(Flag::Anon) && !vma.is_anon() {
@@ -624,7 +428,7 @@ impl<B: Backend> World<B> {
         if flags.has(Flag::Write) {
             // 6.5: no FOLL_LONGTERM write pins of file mappings that need dirty
             // tracking (writable_file_mapping_allowed); every file here does.
-            if rules == Rules::Latest
+            if p.longterm_file_write_refused
                 && flags.has(Flag::Longterm)
                 && flags.has(Flag::Pin)
                 && matches!(vma.kind, VmaKind::FileShared { .. })
@@ -705,7 +509,6 @@ impl<B: Backend> World<B> {
     /// The checks of `follow_page_pte()` (KERNEL.md §4.3), PTL held. A huge leaf
     /// takes every subpage left in the folio at once (57edfcfd3419, 6.6; earlier
     /// eras took them one by one, with the same result).
-    #[allow(clippy::too_many_arguments)]
     fn follow_leaf(
         &self,
         ctx: &mut Ctx,
@@ -716,7 +519,7 @@ impl<B: Backend> World<B> {
         flags: Foll,
         want: i64,
     ) -> Res<Follow> {
-        if self.cfg.p().rules == Rules::Seed && flags.has(Flag::Get) && flags.has(Flag::Pin) {
+        if self.cfg.p().pin_is_get && flags.has(Flag::Get) && flags.has(Flag::Pin) {
             return Ok(Follow::Err(Errno::EINVAL));
         }
         if !e.present() || e.protnone() {
@@ -739,7 +542,7 @@ impl<B: Backend> World<B> {
         let left_in_leaf = per_leaf - ((addr >> PAGE_SHIFT) & (per_leaf - 1));
         let refs = (want as u64).min(left_in_leaf) as i64;
         let refs = if level == 1 { 1 } else { refs };
-        if self.cfg.p().rules == Rules::Seed && flags.has(Flag::Pin) && !flags.has(Flag::Get) {
+        if self.cfg.p().pin_is_get && flags.has(Flag::Pin) && !flags.has(Flag::Get) {
             // The seed's follow_page_pte takes a reference only for FOLL_GET.
             return Ok(Follow::Pages(page, refs));
         }
@@ -752,7 +555,6 @@ impl<B: Backend> World<B> {
     /// `faultin_page()`: FOLL_NOFAULT refuses; otherwise `handle_mm_fault` with
     /// FAULT_FLAG_WRITE or FAULT_FLAG_UNSHARE, and FAULT_FLAG_ALLOW_RETRY when the
     /// caller can have the lock dropped (FOLL_UNLOCKABLE / a `locked` argument).
-    #[allow(clippy::too_many_arguments)]
     fn faultin_page(
         &self,
         ctx: &mut Ctx,
@@ -837,8 +639,8 @@ impl<B: Backend> World<B> {
         // times (NR_MAX_MIGRATE_PAGES_RETRY).
         for _ in 0..10 {
             match self.migrate_mapped_page(ctx, mm, e.addr, false, |z| z == Zone::Normal)? {
-                crate::migrate::Migrated::Moved => return Ok(true),
-                crate::migrate::Migrated::KeptReferenced => continue,
+                crate::mm::migrate::Migrated::Moved => return Ok(true),
+                crate::mm::migrate::Migrated::KeptReferenced => continue,
                 _ => return Ok(false),
             }
         }

@@ -18,15 +18,17 @@
 //!   is not modelled); THP leaves are copied by `copy_huge_pmd`.
 
 use crate::backend::{Backend, KAtomic};
-use crate::config::PAGE_SIZE;
-use crate::ghost::{Ctx, Res};
-use crate::mem::pg;
-use crate::mm::{mmf, Errno};
-use crate::pgtable::Pte;
+use crate::ghost::Ctx;
+use crate::invariant::Res;
 use crate::preset::ForkCow;
-use crate::rmap::RmapEntry;
-use crate::tlb::flush_waits_for_walkers;
-use crate::world::World;
+use crate::state::mem::pg;
+use crate::state::mm::mmf;
+use crate::state::pgtable::Pte;
+use crate::state::rmap::RmapEntry;
+use crate::state::tlb::flush_waits_for_walkers;
+use crate::state::world::World;
+use crate::types::Errno;
+use crate::types::PAGE_SIZE;
 
 impl<B: Backend> World<B> {
     /// `echo 4 > /proc/pid/clear_refs` (`clear_refs_write`, CLEAR_REFS_SOFT_DIRTY)
@@ -147,7 +149,7 @@ impl<B: Backend> World<B> {
     /// Whether fork must not share the anonymous `page` (a whole folio's head
     /// if `whole`) with the child, by the era's rule; from 5.19 a page it
     /// shares loses PageAnonExclusive.
-    fn fork_must_copy(&self, parent: usize, page: crate::mem::Pfn, whole: bool) -> bool {
+    fn fork_must_copy(&self, parent: usize, page: crate::types::Pfn, whole: bool) -> bool {
         let head = self.mem.page_folio(page);
         let flags = self.mem.frame(page).flags.read_once();
         let has_pinned = self.mms[parent].flags.read_once() & mmf::HAS_PINNED != 0;
@@ -300,7 +302,7 @@ impl<B: Backend> World<B> {
         addr: u64,
         cslot: u32,
         cidx: usize,
-        src: crate::mem::Pfn,
+        src: crate::types::Pfn,
     ) -> Res<Result<(), Errno>> {
         let Some(new) = self.anon_copy_of(ctx, Some(src))? else {
             return Ok(Err(Errno::ENOMEM));

@@ -12,14 +12,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::Std;
 use crate::config::{Arch, WorldConfig};
-use crate::engine::{run, Engine};
-use crate::file::{Cached, FileSpec, FsFlavour};
+use crate::flags::{Flag, Foll};
 use crate::ghost::Ctx;
-use crate::gup::flags::{Flag, Foll};
-use crate::ops::{FlagSel, GupApi, Op, ReleaseApi, OPS_VERSION};
+use crate::gup::api::GupApi;
+use crate::harness::engine::{run, Engine};
+use crate::harness::ops::{FlagSel, Op, ReleaseApi, OPS_VERSION};
+use crate::harness::scenario::Scenario;
 use crate::preset::PresetId;
-use crate::scenario::Scenario;
-use crate::world::{Layout, Populate, Region, World};
+use crate::state::fs::{Cached, FileSpec, FsFlavour};
+use crate::state::layout::{Layout, Populate, Region};
+use crate::state::world::World;
 
 /// One result of a case in one preset.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -408,7 +410,7 @@ fn gup_longterm(flavour: FsFlavour, shared: bool, rw: bool, fast: bool, preset: 
         (true, true) => Cell::Pass,
         (true, false) => Cell::Fail("pinned, should have failed".into()),
         (false, true) => Cell::Fail(format!("pin failed ({r}), should work")),
-        (false, false) if r == crate::mm::Errno::EFAULT.as_ret() => Cell::Pass,
+        (false, false) if r == crate::types::Errno::EFAULT.as_ret() => Cell::Pass,
         (false, false) => Cell::Fail(format!("failed with {r}, not -EFAULT")),
     };
     if r == 1 {
@@ -624,6 +626,6 @@ pub fn differences(got: &Table, expected: &Table) -> Vec<String> {
 
 /// The checked-in expectation (`model/selftests.json`).
 pub fn expected() -> Result<Table, String> {
-    serde_json::from_str(include_str!("../selftests.json"))
+    serde_json::from_str(include_str!("../../../selftests.json"))
         .map_err(|e| format!("model/selftests.json: {e}"))
 }

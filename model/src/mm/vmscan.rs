@@ -18,10 +18,12 @@
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, KAtomic};
-use crate::ghost::{Ctx, HoldKind, Res};
-use crate::mem::{pg, Pfn};
-use crate::tlb::flush_waits_for_walkers;
-use crate::world::World;
+use crate::ghost::{Ctx, HoldKind};
+use crate::invariant::Res;
+use crate::state::mem::pg;
+use crate::state::tlb::flush_waits_for_walkers;
+use crate::state::world::World;
+use crate::types::Pfn;
 
 /// What reclaim did with the folio.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,7 +167,7 @@ impl<B: Backend> World<B> {
             dirty?;
             if !had {
                 return Err(ctx.violation(
-                    crate::ghost::Invariant::Conservation,
+                    crate::invariant::Invariant::Conservation,
                     format!(
                         "try_to_unmap of {:#x} found no rmap entry for page {head}",
                         e.addr

@@ -11,10 +11,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Arch, Mutation};
-use crate::engine::{run, Engine, Outcome};
-use crate::ghost::Invariant;
+use crate::harness::engine::{run, Engine, Outcome};
+use crate::harness::scenario;
+use crate::invariant::Invariant;
 use crate::preset::PresetId;
-use crate::scenario;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "expect")]
@@ -80,7 +80,7 @@ impl Entry {
     }
     /// The entry's scenario, and the world it runs on: its preset, arch and
     /// mutation, past its `tolerate`d invariants.
-    pub fn config(&self) -> Result<(scenario::Scenario, crate::WorldConfig), String> {
+    pub fn config(&self) -> Result<(scenario::Scenario, crate::config::WorldConfig), String> {
         let sc = scenario::by_name(&self.scenario)?;
         let muts: Vec<Mutation> = self.mutation.into_iter().collect();
         let mut cfg = sc.config_for(self.preset, self.arch, &muts);
@@ -205,7 +205,7 @@ pub fn judge(entry: &Entry, outcomes: &[Outcome], window: bool) -> Result<(), St
     Ok(())
 }
 
-const MATRIX: &str = include_str!("../expectations.json");
+const MATRIX: &str = include_str!("../../expectations.json");
 
 /// Parses and validates a matrix: every scenario, invariant and engine must exist.
 pub fn parse(text: &str) -> Result<Vec<Entry>, String> {

@@ -11,11 +11,10 @@
 
 use crate::backend::{Backend, KAtomic, Mutex};
 use crate::config::CounterScale;
-use crate::ghost::{Ctx, Ghost, HoldKind, Invariant, Res};
-use crate::rmap::Rmap;
-
-/// Page frame number.
-pub type Pfn = u32;
+use crate::ghost::{Ctx, Ghost, HoldKind};
+use crate::invariant::{Invariant, Res};
+use crate::state::rmap::Rmap;
+use crate::types::Pfn;
 
 /// Page flags (include/linux/page-flags.h), the ones the protocol reads.
 pub mod pg {

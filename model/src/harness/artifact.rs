@@ -12,10 +12,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::config::{Arch, Mutation};
-use crate::engine::{replay_shuttle, run_exact, Engine, Failure, Outcome};
 use crate::ghost::Step;
+use crate::harness::engine::{replay_shuttle, run_exact, Engine, Failure, Outcome};
+use crate::harness::scenario::Scenario;
 use crate::preset::PresetId;
-use crate::scenario::Scenario;
 
 /// Version of the artifact format.
 pub const ARTIFACT_VERSION: u32 = 1;
@@ -37,7 +37,7 @@ pub struct Artifact {
     /// Invariants the run searched past (`WorldConfig::tolerate`): a loom
     /// replay must skip the same executions to reach the failing one.
     #[serde(default)]
-    pub tolerate: Vec<crate::ghost::Invariant>,
+    pub tolerate: Vec<crate::invariant::Invariant>,
     pub engine: Engine,
     pub failure: Failure,
     /// Context switches of the failing schedule before and after minimisation.
@@ -71,7 +71,7 @@ impl Artifact {
     }
 
     /// The same artifact, for a run that searched past `tolerate`.
-    pub fn tolerating(mut self, tolerate: &[crate::ghost::Invariant]) -> Self {
+    pub fn tolerating(mut self, tolerate: &[crate::invariant::Invariant]) -> Self {
         self.tolerate = tolerate.to_vec();
         self
     }

@@ -23,12 +23,15 @@
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, KAtomic};
-use crate::config::{ReuseRule, PAGE_SIZE};
-use crate::ghost::{Ctx, HoldKind, Res};
-use crate::mem::{pg, Order, Pfn, Zone};
-use crate::pgtable::{MigrationKind, Pte};
-use crate::rmap::RmapEntry;
-use crate::world::World;
+use crate::ghost::{Ctx, HoldKind};
+use crate::invariant::Res;
+use crate::preset::ReuseRule;
+use crate::state::mem::{pg, Order, Zone};
+use crate::state::pgtable::{MigrationKind, Pte};
+use crate::state::rmap::RmapEntry;
+use crate::state::world::World;
+use crate::types::Pfn;
+use crate::types::PAGE_SIZE;
 
 /// What a migration (or a compaction pass over one page) did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

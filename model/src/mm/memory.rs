@@ -4,135 +4,21 @@
 //! mmap/munmap/fork/collapse), one PTL per page table for entry changes, the
 //! registry of interrupts-off walkers for freeing (tlb.rs).
 
-use serde::{Deserialize, Serialize};
-
-use crate::backend::{Backend, KAtomic, RwLock};
-use crate::config::{Mutation, ReuseRule, PAGE_SIZE};
-use crate::ghost::{Ctx, HoldKind, Invariant, Res, UnmapRec, WriteRec};
-use crate::mem::{pg, Pfn};
-use crate::pgtable::Pte;
-use crate::rmap::RmapEntry;
-use crate::tlb::{flush_waits_for_walkers, MmuGather};
-use crate::world::World;
-
-/// VMA flags (include/linux/mm.h), the ones GUP and faults read.
-pub mod vm {
-    pub const READ: u32 = 1 << 0;
-    pub const WRITE: u32 = 1 << 1;
-    pub const SHARED: u32 = 1 << 3;
-    pub const MAYREAD: u32 = 1 << 4;
-    pub const MAYWRITE: u32 = 1 << 5;
-    pub const IO: u32 = 1 << 14;
-    pub const PFNMAP: u32 = 1 << 10;
-}
-
-/// mm->flags bits.
-pub mod mmf {
-    /// MMF_HAS_PINNED (5.14; `mm->has_pinned` from 008cfe4418b3, 5.9).
-    pub const HAS_PINNED: u32 = 1 << 0;
-}
-
-/// Kernel error numbers the model returns.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Hash)]
-pub enum Errno {
-    EINTR = 4,
-    EAGAIN = 11,
-    ENOMEM = 12,
-    EFAULT = 14,
-    EBUSY = 16,
-    EEXIST = 17,
-    EINVAL = 22,
-    EOVERFLOW = 75,
-    EOPNOTSUPP = 95,
-    /// The entry point does not exist in this preset's release.
-    ENOSYS = 38,
-    EREMOTEIO = 121,
-    EHWPOISON = 133,
-}
-
-impl Errno {
-    /// The kernel's return convention: -errno.
-    pub fn as_ret(self) -> i64 {
-        -(self as i64)
-    }
-}
-
-/// What a VMA maps.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum VmaKind {
-    AnonPrivate,
-    /// MAP_SHARED of a file (writes reach the page cache; dirty tracking).
-    /// `base` is `vm_start - vm_pgoff` in pages: unchanged when munmap splits.
-    FileShared {
-        inode: u32,
-        base: u64,
-    },
-    /// MAP_PRIVATE of a file (COW on write).
-    FilePrivate {
-        inode: u32,
-        base: u64,
-    },
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Vma {
-    pub start: u64,
-    pub end: u64,
-    pub flags: u32,
-    pub kind: VmaKind,
-}
-
-impl Vma {
-    pub fn is_anon(&self) -> bool {
-        matches!(self.kind, VmaKind::AnonPrivate)
-    }
-    /// is_cow_mapping(): private and may be written.
-    pub fn is_cow(&self) -> bool {
-        self.flags & (vm::SHARED | vm::MAYWRITE) == vm::MAYWRITE
-    }
-    pub fn writable(&self) -> bool {
-        self.flags & vm::WRITE != 0
-    }
-}
-
-/// `struct mm_struct`, the parts the pinning protocol touches.
-pub struct Mm<B: Backend> {
-    pub id: u32,
-    /// `mmap_lock`, protecting the VMA list.
-    pub mmap_lock: RwLock<B, Vec<Vma>>,
-    /// The PGD's table slot (never freed while the mm lives).
-    pub pgd: u32,
-    /// `mm->write_protect_seq` (57efa1fe5957, 5.11): odd while fork copies.
-    pub write_protect_seq: B::AtomicU32,
-    /// `mm->flags` (MMF_HAS_PINNED).
-    pub flags: B::AtomicU32,
-}
-
-impl<B: Backend> Mm<B> {
-    pub fn new(id: u32, pgd: u32) -> Self {
-        Mm {
-            id,
-            mmap_lock: RwLock::new(Vec::new()),
-            pgd,
-            write_protect_seq: B::AtomicU32::new(0),
-            flags: B::AtomicU32::new(0),
-        }
-    }
-}
-
-/// Fault flags (FAULT_FLAG_*).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FaultFlags {
-    pub write: bool,
-    /// FAULT_FLAG_UNSHARE (c89357e27f20, 5.19): break COW without making writable.
-    pub unshare: bool,
-    /// FAULT_FLAG_ALLOW_RETRY: the handler may ask for `mmap_lock` to be dropped
-    /// while it waits for I/O (VM_FAULT_RETRY, here -EAGAIN).
-    pub allow_retry: bool,
-    /// FAULT_FLAG_TRIED: this is the retry.
-    pub tried: bool,
-}
+use crate::backend::{Backend, KAtomic};
+use crate::config::Mutation;
+use crate::ghost::{Ctx, HoldKind, UnmapRec, WriteRec};
+use crate::invariant::{Invariant, Res};
+use crate::preset::ReuseRule;
+use crate::state::mem::pg;
+use crate::state::mm::FaultFlags;
+use crate::state::mm::Vma;
+use crate::state::pgtable::Pte;
+use crate::state::rmap::RmapEntry;
+use crate::state::tlb::{flush_waits_for_walkers, MmuGather};
+use crate::state::world::World;
+use crate::types::Errno;
+use crate::types::Pfn;
+use crate::types::PAGE_SIZE;
 
 impl<B: Backend> World<B> {
     /// `handle_mm_fault()`; the caller holds `mmap_lock` for read. File VMAs go to
@@ -188,7 +74,6 @@ impl<B: Backend> World<B> {
     /// `mmap_lock` to be dropped while it completes (`folio_lock_or_retry`): the
     /// window in which munmap can slip in. The entry is exclusive (the model swaps
     /// out only unshared pages), so the page comes back exclusive.
-    #[allow(clippy::too_many_arguments)]
     fn do_swap_page(
         &self,
         ctx: &mut Ctx,
@@ -251,7 +136,6 @@ impl<B: Backend> World<B> {
 
     /// `do_anonymous_page()`: a read fault maps the shared zero page; a write fault
     /// allocates a zeroed, exclusive anonymous page.
-    #[allow(clippy::too_many_arguments)]
     fn do_anonymous_page(
         &self,
         ctx: &mut Ctx,
@@ -340,7 +224,6 @@ impl<B: Backend> World<B> {
     /// the page if the era's rule says it is ours alone, else copy it
     /// (`wp_page_copy`). Simplification: the AnonExclusive fallback tests
     /// `page_count() == 1` without the page lock and swap cache.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn do_wp_page(
         &self,
         ctx: &mut Ctx,
@@ -353,12 +236,10 @@ impl<B: Backend> World<B> {
         ff: FaultFlags,
     ) -> Res<Result<(), Errno>> {
         let t = &self.tables[slot as usize];
-        let g = t.ptl.lock();
-        if t.read(idx) != pte {
+        let Some(g) = t.lock_if_same(idx, pte) else {
             // Someone changed it: the fault is retried by the caller's access.
-            drop(g);
             return Ok(Ok(()));
-        }
+        };
         let old = pte.pfn();
         let zero = pte.special() && self.mem.is_zero_pfn(old);
         if !zero && self.wp_can_reuse(self.cfg.p().reuse, old, false) {
@@ -393,7 +274,6 @@ impl<B: Backend> World<B> {
     /// `wp_page_copy()`: copy into a new exclusive page, then replace the PTE with
     /// clear + flush + set (`ptep_clear_flush`), and drop the old mapping's
     /// reference only after the flush.
-    #[allow(clippy::too_many_arguments)]
     fn wp_page_copy(
         &self,
         ctx: &mut Ctx,
@@ -549,7 +429,6 @@ impl<B: Backend> World<B> {
     /// `unmap_page_range` -> `zap_pud_range` -> `zap_pmd_range` -> `zap_pte_range`:
     /// clear entries under each table's PTL and gather the mapped folios.
     /// Huge leaves are zapped whole (munmap splits the ones it cuts through first).
-    #[allow(clippy::too_many_arguments)]
     fn zap_range(
         &self,
         ctx: &mut Ctx,
@@ -628,7 +507,6 @@ impl<B: Backend> World<B> {
 
     /// `free_pgtables` -> `free_pgd_range`: unhook every table under [start, end)
     /// whose whole span no remaining VMA touches, bottom-up, under the parent's PTL.
-    #[allow(clippy::too_many_arguments)]
     fn free_pgtables(
         &self,
         ctx: &mut Ctx,
@@ -752,12 +630,12 @@ impl<B: Backend> World<B> {
                 if !e.access_permitted(write) {
                     return Ok(None);
                 }
-                let sub = ((addr >> crate::config::PAGE_SHIFT)
+                let sub = ((addr >> crate::types::PAGE_SHIFT)
                     & ((1u64
                         << self
                             .cfg
                             .shift(level)
-                            .saturating_sub(crate::config::PAGE_SHIFT))
+                            .saturating_sub(crate::types::PAGE_SHIFT))
                         - 1)) as Pfn;
                 let pfn: Pfn = e.pfn() + sub;
                 let v = if write {

@@ -16,81 +16,17 @@
 //!   (`punch_hole`), and an index past the end is SIGBUS, here -EFAULT;
 //! - buffers are all-or-nothing per page and dirty exactly when the page is.
 
-use serde::{Deserialize, Serialize};
-
-use crate::backend::{Backend, KAtomic, Mutex, RwLock};
-use crate::config::PAGE_SIZE;
-use crate::ghost::{Ctx, FileWriteRec, HoldKind, Invariant, Res};
-use crate::mem::{pg, Order, Pfn, Zone};
-use crate::mm::{Errno, FaultFlags, Vma, VmaKind};
-use crate::pgtable::Pte;
-use crate::rmap::RmapEntry;
-use crate::world::World;
-
-/// How a filesystem tracks a page's blocks.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FsFlavour {
-    /// ext4-like: buffer heads attached to the page (PG_private) by
-    /// `->page_mkwrite` / `block_dirty_folio`; `ext4_writepage` BUG()s on a dirty
-    /// page without them (a warning and a skipped write since cc5095747edf).
-    #[default]
-    BufferHead,
-    /// iomap-like: per-folio state, allocated when needed.
-    Iomap,
-}
-
-/// What the page cache holds of a file at the start.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Cached {
-    /// Nothing: the first access reads the disk.
-    #[default]
-    No,
-    /// Every page cached and clean (no buffers).
-    Clean,
-    /// Every page cached and dirty (with buffers in the buffer-head flavour), as
-    /// after a write fault through a shared mapping.
-    Dirty,
-}
-
-/// One file of the layout.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileSpec {
-    pub pages: u32,
-    #[serde(default)]
-    pub flavour: FsFlavour,
-    #[serde(default)]
-    pub cached: Cached,
-}
-
-/// `struct inode` + `struct address_space`, the parts the protocol touches.
-pub struct Inode<B: Backend> {
-    pub id: u32,
-    pub flavour: FsFlavour,
-    /// `mapping->i_pages` under `xa_lock`: the page cache, by index.
-    pub i_pages: Mutex<B, Vec<Option<Pfn>>>,
-    /// The blocks on disk, by index.
-    pub disk: Mutex<B, Vec<[u64; 2]>>,
-    /// `mapping->invalidate_lock`: shared while a fault fills the page cache,
-    /// exclusive while a hole punch removes pages and frees their blocks.
-    pub invalidate_lock: RwLock<B, ()>,
-}
-
-impl<B: Backend> Inode<B> {
-    pub fn new(id: u32, spec: &FileSpec) -> Self {
-        Inode {
-            id,
-            flavour: spec.flavour,
-            i_pages: Mutex::new(vec![None; spec.pages as usize]),
-            disk: Mutex::new(vec![[0, 0]; spec.pages as usize]),
-            invalidate_lock: RwLock::new(()),
-        }
-    }
-    pub fn nr_pages(&self) -> u32 {
-        self.i_pages.lock().len() as u32
-    }
-}
+use crate::backend::{Backend, KAtomic};
+use crate::ghost::{Ctx, FileWriteRec, HoldKind};
+use crate::invariant::{Invariant, Res};
+use crate::state::fs::FsFlavour;
+use crate::state::mem::{pg, Order, Zone};
+use crate::state::mm::{FaultFlags, Vma, VmaKind};
+use crate::state::pgtable::Pte;
+use crate::state::rmap::RmapEntry;
+use crate::state::world::World;
+use crate::types::Errno;
+use crate::types::Pfn;
 
 impl<B: Backend> World<B> {
     /// `folio->mapping` of a page-cache folio: (inode, index), read racily.
@@ -250,7 +186,6 @@ impl<B: Backend> World<B> {
 
     /// The fault handlers of a file VMA (`do_fault`, `do_wp_page`'s shared case):
     /// `do_read_fault`, `do_shared_fault`, `do_cow_fault`, `wp_page_shared`.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn do_file_fault(
         &self,
         ctx: &mut Ctx,
@@ -344,7 +279,6 @@ impl<B: Backend> World<B> {
 
     /// `do_cow_fault()`'s copy: a new exclusive anonymous page with the file
     /// page's contents, mapped writable.
-    #[allow(clippy::too_many_arguments)]
     fn cow_fill(
         &self,
         ctx: &mut Ctx,
@@ -387,11 +321,9 @@ impl<B: Backend> World<B> {
         pte: Pte,
     ) -> Res<Result<(), Errno>> {
         let t = &self.tables[slot as usize];
-        let g = t.ptl.lock();
-        if t.read(idx) != pte {
-            drop(g);
+        let Some(g) = t.lock_if_same(idx, pte) else {
             return Ok(Ok(()));
-        }
+        };
         let page = pte.pfn();
         self.mem.folio_ref_add(ctx, &self.ghost, page, 1)?;
         ctx.hold(page, self.ghost.frame(page).gen(), HoldKind::Get, 1);
@@ -467,20 +399,6 @@ impl<B: Backend> World<B> {
         Ok(())
     }
 
-    /// `folio->mapping` / `folio->index`: the folio joins (or leaves) a file;
-    /// the ghost follows at once.
-    pub(crate) fn set_folio_file(&self, head: Pfn, file: Option<(u32, u32)>) {
-        let f = self.mem.frame(head);
-        match file {
-            Some((inode, index)) => {
-                f.index.write_once(index);
-                f.mapping.write_once(inode + 1);
-            }
-            None => f.mapping.write_once(0),
-        }
-        self.ghost.set_file_of(head, file);
-    }
-
     /// Records (ghost) that `value`, just written to `head`, reached the file the
     /// page belongs to at this moment, if any (a page truncated away holds no
     /// file's data). Returns that file position.
@@ -499,17 +417,5 @@ impl<B: Backend> World<B> {
             value,
         });
         Some(file)
-    }
-}
-
-impl Vma {
-    /// `linear_page_index()`: the file page `addr` maps.
-    pub fn file_index(&self, addr: u64) -> u32 {
-        match self.kind {
-            VmaKind::FileShared { base, .. } | VmaKind::FilePrivate { base, .. } => {
-                (addr / PAGE_SIZE - base) as u32
-            }
-            VmaKind::AnonPrivate => 0,
-        }
     }
 }

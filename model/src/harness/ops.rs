@@ -9,67 +9,21 @@ use arbitrary::Arbitrary;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, KAtomic};
-use crate::config::{Mutation, PAGE_SIZE};
-use crate::ghost::{Ctx, Invariant, Res};
-use crate::gup::flags::{Flag, Foll, Rules};
-use crate::mem::{pg, Pfn};
+use crate::config::Mutation;
+use crate::flags::{Flag, Foll};
+use crate::ghost::Ctx;
+use crate::ghost::Handle;
+use crate::gup::api::{GupApi, GupCall};
+use crate::invariant::{Invariant, Res};
 use crate::preset::PinCounting;
-use crate::world::{Layout, World};
+use crate::state::layout::Layout;
+use crate::state::mem::pg;
+use crate::state::world::World;
+use crate::types::Pfn;
+use crate::types::PAGE_SIZE;
 
 /// Version of the op encoding; bump when a variant changes meaning.
 pub const OPS_VERSION: u32 = 4;
-
-/// A GUP entry point, by the kernel's name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Arbitrary)]
-#[serde(rename_all = "snake_case")]
-pub enum GupApi {
-    GetUserPages,
-    GetUserPagesRemote,
-    GetUserPagesLocked,
-    GetUserPagesUnlocked,
-    GetUserPagesFast,
-    GetUserPagesFastOnly,
-    PinUserPages,
-    PinUserPagesRemote,
-    PinUserPagesUnlocked,
-    PinUserPagesFast,
-    PinUserPagesFastOnly,
-}
-
-impl GupApi {
-    pub const ALL: [GupApi; 11] = [
-        GupApi::GetUserPages,
-        GupApi::GetUserPagesRemote,
-        GupApi::GetUserPagesLocked,
-        GupApi::GetUserPagesUnlocked,
-        GupApi::GetUserPagesFast,
-        GupApi::GetUserPagesFastOnly,
-        GupApi::PinUserPages,
-        GupApi::PinUserPagesRemote,
-        GupApi::PinUserPagesUnlocked,
-        GupApi::PinUserPagesFast,
-        GupApi::PinUserPagesFastOnly,
-    ];
-    pub fn name(self) -> &'static str {
-        match self {
-            GupApi::GetUserPages => "get_user_pages",
-            GupApi::GetUserPagesRemote => "get_user_pages_remote",
-            GupApi::GetUserPagesLocked => "get_user_pages_locked",
-            GupApi::GetUserPagesUnlocked => "get_user_pages_unlocked",
-            GupApi::GetUserPagesFast => "get_user_pages_fast",
-            GupApi::GetUserPagesFastOnly => "get_user_pages_fast_only",
-            GupApi::PinUserPages => "pin_user_pages",
-            GupApi::PinUserPagesRemote => "pin_user_pages_remote",
-            GupApi::PinUserPagesUnlocked => "pin_user_pages_unlocked",
-            GupApi::PinUserPagesFast => "pin_user_pages_fast",
-            GupApi::PinUserPagesFastOnly => "pin_user_pages_fast_only",
-        }
-    }
-    /// A pin_* entry point: released with unpin_user_page*.
-    pub fn pins(self) -> bool {
-        self.name().starts_with("pin_")
-    }
-}
 
 /// The FOLL_* flags a caller may pass, as a selector.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Arbitrary)]
@@ -205,35 +159,6 @@ pub enum Op {
     MunmapPages { mm: u8, page: u16, nr: u8 },
 }
 
-/// What a GUP op returned and whether it has been released.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Handle {
-    pub pages: Vec<Pfn>,
-    /// Taken by a pin_* entry point.
-    pub pin: bool,
-    /// Taken with FOLL_WRITE: a device may write into the pages.
-    #[serde(default)]
-    pub write: bool,
-    /// The caller asked for a pin (it relies on the pages staying its own),
-    /// whatever it got.
-    #[serde(default)]
-    pub needs_pin: bool,
-    /// The address space and address the pages were taken from.
-    #[serde(default)]
-    pub mm: u32,
-    #[serde(default)]
-    pub start: u64,
-    /// Each grabbed folio's writeback generation at the grab (ghost).
-    #[serde(default)]
-    pub wb_gen: Vec<(Pfn, u32)>,
-    /// The ghost's unmap generation of `mm` when the call returned.
-    #[serde(default)]
-    pub unmap_gen: u64,
-    /// Taken with FOLL_LONGTERM.
-    #[serde(default)]
-    pub longterm: bool,
-}
-
 impl Op {
     /// Kernel-flavoured name, for traces and listings.
     pub fn name(&self) -> &'static str {
@@ -285,7 +210,7 @@ impl<'a> Resolver<'a> {
     }
     /// The regions of `mm`: a spare address space (a fork child) has its
     /// parent's, the first address space of the layout.
-    fn regions(&self, mm: usize) -> Option<&'a Vec<crate::world::Region>> {
+    fn regions(&self, mm: usize) -> Option<&'a Vec<crate::state::layout::Region>> {
         self.layout.mms.get(mm).or(self.layout.mms.first())
     }
     /// The `sel`-th page of `mm`'s regions, in layout order.
@@ -309,7 +234,7 @@ impl<'a> Resolver<'a> {
         let n = self.layout.files.len();
         (n > 0).then(|| (usize::from(sel) % n) as u32)
     }
-    pub fn region(&self, mm: usize, sel: u8) -> Option<&'a crate::world::Region> {
+    pub fn region(&self, mm: usize, sel: u8) -> Option<&'a crate::state::layout::Region> {
         let regions = self.regions(mm)?;
         if regions.is_empty() {
             return None;
@@ -492,7 +417,6 @@ impl<B: Backend> World<B> {
     }
 
     /// One GUP call; checks the prefix-result rule and keeps the result.
-    #[allow(clippy::too_many_arguments)]
     fn gup_op(
         &self,
         ctx: &mut Ctx,
@@ -522,34 +446,11 @@ impl<B: Backend> World<B> {
         let remote = matches!(api, GupApi::GetUserPagesRemote | GupApi::PinUserPagesRemote);
         let src_mm = if remote { mm } else { me };
         let unmap_gen = self.ghost.unmap_gen(src_mm);
-        let ret = match api {
-            GupApi::GetUserPages => self.get_user_pages(ctx, start, nr, flags, out)?,
-            GupApi::GetUserPagesRemote => {
-                self.get_user_pages_remote(ctx, mm, start, nr, flags, out, None)?
-            }
-            GupApi::GetUserPagesLocked => {
-                let mut locked = 1;
-                self.get_user_pages_locked(ctx, start, nr, flags, out, &mut locked)?
-            }
-            GupApi::GetUserPagesUnlocked => {
-                self.get_user_pages_unlocked(ctx, start, nr, out, flags)?
-            }
-            GupApi::GetUserPagesFast => self.get_user_pages_fast(ctx, start, nr, flags, out)?,
-            GupApi::GetUserPagesFastOnly => {
-                self.get_user_pages_fast_only(ctx, start, nr, flags, out)?
-            }
-            GupApi::PinUserPages => self.pin_user_pages(ctx, start, nr, flags, out)?,
-            GupApi::PinUserPagesRemote => {
-                self.pin_user_pages_remote(ctx, mm, start, nr, flags, out, None)?
-            }
-            GupApi::PinUserPagesUnlocked => {
-                self.pin_user_pages_unlocked(ctx, start, nr, out, flags)?
-            }
-            GupApi::PinUserPagesFast => self.pin_user_pages_fast(ctx, start, nr, flags, out)?,
-            GupApi::PinUserPagesFastOnly => {
-                self.pin_user_pages_fast_only(ctx, start, nr, flags, out)?
-            }
-        };
+        // get_user_pages_locked's caller holds the lock and says so.
+        let mut locked = 1;
+        let locked = (api == GupApi::GetUserPagesLocked).then_some(&mut locked);
+        let call = GupCall::new(src_mm, start, nr, flags, out, locked);
+        let ret = self.gup_entry(ctx, api, call)?;
         debug_assert_eq!(ctx.mm, me);
         // prefix result: a count of the pages filled in, or -errno with none.
         let filled = pages.len() as i64;
@@ -613,18 +514,6 @@ impl<B: Backend> World<B> {
             }
         }
         Ok(())
-    }
-
-    /// A fresh value written on behalf of `mm` into `page`. What goes into the
-    /// page cache belongs to the file, which every mapper shares by design (a
-    /// private mapping's COW copies it too): it carries no address space of
-    /// origin, so `no leak after fork` never judges it.
-    pub(crate) fn value_for(&self, ctx: &mut Ctx, mm: usize, page: Pfn) -> u64 {
-        if self.ghost.file_of(self.mem.page_folio(page)).is_some() {
-            ctx.next_value_untracked(&self.ghost)
-        } else {
-            ctx.next_value_in(&self.ghost, mm)
-        }
     }
 
     /// A page-cache page truncated or punched out of its file while a
@@ -737,7 +626,7 @@ impl<B: Backend> World<B> {
         }
         let i = usize::from(handle) % ctx.handles.len();
         let h = ctx.handles.remove(i);
-        let seed = self.cfg.p().rules == Rules::Seed;
+        let seed = self.cfg.p().pin_is_get;
         let as_pin = if h.pin {
             !self.cfg.has(Mutation::PutPageOnPin)
         } else {

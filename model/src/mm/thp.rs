@@ -36,16 +36,20 @@
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, KAtomic};
-use crate::config::{Arch, PAGE_SIZE};
-use crate::config::{Mutation, ReuseRule};
-use crate::ghost::{Ctx, HoldKind, Res};
-use crate::mem::{pg, Order, Pfn};
-use crate::mm::Errno;
-use crate::mm::{FaultFlags, Vma};
-use crate::pgtable::Pte;
-use crate::rmap::RmapEntry;
-use crate::tlb::flush_waits_for_walkers;
-use crate::world::World;
+use crate::config::Arch;
+use crate::config::Mutation;
+use crate::ghost::{Ctx, HoldKind};
+use crate::invariant::Res;
+use crate::preset::ReuseRule;
+use crate::state::mem::{pg, Order};
+use crate::state::mm::{FaultFlags, Vma};
+use crate::state::pgtable::Pte;
+use crate::state::rmap::RmapEntry;
+use crate::state::tlb::flush_waits_for_walkers;
+use crate::state::world::World;
+use crate::types::Errno;
+use crate::types::Pfn;
+use crate::types::PAGE_SIZE;
 
 /// What khugepaged did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

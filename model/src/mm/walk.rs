@@ -15,10 +15,11 @@
 
 use crate::backend::Backend;
 use crate::config::Mutation;
-use crate::ghost::{Ctx, HoldKind, Invariant, Res, Stamp};
-use crate::mem::Pfn;
-use crate::pgtable::{level_name, Pte};
-use crate::world::World;
+use crate::ghost::{Ctx, HoldKind, Stamp};
+use crate::invariant::{Invariant, Res};
+use crate::state::pgtable::{level_name, Pte};
+use crate::state::world::World;
+use crate::types::Pfn;
 
 /// A leaf entry found by a lockless walk, with where it was found.
 #[derive(Clone, Copy, Debug)]
@@ -70,7 +71,7 @@ impl<B: Backend> World<B> {
                 return Ok(None);
             }
             if level == 1 || e.leaf() {
-                let sub = (addr >> crate::config::PAGE_SHIFT)
+                let sub = (addr >> crate::types::PAGE_SHIFT)
                     & ((1u64 << (self.cfg.fanout_bits * (level - 1))) - 1);
                 let page = e.pfn() + sub as Pfn;
                 let page_stamp = self.ghost.frame(page.min(self.cfg.nr_frames as Pfn - 1));

@@ -14,12 +14,16 @@
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, KAtomic};
-use crate::file::FsFlavour;
-use crate::ghost::{Ctx, HoldKind, Invariant, Res};
-use crate::mem::{pg, Pfn};
-use crate::pgtable::Pte;
-use crate::tlb::flush_waits_for_walkers;
-use crate::world::World;
+use crate::ghost::{Ctx, HoldKind};
+use crate::invariant::{Invariant, Res};
+use crate::state::fs::FsFlavour;
+use crate::state::mem::pg;
+use crate::state::pgtable::Pte;
+use crate::state::rmap::RmapEntry;
+use crate::state::tlb::flush_waits_for_walkers;
+use crate::state::world::World;
+use crate::types::Pfn;
+use crate::types::PAGE_SIZE;
 
 /// What writeback did with one page, and what it could see of pins.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,5 +146,30 @@ impl<B: Backend> World<B> {
             out.extend(r?);
         }
         Ok(out)
+    }
+
+    /// `rmap_walk()` over the PTE mappings of folio `head`, holding
+    /// `rmap_walk_lock` (the model's `i_mmap_rwsem`): for each mapping, inside an
+    /// MMU-notifier range, `one` gets the mapping and the PTE table slot and index
+    /// that map its address (`page_vma_mapped_walk`); it takes the PTL itself.
+    pub fn rmap_walk_ptes(
+        &self,
+        ctx: &mut Ctx,
+        head: Pfn,
+        mut one: impl FnMut(&mut Ctx, RmapEntry, u32, usize) -> Res<()>,
+    ) -> Res<()> {
+        let _walk = self.rmap_walk_lock.read();
+        let mappings = self.mem.frame(head).rmap.lock().entries();
+        for e in mappings.into_iter().filter(|e| !e.huge) {
+            let mm = e.mm as usize;
+            self.mmu_notifier_invalidate_range_start(ctx, mm, e.addr, e.addr + PAGE_SIZE);
+            let r = match self.locked_pte_slot(mm, e.addr) {
+                Some((slot, idx)) => one(ctx, e, slot, idx),
+                None => Ok(()),
+            };
+            self.mmu_notifier_invalidate_range_end(ctx);
+            r?;
+        }
+        Ok(())
     }
 }

@@ -25,7 +25,7 @@
 use crate::backend::{Backend, Condvar, KAtomic, Mutex};
 use crate::config::Arch;
 use crate::ghost::{Ctx, Ghost};
-use crate::mem::Pfn;
+use crate::types::Pfn;
 
 pub struct Walkers<B: Backend> {
     slots: Box<[B::AtomicU32]>,

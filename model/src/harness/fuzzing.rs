@@ -24,17 +24,21 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::artifact::Artifact;
 use crate::backend::Std;
-use crate::config::{Arch, Mutation, WorldConfig, PAGE_SIZE};
-use crate::engine::{run_bytes_on, Engine};
-use crate::file::{Cached, FileSpec, FsFlavour};
-use crate::ghost::{Ctx, Invariant};
-use crate::mem::Pfn;
-use crate::ops::{FlagSel, GupApi, Op, ReleaseApi, OPS_VERSION};
+use crate::config::{Arch, Mutation, WorldConfig};
+use crate::ghost::Ctx;
+use crate::gup::api::GupApi;
+use crate::harness::artifact::Artifact;
+use crate::harness::engine::{run_bytes_on, Engine};
+use crate::harness::ops::{FlagSel, Op, ReleaseApi, OPS_VERSION};
+use crate::harness::scenario::Scenario;
+use crate::invariant::Invariant;
 use crate::preset::PresetId;
-use crate::scenario::Scenario;
-use crate::world::{Layout, Populate, Region, World};
+use crate::state::fs::{Cached, FileSpec, FsFlavour};
+use crate::state::layout::{Layout, Populate, Region};
+use crate::state::world::World;
+use crate::types::Pfn;
+use crate::types::PAGE_SIZE;
 
 /// The fuzz targets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,11 +4,12 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Arch, CounterScale, Mutation, WorldConfig};
-use crate::file::{Cached, FileSpec, FsFlavour};
-use crate::ops::{FlagSel, GupApi, ReleaseApi};
-use crate::ops::{Op, OPS_VERSION};
+use crate::gup::api::GupApi;
+use crate::harness::ops::{FlagSel, ReleaseApi};
+use crate::harness::ops::{Op, OPS_VERSION};
 use crate::preset::PresetId;
-use crate::world::{Layout, Populate, Region};
+use crate::state::fs::{Cached, FileSpec, FsFlavour};
+use crate::state::layout::{Layout, Populate, Region};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Scenario {
@@ -245,20 +246,35 @@ pub fn concurrent_pin_unpin() -> Scenario {
 /// bias-on-head counting, so the eighth overflows the counter, as a 1 GiB page
 /// did after "about 8" pins; with the exact pincount it adds 4).
 pub fn huge_page_pin_overflow() -> Scenario {
-    let pin = gup(GupApi::PinUserPagesFast, 0, 4, FlagSel::default());
+    pins_kept_by_two(
+        "huge_page_pin_overflow",
+        "whole pins of a huge folio held by two threads, on a scaled counter",
+        Region::anon(0, 4, Populate::Hugetlb),
+        gup(GupApi::PinUserPagesFast, 0, 4, FlagSel::default()),
+        (16, 8),
+    )
+}
+
+/// Two threads that each take `pin` four times and keep the pins, on a world
+/// of `frames` frames whose counter has `bits` bits and a pin bias of 4: the
+/// overflows of the counting eras at a scale the model checkers reach.
+fn pins_kept_by_two(
+    name: &str,
+    about: &str,
+    region: Region,
+    pin: Op,
+    (frames, bits): (usize, u32),
+) -> Scenario {
     Scenario {
-        name: "huge_page_pin_overflow".into(),
-        about: "whole pins of a huge folio held by two threads, on a scaled counter".into(),
+        name: name.into(),
+        about: about.into(),
         version: OPS_VERSION,
-        layout: Layout::one(vec![Region::anon(0, 4, Populate::Hugetlb)]),
+        layout: Layout::one(vec![region]),
         threads: vec![vec![pin.clone(); 4], vec![pin; 4]],
         world: WorldConfig {
-            nr_frames: 16,
+            nr_frames: frames,
             nr_tables: 6,
-            counter: CounterScale {
-                bits: 8,
-                pin_bias: 4,
-            },
+            counter: CounterScale { bits, pin_bias: 4 },
             ..WorldConfig::small(Arch::Ipi)
         },
         window: None,
@@ -271,24 +287,13 @@ pub fn huge_page_pin_overflow() -> Scenario {
 /// with bias 4, eight pins overflow the zero page's count unless pins of the
 /// zero page are no-ops (c8070b787519, 6.5).
 pub fn zero_page_pin() -> Scenario {
-    let pin = gup(GupApi::PinUserPages, 0, 1, FlagSel::default());
-    Scenario {
-        name: "zero_page_pin".into(),
-        about: "read-only pins of the shared zero page, never released, on a scaled counter".into(),
-        version: OPS_VERSION,
-        layout: Layout::one(vec![Region::anon(0, 1, Populate::ZeroPage)]),
-        threads: vec![vec![pin.clone(); 4], vec![pin; 4]],
-        world: WorldConfig {
-            nr_frames: 10,
-            nr_tables: 6,
-            counter: CounterScale {
-                bits: 6,
-                pin_bias: 4,
-            },
-            ..WorldConfig::small(Arch::Ipi)
-        },
-        window: None,
-    }
+    pins_kept_by_two(
+        "zero_page_pin",
+        "read-only pins of the shared zero page, never released, on a scaled counter",
+        Region::anon(0, 1, Populate::ZeroPage),
+        gup(GupApi::PinUserPages, 0, 1, FlagSel::default()),
+        (10, 6),
+    )
 }
 
 /// `gup_unlocked_vs_munmap`: `get_user_pages_unlocked` on swapped-out pages. The

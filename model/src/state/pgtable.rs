@@ -13,7 +13,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, KAtomic, Mutex};
-use crate::mem::Pfn;
+use crate::types::Pfn;
 
 /// One page-table entry value, as a walker sees it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -176,6 +176,14 @@ pub struct PageTable<B: Backend> {
 }
 
 impl<B: Backend> PageTable<B> {
+    /// The PTL, if entry `idx` still holds `pte` (`pte_same()` under the
+    /// lock, as a fault handler checks after taking it); `None`, with the lock
+    /// dropped again, if someone changed the entry meanwhile.
+    pub fn lock_if_same(&self, idx: usize, pte: Pte) -> Option<B::RawMutexGuard<'_, ()>> {
+        let g = self.ptl.lock();
+        (self.read(idx) == pte).then_some(g)
+    }
+
     pub fn new(fanout: usize) -> Self {
         PageTable {
             entries: (0..fanout).map(|_| B::AtomicU64::new(0)).collect(),

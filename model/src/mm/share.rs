@@ -18,12 +18,15 @@
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, KAtomic};
-use crate::config::{Arch, PAGE_SIZE};
-use crate::ghost::{Ctx, HoldKind, Res};
-use crate::mem::{pg, Pfn};
-use crate::pgtable::Pte;
-use crate::tlb::flush_waits_for_walkers;
-use crate::world::World;
+use crate::config::Arch;
+use crate::ghost::{Ctx, HoldKind};
+use crate::invariant::Res;
+use crate::state::mem::pg;
+use crate::state::pgtable::Pte;
+use crate::state::tlb::flush_waits_for_walkers;
+use crate::state::world::World;
+use crate::types::Pfn;
+use crate::types::PAGE_SIZE;
 
 /// What the sharer did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,7 +81,7 @@ impl<B: Backend> World<B> {
         slot: u32,
         idx: usize,
         seen: Pte,
-        head: crate::mem::Pfn,
+        head: crate::types::Pfn,
     ) -> Res<Shared> {
         let t = &self.tables[slot as usize];
         let _g = t.ptl.lock();
@@ -109,7 +112,7 @@ impl<B: Backend> World<B> {
     pub(crate) fn ptep_clear_flush(
         &self,
         ctx: &mut Ctx,
-        t: &crate::pgtable::PageTable<B>,
+        t: &crate::state::pgtable::PageTable<B>,
         idx: usize,
         what: &'static str,
     ) -> Pte {

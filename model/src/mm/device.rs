@@ -9,38 +9,16 @@
 //! - one notifier device per world, registered over every address space;
 //! - one sequence for the whole device (the kernel keeps one per interval).
 
-use crate::backend::{Backend, Condvar, KAtomic, Mutex};
+use crate::backend::{Backend, KAtomic};
 use crate::config::Mutation;
-use crate::ghost::{Ctx, Invariant, Res, WriteRec};
-use crate::mem::{pg, Pfn};
-use crate::mm::{Errno, FaultFlags};
-use crate::world::World;
-
-/// A device PTE the notifier driver programmed: what it maps and the frame
-/// generation it saw (ghost).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DevPte {
-    pub mm: u32,
-    pub addr: u64,
-    pub pfn: Pfn,
-    pub gen: u32,
-}
-
-/// The driver's state under its lock: the interval notifier's sequence
-/// (`mmu_interval_set_seq`), the invalidations in progress, and the device's
-/// page table.
-#[derive(Debug, Default)]
-pub struct NotifierState {
-    pub seq: u64,
-    pub active: u32,
-    pub ptes: Vec<DevPte>,
-}
-
-pub struct NotifierDev<B: Backend> {
-    pub lock: Mutex<B, NotifierState>,
-    /// `mmu_interval_read_begin` sleeps here while an invalidation runs.
-    pub done: Condvar<B>,
-}
+use crate::ghost::{Ctx, WriteRec};
+use crate::invariant::{Invariant, Res};
+use crate::state::device::DevPte;
+use crate::state::mem::pg;
+use crate::state::mm::FaultFlags;
+use crate::state::world::World;
+use crate::types::Errno;
+use crate::types::Pfn;
 
 impl<B: Backend> World<B> {
     /// `mmu_notifier_invalidate_range_start()`: the driver's `->invalidate` takes
@@ -233,7 +211,7 @@ impl<B: Backend> World<B> {
                     ctx.ledger.wrote(WriteRec {
                         seq,
                         mm: h.mm,
-                        addr: h.start + k as u64 * crate::config::PAGE_SIZE,
+                        addr: h.start + k as u64 * crate::types::PAGE_SIZE,
                         value: v,
                         via_pin: Some((page, self.ghost.frame(page).gen())),
                     });

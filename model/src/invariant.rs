@@ -1,0 +1,112 @@
+//! The invariants by their stable names, and a violation of one: a value that
+//! travels back to the engine's edge (DESIGN decision 5), never a panic.
+
+use serde::{Deserialize, Serialize};
+
+/// The invariants, by their stable names (DESIGN.md "Invariants").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Invariant {
+    NoResurrection,
+    NoUseAfterFree,
+    RefcountBounds,
+    Conservation,
+    PinnedIsVisible,
+    CoherentPin,
+    NoLeakAfterFork,
+    PrefixResult,
+    MatchedRelease,
+    NoLostWrite,
+    DirtyWithoutBuffers,
+    PinThroughWritablePte,
+}
+
+impl Invariant {
+    pub const ALL: [Invariant; 12] = [
+        Invariant::NoResurrection,
+        Invariant::NoUseAfterFree,
+        Invariant::RefcountBounds,
+        Invariant::Conservation,
+        Invariant::PinnedIsVisible,
+        Invariant::CoherentPin,
+        Invariant::NoLeakAfterFork,
+        Invariant::PrefixResult,
+        Invariant::MatchedRelease,
+        Invariant::NoLostWrite,
+        Invariant::DirtyWithoutBuffers,
+        Invariant::PinThroughWritablePte,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Invariant::NoResurrection => "no resurrection",
+            Invariant::NoUseAfterFree => "no use after free",
+            Invariant::RefcountBounds => "refcount bounds",
+            Invariant::Conservation => "conservation",
+            Invariant::PinnedIsVisible => "pinned is visible",
+            Invariant::CoherentPin => "coherent pin",
+            Invariant::NoLeakAfterFork => "no leak after fork",
+            Invariant::PrefixResult => "prefix result",
+            Invariant::MatchedRelease => "matched release",
+            Invariant::NoLostWrite => "no lost write",
+            Invariant::DirtyWithoutBuffers => "no dirty page without buffers",
+            Invariant::PinThroughWritablePte => "write pin through a writable pte",
+        }
+    }
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Invariant::NoResurrection => "no reference is ever raised from zero (a frozen or freed frame)",
+            Invariant::NoUseAfterFree => "no access to a frame or page-table page whose generation changed since it was reached",
+            Invariant::RefcountBounds => "no decrement below the holders, no increment from negative back to non-negative",
+            Invariant::Conservation => "at quiescence: refcount = mappings + every holder the ledger knows; pincount = pins",
+            Invariant::PinnedIsVisible => "a synchronised reader that saw 'not pinned' implies no pin in flight commits",
+            Invariant::CoherentPin => "while pinned and not unmapped by its owner, the page mapped at the address is the pinned page",
+            Invariant::NoLeakAfterFork => "no process observes the other's post-fork writes through a page it got via GUP",
+            Invariant::PrefixResult => "GUP returns a prefix count or -errno, never both",
+            Invariant::MatchedRelease => "GET is released by put, PIN by unpin",
+            Invariant::NoLostWrite => "a write through a pin or a PTE reaches the disk or stays dirty",
+            Invariant::DirtyWithoutBuffers => "a buffer-head filesystem never has a dirty page-cache page without buffers (ext4_writepage's BUG_ON, a skipped write since cc5095747edf)",
+            Invariant::PinThroughWritablePte => "a FOLL_WRITE grab is kept only if the PTE it was taken through was present and writable after the grab (the page_mkclean rule)",
+        }
+    }
+    pub fn parse(s: &str) -> Result<Invariant, String> {
+        let k = s.replace(['_', '-'], " ");
+        Invariant::ALL
+            .into_iter()
+            .find(|i| i.name() == k)
+            .ok_or_else(|| format!("unknown invariant '{s}'"))
+    }
+}
+
+impl std::fmt::Display for Invariant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A broken invariant, as a value. It travels up to the engine's edge, which alone
+/// turns it into a failure (libFuzzer aborts on any panic, shuttle installs its panic
+/// hook once per process).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Violation {
+    pub invariant: Invariant,
+    /// The model thread that saw it (`None` for a quiescent check).
+    pub thread: Option<usize>,
+    /// The kernel-named step during which it was seen.
+    pub step: String,
+    pub detail: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.thread {
+            Some(t) => write!(
+                f,
+                "{} (thread {t}, at {}): {}",
+                self.invariant, self.step, self.detail
+            ),
+            None => write!(f, "{} (at quiescence): {}", self.invariant, self.detail),
+        }
+    }
+}
+
+pub type Res<T> = Result<T, Box<Violation>>;
