@@ -3,9 +3,10 @@
 //! found with the invariant the bug breaks and its artifact replays, the
 //! second is clean under the same engine.
 
-use gupcheck_model::harness::artifact::Artifact;
-use gupcheck_model::harness::scenario::by_name;
-use gupcheck_model::{run, Arch, Engine, Invariant, Mutation, PresetId};
+use gupcheck_loom_tests::{pct, LOOM_BOUND_2};
+use gupcheck_model::artifact::Artifact;
+use gupcheck_model::scenario::by_name;
+use gupcheck_model::{run, Arch, Engine, Invariant, Mutation, Outcome, PresetId, Scenario};
 
 use PresetId::*;
 
@@ -85,11 +86,57 @@ const BUGS: [Bug; 8] = [
     },
 ];
 
-fn pct() -> Engine {
-    Engine::ShuttlePct {
-        iterations: 3_000,
-        depth: 3,
-        seed: 11,
+/// PCT's seed in every shuttle case here.
+const SEED: u64 = 11;
+
+/// `sc` on `preset`, `arch` and `muts` under `engine` breaks `invariant`, and
+/// the failure's artifact, through JSON as a file carries it, replays it
+/// `replays` times. `bug` heads a failure.
+fn found_and_replays(
+    bug: &str,
+    sc: &Scenario,
+    (preset, arch, muts): (PresetId, Arch, &[Mutation]),
+    engine: &Engine,
+    invariant: Invariant,
+    replays: usize,
+) {
+    let what = format!("{bug}: {} ({}, {arch:?}, {muts:?})", sc.name, preset.name());
+    let o = run(sc, &sc.config_for(preset, arch, muts), engine).unwrap();
+    let f = o
+        .failure
+        .unwrap_or_else(|| panic!("{what}: {} did not find it", engine.name()));
+    assert_eq!(f.violation.invariant, invariant, "{what}");
+    let art = Artifact::new(sc, preset, arch, muts, engine, f);
+    let art = Artifact::parse(&serde_json::to_string(&art).unwrap()).unwrap();
+    for _ in 0..replays {
+        let (_, same) = art.replay().unwrap();
+        assert!(same, "{what}: the artifact did not replay");
+    }
+}
+
+/// `sc` on `preset`, `arch` and `muts` is clean under `engine`.
+fn clean(
+    bug: &str,
+    sc: &Scenario,
+    (preset, arch, muts): (PresetId, Arch, &[Mutation]),
+    engine: &Engine,
+) -> Outcome {
+    let o = run(sc, &sc.config_for(preset, arch, muts), engine).unwrap();
+    assert!(
+        o.failure.is_none(),
+        "{bug}: {} ({}, {arch:?}, {muts:?}) under {}: {:?}",
+        sc.name,
+        preset.name(),
+        engine.name(),
+        o.failure.map(|f| f.violation)
+    );
+    o
+}
+
+/// The fixed protocol, as the kernel has it now, is clean in both arch modes.
+fn latest_is_clean(bug: &str, sc: &Scenario, engine: &Engine) {
+    for arch in Arch::ALL {
+        clean(bug, sc, (Latest, arch, &[]), engine);
     }
 }
 
@@ -98,31 +145,18 @@ fn each_bug_is_found_without_its_fix_replays_and_is_clean_with_it() {
     for b in &BUGS {
         let sc = by_name(b.scenario).unwrap();
         let muts: Vec<Mutation> = b.mutation.into_iter().collect();
+        // A bug given as a mutation is fixed by dropping the mutation.
+        let fixed_muts: &[Mutation] = if b.broken == b.fixed { &[] } else { &muts };
         for arch in Arch::ALL {
-            let o = run(&sc, &sc.config_for(b.broken, arch, &muts), &pct()).unwrap();
-            let f = o
-                .failure
-                .unwrap_or_else(|| panic!("{} ({arch:?}): not found", b.id));
-            assert_eq!(f.violation.invariant, b.invariant, "{} ({arch:?})", b.id);
-            let art = Artifact::new(&sc, b.broken, arch, &muts, &pct(), f);
-            let art = Artifact::parse(&serde_json::to_string(&art).unwrap()).unwrap();
-            for _ in 0..10 {
-                let (_, same) = art.replay().unwrap();
-                assert!(same, "{} ({arch:?}): the artifact did not replay", b.id);
-            }
-            let fixed_muts: Vec<Mutation> = if b.broken == b.fixed {
-                vec![]
-            } else {
-                muts.clone()
-            };
-            let o = run(&sc, &sc.config_for(b.fixed, arch, &fixed_muts), &pct()).unwrap();
-            assert!(
-                o.failure.is_none(),
-                "{} ({arch:?}): the fixed preset {} reports {:?}",
+            found_and_replays(
                 b.id,
-                b.fixed.name(),
-                o.failure.map(|f| f.violation)
+                &sc,
+                (b.broken, arch, &muts),
+                &pct(SEED),
+                b.invariant,
+                10,
             );
+            clean(b.id, &sc, (b.fixed, arch, fixed_muts), &pct(SEED));
         }
     }
 }
@@ -132,24 +166,15 @@ fn each_bug_is_found_without_its_fix_replays_and_is_clean_with_it() {
 /// bound and iteration.
 #[test]
 fn the_anon_exclusive_barriers_are_found_by_loom_and_replay() {
+    const BUG: &str = "088b8aa537c2 (anon-exclusive barriers)";
     let sc = by_name("ksm_share_vs_ro_pin").unwrap();
-    let loom = Engine::Loom {
-        preemption_bound: Some(2),
-    };
-    let o = run(&sc, &sc.config_for(V6_0, Arch::Rcu, &[]), &loom).unwrap();
-    let f = o.failure.expect("loom finds the missing barriers");
-    assert_eq!(f.violation.invariant, Invariant::PinnedIsVisible);
-    let art = Artifact::new(&sc, V6_0, Arch::Rcu, &[], &loom, f);
-    assert!(art.replay().unwrap().1, "the loom artifact replays");
+    let v6_0 = (V6_0, Arch::Rcu, &[][..]);
+    found_and_replays(BUG, &sc, v6_0, &LOOM_BOUND_2, Invariant::PinnedIsVisible, 1);
     for preset in [V6_1, Latest] {
-        let o = run(&sc, &sc.config_for(preset, Arch::Rcu, &[]), &loom).unwrap();
-        assert!(o.failure.is_none(), "{} is clean", preset.name());
+        clean(BUG, &sc, (preset, Arch::Rcu, &[]), &LOOM_BOUND_2);
     }
-    let o = run(&sc, &sc.config_for(V6_0, Arch::Rcu, &[]), &pct()).unwrap();
-    assert!(
-        o.failure.is_none() && o.window_hits > 0,
-        "PCT reaches the window and misses it"
-    );
+    let o = clean(BUG, &sc, v6_0, &pct(SEED));
+    assert!(o.window_hits > 0, "PCT reaches the window and misses it");
 }
 
 /// Bugs #6 and #7 (THP collapse against GUP-fast), under RCU table freeing,
@@ -158,29 +183,23 @@ fn the_anon_exclusive_barriers_are_found_by_loom_and_replay() {
 /// is freed), replayed, and clean with it.
 #[test]
 fn collapse_bugs_are_found_without_their_fixes_and_replay() {
+    const BUG: &str = "#6/#7 THP collapse vs GUP-fast";
     let sc = by_name("gup_fast_vs_thp_collapse").unwrap();
-    let loom = Engine::Loom {
-        preemption_bound: Some(2),
-    };
     let cases: [(PresetId, &[Mutation], Invariant); 2] = [
         (Latest, &[Mutation::NoPmdRecheck], Invariant::CoherentPin),
         (V6_1, &[], Invariant::NoUseAfterFree),
     ];
     for (preset, muts, invariant) in cases {
-        let o = run(&sc, &sc.config_for(preset, Arch::Rcu, muts), &loom).unwrap();
-        let f = o.failure.expect("loom finds it");
-        assert_eq!(f.violation.invariant, invariant, "{}", preset.name());
-        let art = Artifact::new(&sc, preset, Arch::Rcu, muts, &loom, f);
-        assert!(
-            art.replay().unwrap().1,
-            "{}: the artifact replays",
-            preset.name()
+        found_and_replays(
+            BUG,
+            &sc,
+            (preset, Arch::Rcu, muts),
+            &LOOM_BOUND_2,
+            invariant,
+            1,
         );
     }
-    for arch in Arch::ALL {
-        let o = run(&sc, &sc.config_for(Latest, arch, &[]), &loom).unwrap();
-        assert!(o.failure.is_none(), "latest ({arch:?}) is clean");
-    }
+    latest_is_clean(BUG, &sc, &LOOM_BOUND_2);
 }
 
 /// c24d37322548 (5.13, GUP-fast vs `split_huge_page`): under RCU table
@@ -192,21 +211,15 @@ fn collapse_bugs_are_found_without_their_fixes_and_replay() {
 /// waits for the walker, so every preset is clean.
 #[test]
 fn the_split_head_recheck_bug_is_found_under_rcu_and_replays() {
+    const BUG: &str = "c24d37322548 (split head recheck)";
     let sc = by_name("gup_fast_vs_thp_split").unwrap();
     let cases: [(PresetId, &[Mutation]); 2] = [(V5_11, &[]), (Latest, &[Mutation::NoHeadRecheck])];
     for (preset, muts) in cases {
-        let o = run(&sc, &sc.config_for(preset, Arch::Rcu, muts), &pct()).unwrap();
-        let f = o.failure.expect("PCT finds the misplaced reference");
-        assert_eq!(f.violation.invariant, Invariant::MatchedRelease);
-        let art = Artifact::new(&sc, preset, Arch::Rcu, muts, &pct(), f);
-        assert!(art.replay().unwrap().1, "{}: replays", preset.name());
-        let o = run(&sc, &sc.config_for(preset, Arch::Ipi, muts), &pct()).unwrap();
-        assert!(o.failure.is_none(), "{} under IPI is clean", preset.name());
+        let rcu = (preset, Arch::Rcu, muts);
+        found_and_replays(BUG, &sc, rcu, &pct(SEED), Invariant::MatchedRelease, 1);
+        clean(BUG, &sc, (preset, Arch::Ipi, muts), &pct(SEED));
     }
-    for arch in Arch::ALL {
-        let o = run(&sc, &sc.config_for(Latest, arch, &[]), &pct()).unwrap();
-        assert!(o.failure.is_none(), "latest ({arch:?}) is clean");
-    }
+    latest_is_clean(BUG, &sc, &pct(SEED));
 }
 
 /// Migration against a long-term pin: GUP-fast's PTE recheck is what keeps a
@@ -214,18 +227,9 @@ fn the_split_head_recheck_bug_is_found_under_rcu_and_replays() {
 /// loom finds the lost pin without it, and latest is clean in both modes.
 #[test]
 fn migration_needs_the_pte_recheck_under_rcu() {
+    const BUG: &str = "migration vs a long-term pin";
     let sc = by_name("pin_longterm_vs_migration").unwrap();
-    let loom = Engine::Loom {
-        preemption_bound: Some(2),
-    };
-    let muts = [Mutation::SkipPteRecheck];
-    let o = run(&sc, &sc.config_for(Latest, Arch::Rcu, &muts), &loom).unwrap();
-    let f = o.failure.expect("loom finds it");
-    assert_eq!(f.violation.invariant, Invariant::CoherentPin);
-    let art = Artifact::new(&sc, Latest, Arch::Rcu, &muts, &loom, f);
-    assert!(art.replay().unwrap().1, "the artifact replays");
-    for arch in Arch::ALL {
-        let o = run(&sc, &sc.config_for(Latest, arch, &[]), &loom).unwrap();
-        assert!(o.failure.is_none(), "latest ({arch:?}) is clean");
-    }
+    let skip = (Latest, Arch::Rcu, &[Mutation::SkipPteRecheck][..]);
+    found_and_replays(BUG, &sc, skip, &LOOM_BOUND_2, Invariant::CoherentPin, 1);
+    latest_is_clean(BUG, &sc, &LOOM_BOUND_2);
 }

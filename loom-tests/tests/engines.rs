@@ -3,11 +3,9 @@
 //! seed, real threads run it clean. What each engine must find is the matrix's
 //! business (matrix.rs).
 
-use gupcheck_model::harness::scenario::munmap_vs_lockless_walker;
+use gupcheck_loom_tests::{pct, LOOM_BOUND_2};
+use gupcheck_model::scenario::munmap_vs_lockless_walker;
 use gupcheck_model::{run, Arch, Engine, Mutation, Outcome, Scenario};
-
-const LOOM_BOUND: Option<usize> = Some(2);
-const SHUTTLE_ITERS: usize = 3_000;
 
 fn go(sc: &Scenario, arch: Arch, muts: &[Mutation], e: &Engine) -> Outcome {
     run(sc, &sc.config(arch, muts), e).expect("scenario fits its world")
@@ -26,9 +24,7 @@ fn assert_clean(o: &Outcome) {
 #[test]
 fn loom_exploration_is_deterministic() {
     let sc = munmap_vs_lockless_walker();
-    let e = Engine::Loom {
-        preemption_bound: LOOM_BOUND,
-    };
+    let e = LOOM_BOUND_2;
     let a = go(&sc, Arch::Rcu, &[], &e);
     let b = go(&sc, Arch::Rcu, &[], &e);
     assert!(a.iterations > 1);
@@ -44,11 +40,7 @@ fn loom_exploration_is_deterministic() {
 #[test]
 fn shuttle_failures_replay_from_the_seed() {
     let sc = munmap_vs_lockless_walker();
-    let e = Engine::ShuttlePct {
-        iterations: SHUTTLE_ITERS,
-        depth: 3,
-        seed: 11,
-    };
+    let e = pct(11);
     let m = [Mutation::WalkerSkipsRegistration];
     let x = go(&sc, Arch::Ipi, &m, &e).failure.expect("found");
     let y = go(&sc, Arch::Ipi, &m, &e).failure.expect("found");

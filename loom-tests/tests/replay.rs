@@ -1,21 +1,24 @@
 //! Failure artifacts replay exactly: a shuttle failure from its recorded
 //! decisions, 100 times out of 100; a loom failure by bound and iteration.
 
-use gupcheck_model::harness::artifact::Artifact;
-use gupcheck_model::harness::scenario::{gup_fast_vs_munmap, munmap_vs_lockless_walker};
-use gupcheck_model::{run, Arch, Engine, Mutation, PresetId};
+use gupcheck_loom_tests::{pct, LOOM_BOUND_2, SHUTTLE_ITERS};
+use gupcheck_model::artifact::Artifact;
+use gupcheck_model::scenario::{gup_fast_vs_munmap, munmap_vs_lockless_walker};
+use gupcheck_model::{run, Arch, Engine, Failure, Mutation, PresetId, Scenario};
+
+/// PCT's failure on GUP-fast against munmap without its PTE recheck.
+fn skipped_recheck() -> (Scenario, [Mutation; 1], Engine, Failure) {
+    let sc = gup_fast_vs_munmap();
+    let m = [Mutation::SkipPteRecheck];
+    let engine = pct(5);
+    let o = run(&sc, &sc.config(Arch::Rcu, &m), &engine).unwrap();
+    let f = o.failure.expect("PCT finds the skipped recheck");
+    (sc, m, engine, f)
+}
 
 #[test]
 fn a_shuttle_artifact_replays_the_same_violation_100_times() {
-    let sc = gup_fast_vs_munmap();
-    let m = [Mutation::SkipPteRecheck];
-    let engine = Engine::ShuttlePct {
-        iterations: 3_000,
-        depth: 3,
-        seed: 5,
-    };
-    let o = run(&sc, &sc.config(Arch::Rcu, &m), &engine).unwrap();
-    let f = o.failure.expect("PCT finds the skipped recheck");
+    let (sc, m, engine, f) = skipped_recheck();
     assert!(f.schedule.as_ref().is_some_and(|s| !s.tasks.is_empty()));
     let art = Artifact::new(&sc, PresetId::Latest, Arch::Rcu, &m, &engine, f.clone());
     // Through JSON, as a file would carry it.
@@ -31,17 +34,7 @@ fn a_shuttle_artifact_replays_the_same_violation_100_times() {
 
 #[test]
 fn a_replay_of_the_fixed_protocol_does_not_reproduce() {
-    let sc = gup_fast_vs_munmap();
-    let m = [Mutation::SkipPteRecheck];
-    let engine = Engine::ShuttlePct {
-        iterations: 3_000,
-        depth: 3,
-        seed: 5,
-    };
-    let f = run(&sc, &sc.config(Arch::Rcu, &m), &engine)
-        .unwrap()
-        .failure
-        .unwrap();
+    let (sc, _, engine, f) = skipped_recheck();
     // The same schedule against the protocol with its recheck.
     let art = Artifact::new(&sc, PresetId::Latest, Arch::Rcu, &[], &engine, f);
     let (o, same) = art.replay().unwrap();
@@ -52,9 +45,7 @@ fn a_replay_of_the_fixed_protocol_does_not_reproduce() {
 fn a_loom_artifact_replays_by_bound_and_iteration() {
     let sc = munmap_vs_lockless_walker();
     let m = [Mutation::WalkerSkipsRegistration];
-    let engine = Engine::Loom {
-        preemption_bound: Some(2),
-    };
+    let engine = LOOM_BOUND_2;
     let f = run(&sc, &sc.config(Arch::Rcu, &m), &engine)
         .unwrap()
         .failure
@@ -80,7 +71,7 @@ fn minimisation_keeps_the_violation_with_no_more_switches() {
     let m = [Mutation::StaleVmaAfterRetry];
     let cfg = sc.config(Arch::Rcu, &m);
     let engine = Engine::ShuttleRandom {
-        iterations: 3_000,
+        iterations: SHUTTLE_ITERS,
         seed: 1,
     };
     let f = run(&sc, &cfg, &engine).unwrap().failure.expect("found");
@@ -133,9 +124,7 @@ fn byte_schedules_find_races_and_their_failures_replay() {
 fn a_loom_artifact_that_searched_past_a_known_open_outcome_replays() {
     let sc = gupcheck_model::harness::scenario::gup_fast_vs_page_mkclean();
     let m = [Mutation::SkipPteRecheck];
-    let engine = Engine::Loom {
-        preemption_bound: Some(2),
-    };
+    let engine = LOOM_BOUND_2;
     let mut cfg = sc.config(Arch::Rcu, &m);
     cfg.tolerate = vec![gupcheck_model::Invariant::NoLostWrite];
     let o = run(&sc, &cfg, &engine).unwrap();
