@@ -6,8 +6,8 @@
 //! sequential tests, so that `cargo test -p gupcheck-model` stays quick and the
 //! loom and shuttle budgets are spent in one place (README.md).
 
-use gupcheck_model::expect::{Entry, Expect};
-use gupcheck_model::{Engine, Invariant};
+use gupcheck_model::harness::expect::{Entry, Expect};
+use gupcheck_model::Engine;
 
 /// Executions per shuttle run (random, and PCT at each depth): enough for
 /// every found entry at the fixed seeds used here.
@@ -69,23 +69,7 @@ pub fn engines(e: &Entry) -> Vec<Engine> {
 /// known-open outcomes, since that is all that tells some entries apart.
 /// Invariant names get `_` for spaces so that a name is one shell word.
 pub fn trial_name(e: &Entry) -> String {
-    let mut name = format!(
-        "{}/{}/{}/{}",
-        e.scenario,
-        e.preset.name(),
-        e.arch.name(),
-        e.mutation.map_or("-", |m| m.name())
-    );
-    if !e.tolerate.is_empty() {
-        let past: Vec<String> = e
-            .tolerate
-            .iter()
-            .map(|t| Invariant::parse(t).map_or(t.as_str(), |i| i.name()))
-            .map(|t| t.replace(' ', "_"))
-            .collect();
-        name += &format!("/past-{}", past.join("+"));
-    }
-    name
+    e.id()
 }
 
 /// `clean`, or `found` for entries that must be found (found, known-open,

@@ -4,7 +4,7 @@
 //! business (matrix.rs).
 
 use gupcheck_loom_tests::{pct, LOOM_BOUND_2};
-use gupcheck_model::scenario::munmap_vs_lockless_walker;
+use gupcheck_model::harness::scenario::munmap_vs_lockless_walker;
 use gupcheck_model::{run, Arch, Engine, Mutation, Outcome, Scenario};
 
 fn go(sc: &Scenario, arch: Arch, muts: &[Mutation], e: &Engine) -> Outcome {

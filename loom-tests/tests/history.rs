@@ -4,8 +4,8 @@
 //! second is clean under the same engine.
 
 use gupcheck_loom_tests::{pct, LOOM_BOUND_2};
-use gupcheck_model::artifact::Artifact;
-use gupcheck_model::scenario::by_name;
+use gupcheck_model::harness::artifact::Artifact;
+use gupcheck_model::harness::scenario::by_name;
 use gupcheck_model::{run, Arch, Engine, Invariant, Mutation, Outcome, PresetId, Scenario};
 
 use PresetId::*;

@@ -10,7 +10,8 @@
 use std::collections::BTreeSet;
 
 use gupcheck_loom_tests::{engines, trial_kind, trial_name};
-use gupcheck_model::expect::{self, Entry};
+use gupcheck_model::harness::expect;
+use gupcheck_model::harness::expect::Entry;
 use libtest_mimic::{Arguments, Failed, Trial};
 
 fn main() {

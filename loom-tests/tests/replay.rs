@@ -2,8 +2,8 @@
 //! decisions, 100 times out of 100; a loom failure by bound and iteration.
 
 use gupcheck_loom_tests::{pct, LOOM_BOUND_2, SHUTTLE_ITERS};
-use gupcheck_model::artifact::Artifact;
-use gupcheck_model::scenario::{gup_fast_vs_munmap, munmap_vs_lockless_walker};
+use gupcheck_model::harness::artifact::Artifact;
+use gupcheck_model::harness::scenario::{gup_fast_vs_munmap, munmap_vs_lockless_walker};
 use gupcheck_model::{run, Arch, Engine, Failure, Mutation, PresetId, Scenario};
 
 /// PCT's failure on GUP-fast against munmap without its PTE recheck.

@@ -110,18 +110,39 @@ impl Entry {
             1
         }
     }
-    pub fn label(&self) -> String {
-        let mut l = format!(
-            "{} / {} / {} / {}",
-            self.scenario,
+    /// scenario, preset, arch and mutation (`-` for none).
+    fn fields(&self) -> [&str; 4] {
+        [
+            &self.scenario,
             self.preset.name(),
             self.arch.name(),
-            self.mutation.map_or("-", |m| m.name())
-        );
+            self.mutation.map_or("-", |m| m.name()),
+        ]
+    }
+    /// How reports show the entry: `scenario / preset / arch / mutation`, and
+    /// the invariants it searches past.
+    pub fn label(&self) -> String {
+        let mut l = self.fields().join(" / ");
         if !self.tolerate.is_empty() {
             l += &format!(" (past {})", self.tolerate.join(", "));
         }
         l
+    }
+    /// The entry's name as a test and a filter: `scenario/preset/arch/mutation`,
+    /// and `/past-INV[+INV]` (spaces as `_`) for the invariants it searches
+    /// past, so that every entry's id is unique.
+    pub fn id(&self) -> String {
+        let mut id = self.fields().join("/");
+        if !self.tolerate.is_empty() {
+            let past: Vec<String> = self
+                .tolerate
+                .iter()
+                .map(|t| Invariant::parse(t).map_or(t.as_str(), |i| i.name()))
+                .map(|t| t.replace(' ', "_"))
+                .collect();
+            id += &format!("/past-{}", past.join("+"));
+        }
+        id
     }
 }
 
