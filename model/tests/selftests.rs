@@ -1,21 +1,21 @@
 //! The kernel selftests table (`gupcheck selftests`): produced by running the
 //! cases, it must equal the checked-in expectation `model/selftests.json`, and
-//! README.md must show exactly that table.
+//! the book's chapter on it (docs/src/selftests.md) must show exactly that table.
 
 use gupcheck_model::harness::kselftest::cow as selftests;
 
 use gupcheck_model::harness::kselftest::cow::Cell;
 
 #[test]
-fn the_table_matches_its_expectation_and_the_readme() {
+fn the_table_matches_its_expectation_and_the_book() {
     let got = selftests::run_all();
     let expected = selftests::expected().unwrap();
     let diffs = selftests::differences(&got, &expected);
     assert!(diffs.is_empty(), "rows changed:\n{}", diffs.join("\n"));
-    let readme = include_str!("../../README.md");
+    let chapter = include_str!("../../docs/src/selftests.md");
     assert!(
-        readme.contains(&selftests::markdown(&got)),
-        "README.md does not show the current `gupcheck selftests` table"
+        chapter.contains(&selftests::markdown(&got)),
+        "docs/src/selftests.md does not show the current `gupcheck selftests` table"
     );
 }
 
