@@ -178,7 +178,7 @@ impl<B: Backend> Condvar<B> {
     ) -> B::RawMutexGuard<'a, T> {
         B::condvar_wait(&self.0, g)
     }
-    pub fn notify_all(&self) {
+    pub(crate) fn notify_all(&self) {
         B::condvar_notify_all(&self.0)
     }
 }

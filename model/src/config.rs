@@ -275,7 +275,7 @@ pub struct WorldConfig {
 
 impl WorldConfig {
     /// Whether a folio of `order` keeps an exact pincount under this preset.
-    pub fn folio_has_pincount(&self, order: u32) -> bool {
+    pub(crate) fn folio_has_pincount(&self, order: u32) -> bool {
         match self.p().pin {
             PinCounting::ExactLarge { min_order } => order >= min_order && order > 0,
             _ => false,
@@ -283,7 +283,7 @@ impl WorldConfig {
     }
 
     /// What `refs` pins add to the head refcount of a folio of `order`.
-    pub fn pin_refcount_delta(&self, order: u32, refs: i64) -> i64 {
+    pub(crate) fn pin_refcount_delta(&self, order: u32, refs: i64) -> i64 {
         let bias = i64::from(self.counter.pin_bias);
         match self.p().pin {
             PinCounting::AsGet => refs,
@@ -322,7 +322,7 @@ impl WorldConfig {
         self.mutations.contains(&m)
     }
     /// Shift of the range one entry covers at `level` (1 = PTE ... 4 = PGD).
-    pub fn shift(&self, level: u32) -> u32 {
+    pub(crate) fn shift(&self, level: u32) -> u32 {
         PAGE_SHIFT + self.fanout_bits * (level - 1)
     }
     /// Index of `addr` in a table of `level`.
@@ -334,15 +334,15 @@ impl WorldConfig {
         1u64 << (self.shift(4) + self.fanout_bits)
     }
     /// Order of a PMD-mapped folio (9 with 512-entry tables).
-    pub fn pmd_order(&self) -> u32 {
+    pub(crate) fn pmd_order(&self) -> u32 {
         self.fanout_bits
     }
     /// Order of a PUD-sized hugetlb-like folio (18 with 512-entry tables).
-    pub fn pud_order(&self) -> u32 {
+    pub(crate) fn pud_order(&self) -> u32 {
         2 * self.fanout_bits
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), String> {
         if !(1..=9).contains(&self.fanout_bits) {
             return Err(format!(
                 "fanout_bits must be 1..=9, got {}",

@@ -147,7 +147,7 @@ impl Foll {
     pub fn without(self, f: Flag) -> Foll {
         Foll(self.0 & !f.bit())
     }
-    pub fn union(self, o: Foll) -> Foll {
+    pub(crate) fn union(self, o: Foll) -> Foll {
         Foll(self.0 | o.0)
     }
     /// Flags outside `allowed`.
@@ -278,7 +278,7 @@ impl Rules {
 
     /// Decodes a raw number into the flags it names and the bits no flag of this
     /// era has.
-    pub fn decode_lossy(self, raw: u32) -> (Foll, u32) {
+    pub(crate) fn decode_lossy(self, raw: u32) -> (Foll, u32) {
         let mut out = Foll::NONE;
         let mut left = raw;
         for f in Flag::ALL {

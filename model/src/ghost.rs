@@ -225,7 +225,7 @@ impl Ledger {
     }
 
     /// Keeps the latest write per (inode, index).
-    pub fn file_wrote(&mut self, w: FileWriteRec) {
+    pub(crate) fn file_wrote(&mut self, w: FileWriteRec) {
         match self
             .file_writes
             .iter_mut()
@@ -252,12 +252,12 @@ impl Ledger {
 }
 
 /// A written value: (address space + 1) << 48 | tick.
-pub fn value_of(mm: usize, tick: u64) -> u64 {
+pub(crate) fn value_of(mm: usize, tick: u64) -> u64 {
     ((mm as u64 + 1) << 48) | (tick & ((1 << 48) - 1))
 }
 
 /// Who wrote a value made by `value_of`, and when: (address space, tick).
-pub fn value_origin(v: u64) -> Option<(usize, u64)> {
+pub(crate) fn value_origin(v: u64) -> Option<(usize, u64)> {
     let mm = v >> 48;
     (mm != 0).then(|| ((mm - 1) as usize, v & ((1 << 48) - 1)))
 }
@@ -337,21 +337,17 @@ impl Ctx {
     }
 
     /// A value no other write in this world carries, which says who wrote it and
-    /// when: (address space + 1) << 48 | the global step tick.
-    pub fn next_value(&mut self, ghost: &Ghost) -> u64 {
-        self.next_value_in(ghost, self.mm)
-    }
-
-    /// A fresh value written on behalf of address space `mm` (a store into
-    /// `mm`, a device working for the process that pinned).
-    pub fn next_value_in(&mut self, ghost: &Ghost, mm: usize) -> u64 {
+    /// when: (address space + 1) << 48 | the global step tick; written on behalf
+    /// of address space `mm` (a store into `mm`, a device working for the
+    /// process that pinned).
+    pub(crate) fn next_value_in(&mut self, ghost: &Ghost, mm: usize) -> u64 {
         self.write_seq += 1;
         value_of(mm, ghost.tick())
     }
 
     /// A fresh value without an address space of origin (`value_origin` is
     /// `None`): unique, but never judged by `no leak after fork`.
-    pub fn next_value_untracked(&mut self, ghost: &Ghost) -> u64 {
+    pub(crate) fn next_value_untracked(&mut self, ghost: &Ghost) -> u64 {
         self.write_seq += 1;
         ghost.tick() & ((1 << 48) - 1)
     }
@@ -478,7 +474,7 @@ impl Ghost {
 
     /// A copy of this ghost state, for a world built from an image; `track_values`
     /// as in `new` (the image's recorded values are carried over).
-    pub fn snapshot(&self, track_values: bool) -> Ghost {
+    pub(crate) fn snapshot(&self, track_values: bool) -> Ghost {
         let copy = |v: &[AtomicU32]| {
             v.iter()
                 .map(|a| AtomicU32::new(a.load(SeqCst)))
@@ -512,11 +508,11 @@ impl Ghost {
         }
     }
 
-    pub fn wb_gen(&self, pfn: Pfn) -> u32 {
+    pub(crate) fn wb_gen(&self, pfn: Pfn) -> u32 {
         self.wb_gen[pfn as usize].load(SeqCst)
     }
     /// Writeback just cleared PG_dirty of `pfn`.
-    pub fn written_back(&self, pfn: Pfn) {
+    pub(crate) fn written_back(&self, pfn: Pfn) {
         self.wb_gen[pfn as usize].fetch_add(1, SeqCst);
     }
     /// `mm`'s owner unmapped something (`None`: every address space).
@@ -527,12 +523,12 @@ impl Ghost {
             }
         }
     }
-    pub fn unmap_gen(&self, mm: usize) -> u64 {
+    pub(crate) fn unmap_gen(&self, mm: usize) -> u64 {
         self.unmap_gen[mm].load(SeqCst)
     }
 
     /// `child` was just created by a fork of `parent`.
-    pub fn forked(&self, child: usize, parent: usize) {
+    pub(crate) fn forked(&self, child: usize, parent: usize) {
         let now = self.tick();
         self.fork_parent[child].store(parent as u32, SeqCst);
         self.fork_tick[child].store(now, SeqCst);
@@ -540,7 +536,7 @@ impl Ghost {
 
     /// Fork just installed `page` in `child` (shared write-protected, or
     /// copied early): what the child sees there is the parent's page as of now.
-    pub fn fork_installed(&self, child: usize, page: Pfn) {
+    pub(crate) fn fork_installed(&self, child: usize, page: Pfn) {
         if child < MAX_MMS {
             let now = self.tick();
             self.fork_copied[child * self.nr_frames + page as usize].store(now, SeqCst);
@@ -552,7 +548,13 @@ impl Ghost {
     /// wrote after fork gave it the page (a write while fork was still
     /// copying other pages is part of the child's snapshot), nor a parent
     /// what its child wrote.
-    pub fn leaked_across_fork(&self, writer: usize, reader: usize, tick: u64, page: Pfn) -> bool {
+    pub(crate) fn leaked_across_fork(
+        &self,
+        writer: usize,
+        reader: usize,
+        tick: u64,
+        page: Pfn,
+    ) -> bool {
         let child_of = |child: usize, parent: usize| {
             child < MAX_MMS
                 && self.fork_tick[child].load(SeqCst) != 0
@@ -569,27 +571,27 @@ impl Ghost {
     }
 
     /// The page-cache position of `pfn`, if it has one.
-    pub fn file_of(&self, pfn: Pfn) -> Option<(u32, u32)> {
+    pub(crate) fn file_of(&self, pfn: Pfn) -> Option<(u32, u32)> {
         let v = self.file_of[pfn as usize].load(SeqCst);
         (v != 0).then(|| (((v >> 32) - 1) as u32, v as u32))
     }
-    pub fn set_file_of(&self, pfn: Pfn, file: Option<(u32, u32)>) {
+    pub(crate) fn set_file_of(&self, pfn: Pfn, file: Option<(u32, u32)>) {
         let v = file.map_or(0, |(i, x)| (u64::from(i) + 1) << 32 | u64::from(x));
         self.file_of[pfn as usize].store(v, SeqCst);
     }
     /// When PTE `idx` of table `slot` was last write-protected by
     /// `page_mkclean_one` (a step tick; 0: never).
-    pub fn cleaned(&self, slot: u32, idx: usize) -> u64 {
+    pub(crate) fn cleaned(&self, slot: u32, idx: usize) -> u64 {
         self.cleaned[slot as usize * self.ptes_per_table + idx].load(SeqCst)
     }
     /// `page_mkclean_one` just write-protected PTE `idx` of table `slot`.
-    pub fn pte_cleaned(&self, slot: u32, idx: usize) {
+    pub(crate) fn pte_cleaned(&self, slot: u32, idx: usize) {
         let now = self.tick();
         self.cleaned[slot as usize * self.ptes_per_table + idx].store(now, SeqCst);
     }
 
     /// Records that `value` was just written to `pfn` in its current generation.
-    pub fn wrote_value(&self, pfn: Pfn, value: u64) {
+    pub(crate) fn wrote_value(&self, pfn: Pfn, value: u64) {
         if let (Some(v), true) = (&self.values, value != 0) {
             let gen = self.frame(pfn).gen();
             v.lock()
@@ -601,7 +603,7 @@ impl Ghost {
     /// A value read from `pfn` while holding a reference taken in generation
     /// `stamp`: zero, or written in that generation. Anything else is the data of
     /// a previous life of the frame (a fresh page published before its contents).
-    pub fn check_value(&self, ctx: &Ctx, pfn: Pfn, stamp: Stamp, value: u64) -> Res<()> {
+    pub(crate) fn check_value(&self, ctx: &Ctx, pfn: Pfn, stamp: Stamp, value: u64) -> Res<()> {
         let Some(v) = &self.values else {
             return Ok(());
         };
@@ -623,7 +625,7 @@ impl Ghost {
 
     /// The next global sequence number (orders writes and unmaps; they are taken
     /// under the lock that orders the events themselves).
-    pub fn tick(&self) -> u64 {
+    pub(crate) fn tick(&self) -> u64 {
         self.step_seq.fetch_add(1, SeqCst)
     }
 
@@ -632,12 +634,12 @@ impl Ghost {
     }
     /// A frame leaves the free lists. Handing out an allocated frame is a model
     /// bug (the allocator's own), not a protocol violation: it panics.
-    pub fn frame_allocated(&self, pfn: Pfn) {
+    pub(crate) fn frame_allocated(&self, pfn: Pfn) {
         let was = self.frame_state[pfn as usize].fetch_or(1, SeqCst);
         assert!(was & 1 == 0, "model bug: frame {pfn} allocated twice");
     }
     /// A frame was freed: its generation moves on, so any stamp taken before fails.
-    pub fn frame_freed(&self, pfn: Pfn) {
+    pub(crate) fn frame_freed(&self, pfn: Pfn) {
         let s = &self.frame_state[pfn as usize];
         let v = s.load(SeqCst);
         s.store(((v >> 1) + 1) << 1, SeqCst);
@@ -649,7 +651,7 @@ impl Ghost {
     pub fn table_frame(&self, slot: u32) -> Pfn {
         self.table_frame[slot as usize].load(SeqCst)
     }
-    pub fn table_allocated(&self, slot: u32, pfn: Pfn) {
+    pub(crate) fn table_allocated(&self, slot: u32, pfn: Pfn) {
         self.table_frame[slot as usize].store(pfn, SeqCst);
         let was = self.table_state[slot as usize].fetch_or(1, SeqCst);
         assert!(
@@ -657,7 +659,7 @@ impl Ghost {
             "model bug: page-table slot {slot} allocated twice"
         );
     }
-    pub fn table_freed(&self, slot: u32) {
+    pub(crate) fn table_freed(&self, slot: u32) {
         let s = &self.table_state[slot as usize];
         let v = s.load(SeqCst);
         s.store(((v >> 1) + 1) << 1, SeqCst);
@@ -665,7 +667,7 @@ impl Ghost {
 
     /// no use after free, for a page-table page: the access just made to `slot`
     /// happened while it was allocated and in the generation it was reached in.
-    pub fn check_table(&self, ctx: &Ctx, slot: u32, reached: Stamp) -> Res<()> {
+    pub(crate) fn check_table(&self, ctx: &Ctx, slot: u32, reached: Stamp) -> Res<()> {
         let now = self.table(slot);
         if !reached.allocated() || now != reached {
             return Err(ctx.violation(

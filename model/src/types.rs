@@ -29,7 +29,7 @@ pub enum Errno {
 
 impl Errno {
     /// The kernel's return convention: -errno.
-    pub fn as_ret(self) -> i64 {
+    pub(crate) fn as_ret(self) -> i64 {
         -(self as i64)
     }
 }

@@ -8,7 +8,7 @@ use gupcheck_model::config::CounterScale;
 use gupcheck_model::ghost::{Ctx, HoldKind, Ledger};
 use gupcheck_model::mm::walk::Peek;
 use gupcheck_model::state::layout::{Layout, Populate, Region};
-use gupcheck_model::state::mem::{Order, Zone, pg};
+use gupcheck_model::state::mem::{pg, Order, Zone};
 use gupcheck_model::types::Errno;
 use gupcheck_model::types::PAGE_SIZE;
 use gupcheck_model::{Arch, Invariant, Mutation, PresetId, ReuseRule, World, WorldConfig};

@@ -4,7 +4,9 @@
 //! pseudo-random inputs per target find nothing outside the known-open.
 
 use arbitrary::{Arbitrary, Unstructured};
-use gupcheck_model::harness::fuzzing::{ContractOp, KNOWN_OPEN, Target, replay_dir, run_contract, run_threads};
+use gupcheck_model::harness::fuzzing::{
+    replay_dir, run_contract, run_threads, ContractOp, Target, KNOWN_OPEN,
+};
 use gupcheck_model::harness::ops::Op;
 use gupcheck_model::{Arch, PresetId};
 use std::path::Path;

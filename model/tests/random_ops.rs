@@ -56,7 +56,7 @@ fn file_scenario(threads: Vec<Vec<Op>>) -> Scenario {
 
 /// What the latest preset may report with files: the gup+DMA outcomes the
 /// kernel never fixed (`known-open`), nothing else.
-use gupcheck_model::harness::fuzzing::{KNOWN_OPEN, random_world};
+use gupcheck_model::harness::fuzzing::{random_world, KNOWN_OPEN};
 
 /// Runs `sc` in `preset` / `arch` (past `tolerate`) and, for the latest preset,
 /// insists on no violation.

@@ -92,7 +92,7 @@ impl<B: Backend> World<B> {
     /// One GUP call of `api`: the step, the entry checks of this preset's era,
     /// then the path with the flags they leave; the seed's pin_* placeholders
     /// forward to their get_* twin with the caller's flags.
-    pub fn gup_entry(&self, ctx: &mut Ctx, api: GupApi, call: GupCall<'_>) -> Res<Ret> {
+    pub(crate) fn gup_entry(&self, ctx: &mut Ctx, api: GupApi, call: GupCall<'_>) -> Res<Ret> {
         ctx.step(&self.ghost, api.name(), call.start);
         let remote = matches!(api, GupApi::GetUserPagesRemote | GupApi::PinUserPagesRemote);
         if remote && call.mm >= self.mms.len() {

@@ -71,7 +71,7 @@ impl<B: Backend> World<B> {
 
     /// The flags the fast path accepts, per era (`internal_get_user_pages_fast` /
     /// `gup_fast_fallback`).
-    pub fn fast_flag_mask(&self) -> Foll {
+    pub(crate) fn fast_flag_mask(&self) -> Foll {
         use Flag::*;
         match self.cfg.p().rules {
             // The seed patch: WRITE | LONGTERM | PIN exactly.

@@ -12,11 +12,11 @@
 //! - 6.5 (c8070b787519): a pin of the shared zero page touches no counter.
 
 pub mod api;
-pub mod entry;
-pub mod fast;
-pub mod release;
-pub mod rules;
-pub mod slow;
+pub(crate) mod entry;
+pub(crate) mod fast;
+pub(crate) mod release;
+pub(crate) mod rules;
+pub(crate) mod slow;
 
 use crate::backend::{Backend, KAtomic};
 use crate::config::Mutation;
@@ -85,7 +85,7 @@ impl<B: Backend> World<B> {
     /// `try_grab_compound_head` 5.7-5.17): the fast path's grab of `refs`
     /// subpages of the folio of `page`, by FOLL_GET or FOLL_PIN. The references
     /// stay speculative until `gup_fast_commit` (after the rechecks).
-    pub fn try_grab_folio_fast(
+    pub(crate) fn try_grab_folio_fast(
         &self,
         ctx: &mut Ctx,
         page: Pfn,
@@ -164,7 +164,7 @@ impl<B: Backend> World<B> {
 
     /// Turns the speculative references of a successful fast grab into the caller's
     /// GET or PIN (the ledger's view; the counters already hold them).
-    pub fn gup_commit(&self, ctx: &mut Ctx, head: Pfn, refs: i64, flags: Foll) {
+    pub(crate) fn gup_commit(&self, ctx: &mut Ctx, head: Pfn, refs: i64, flags: Foll) {
         if flags.has(Flag::Pin) && self.cfg.p().zero_page_pin_noop && self.mem.is_zero_pfn(head) {
             ctx.hold(head, self.ghost.frame(head).gen(), HoldKind::Pin, refs);
             return;
@@ -189,7 +189,13 @@ impl<B: Backend> World<B> {
 
     /// `gup_put_folio()` for references that are still speculative (a fast-path
     /// back-off): same refs, same flags as the grab.
-    pub fn gup_put_speculative(&self, ctx: &mut Ctx, head: Pfn, refs: i64, flags: Foll) -> Res<()> {
+    pub(crate) fn gup_put_speculative(
+        &self,
+        ctx: &mut Ctx,
+        head: Pfn,
+        refs: i64,
+        flags: Foll,
+    ) -> Res<()> {
         if flags.has(Flag::Pin) && self.cfg.p().zero_page_pin_noop && self.mem.is_zero_pfn(head) {
             return Ok(());
         }
@@ -215,7 +221,7 @@ impl<B: Backend> World<B> {
     /// `try_grab_folio()` (slow path, under the PTL): the page is mapped, so a
     /// count of zero or less is a bug the kernel WARNs about and refuses with
     /// -ENOMEM. Plain adds: the PTL keeps the folio alive.
-    pub fn try_grab_folio(
+    pub(crate) fn try_grab_folio(
         &self,
         ctx: &mut Ctx,
         page: Pfn,
@@ -267,7 +273,13 @@ impl<B: Backend> World<B> {
 
     /// `gup_put_folio()` for a committed GET or PIN: checks the caller holds what it
     /// releases (matched release), then drops it.
-    pub fn gup_put_folio(&self, ctx: &mut Ctx, head: Pfn, refs: i64, kind: HoldKind) -> Res<()> {
+    pub(crate) fn gup_put_folio(
+        &self,
+        ctx: &mut Ctx,
+        head: Pfn,
+        refs: i64,
+        kind: HoldKind,
+    ) -> Res<()> {
         let held = ctx.ledger.held(head, kind);
         if held < refs {
             let other = match kind {
@@ -306,7 +318,7 @@ impl<B: Backend> World<B> {
     }
 
     /// `mm_set_has_pinned_flag()`, per era.
-    pub fn mm_set_has_pinned_flag(&self, mm: usize) {
+    pub(crate) fn mm_set_has_pinned_flag(&self, mm: usize) {
         use crate::preset::HasPinned;
         use crate::state::mm::mmf::HAS_PINNED;
         let f = &self.mms[mm].flags;
@@ -326,7 +338,7 @@ impl<B: Backend> World<B> {
 
     /// Whether `page` may be pinned long-term without migrating it first
     /// (`is_pinnable_page` / `folio_is_longterm_pinnable`).
-    pub fn is_longterm_pinnable(&self, page: Pfn) -> bool {
+    pub(crate) fn is_longterm_pinnable(&self, page: Pfn) -> bool {
         if self.mem.is_zero_pfn(page) {
             return true;
         }

@@ -85,7 +85,7 @@ impl<B: Backend> World<B> {
 
     /// `unpin_user_page_range_dirty_lock(page, npages, make_dirty)`: a physically
     /// contiguous range.
-    pub fn unpin_user_page_range_dirty_lock(
+    pub(crate) fn unpin_user_page_range_dirty_lock(
         &self,
         ctx: &mut Ctx,
         page: Pfn,
@@ -98,12 +98,12 @@ impl<B: Backend> World<B> {
 
     /// The seed's `put_user_page()`: still `put_page()` ("not interchangeable,
     /// despite this early implementation").
-    pub fn put_user_page(&self, ctx: &mut Ctx, page: Pfn) -> Res<()> {
+    pub(crate) fn put_user_page(&self, ctx: &mut Ctx, page: Pfn) -> Res<()> {
         self.put_page(ctx, page)
     }
 
     /// The seed's `put_user_pages()`.
-    pub fn put_user_pages(&self, ctx: &mut Ctx, pages: &[Pfn]) -> Res<()> {
+    pub(crate) fn put_user_pages(&self, ctx: &mut Ctx, pages: &[Pfn]) -> Res<()> {
         for &p in pages {
             self.put_page(ctx, p)?;
         }
@@ -113,7 +113,7 @@ impl<B: Backend> World<B> {
     /// The seed's `put_user_pages_dirty_lock(pages, npages, make_dirty)` ("mm:
     /// introduce put_user_page*(), placeholder versions", 5.3): dirty each clean
     /// page under its lock, then `put_user_page()`.
-    pub fn put_user_pages_dirty_lock(
+    pub(crate) fn put_user_pages_dirty_lock(
         &self,
         ctx: &mut Ctx,
         pages: &[Pfn],
@@ -131,7 +131,7 @@ impl<B: Backend> World<B> {
     }
 
     /// What a pin is in this preset's ledger: a pin, or in the seed a get.
-    pub fn pin_kind(&self) -> HoldKind {
+    pub(crate) fn pin_kind(&self) -> HoldKind {
         if self.cfg.p().pin == crate::preset::PinCounting::AsGet {
             HoldKind::Get
         } else {
@@ -166,7 +166,7 @@ impl<B: Backend> World<B> {
     }
 
     /// `set_page_dirty_lock()`: `folio_mark_dirty` under the folio lock.
-    pub fn set_page_dirty_lock(&self, ctx: &mut Ctx, head: Pfn) -> Res<()> {
+    pub(crate) fn set_page_dirty_lock(&self, ctx: &mut Ctx, head: Pfn) -> Res<()> {
         self.folio_lock(ctx, head);
         let r = self.folio_mark_dirty(ctx, head);
         self.folio_unlock(ctx, head);

@@ -138,7 +138,7 @@ pub enum Admit {
 
 impl<B: Backend> World<B> {
     /// The entry checks of `api` in this preset's era.
-    pub fn admit(&self, api: GupApi, gup_flags: Foll, pages: bool, locked: bool) -> Admit {
+    pub(crate) fn admit(&self, api: GupApi, gup_flags: Foll, pages: bool, locked: bool) -> Admit {
         let rules = self.cfg.p().rules;
         let r = rule(api, rules);
         if !r.exists {
@@ -161,7 +161,7 @@ impl<B: Backend> World<B> {
 
     /// `is_valid_gup_args()` (6.3+): `None` is invalid (the kernel WARNs and returns
     /// -EINVAL, or 0 for the pin_* unlocked/remote wrappers).
-    pub fn is_valid_gup_args(
+    pub(crate) fn is_valid_gup_args(
         &self,
         pages: bool,
         locked: bool,

@@ -422,7 +422,7 @@ impl Contract {
 
 /// The `ops` target: runs the ops one by one on the latest preset, comparing
 /// with [`Contract`] after each, then the invariants at quiescence.
-pub fn check_ops(data: &[u8]) -> Option<Finding> {
+pub(crate) fn check_ops(data: &[u8]) -> Option<Finding> {
     let mut u = Unstructured::new(data);
     let ops: Vec<ContractOp> = u
         .arbitrary_iter::<ContractOp>()
@@ -682,7 +682,7 @@ pub fn replay_dir(
 }
 
 /// The engine the thread targets' artifacts name (their schedule is recorded).
-pub fn artifact_engine() -> Engine {
+pub(crate) fn artifact_engine() -> Engine {
     Engine::ShuttleRandom {
         iterations: 1,
         seed: 0,

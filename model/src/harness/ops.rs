@@ -42,7 +42,7 @@ impl FlagSel {
         longterm: false,
         force: false,
     };
-    pub fn foll(self) -> Foll {
+    pub(crate) fn foll(self) -> Foll {
         let mut f = Foll::NONE;
         if self.write {
             f = f.with(Flag::Write);
@@ -245,7 +245,7 @@ impl<'a> Resolver<'a> {
 
 impl<B: Backend> World<B> {
     /// Executes one op. Results the kernel returns (an errno) are not violations.
-    pub fn run_op(&self, ctx: &mut Ctx, layout: &Layout, op: &Op) -> Res<()> {
+    pub(crate) fn run_op(&self, ctx: &mut Ctx, layout: &Layout, op: &Op) -> Res<()> {
         let r = Resolver::new(layout, self.cfg.nr_mms);
         match *op {
             Op::Nop => {}

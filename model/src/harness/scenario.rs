@@ -47,7 +47,7 @@ impl Window {
     }
 
     /// Whether an execution's trace (in global order) passed through the window.
-    pub fn hit(&self, trace: &[crate::ghost::Step]) -> bool {
+    pub(crate) fn hit(&self, trace: &[crate::ghost::Step]) -> bool {
         let mine = |name: &str| -> Vec<u64> {
             trace
                 .iter()
@@ -130,7 +130,7 @@ pub fn munmap_vs_lockless_walker() -> Scenario {
 /// the new store, never the frame's previous contents.
 ///
 /// Clean in both arch modes; `fault_no_wmb` is found by loom only.
-pub fn fault_vs_lockless_walker() -> Scenario {
+pub(crate) fn fault_vs_lockless_walker() -> Scenario {
     Scenario {
         name: "fault_vs_lockless_walker".into(),
         about: "lockless walker against a write fault that publishes a recycled frame".into(),
@@ -222,7 +222,7 @@ fn unmap_reuse_remap(store: bool) -> Vec<Op> {
 /// `concurrent_pin_unpin`: a FOLL_PIN user (fast path, checks the page reads as
 /// pinned) and a FOLL_GET user (DIO-style: dirty, then put) on one page at once.
 /// The counters must come back to the mapping's own reference.
-pub fn concurrent_pin_unpin() -> Scenario {
+pub(crate) fn concurrent_pin_unpin() -> Scenario {
     Scenario {
         name: "concurrent_pin_unpin".into(),
         about: "pin_user_pages_fast + unpin against get_user_pages_fast + put on one page".into(),
@@ -434,7 +434,7 @@ pub fn gup_fast_vs_page_mkclean() -> Scenario {
 /// refused by the pin's reference). The completion dirties a page whose buffers
 /// reclaim stripped: ext4's BUG, `known-open` in every preset (FOLL_PIN made the
 /// pin visible; no filesystem acts on it).
-pub fn pin_vs_writeback_vs_reclaim() -> Scenario {
+pub(crate) fn pin_vs_writeback_vs_reclaim() -> Scenario {
     Scenario {
         name: "pin_vs_writeback_vs_reclaim".into(),
         about: "DIO pin_user_pages into a shared file mapping against writeback then reclaim (buffer heads)".into(),
@@ -459,7 +459,7 @@ pub fn pin_vs_writeback_vs_reclaim() -> Scenario {
 /// kswapd does not write out a page someone holds, but once the flusher has
 /// cleaned it, `try_to_free_buffers` looks at the buffers, not at the page's
 /// references.
-pub fn dio_vs_reclaim_buffers() -> Scenario {
+pub(crate) fn dio_vs_reclaim_buffers() -> Scenario {
     Scenario {
         name: "dio_vs_reclaim_buffers".into(),
         about: "FOLL_GET DIO into a dirty shared file page against reclaim stripping its buffers"
@@ -482,7 +482,7 @@ pub fn dio_vs_reclaim_buffers() -> Scenario {
 /// (`gup_fast_folio_allowed` falls back, `writable_file_mapping_allowed`
 /// refuses): clean. Before, the pin outlives writeback and the device writes
 /// into a page the filesystem believes clean: `known-open`.
-pub fn rdma_longterm_vs_writeback() -> Scenario {
+pub(crate) fn rdma_longterm_vs_writeback() -> Scenario {
     Scenario {
         name: "rdma_longterm_vs_writeback".into(),
         about: "FOLL_PIN | FOLL_LONGTERM of a shared file page + DMA against writeback".into(),
@@ -511,7 +511,7 @@ pub fn rdma_longterm_vs_writeback() -> Scenario {
 /// range is mapped again and read. The driver's `mmu_interval_read_retry` check under
 /// its lock is what keeps the device off the freed page
 /// (`notifier_skips_retry`: no use after free).
-pub fn notifier_device_vs_munmap() -> Scenario {
+pub(crate) fn notifier_device_vs_munmap() -> Scenario {
     Scenario {
         name: "notifier_device_vs_munmap".into(),
         about: "MMU-notifier driver maps and writes a page (no pin) against munmap and reuse"
@@ -538,7 +538,7 @@ pub fn notifier_device_vs_munmap() -> Scenario {
 /// against writeback twice: page_mkclean write-protects, the next store faults
 /// again and redirties. Clean in every preset: no store is lost, no dirty page
 /// is without buffers.
-pub fn store_vs_writeback() -> Scenario {
+pub(crate) fn store_vs_writeback() -> Scenario {
     let store = Op::Touch {
         mm: 0,
         page: 0,

@@ -26,7 +26,7 @@ impl<B: Backend> World<B> {
     /// the caller changes the CPU page tables; the invalidation stays in progress
     /// until `mmu_notifier_invalidate_range_end`. No backend operation without a
     /// registered notifier.
-    pub fn mmu_notifier_invalidate_range_start(
+    pub(crate) fn mmu_notifier_invalidate_range_start(
         &self,
         ctx: &mut Ctx,
         mm: usize,
@@ -47,7 +47,7 @@ impl<B: Backend> World<B> {
 
     /// `mmu_notifier_invalidate_range_end()`: the page tables are changed; readers
     /// waiting in `mmu_interval_read_begin` may go on.
-    pub fn mmu_notifier_invalidate_range_end(&self, ctx: &mut Ctx) {
+    pub(crate) fn mmu_notifier_invalidate_range_end(&self, ctx: &mut Ctx) {
         let Some(dev) = &self.notifier else {
             return;
         };

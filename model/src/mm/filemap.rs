@@ -30,7 +30,7 @@ use crate::types::Pfn;
 
 impl<B: Backend> World<B> {
     /// `folio->mapping` of a page-cache folio: (inode, index), read racily.
-    pub fn folio_file(&self, head: Pfn) -> Option<(u32, u32)> {
+    pub(crate) fn folio_file(&self, head: Pfn) -> Option<(u32, u32)> {
         let f = self.mem.frame(head);
         let m = f.mapping.read_once();
         (m != 0).then(|| (m - 1, f.index.read_once()))
@@ -39,7 +39,12 @@ impl<B: Backend> World<B> {
     /// `filemap_get_folio()`: the cached folio at `index` with a reference for the
     /// caller (a plain add: the page cache's own reference keeps it alive under
     /// the lock).
-    pub fn filemap_get_folio(&self, ctx: &mut Ctx, inode: u32, index: u32) -> Res<Option<Pfn>> {
+    pub(crate) fn filemap_get_folio(
+        &self,
+        ctx: &mut Ctx,
+        inode: u32,
+        index: u32,
+    ) -> Res<Option<Pfn>> {
         let ino = &self.inodes[inode as usize];
         let cache = ino.i_pages.lock();
         let Some(head) = cache.get(index as usize).copied().flatten() else {
@@ -56,7 +61,12 @@ impl<B: Backend> World<B> {
     /// own reference), under `invalidate_lock` shared so a hole punch cannot
     /// slip between the insertion and the read. Returns the folio *locked*
     /// (VM_FAULT_LOCKED) and still in the file, with a reference for the caller.
-    pub fn filemap_fault(&self, ctx: &mut Ctx, inode: u32, index: u32) -> Res<Result<Pfn, Errno>> {
+    pub(crate) fn filemap_fault(
+        &self,
+        ctx: &mut Ctx,
+        inode: u32,
+        index: u32,
+    ) -> Res<Result<Pfn, Errno>> {
         let ino = &self.inodes[inode as usize];
         if index >= ino.nr_pages() {
             return Ok(Err(Errno::EFAULT));
@@ -119,7 +129,7 @@ impl<B: Backend> World<B> {
     /// `folio_mark_dirty()` (`set_page_dirty`): PG_dirty. On a buffer-head
     /// filesystem a page-cache page dirtied without buffers is the bug the seed's
     /// documentation describes (ext4 `BUG_ON(!page_has_buffers)` at writeback).
-    pub fn folio_mark_dirty(&self, ctx: &mut Ctx, head: Pfn) -> Res<()> {
+    pub(crate) fn folio_mark_dirty(&self, ctx: &mut Ctx, head: Pfn) -> Res<()> {
         let file = self.folio_file(head);
         let old = self.mem.frame(head).flags.fetch_or(pg::DIRTY);
         ctx.step(&self.ghost, "folio_mark_dirty", u64::from(head));
@@ -156,7 +166,7 @@ impl<B: Backend> World<B> {
     /// page *locked* (VM_FAULT_LOCKED): writeback cannot clean it before the
     /// caller has made the PTE writable and `fault_dirty_shared_page` has run.
     /// `Ok(false)` is VM_FAULT_NOPAGE (the page left the file; unlocked).
-    pub fn do_page_mkwrite(&self, ctx: &mut Ctx, head: Pfn, inode: u32) -> Res<bool> {
+    pub(crate) fn do_page_mkwrite(&self, ctx: &mut Ctx, head: Pfn, inode: u32) -> Res<bool> {
         self.folio_lock(ctx, head);
         if self.mem.frame(head).mapping.read_once() != inode + 1 {
             self.folio_unlock(ctx, head);

@@ -37,7 +37,7 @@ impl<B: Backend> World<B> {
     /// 5.11 a maybe-pinned page is skipped (9348b73c2e1b): write-protecting it
     /// would let the write fault copy it away from its pin (bug #12). The skip
     /// reads the pin state under the PTL, which GUP-fast does not take.
-    pub fn clear_refs_soft_dirty(&self, ctx: &mut Ctx, mm: usize) -> Res<()> {
+    pub(crate) fn clear_refs_soft_dirty(&self, ctx: &mut Ctx, mm: usize) -> Res<()> {
         ctx.step(&self.ghost, "clear_refs_write: soft-dirty", mm as u64);
         let vmas = self.mms[mm].mmap_lock.read();
         for vma in vmas.iter().filter(|v| v.is_anon()) {

@@ -24,7 +24,7 @@ impl<B: Backend> World<B> {
     /// `handle_mm_fault()`; the caller holds `mmap_lock` for read. File VMAs go to
     /// `do_file_fault` (file.rs). `Ok(Err(errno))` is VM_FAULT_OOM / SIGSEGV /
     /// SIGBUS as an errno.
-    pub fn handle_mm_fault(
+    pub(crate) fn handle_mm_fault(
         &self,
         ctx: &mut Ctx,
         mm: usize,
@@ -551,7 +551,7 @@ impl<B: Backend> World<B> {
     /// `tlb_finish_mmu()`: flush the TLB (under IPI this waits for every walker with
     /// interrupts off), free the gathered pages, then the gathered tables (under RCU
     /// only after a grace period: `tlb_remove_table` -> `tlb_remove_table_rcu`).
-    pub fn tlb_finish_mmu(&self, ctx: &mut Ctx, tlb: MmuGather) -> Res<()> {
+    pub(crate) fn tlb_finish_mmu(&self, ctx: &mut Ctx, tlb: MmuGather) -> Res<()> {
         if tlb.is_empty() {
             return Ok(());
         }

@@ -5,13 +5,13 @@
 //! migration and compaction, THP split and collapse, fork and clear_refs, page
 //! sharing. Each is an `impl World` over the state below.
 
-pub mod device;
-pub mod filemap;
-pub mod fork;
-pub mod memory;
+pub(crate) mod device;
+pub(crate) mod filemap;
+pub(crate) mod fork;
+pub(crate) mod memory;
 pub mod migrate;
-pub mod share;
+pub(crate) mod share;
 pub mod thp;
 pub mod vmscan;
 pub mod walk;
-pub mod writeback;
+pub(crate) mod writeback;

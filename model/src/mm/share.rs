@@ -44,7 +44,12 @@ pub enum Shared {
 impl<B: Backend> World<B> {
     /// KSM's `write_protect_page()` for the anonymous page mapped at `addr` in
     /// `mm`, under `mmap_lock` for read, holding a reference on the page.
-    pub fn ksm_write_protect_page(&self, ctx: &mut Ctx, mm: usize, addr: u64) -> Res<Shared> {
+    pub(crate) fn ksm_write_protect_page(
+        &self,
+        ctx: &mut Ctx,
+        mm: usize,
+        addr: u64,
+    ) -> Res<Shared> {
         ctx.step(&self.ghost, "ksm: write_protect_page", addr);
         let vmas = self.mms[mm].mmap_lock.read();
         if World::<B>::find_vma(&vmas, addr).is_none_or(|v| !v.is_anon()) {

@@ -359,7 +359,7 @@ impl<B: Backend> World<B> {
     }
 
     /// `collapse_huge_page()` of the PMD range containing `addr` in `mm`.
-    pub fn collapse_huge_page(
+    pub(crate) fn collapse_huge_page(
         &self,
         ctx: &mut Ctx,
         mm: usize,

@@ -144,7 +144,7 @@ impl<B: Backend> World<B> {
     /// `try_to_unmap()` -> `try_to_unmap_one()` for each mapping: under the PTL,
     /// `ptep_clear_flush`, move the PTE's dirty bit to the folio, drop the rmap
     /// and the mapping's reference.
-    pub fn try_to_unmap(&self, ctx: &mut Ctx, head: Pfn) -> Res<()> {
+    pub(crate) fn try_to_unmap(&self, ctx: &mut Ctx, head: Pfn) -> Res<()> {
         self.rmap_walk_ptes(ctx, head, |ctx, e, slot, idx| {
             let t = &self.tables[slot as usize];
             let g = t.ptl.lock();

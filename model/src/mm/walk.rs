@@ -125,7 +125,11 @@ impl<B: Backend> World<B> {
     /// at all (`walker_skips_registration`), or without its barrier
     /// (`walker_registration_no_barrier`). The section always ends, even when the
     /// walk stops on a violation, so no freer waits forever.
-    pub fn with_irqs_off<T>(&self, ctx: &mut Ctx, walk: impl FnOnce(&Self, &mut Ctx) -> T) -> T {
+    pub(crate) fn with_irqs_off<T>(
+        &self,
+        ctx: &mut Ctx,
+        walk: impl FnOnce(&Self, &mut Ctx) -> T,
+    ) -> T {
         let registered = !self.cfg.has(Mutation::WalkerSkipsRegistration);
         if registered {
             let no_barrier = self.cfg.has(Mutation::WalkerRegistrationNoBarrier);

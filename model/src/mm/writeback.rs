@@ -40,7 +40,7 @@ impl<B: Backend> World<B> {
     /// `folio_mkclean()` -> `page_mkclean_one()` for each mapping: under the PTL,
     /// `ptep_clear_flush` (under IPI the flush waits for interrupts-off walkers),
     /// then a write-protected, clean PTE. Returns whether any PTE was dirty.
-    pub fn folio_mkclean(&self, ctx: &mut Ctx, head: Pfn) -> Res<bool> {
+    pub(crate) fn folio_mkclean(&self, ctx: &mut Ctx, head: Pfn) -> Res<bool> {
         let mut dirty = false;
         self.rmap_walk_ptes(ctx, head, |ctx, e, slot, idx| {
             let t = &self.tables[slot as usize];
@@ -64,7 +64,7 @@ impl<B: Backend> World<B> {
 
     /// `folio_clear_dirty_for_io()` (page locked): move the PTEs' dirty bits to the
     /// folio while write-protecting them, then test-and-clear PG_dirty.
-    pub fn folio_clear_dirty_for_io(&self, ctx: &mut Ctx, head: Pfn) -> Res<bool> {
+    pub(crate) fn folio_clear_dirty_for_io(&self, ctx: &mut Ctx, head: Pfn) -> Res<bool> {
         if self.folio_mkclean(ctx, head)? {
             self.folio_mark_dirty(ctx, head)?;
         }
@@ -100,7 +100,7 @@ impl<B: Backend> World<B> {
 
     /// `write_one_page()`-like: lock, clean for I/O, write. `None` if the page left
     /// the file meanwhile.
-    pub fn writeback_folio(
+    pub(crate) fn writeback_folio(
         &self,
         ctx: &mut Ctx,
         head: Pfn,
@@ -152,7 +152,7 @@ impl<B: Backend> World<B> {
     /// `rmap_walk_lock` (the model's `i_mmap_rwsem`): for each mapping, inside an
     /// MMU-notifier range, `one` gets the mapping and the PTE table slot and index
     /// that map its address (`page_vma_mapped_walk`); it takes the PTL itself.
-    pub fn rmap_walk_ptes(
+    pub(crate) fn rmap_walk_ptes(
         &self,
         ctx: &mut Ctx,
         head: Pfn,

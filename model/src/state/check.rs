@@ -50,7 +50,7 @@ impl<B: Backend> World<B> {
     /// dropped by reclaim without a write); a buffer-head filesystem has no dirty
     /// page without buffers; the last value written to each file page is in the
     /// cached page, or on disk if none is cached.
-    pub fn check_files(&self, ledger: &Ledger) -> Result<(), Box<Violation>> {
+    pub(crate) fn check_files(&self, ledger: &Ledger) -> Result<(), Box<Violation>> {
         let fail = |invariant, detail: String| {
             Box::new(Violation {
                 invariant,
@@ -115,7 +115,7 @@ impl<B: Backend> World<B> {
 
     /// no lost write, for user stores: unless the address was unmapped after the
     /// last store to it, the page mapped there now holds the value stored.
-    pub fn check_writes(&self, ledger: &Ledger) -> Result<(), Box<Violation>> {
+    pub(crate) fn check_writes(&self, ledger: &Ledger) -> Result<(), Box<Violation>> {
         for w in &ledger.writes {
             let unmapped_after = ledger
                 .unmaps

@@ -136,7 +136,7 @@ impl Layout {
         }
     }
     /// Large folios the layout needs, plus the spares.
-    pub fn large_folios(&self, cfg: &WorldConfig) -> LargeFolios {
+    pub(crate) fn large_folios(&self, cfg: &WorldConfig) -> LargeFolios {
         let count = |p: Populate, order: u32| -> usize {
             let per = 1u64 << order;
             self.mms

@@ -128,7 +128,7 @@ impl<B: Backend> Memory<B> {
         &self.frames[pfn as usize]
     }
 
-    pub fn order_of(&self, o: Order) -> u32 {
+    pub(crate) fn order_of(&self, o: Order) -> u32 {
         match o {
             Order::Base => 0,
             Order::Pmd => self.pmd_order,
@@ -163,7 +163,7 @@ impl<B: Backend> Memory<B> {
         self.counter.norm(self.frame(head).refcount.read_once())
     }
 
-    pub fn is_zero_pfn(&self, pfn: Pfn) -> bool {
+    pub(crate) fn is_zero_pfn(&self, pfn: Pfn) -> bool {
         pfn == self.zero_pfn
     }
 
@@ -299,7 +299,7 @@ impl<B: Backend> Memory<B> {
 
     /// A fresh exclusive anonymous base page (`folio_prealloc` for a fault); under
     /// PF_MEMALLOC_PIN (a FOLL_LONGTERM pin faulting) never from ZONE_MOVABLE/CMA.
-    pub fn alloc_anon(&self, ctx: &mut Ctx, ghost: &Ghost) -> Option<Pfn> {
+    pub(crate) fn alloc_anon(&self, ctx: &mut Ctx, ghost: &Ghost) -> Option<Pfn> {
         let pin = ctx.memalloc_pin;
         self.alloc_folio_where(
             ctx,
@@ -342,7 +342,7 @@ impl<B: Backend> Memory<B> {
 
     /// `prep_new_page` + `prep_compound_page`: reset state, link tails to the head,
     /// then publish refcount 1.
-    pub fn prep_folio(&self, head: Pfn, order: u32, flags: u32) {
+    pub(crate) fn prep_folio(&self, head: Pfn, order: u32, flags: u32) {
         let nr = 1u32 << order;
         let head_flags = flags | (order << pg::ORDER_SHIFT) | if order > 0 { pg::HEAD } else { 0 };
         for p in head..head + nr {

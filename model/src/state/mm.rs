@@ -50,11 +50,11 @@ pub struct Vma {
 }
 
 impl Vma {
-    pub fn is_anon(&self) -> bool {
+    pub(crate) fn is_anon(&self) -> bool {
         matches!(self.kind, VmaKind::AnonPrivate)
     }
     /// is_cow_mapping(): private and may be written.
-    pub fn is_cow(&self) -> bool {
+    pub(crate) fn is_cow(&self) -> bool {
         self.flags & (vm::SHARED | vm::MAYWRITE) == vm::MAYWRITE
     }
     pub fn writable(&self) -> bool {
@@ -102,7 +102,7 @@ pub struct FaultFlags {
 
 impl Vma {
     /// `linear_page_index()`: the file page `addr` maps.
-    pub fn file_index(&self, addr: u64) -> u32 {
+    pub(crate) fn file_index(&self, addr: u64) -> u32 {
         match self.kind {
             VmaKind::FileShared { base, .. } | VmaKind::FilePrivate { base, .. } => {
                 (addr / PAGE_SIZE - base) as u32

@@ -3,13 +3,13 @@
 //! that holds them, its builder and its quiescent checks. Helpers here call
 //! nothing above this floor.
 
-pub mod check;
-pub mod device;
+pub(crate) mod check;
+pub(crate) mod device;
 pub mod fs;
 pub mod layout;
 pub mod mem;
 pub mod mm;
 pub mod pgtable;
-pub mod rmap;
-pub mod tlb;
+pub(crate) mod rmap;
+pub(crate) mod tlb;
 pub mod world;

@@ -47,7 +47,7 @@ impl Pte {
     pub const NONE: Pte = Pte(0);
 
     /// A present entry mapping a page (or, with LEAF at PMD/PUD, a whole folio).
-    pub fn mk_page(pfn: Pfn, write: bool, dirty: bool) -> Pte {
+    pub(crate) fn mk_page(pfn: Pfn, write: bool, dirty: bool) -> Pte {
         let mut v = Self::PRESENT | (u64::from(pfn) << Self::PFN_SHIFT);
         if write {
             v |= Self::WRITE;
@@ -58,21 +58,21 @@ impl Pte {
         Pte(v)
     }
     /// A huge leaf (PMD-mapped THP, hugetlb-like PUD).
-    pub fn mk_leaf(pfn: Pfn, write: bool, dirty: bool) -> Pte {
+    pub(crate) fn mk_leaf(pfn: Pfn, write: bool, dirty: bool) -> Pte {
         Pte(Self::mk_page(pfn, write, dirty).0 | Self::LEAF)
     }
     /// The shared zero page, mapped read-only and special.
-    pub fn mk_zero(pfn: Pfn) -> Pte {
+    pub(crate) fn mk_zero(pfn: Pfn) -> Pte {
         Pte(Self::PRESENT | Self::SPECIAL | (u64::from(pfn) << Self::PFN_SHIFT))
     }
     /// A non-leaf entry pointing at a lower table.
-    pub fn mk_table(slot: u32) -> Pte {
+    pub(crate) fn mk_table(slot: u32) -> Pte {
         Pte(Self::PRESENT | (u64::from(slot) << Self::PFN_SHIFT))
     }
-    pub fn mk_swap(offset: u32) -> Pte {
+    pub(crate) fn mk_swap(offset: u32) -> Pte {
         Pte(Self::SWAP | (u64::from(offset) << Self::PFN_SHIFT))
     }
-    pub fn mk_migration(pfn: Pfn, kind: MigrationKind) -> Pte {
+    pub(crate) fn mk_migration(pfn: Pfn, kind: MigrationKind) -> Pte {
         let k = match kind {
             MigrationKind::Writable => Self::MIG_WRITE | Self::MIG_EXCL,
             MigrationKind::ReadableExclusive => Self::MIG_EXCL,
@@ -97,19 +97,19 @@ impl Pte {
     pub fn special(self) -> bool {
         self.0 & Self::SPECIAL != 0
     }
-    pub fn protnone(self) -> bool {
+    pub(crate) fn protnone(self) -> bool {
         self.0 & Self::PROTNONE != 0
     }
     pub fn leaf(self) -> bool {
         self.0 & Self::LEAF != 0
     }
-    pub fn is_swap(self) -> bool {
+    pub(crate) fn is_swap(self) -> bool {
         self.0 & Self::SWAP != 0
     }
-    pub fn is_migration(self) -> bool {
+    pub(crate) fn is_migration(self) -> bool {
         self.0 & Self::MIGRATION != 0
     }
-    pub fn migration_kind(self) -> Option<MigrationKind> {
+    pub(crate) fn migration_kind(self) -> Option<MigrationKind> {
         if !self.is_migration() {
             return None;
         }
@@ -129,7 +129,7 @@ impl Pte {
         self.pfn()
     }
     /// pte_access_permitted(): present, accessible, and writable if `write`.
-    pub fn access_permitted(self, write: bool) -> bool {
+    pub(crate) fn access_permitted(self, write: bool) -> bool {
         self.present() && !self.protnone() && (!write || self.write())
     }
     pub fn with(self, bits: u64) -> Pte {
@@ -179,7 +179,7 @@ impl<B: Backend> PageTable<B> {
     /// The PTL, if entry `idx` still holds `pte` (`pte_same()` under the
     /// lock, as a fault handler checks after taking it); `None`, with the lock
     /// dropped again, if someone changed the entry meanwhile.
-    pub fn lock_if_same(&self, idx: usize, pte: Pte) -> Option<B::RawMutexGuard<'_, ()>> {
+    pub(crate) fn lock_if_same(&self, idx: usize, pte: Pte) -> Option<B::RawMutexGuard<'_, ()>> {
         let g = self.ptl.lock();
         (self.read(idx) == pte).then_some(g)
     }
@@ -203,18 +203,18 @@ impl<B: Backend> PageTable<B> {
     }
     /// ptep_get_and_clear(): an atomic xchg on SMP x86 (fully ordered).
     #[inline]
-    pub fn get_and_clear(&self, i: usize) -> Pte {
+    pub(crate) fn get_and_clear(&self, i: usize) -> Pte {
         Pte(self.entries[i].xchg(0))
     }
     /// `ptep_get_and_clear()` as arm64 implements it (`xchg_relaxed`): no
     /// ordering against the accesses around it.
-    pub fn get_and_clear_relaxed(&self, i: usize) -> Pte {
+    pub(crate) fn get_and_clear_relaxed(&self, i: usize) -> Pte {
         Pte(self.entries[i].xchg_relaxed(0))
     }
 }
 
 /// The page-table level names, for traces and reports.
-pub fn level_name(level: u32) -> &'static str {
+pub(crate) fn level_name(level: u32) -> &'static str {
     match level {
         4 => "pgd",
         3 => "pud",

@@ -96,7 +96,7 @@ impl<B: Backend> Walkers<B> {
 impl<B: Backend> Walkers<B> {
     /// The start of a grace period (`call_rcu`): after a full barrier, the CPUs
     /// walking now and the section each is in. Freeing waits only for these.
-    pub fn snapshot(&self) -> Vec<(usize, u32)> {
+    pub(crate) fn snapshot(&self) -> Vec<(usize, u32)> {
         B::smp_mb();
         self.slots
             .iter()
@@ -134,6 +134,6 @@ impl MmuGather {
 }
 
 /// What a TLB flush waits for under each arch mode.
-pub fn flush_waits_for_walkers(arch: Arch) -> bool {
+pub(crate) fn flush_waits_for_walkers(arch: Arch) -> bool {
     matches!(arch, Arch::Ipi)
 }

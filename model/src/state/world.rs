@@ -245,7 +245,7 @@ impl<B: Backend> World<B> {
 
     /// Records a new mapping of `pfn` (its folio) at `e`: mapcount and rmap.
     /// `folio_add_new_anon_rmap` / `folio_add_anon_rmap_pte(s)` / `_pmd`.
-    pub fn add_rmap(&self, pfn: Pfn, e: RmapEntry) {
+    pub(crate) fn add_rmap(&self, pfn: Pfn, e: RmapEntry) {
         let head = self.mem.page_folio(pfn);
         if e.huge {
             self.mem.frame(head).entire_mapcount.add(1);
@@ -256,7 +256,7 @@ impl<B: Backend> World<B> {
     }
 
     /// `folio_remove_rmap_pte` / `_pmd`: false if the mapping was not recorded.
-    pub fn remove_rmap(&self, pfn: Pfn, e: RmapEntry) -> bool {
+    pub(crate) fn remove_rmap(&self, pfn: Pfn, e: RmapEntry) -> bool {
         let head = self.mem.page_folio(pfn);
         if e.huge {
             self.mem.frame(head).entire_mapcount.sub(1);
@@ -268,7 +268,7 @@ impl<B: Backend> World<B> {
 
     /// `tlb_remove_table()` under RCU table freeing: queue the table behind a grace
     /// period (`call_rcu`) and return at once.
-    pub fn call_rcu_table(&self, ctx: &mut Ctx, slot: u32) {
+    pub(crate) fn call_rcu_table(&self, ctx: &mut Ctx, slot: u32) {
         let snap = self.walkers.snapshot();
         ctx.step(&self.ghost, "tlb_remove_table: call_rcu", u64::from(slot));
         self.rcu_pending.lock().push((slot, snap));
@@ -313,7 +313,7 @@ impl<B: Backend> World<B> {
 
     /// `pte_alloc_one` / `pmd_alloc_one`: a table slot plus the frame it occupies.
     /// Tables are freed only once empty, so a fresh slot has all entries none.
-    pub fn alloc_table(&self, ctx: &mut Ctx) -> Option<u32> {
+    pub(crate) fn alloc_table(&self, ctx: &mut Ctx) -> Option<u32> {
         if self.rcu_reclaim(ctx).is_err() {
             return None;
         }
@@ -336,7 +336,7 @@ impl<B: Backend> World<B> {
 
     /// `pte_free` / `__tlb_remove_table`: the table's generation moves on and its
     /// frame and slot return to the allocator.
-    pub fn free_table(&self, ctx: &mut Ctx, slot: u32) -> Res<()> {
+    pub(crate) fn free_table(&self, ctx: &mut Ctx, slot: u32) -> Res<()> {
         let pfn = self.ghost.table_frame(slot);
         self.ghost.table_freed(slot);
         ctx.step(&self.ghost, "__tlb_remove_table", u64::from(slot));
@@ -347,7 +347,7 @@ impl<B: Backend> World<B> {
 
     /// The PTE table and index for `addr`, allocating missing levels
     /// (`__pte_alloc`). `Ok(None)` is -ENOMEM; a huge leaf on the way is an error.
-    pub fn ensure_pte_table(
+    pub(crate) fn ensure_pte_table(
         &self,
         ctx: &mut Ctx,
         mm: usize,
@@ -360,7 +360,7 @@ impl<B: Backend> World<B> {
     /// index of `addr` in it, allocating what is missing. Each new table is
     /// published after an smp_wmb (`pmd_install`: the zeroed table must be visible
     /// before the entry pointing to it), under the parent table's PTL.
-    pub fn ensure_table_at(
+    pub(crate) fn ensure_table_at(
         &self,
         ctx: &mut Ctx,
         mm: usize,
@@ -421,7 +421,7 @@ impl<B: Backend> World<B> {
     /// `folio_maybe_dma_pinned()` / `page_maybe_dma_pinned()`: exact for a folio
     /// with a pincount, else `(unsigned)refcount >= bias` (false positives allowed,
     /// false negatives not; an overflowed count still reads as pinned).
-    pub fn folio_maybe_dma_pinned(&self, head: Pfn) -> bool {
+    pub(crate) fn folio_maybe_dma_pinned(&self, head: Pfn) -> bool {
         let order = self.mem.folio_order(head);
         if self.cfg.folio_has_pincount(order) {
             return self.mem.frame(head).pincount.read_once() > 0;
@@ -451,7 +451,7 @@ impl<B: Backend> World<B> {
 
     /// `folio_lock()`: PG_locked, sleeping (blocking on the page wait queue) while
     /// someone else holds it.
-    pub fn folio_lock(&self, ctx: &mut Ctx, head: Pfn) {
+    pub(crate) fn folio_lock(&self, ctx: &mut Ctx, head: Pfn) {
         let flags = &self.mem.frame(head).flags;
         loop {
             if flags.fetch_or(pg::LOCKED) & pg::LOCKED == 0 {
@@ -467,7 +467,7 @@ impl<B: Backend> World<B> {
 
     /// `folio_wait_locked()`: sleep until the folio is unlocked, without
     /// taking the lock.
-    pub fn folio_wait_unlocked(&self, head: Pfn) {
+    pub(crate) fn folio_wait_unlocked(&self, head: Pfn) {
         let flags = &self.mem.frame(head).flags;
         let mut g = self.page_waitq.lock();
         while flags.read_once() & pg::LOCKED != 0 {
@@ -476,7 +476,7 @@ impl<B: Backend> World<B> {
     }
 
     /// `folio_unlock()`: clear PG_locked, wake the waiters.
-    pub fn folio_unlock(&self, ctx: &mut Ctx, head: Pfn) {
+    pub(crate) fn folio_unlock(&self, ctx: &mut Ctx, head: Pfn) {
         self.mem.frame(head).flags.fetch_andnot(pg::LOCKED);
         ctx.step(&self.ghost, "folio_unlock", u64::from(head));
         let g = self.page_waitq.lock();
@@ -517,7 +517,7 @@ impl<B: Backend> World<B> {
     }
 
     /// The VMA containing `addr` in a VMA list held under mmap_lock (`vma_lookup`).
-    pub fn find_vma(vmas: &[Vma], addr: u64) -> Option<Vma> {
+    pub(crate) fn find_vma(vmas: &[Vma], addr: u64) -> Option<Vma> {
         vmas.iter()
             .find(|v| v.start <= addr && addr < v.end)
             .copied()

@@ -69,7 +69,7 @@ pub(super) fn loom_env(name: &str) -> Result<Option<usize>, String> {
 
 /// The preemption bound a loom run will use: LOOM_MAX_PREEMPTIONS wins over the
 /// engine's own when `honour_env`.
-pub fn effective_loom_bound(
+pub(crate) fn effective_loom_bound(
     bound: Option<usize>,
     honour_env: bool,
 ) -> Result<Option<usize>, String> {

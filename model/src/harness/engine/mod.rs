@@ -27,10 +27,11 @@ mod shuttle_runner;
 mod std_runner;
 
 use loom_runner::*;
-pub use loom_runner::{effective_loom_bound, run_loom_deepening, Deepened};
+pub use loom_runner::{run_loom_deepening, Deepened};
 pub use minimise::{minimise, Minimised};
+pub(crate) use shuttle_runner::run_bytes_on;
 use shuttle_runner::*;
-pub use shuttle_runner::{replay_shuttle, run_bytes, run_bytes_on, switches};
+pub use shuttle_runner::{replay_shuttle, run_bytes, switches};
 use std_runner::*;
 
 /// Which engine, and how hard it tries.
@@ -135,7 +136,11 @@ pub fn run_for(
 
 /// Like `run`, but exactly as `engine` says: LOOM_MAX_PREEMPTIONS is ignored
 /// (replays must explore the recorded tree).
-pub fn run_exact(sc: &Scenario, cfg: &WorldConfig, engine: &Engine) -> Result<Outcome, String> {
+pub(crate) fn run_exact(
+    sc: &Scenario,
+    cfg: &WorldConfig,
+    engine: &Engine,
+) -> Result<Outcome, String> {
     run_with(sc, cfg, engine, false, None)
 }
 
@@ -269,7 +274,7 @@ pub struct ThreadEnd {
 }
 
 /// Model thread `t` of `sc`: its ops in order, until one breaks an invariant.
-pub fn run_thread<B: Backend>(w: &World<B>, sc: &Scenario, t: usize) -> ThreadEnd {
+pub(crate) fn run_thread<B: Backend>(w: &World<B>, sc: &Scenario, t: usize) -> ThreadEnd {
     run_ops(w, &sc.layout, t, &sc.threads[t])
 }
 

@@ -348,7 +348,7 @@ pub fn run_bytes(sc: &Scenario, cfg: &WorldConfig, bytes: &[u8]) -> Result<Outco
 /// one shuttle runner per thread, kept suspended in a coroutine between
 /// inputs, so its green threads' stacks are reused instead of mapped and
 /// unmapped for every input.
-pub fn run_bytes_on(
+pub(crate) fn run_bytes_on(
     sc: &Scenario,
     cfg: &WorldConfig,
     img: Arc<World<Std>>,
