@@ -38,7 +38,8 @@ pub enum Shared {
     /// `folio_maybe_dma_pinned()`: A2 backed off.
     KeptPinned,
     /// Write-protected and no longer exclusive.
-    Shared,
+    #[serde(rename = "shared")]
+    WriteProtected,
 }
 
 impl<B: Backend> World<B> {
@@ -109,7 +110,7 @@ impl<B: Backend> World<B> {
         }
         // (A4) a read-only, clean PTE again.
         t.set(idx, old.without(Pte::WRITE | Pte::DIRTY));
-        Ok(Shared::Shared)
+        Ok(Shared::WriteProtected)
     }
 
     /// (A1) `ptep_clear_flush()` under the PTL: clear the PTE, then flush (under
