@@ -27,7 +27,7 @@ mod shuttle_runner;
 mod std_runner;
 
 use loom_runner::*;
-pub use loom_runner::{run_loom_deepening, Deepened};
+pub use loom_runner::{run_loom_deepening, run_loom_deepening_from, Deepened};
 pub use minimise::{minimise, Minimised};
 pub(crate) use shuttle_runner::run_bytes_on;
 use shuttle_runner::*;
