@@ -142,9 +142,21 @@ pub fn run_loom_deepening(
     max_bound: usize,
     budget: Duration,
 ) -> Result<Deepened, (String, usize)> {
+    run_loom_deepening_from(sc, cfg, 1, max_bound, budget)
+}
+
+/// [`run_loom_deepening`] from bound `first` (a matrix entry's own bound,
+/// `Entry::loom_bound`) instead of 1.
+pub fn run_loom_deepening_from(
+    sc: &Scenario,
+    cfg: &WorldConfig,
+    first: usize,
+    max_bound: usize,
+    budget: Duration,
+) -> Result<Deepened, (String, usize)> {
     let t0 = Instant::now();
     let mut interleavings = 0;
-    let mut bound = 1;
+    let mut bound = first.max(1);
     loop {
         let engine = Engine::Loom {
             preemption_bound: Some(bound),
