@@ -10,7 +10,7 @@
 
 use crate::ui::secs_short;
 use crate::workload::{self, Counts, Shape, Workload};
-use gupcheck_model::engine::{run, run_for, run_loom_deepening, Outcome};
+use gupcheck_model::engine::{run, run_for, run_loom_deepening_from, Outcome};
 use gupcheck_model::expect::Entry;
 use gupcheck_model::fuzzing::{check_threads_fixed, Fixed, Target};
 use gupcheck_model::scenario::Scenario;
@@ -88,7 +88,8 @@ pub enum Limit {
     Time(Duration),
 }
 
-/// loom's preemption bound grows to this while the budget lasts.
+/// loom's preemption bound grows to this from the entry's own bound while
+/// the budget lasts.
 pub const MAX_LOOM_BOUND: usize = 3;
 
 /// What shuttle cannot see, being sequentially consistent.
@@ -221,15 +222,15 @@ pub fn on_scenario(e: &Entry, engine: OnScenario, limit: Limit, seed: u64) -> Pr
     }
 }
 
-/// loom, deepening while the budget lasts (a `Limit::Executions` runs it
-/// unbounded in time).
+/// loom from the entry's own bound, deepening while the budget lasts (a
+/// `Limit::Executions` runs it unbounded in time).
 fn loom(e: &Entry, sc: &Scenario, cfg: &WorldConfig, limit: Limit) -> Probe {
     let t0 = Instant::now();
     let budget = match limit {
         Limit::Time(d) => d,
         Limit::Executions(_) => Duration::MAX,
     };
-    let d = match run_loom_deepening(sc, cfg, MAX_LOOM_BOUND, budget) {
+    let d = match run_loom_deepening_from(sc, cfg, e.loom_bound(), MAX_LOOM_BOUND, budget) {
         Ok(d) => d,
         Err((msg, bound)) if loom_limit(&msg) => {
             let why = format!("beyond loom at bound {bound}: {msg}");

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 #[derive(clap::Args, Clone)]
 pub struct CampaignArgs {
-    /// loom preemption bound.
-    #[arg(long, default_value_t = 2)]
-    bound: usize,
+    /// loom preemption bound (default: each entry's own, 1 or 2).
+    #[arg(long)]
+    bound: Option<usize>,
     /// shuttle executions per entry and scheduler.
     #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
     iterations: u64,
@@ -32,7 +32,7 @@ pub struct CampaignArgs {
 impl Default for CampaignArgs {
     fn default() -> Self {
         CampaignArgs {
-            bound: 2,
+            bound: None,
             iterations: 5_000,
             seed: 1,
             std_iterations: 200,
@@ -45,12 +45,13 @@ impl Default for CampaignArgs {
 const ENGINES: usize = 4;
 
 impl CampaignArgs {
-    /// The engines every entry runs under.
-    fn engines(&self) -> [Engine; ENGINES] {
+    /// The engines an entry runs under: loom at the entry's own bound unless
+    /// `--bound` fixes one.
+    fn engines(&self, e: &Entry) -> [Engine; ENGINES] {
         let iterations = self.iterations as usize;
         [
             Engine::Loom {
-                preemption_bound: Some(self.bound),
+                preemption_bound: Some(self.bound.unwrap_or_else(|| e.loom_bound())),
             },
             Engine::ShuttleRandom {
                 iterations,
@@ -65,6 +66,20 @@ impl CampaignArgs {
                 iterations: self.std_iterations,
             },
         ]
+    }
+
+    /// "loom bound 2", or the range of the entries' own bounds.
+    fn bound_shown(&self, matrix: &[Entry]) -> String {
+        if let Some(b) = self.bound {
+            return format!("loom bound {b}");
+        }
+        let bounds = matrix.iter().map(Entry::loom_bound);
+        let (lo, hi) = (bounds.clone().min(), bounds.max());
+        match (lo, hi) {
+            (Some(lo), Some(hi)) if lo < hi => format!("loom bound per entry ({lo}-{hi})"),
+            (Some(b), _) => format!("loom bound per entry ({b})"),
+            _ => "loom bound per entry".into(),
+        }
     }
 }
 
@@ -86,7 +101,7 @@ pub fn run(a: &CampaignArgs) -> Result<ExitCode, String> {
     say!(
         "gupcheck default campaign: {} matrix entries x {ENGINES} engines ({}, shuttle {} executions, {} real-thread runs)",
         matrix.len(),
-        format!("loom bound {}", a.bound),
+        a.bound_shown(&matrix),
         a.iterations,
         a.std_iterations
     );
@@ -99,12 +114,11 @@ pub fn run(a: &CampaignArgs) -> Result<ExitCode, String> {
         "shuttle-pct",
         "std"
     );
-    let engines = a.engines();
     let start = Instant::now();
     let mut bad = 0;
     let mut evaluated = Vec::new();
     for entry in &matrix {
-        let ev = expect::evaluate(entry, &engines)?;
+        let ev = expect::evaluate(entry, &a.engines(entry))?;
         let expected = entry
             .invariant()
             .map_or("clean".to_string(), |i| i.name().to_string());
