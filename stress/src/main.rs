@@ -11,6 +11,7 @@ use std::process::ExitCode;
 mod cmd;
 mod detect;
 mod pool;
+mod shard;
 mod ui;
 mod workload;
 mod zoo;
@@ -76,6 +77,12 @@ enum Cmd {
     /// preset: prints the table, writes it as Markdown and JSON, and exits 1
     /// if a row differs from the expectation (model/selftests.json).
     Selftests(selftests::SelftestsArgs),
+    /// Joins the JSON reports of the shards of one run (`campaign --shard K/N
+    /// --report FILE`, `zoo --shard`, `selftests --shard`, `stress --shard`)
+    /// into the unsharded command's table and verdict. Exit 1 if the merged
+    /// run failed, 0 if not, 2 on reports of different kinds or parameters,
+    /// overlapping or missing shards, or malformed files.
+    Merge(merge::MergeArgs),
 }
 
 /// The protocol a run checks: a kernel release and arch mode, with mutations.
@@ -151,6 +158,7 @@ fn main() -> ExitCode {
         Some(Cmd::FuzzBench(a)) => fuzz_bench::fuzz_bench(&a),
         Some(Cmd::Zoo(a)) => zoo::zoo(&a),
         Some(Cmd::Selftests(a)) => selftests::run(&a),
+        Some(Cmd::Merge(a)) => merge::run(&a),
     };
     ran.unwrap_or_else(|e| {
         eprintln!("gupcheck: {e}");

@@ -8,5 +8,6 @@ pub mod footprint;
 pub mod fuzz_artifact;
 pub mod fuzz_bench;
 pub mod list;
+pub mod merge;
 pub mod replay;
 pub mod selftests;

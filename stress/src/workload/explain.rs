@@ -11,9 +11,9 @@ use gupcheck_model::fuzzing::KNOWN_OPEN;
 use gupcheck_model::preset::PresetId;
 use gupcheck_model::scenario::Scenario;
 use gupcheck_model::{Arch, Engine, Invariant, Mutation};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub(super) enum Explanation {
     /// shuttle PCT found the same invariant on the shrunk op lists; the
@@ -215,7 +215,7 @@ mod tests {
     use std::time::Duration;
 
     fn args(loom_budget: u64, name: &str) -> StressArgs {
-        let mut a = StressArgs::latest(Duration::from_secs(1), 1);
+        let mut a = StressArgs::latest(Duration::from_secs(1), 1, None);
         a.pct_budget = 300;
         a.loom_budget = Duration::from_secs(loom_budget);
         a.out =

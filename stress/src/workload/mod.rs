@@ -7,6 +7,7 @@
 mod explain;
 mod gen;
 
+use crate::shard::{Header, Shard};
 use crate::ui::{self, parse_duration};
 use explain::{explain, Explanation};
 pub use gen::{parse_mix, Counts, Shape, Workload};
@@ -14,7 +15,7 @@ use gupcheck_model::artifact::{check_writable_dir, write_file_atomic};
 use gupcheck_model::fuzzing::KNOWN_OPEN;
 use gupcheck_model::ghost::Violation;
 use gupcheck_model::ops::Op;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering::SeqCst;
@@ -58,11 +59,15 @@ pub struct StressArgs {
     /// Where stress-report.json and any artifact are written.
     #[arg(long, default_value = "gupcheck-stress")]
     out: PathBuf,
+    /// Runs as part K of N (1-based): the whole run, from a seed of its own
+    /// derived from --seed, so that N shards explore different schedules.
+    #[arg(long, value_name = "K/N", value_parser = Shard::parse)]
+    shard: Option<Shard>,
 }
 
 impl StressArgs {
     /// The default campaign's run: the latest preset, RCU, all cores.
-    pub fn latest(duration: Duration, seed: u64) -> StressArgs {
+    pub fn latest(duration: Duration, seed: u64, shard: Option<Shard>) -> StressArgs {
         StressArgs {
             threads: None,
             duration,
@@ -75,34 +80,46 @@ impl StressArgs {
             pct_budget: 2_000,
             loom_budget: Duration::from_secs(60),
             out: PathBuf::from("gupcheck-stress"),
+            shard,
         }
     }
 }
 
-#[derive(Serialize, Default)]
-struct Report {
-    command: String,
-    seed: u64,
-    threads: usize,
-    preset: String,
-    arch: String,
-    mutations: Vec<String>,
-    mix: String,
-    disjoint: bool,
-    epoch_ops: u64,
-    seconds: f64,
-    epochs: u64,
-    ops: u64,
-    ops_per_s: f64,
+/// `stress-report.json`.
+#[derive(Serialize, Deserialize, Default)]
+pub struct Report {
+    #[serde(flatten)]
+    pub header: Header,
+    pub command: String,
+    /// `--seed`.
+    pub seed: u64,
+    /// The seed the workers drew from (`seed` unless sharded): an epoch is
+    /// rebuilt from it alone.
+    pub shard_seed: u64,
+    pub threads: usize,
+    pub preset: String,
+    pub arch: String,
+    pub mutations: Vec<String>,
+    pub mix: String,
+    pub disjoint: bool,
+    pub epoch_ops: u64,
+    /// `--duration`.
+    pub duration_secs: f64,
+    pub seconds: f64,
+    pub epochs: u64,
+    pub ops: u64,
+    pub ops_per_s: f64,
     /// Epochs that broke only a known-open invariant.
-    tolerated: u64,
+    pub tolerated: u64,
     /// Why the run ended: "deadline", "interrupted", "violation".
-    ended: String,
-    violation: Option<Found>,
+    pub ended: String,
+    pub violation: Option<Found>,
 }
 
-#[derive(Serialize)]
-struct Found {
+pub const KIND: &str = "stress";
+
+#[derive(Serialize, Deserialize)]
+pub struct Found {
     invariant: String,
     detail: String,
     epoch: u64,
@@ -113,12 +130,49 @@ struct Found {
 
 impl Report {
     /// The run in one line.
-    fn summary(&self) -> String {
+    pub fn summary(&self) -> String {
         format!(
             "stress: {} threads, {:.1} s, {} epochs, {} ops, {:.0} ops/s, {} known-open",
             self.threads, self.seconds, self.epochs, self.ops, self.ops_per_s, self.tolerated
         )
     }
+}
+
+impl Found {
+    /// The violation and what the search made of it, one line each.
+    pub fn lines(&self) -> String {
+        format!(
+            "{}\n{}",
+            broke(self.epoch, &self.invariant, &self.detail),
+            self.explanation.line()
+        )
+    }
+}
+
+/// Shards' reports: each shard's run, their totals in the line an unsharded
+/// run prints, and each violation; true if there is one.
+pub fn show_merged(reports: &[Report]) -> bool {
+    let mut total = Report::default();
+    for r in reports {
+        let which = r
+            .header
+            .shard
+            .map_or("unsharded".to_string(), |s| format!("shard {s}"));
+        ui::say!("{which}, seed {}: {}", r.shard_seed, r.summary());
+        total.threads += r.threads;
+        total.seconds = total.seconds.max(r.seconds);
+        total.epochs += r.epochs;
+        total.ops += r.ops;
+        total.ops_per_s += r.ops_per_s;
+        total.tolerated += r.tolerated;
+    }
+    ui::say!("{}", total.summary());
+    let mut failed = false;
+    for v in reports.iter().filter_map(|r| r.violation.as_ref()) {
+        ui::say!("{}", v.lines());
+        failed = true;
+    }
+    failed
 }
 
 fn broke(epoch: u64, invariant: &str, detail: &str) -> String {
@@ -161,7 +215,17 @@ fn run_with_progress(
     (counts, failing, t0.elapsed().as_secs_f64())
 }
 
+/// `gupcheck stress`: exit 1 on a violation outside the known-open ones.
 pub fn stress(a: &StressArgs) -> Result<ExitCode, String> {
+    Ok(if run(a)?.violation.is_some() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Runs, explains a violation, writes the report and returns it.
+pub fn run(a: &StressArgs) -> Result<Report, String> {
     let (preset, arch, muts) = a.protocol.resolve()?;
     let mix = parse_mix(&a.mix, a.disjoint)?;
     let threads = a.threads.map_or_else(
@@ -169,9 +233,13 @@ pub fn stress(a: &StressArgs) -> Result<ExitCode, String> {
         |t| t as usize,
     );
     let epoch_ops = a.epoch_ops.unwrap_or(if a.disjoint { 8192 } else { 16 });
+    let shard_seed = Shard::seed(a.shard, a.seed);
     let mut report = Report {
+        header: Header::new(KIND, a.shard),
         command: std::env::args().collect::<Vec<_>>().join(" "),
         seed: a.seed,
+        shard_seed,
+        duration_secs: a.duration.as_secs_f64(),
         threads,
         preset: preset.name().into(),
         arch: arch.name().into(),
@@ -190,7 +258,7 @@ pub fn stress(a: &StressArgs) -> Result<ExitCode, String> {
         mix,
         disjoint: a.disjoint.then_some(a.pages),
         epoch_ops: epoch_ops as usize,
-        seed: a.seed,
+        seed: shard_seed,
     };
     let mut wl = Workload::new(preset, arch, &muts, KNOWN_OPEN.to_vec(), shape)?;
     check_writable_dir(&a.out)?;
@@ -222,9 +290,5 @@ pub fn stress(a: &StressArgs) -> Result<ExitCode, String> {
     let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
     let p = write_file_atomic(&a.out, "stress-report.json", json.as_bytes())?;
     eprintln!("report: {}", p.display());
-    Ok(if report.violation.is_some() {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(report)
 }

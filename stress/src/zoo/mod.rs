@@ -14,12 +14,12 @@ mod report;
 
 use crate::detect::{self, Protocol, Verdict};
 use crate::pool;
-use crate::ui::{self, count, parse_duration, say};
+use crate::shard::{self, Header, Shard};
+use crate::ui::{self, count, parse_duration};
 use cells::{Cell, Col, FuzzMode, ProtocolRun, Row, Unit};
-use gupcheck_model::artifact::{check_writable_dir, write_file_atomic};
+use gupcheck_model::artifact::check_writable_dir;
 use gupcheck_model::expect::{self, Entry, Expect};
-pub use report::campaign_summary;
-use report::Report;
+pub use report::{show, Report, KIND};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering::SeqCst;
@@ -55,6 +55,10 @@ pub struct ZooArgs {
     /// Where zoo.json, zoo.md and zoo.svg are written.
     #[arg(long, default_value = "gupcheck-zoo")]
     out: PathBuf,
+    /// Runs part K of N (1-based): the selected entries whose index is K-1
+    /// modulo N.
+    #[arg(long, value_name = "K/N", value_parser = Shard::parse)]
+    shard: Option<Shard>,
 }
 
 fn selected_engines(names: &[String]) -> Result<Vec<Col>, String> {
@@ -88,7 +92,8 @@ fn fuzz_mode(a: &ZooArgs, used: bool) -> Result<FuzzMode, String> {
 struct Plan {
     /// The found, known-open and known-incomplete entries of the whole matrix.
     matrix: Vec<Entry>,
-    /// Those `--only` selects.
+    /// How many `--only` selects, and those of them this shard runs.
+    selected: usize,
     entries: Vec<Entry>,
     /// The protocols the fuzz and stress cells run, and each entry's.
     protocols: Vec<Protocol>,
@@ -102,14 +107,12 @@ fn plan(a: &ZooArgs, engines: Vec<Col>) -> Result<Plan, String> {
         .into_iter()
         .filter(|e| e.expect != Expect::Clean)
         .collect();
-    let entries: Vec<Entry> = matrix
-        .iter()
-        .filter(|e| a.only.is_empty() || a.only.iter().any(|o| e.label().contains(o.as_str())))
-        .cloned()
-        .collect();
+    let entries = shard::matching(&matrix, &a.only);
     if entries.is_empty() {
         return Err("no found, known-open or known-incomplete entry matches --only".into());
     }
+    let selected = entries.len();
+    let entries = Shard::select(a.shard, entries);
     let mut protocols: Vec<Protocol> = Vec::new();
     let proto_of: Vec<usize> = entries
         .iter()
@@ -130,6 +133,7 @@ fn plan(a: &ZooArgs, engines: Vec<Col>) -> Result<Plan, String> {
     }
     Ok(Plan {
         matrix,
+        selected,
         entries,
         protocols,
         proto_of,
@@ -294,8 +298,11 @@ pub fn zoo(a: &ZooArgs) -> Result<ExitCode, String> {
         || std::thread::available_parallelism().map_or(2, |n| n.get()),
         |j| j as usize,
     );
+    let of = a.shard.map_or(String::new(), |s| {
+        format!(" of {} (shard {s})", plan.selected)
+    });
     eprintln!(
-        "zoo: {} ({} for fuzz and stress) x {} = {} of at most {:.1} s, {} at once{}",
+        "zoo: {}{of} ({} for fuzz and stress) x {} = {} of at most {:.1} s, {} at once{}",
         count(plan.entries.len(), "entry", "entries"),
         count(plan.protocols.len(), "protocol", "protocols"),
         count(plan.engines.len(), "engine", "engines"),
@@ -322,6 +329,9 @@ pub fn zoo(a: &ZooArgs) -> Result<ExitCode, String> {
     settle(&plan, &mut done, a.budget);
     let engines: Vec<String> = plan.engines.iter().map(|e| e.name().to_string()).collect();
     let report = Report {
+        header: Header::new(KIND, a.shard),
+        selected: plan.selected,
+        only: a.only.clone(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
         budget_secs: a.budget.as_secs_f64(),
         seed: a.seed,
@@ -331,21 +341,8 @@ pub fn zoo(a: &ZooArgs) -> Result<ExitCode, String> {
         rows: rows(&plan, &done),
         engines,
     };
-    say!("{}", report::terminal_table(&report.rows, &report.engines));
-    let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())? + "\n";
-    write_file_atomic(&a.out, "zoo.json", json.as_bytes())?;
-    write_file_atomic(&a.out, "zoo.md", report::markdown(&report).as_bytes())?;
-    let svg = write_file_atomic(&a.out, "zoo.svg", report::svg(&report).as_bytes())?;
-    say!(
-        "{} x {} in {:.0} s; written to {} (and zoo.json, zoo.md)",
-        count(report.rows.len(), "entry", "entries"),
-        count(report.engines.len(), "engine", "engines"),
-        report.seconds,
-        svg.display()
-    );
-    let failed = report::verdict(&report);
+    let failed = report::show(&report, Some(&a.out))?;
     Ok(if report.interrupted {
-        say!("interrupted: cells not run are marked so");
         ExitCode::from(130)
     } else if failed {
         ExitCode::from(1)

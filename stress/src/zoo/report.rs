@@ -3,13 +3,20 @@
 
 use super::cells::{Cell, Col, Row};
 use crate::detect::{OnScenario, Verdict};
+use crate::shard::Header;
 use crate::ui::{count, say, secs_short};
-use gupcheck_model::engine::Outcome;
-use gupcheck_model::expect::{Entry, Expect};
+use gupcheck_model::artifact::write_file_atomic;
 use serde::{Deserialize, Serialize};
+use std::path::Path;
 
+/// `zoo.json`.
 #[derive(Serialize, Deserialize)]
 pub struct Report {
+    #[serde(flatten)]
+    pub header: Header,
+    /// Entries `--only` selects, before sharding.
+    pub selected: usize,
+    pub only: Vec<String>,
     pub command: String,
     pub budget_secs: f64,
     pub seed: u64,
@@ -22,9 +29,40 @@ pub struct Report {
     pub rows: Vec<Row>,
 }
 
+pub const KIND: &str = "zoo";
+
+/// Prints the table, writes zoo.json, zoo.md and zoo.svg into `out` (if
+/// given), and closes with the verdict; true if the run failed (an entry
+/// undetected, an invariant broken that the matrix does not allow, an
+/// error, or an interruption).
+pub fn show(report: &Report, out: Option<&Path>) -> Result<bool, String> {
+    say!("{}", terminal_table(&report.rows, &report.engines));
+    let written = match out {
+        Some(out) => {
+            let json = serde_json::to_string_pretty(report).map_err(|e| e.to_string())? + "\n";
+            write_file_atomic(out, "zoo.json", json.as_bytes())?;
+            write_file_atomic(out, "zoo.md", markdown(report).as_bytes())?;
+            let svg = write_file_atomic(out, "zoo.svg", svg(report).as_bytes())?;
+            format!("; written to {} (and zoo.json, zoo.md)", svg.display())
+        }
+        None => String::new(),
+    };
+    say!(
+        "{} x {} in {:.0} s{written}",
+        count(report.rows.len(), "entry", "entries"),
+        count(report.engines.len(), "engine", "engines"),
+        report.seconds,
+    );
+    let failed = verdict(report);
+    if report.interrupted {
+        say!("interrupted: cells not run are marked so");
+    }
+    Ok(failed || report.interrupted)
+}
+
 /// Prints the entries no engine found, the invariants broken that the matrix
 /// does not allow for an entry, and the errors; true if there is any.
-pub fn verdict(report: &Report) -> bool {
+fn verdict(report: &Report) -> bool {
     // An interrupted run's misses may be cells not run: only what ran counts.
     let undetected: Vec<&Row> = report
         .rows
@@ -260,109 +298,4 @@ pub fn svg(rep: &Report) -> String {
         "<text x=\"4\" y=\"{y}\">green: found fast; amber: found near the budget; light grey (-): not within the budget; dark grey (n/r): cannot reach (see zoo.md)</text>\n</svg>\n"
     );
     s
-}
-
-/// The default campaign's zoo summary, from the outcomes it already has: per
-/// engine, how many found / known-open / known-incomplete entries it detects,
-/// and the entries only one engine detects.
-pub fn campaign_summary(evals: &[(Entry, Vec<Outcome>)]) -> String {
-    let rows: Vec<(&Entry, Vec<&str>)> = evals
-        .iter()
-        .filter(|(e, _)| e.expect != Expect::Clean)
-        .map(|(e, outs)| {
-            let stop = e.stop_at();
-            let by: Vec<&str> = outs
-                .iter()
-                .filter(|o| {
-                    o.failure
-                        .as_ref()
-                        .is_some_and(|f| stop.contains(&f.violation.invariant))
-                })
-                .map(|o| o.engine.as_str())
-                .collect();
-            (e, by)
-        })
-        .collect();
-    let Some((_, outs)) = evals.first() else {
-        return String::new();
-    };
-    let mut s = format!(
-        "zoo summary: {} found / known-open / known-incomplete entries\n",
-        rows.len()
-    );
-    for o in outs {
-        let n = rows
-            .iter()
-            .filter(|(_, by)| by.contains(&o.engine.as_str()))
-            .count();
-        s += &format!("  {:<15} detects {n:>3}\n", o.engine);
-    }
-    for o in outs {
-        let only: Vec<String> = rows
-            .iter()
-            .filter(|(_, by)| by == &vec![o.engine.as_str()])
-            .map(|(e, _)| e.label())
-            .collect();
-        if !only.is_empty() {
-            s += &format!(
-                "  only {} ({}):\n    {}\n",
-                o.engine,
-                only.len(),
-                only.join("\n    ")
-            );
-        }
-    }
-    let none = rows.iter().filter(|(_, by)| by.is_empty()).count();
-    s += &format!(
-        "  by none of these engines: {none}\n  the full zoo, with fuzz and stress and times to detect: gupcheck zoo\n"
-    );
-    s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use gupcheck_model::{expect, Engine};
-
-    /// The summary counts what each engine detected and names the entries
-    /// only one engine detects.
-    #[test]
-    fn campaign_summary_says_who_detects_what() {
-        let pick = |label: &str| {
-            expect::matrix()
-                .into_iter()
-                .find(|e| e.label() == label)
-                .unwrap_or_else(|| panic!("no entry {label}"))
-        };
-        let engines = [
-            Engine::Loom {
-                preemption_bound: Some(2),
-            },
-            Engine::ShuttlePct {
-                iterations: 500,
-                depth: 3,
-                seed: 1,
-            },
-        ];
-        let evals: Vec<(Entry, Vec<Outcome>)> = [
-            "munmap_vs_lockless_walker / latest / rcu / walker_registration_no_barrier",
-            "gup_fast_vs_munmap / latest / rcu / put_page_on_pin",
-            "gup_fast_vs_munmap / latest / rcu / -",
-        ]
-        .into_iter()
-        .map(|l| {
-            let ev = expect::evaluate(&pick(l), &engines).unwrap();
-            (ev.entry, ev.outcomes)
-        })
-        .collect();
-        let s = campaign_summary(&evals);
-        assert!(s.starts_with("zoo summary: 2 found"), "{s}");
-        assert!(s.contains("loom            detects   2"), "{s}");
-        assert!(s.contains("shuttle-pct     detects   1"), "{s}");
-        assert!(
-            s.contains("only loom (1):\n    munmap_vs_lockless_walker"),
-            "{s}"
-        );
-        assert!(s.contains("by none of these engines: 0"), "{s}");
-    }
 }
