@@ -5,14 +5,17 @@
 //! Each run starts from the checked-in seeds (`corpus/<target>`) with its own
 //! libFuzzer seed; the table gives the median over the seeds.
 
+use crate::detect;
+
+use crate::detect::FuzzRun;
+use crate::pool;
 use gupcheck_model::harness::artifact::write_file_atomic;
 use gupcheck_model::harness::expect;
 use gupcheck_model::harness::expect::Expect;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
 
 #[derive(clap::Args, Clone)]
 pub struct FuzzBenchArgs {
@@ -47,20 +50,20 @@ pub struct FuzzBenchArgs {
 
 /// One row: a configuration and the invariants that count as finding it.
 #[derive(Clone, Serialize)]
-pub(crate) struct Row {
-    pub(crate) preset: String,
-    pub(crate) arch: String,
-    pub(crate) mutation: Option<String>,
-    pub(crate) invariant: String,
+struct Row {
+    preset: String,
+    arch: String,
+    mutation: Option<String>,
+    invariant: String,
     /// The entry's invariant and the others the same bug may break first.
-    pub(crate) stop_at: Vec<String>,
-    pub(crate) scenarios: Vec<String>,
+    stop_at: Vec<String>,
+    scenarios: Vec<String>,
     /// Seconds to the finding per seed; `None`: not within the cap.
-    pub(crate) times: Vec<Option<f64>>,
+    times: Vec<Option<f64>>,
 }
 
 impl Row {
-    pub(crate) fn label(&self) -> String {
+    fn label(&self) -> String {
         format!(
             "{} / {} / {} / {}",
             self.preset,
@@ -69,16 +72,14 @@ impl Row {
             self.invariant
         )
     }
-    /// The median over all seeds, a miss counting as slower than any find.
-    fn median(&self) -> Option<f64> {
-        let mut t: Vec<f64> = self
-            .times
-            .iter()
-            .map(|t| t.unwrap_or(f64::INFINITY))
-            .collect();
-        t.sort_by(f64::total_cmp);
-        let m = *t.get(t.len() / 2)?;
-        m.is_finite().then_some(m)
+    fn run(&self) -> FuzzRun<'_> {
+        FuzzRun {
+            label: self.label(),
+            preset: &self.preset,
+            arch: &self.arch,
+            mutation: self.mutation.as_deref(),
+            stop_at: &self.stop_at,
+        }
     }
 }
 
@@ -125,73 +126,6 @@ fn rows(only: &[String]) -> Vec<Row> {
     rows
 }
 
-pub(crate) fn find_bin(target: &str) -> Result<PathBuf, String> {
-    let dir = Path::new("fuzz/target");
-    let found = std::fs::read_dir(dir).ok().and_then(|rd| {
-        rd.filter_map(|e| e.ok())
-            .map(|e| e.path().join("release").join(target))
-            .find(|p| p.is_file())
-    });
-    found.ok_or_else(|| {
-        format!(
-            "no fuzz binary for '{target}' under fuzz/target/*/release (build it: cd fuzz && cargo fuzz build --sanitizer none --no-trace-compares {target}; or pass --bin)"
-        )
-    })
-}
-
-/// One libFuzzer run; seconds to the finding, or `None` at the cap.
-pub(crate) fn run_one(
-    bin: &Path,
-    seeds_dir: &Path,
-    row: &Row,
-    seed: u64,
-    cap: u64,
-    tmp: &Path,
-) -> Result<Option<f64>, String> {
-    let work = tmp.join(format!("{}-{seed}", row.label().replace([' ', '/'], "")));
-    let corpus = work.join("corpus");
-    std::fs::create_dir_all(&corpus).map_err(|e| format!("{}: {e}", corpus.display()))?;
-    let mut cmd = Command::new(bin);
-    cmd.arg(&corpus)
-        .arg(seeds_dir)
-        .arg(format!("-seed={}", seed + 1))
-        .arg(format!("-max_total_time={cap}"))
-        .arg(format!("-artifact_prefix={}/", work.display()))
-        .env("GUPCHECK_PRESET", &row.preset)
-        .env("GUPCHECK_ARCH", &row.arch)
-        .env(
-            "GUPCHECK_MUTATION",
-            row.mutation.as_deref().unwrap_or("none"),
-        )
-        .env("GUPCHECK_EXPECT", row.stop_at.join(","))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let t0 = Instant::now();
-    let out = cmd
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
-    let secs = t0.elapsed().as_secs_f64();
-    let _ = std::fs::remove_dir_all(&work);
-    if out.status.success() {
-        return Ok(None);
-    }
-    // The target panics with "<invariant>: <detail>"; anything else is a
-    // crash of its own (a model panic, a bad environment).
-    let err = String::from_utf8_lossy(&out.stderr);
-    if row.stop_at.iter().any(|i| err.contains(&format!("{i}: "))) {
-        Ok(Some(secs))
-    } else {
-        let line = err
-            .lines()
-            .find(|l| l.contains("panicked") || l.contains("ERROR"))
-            .unwrap_or("no message");
-        Err(format!(
-            "{}: seed {seed}: the target crashed: {line}",
-            row.label()
-        ))
-    }
-}
-
 pub fn fuzz_bench(a: &FuzzBenchArgs) -> Result<ExitCode, String> {
     let target = gupcheck_model::harness::fuzzing::Target::parse(&a.target)?;
     if target == gupcheck_model::harness::fuzzing::Target::Ops {
@@ -200,7 +134,7 @@ pub fn fuzz_bench(a: &FuzzBenchArgs) -> Result<ExitCode, String> {
     let bin = match &a.bin {
         Some(b) if b.is_file() => b.clone(),
         Some(b) => return Err(format!("no fuzz binary at {}", b.display())),
-        None => find_bin(&a.target)?,
+        None => detect::find_bin(&a.target)?,
     };
     let seeds_dir = a
         .seeds_dir
@@ -218,9 +152,6 @@ pub fn fuzz_bench(a: &FuzzBenchArgs) -> Result<ExitCode, String> {
     }
     gupcheck_model::harness::artifact::check_writable_dir(&a.out)?;
     let tmp = std::env::temp_dir().join(format!("gupcheck-fuzz-bench-{}", std::process::id()));
-    for r in &mut rows {
-        r.times = vec![None; a.seeds as usize];
-    }
     let jobs: Vec<(usize, u64)> = (0..rows.len())
         .flat_map(|r| (0..a.seeds).map(move |s| (r, s)))
         .collect();
@@ -233,41 +164,44 @@ pub fn fuzz_bench(a: &FuzzBenchArgs) -> Result<ExitCode, String> {
         bin.display()
     );
     let total = jobs.len();
-    let queue = Arc::new(Mutex::new(jobs.into_iter()));
-    let shared = Arc::new(Mutex::new((rows, 0usize, None::<String>)));
-    std::thread::scope(|s| {
-        for _ in 0..a.jobs {
-            let (queue, shared, bin, seeds_dir, tmp) = (&queue, &shared, &bin, &seeds_dir, &tmp);
-            s.spawn(move || loop {
-                let Some((r, seed)) = queue.lock().unwrap().next() else {
-                    return;
-                };
-                let row = shared.lock().unwrap().0[r].clone();
-                let res = run_one(bin, seeds_dir, &row, seed, a.cap, tmp);
-                let mut st = shared.lock().unwrap();
-                st.1 += 1;
-                match res {
-                    Ok(t) => {
-                        st.0[r].times[seed as usize] = t;
-                        let shown =
-                            t.map_or(format!("not in {} s", a.cap), |t| format!("{t:.1} s"));
-                        eprintln!("[{}/{total}] {} seed {seed}: {shown}", st.1, row.label());
-                    }
-                    Err(e) => {
-                        eprintln!("[{}/{total}] {e}", st.1);
-                        st.2.get_or_insert(e);
-                    }
+    let (mut finished, mut err) = (0, None);
+    let work = |&(r, seed): &(usize, u64)| {
+        detect::libfuzzer(&bin, &seeds_dir, &rows[r].run(), seed, a.cap, &tmp)
+    };
+    let mut times = vec![vec![None; a.seeds as usize]; rows.len()];
+    let never = AtomicBool::new(false);
+    let ran = pool::in_order(
+        a.jobs as usize,
+        "fuzz-bench",
+        &jobs,
+        &never,
+        work,
+        |i, res| {
+            let (r, seed) = jobs[i];
+            finished += 1;
+            match res {
+                Ok(t) => {
+                    times[r][seed as usize] = t;
+                    let shown = t.map_or(format!("not in {} s", a.cap), |t| format!("{t:.1} s"));
+                    eprintln!(
+                        "[{finished}/{total}] {} seed {seed}: {shown}",
+                        rows[r].label()
+                    );
                 }
-            });
-        }
-    });
+                Err(e) => {
+                    eprintln!("[{finished}/{total}] {e}");
+                    err.get_or_insert(e);
+                }
+            }
+        },
+    );
     let _ = std::fs::remove_dir_all(&tmp);
-    let (rows, _, err) = Arc::try_unwrap(shared)
-        .map_err(|_| "fuzz-bench: workers still running")?
-        .into_inner()
-        .unwrap();
+    ran?;
     if let Some(e) = err {
         return Err(e);
+    }
+    for (r, t) in rows.iter_mut().zip(times) {
+        r.times = t;
     }
     let md = table(&rows, a.seeds, a.cap);
     print!("{md}");
@@ -284,7 +218,8 @@ fn table(rows: &[Row], seeds: u64, cap: u64) -> String {
     );
     for r in rows {
         let found = r.times.iter().filter(|t| t.is_some()).count();
-        let median = r.median().map_or(format!("> {cap}"), |m| format!("{m:.1}"));
+        let median =
+            detect::median_with_misses(&r.times).map_or(format!("> {cap}"), |m| format!("{m:.1}"));
         s += &format!(
             "| {} | {} | {} | {} | {} | {found}/{} | {median} |\n",
             r.preset,

@@ -229,29 +229,34 @@ fn run(a: &BenchArgs) -> Result<ExitCode, String> {
                 &[],
             )?);
         }
-        let (pin, get) = if matches!(cmd, Cmd::GupFast | Cmd::GupBasic) {
-            (&theirs, &mine)
-        } else {
-            (&mine, &theirs)
-        };
-        let sum = |v: &[Timing], f: fn(&Timing) -> u128| v.iter().map(f).sum::<u128>().max(1);
-        let pinned = if cmd == Cmd::GupFast || cmd == Cmd::PinFast {
-            "PIN_FAST / GUP_FAST"
-        } else {
-            "PIN / GUP_BASIC"
-        };
-        println!(
-            "ratios ({pinned}, the model's timings, comparable as ratios only): pin/get {:.2}x, unpin/put {:.2}x",
-            sum(pin, |t| t.get_us) as f64 / sum(get, |t| t.get_us) as f64,
-            sum(pin, |t| t.put_us) as f64 / sum(get, |t| t.put_us) as f64,
-        );
-        println!(
-            "published kernel runs (KERNEL.md §9, 128 MiB, unknown hardware): pin/get 1.1-1.8x, unpin/put about 2x"
-        );
+        ratios(cmd, &mine, &theirs);
     }
     w.check_quiescent(&Default::default())
         .map_err(|v| format!("the model broke an invariant: {v}"))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The pin/get and unpin/put ratios of `cmd`'s timings and its companion's.
+fn ratios(cmd: Cmd, mine: &[Timing], theirs: &[Timing]) {
+    let (pin, get) = if matches!(cmd, Cmd::GupFast | Cmd::GupBasic) {
+        (theirs, mine)
+    } else {
+        (mine, theirs)
+    };
+    let sum = |v: &[Timing], f: fn(&Timing) -> u128| v.iter().map(f).sum::<u128>().max(1);
+    let pinned = if cmd == Cmd::GupFast || cmd == Cmd::PinFast {
+        "PIN_FAST / GUP_FAST"
+    } else {
+        "PIN / GUP_BASIC"
+    };
+    println!(
+        "ratios ({pinned}, the model's timings, comparable as ratios only): pin/get {:.2}x, unpin/put {:.2}x",
+        sum(pin, |t| t.get_us) as f64 / sum(get, |t| t.get_us) as f64,
+        sum(pin, |t| t.put_us) as f64 / sum(get, |t| t.put_us) as f64,
+    );
+    println!(
+        "published kernel runs (KERNEL.md §9, 128 MiB, unknown hardware): pin/get 1.1-1.8x, unpin/put about 2x"
+    );
 }
 
 /// The mapping the tool creates and touches: `pages` pages, prefaulted by a
@@ -275,7 +280,6 @@ fn build(pages: u64, thp: bool, preset: PresetId, arch: Arch) -> Result<World<St
 }
 
 /// One `ioctl(gup_fd, cmd, &gup)` per thread, all threads at once.
-#[allow(clippy::too_many_arguments)]
 fn ioctl(
     w: &World<Std>,
     cmd: Cmd,
@@ -307,7 +311,6 @@ fn ioctl(
 
 /// `gup_test_ioctl()` -> `__gup_test_ioctl()`: take the range in batches of
 /// `per_call`, stopping at a short batch; check pins are visible; release.
-#[allow(clippy::too_many_arguments)]
 fn one(
     w: &World<Std>,
     ctx: &mut Ctx,
