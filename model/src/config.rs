@@ -152,10 +152,19 @@ pub enum Mutation {
     /// leaves a reference on the wrong folio. Observable in
     /// `gup_fast_vs_thp_split`.
     NoHeadRecheck,
+    /// `folio_unlock()` clears PG_locked without waking the waiters
+    /// (`folio_wake_bit` dropped): a thread sleeping in `folio_lock()` sleeps
+    /// forever, a lost wake-up. Observable wherever two threads lock one folio.
+    UnlockNoWake,
+    /// GUP-fast indexes the PTE table with the page number unmasked
+    /// (`pte_index()` without `& (PTRS_PER_PTE - 1)`): past the first table
+    /// the walk reads beyond the table, an out-of-bounds access the model
+    /// reports as a `model crash`. Observable in `gup_fast_vs_page_mkclean`.
+    PteIndexUnmasked,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 14] = [
+    pub const ALL: [Mutation; 16] = [
         Mutation::WalkerSkipsRegistration,
         Mutation::WalkerPlainGet,
         Mutation::WalkerRegistrationNoBarrier,
@@ -170,6 +179,8 @@ impl Mutation {
         Mutation::NoPmdRecheck,
         Mutation::ThpReuseByMapcount,
         Mutation::NoHeadRecheck,
+        Mutation::UnlockNoWake,
+        Mutation::PteIndexUnmasked,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -187,6 +198,8 @@ impl Mutation {
             Mutation::NoPmdRecheck => "no_pmd_recheck",
             Mutation::ThpReuseByMapcount => "thp_reuse_by_mapcount",
             Mutation::NoHeadRecheck => "no_head_recheck",
+            Mutation::UnlockNoWake => "unlock_no_wake",
+            Mutation::PteIndexUnmasked => "pte_index_unmasked",
         }
     }
     pub fn describe(self) -> &'static str {
@@ -226,6 +239,12 @@ impl Mutation {
             }
             Mutation::NoHeadRecheck => {
                 "GUP-fast does not recheck the folio after its grab (c24d37322548)"
+            }
+            Mutation::UnlockNoWake => {
+                "folio_unlock clears PG_locked without waking the sleepers (a lost wake-up)"
+            }
+            Mutation::PteIndexUnmasked => {
+                "GUP-fast indexes the PTE table with the page number unmasked (out of bounds)"
             }
         }
     }

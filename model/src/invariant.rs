@@ -19,10 +19,16 @@ pub enum Invariant {
     NoLostWrite,
     DirtyWithoutBuffers,
     PinThroughWritablePte,
+    /// No thread waits forever: a deadlock or a lost wake-up.
+    Progress,
+    /// Not an invariant but a finding class: the model itself panicked during
+    /// an execution (an index out of range, a stale table); carried like a
+    /// violation so that it is minimised, replayed and counted the same way.
+    ModelCrash,
 }
 
 impl Invariant {
-    pub const ALL: [Invariant; 12] = [
+    pub const ALL: [Invariant; 14] = [
         Invariant::NoResurrection,
         Invariant::NoUseAfterFree,
         Invariant::RefcountBounds,
@@ -35,6 +41,8 @@ impl Invariant {
         Invariant::NoLostWrite,
         Invariant::DirtyWithoutBuffers,
         Invariant::PinThroughWritablePte,
+        Invariant::Progress,
+        Invariant::ModelCrash,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -50,6 +58,8 @@ impl Invariant {
             Invariant::NoLostWrite => "no lost write",
             Invariant::DirtyWithoutBuffers => "no dirty page without buffers",
             Invariant::PinThroughWritablePte => "write pin through a writable pte",
+            Invariant::Progress => "progress",
+            Invariant::ModelCrash => "model crash",
         }
     }
     pub fn meaning(self) -> &'static str {
@@ -66,7 +76,13 @@ impl Invariant {
             Invariant::NoLostWrite => "a write through a pin or a PTE reaches the disk or stays dirty",
             Invariant::DirtyWithoutBuffers => "a buffer-head filesystem never has a dirty page-cache page without buffers (ext4_writepage's BUG_ON, a skipped write since cc5095747edf)",
             Invariant::PinThroughWritablePte => "a FOLL_WRITE grab is kept only if the PTE it was taken through was present and writable after the grab (the page_mkclean rule)",
+            Invariant::Progress => "no thread waits forever: loom and shuttle report a deadlock (a lost wake-up, a lock never released) with the threads that wait",
+            Invariant::ModelCrash => "a finding class, not an invariant: the model panicked during an execution; the panic's message and place, minimised and replayable",
         }
+    }
+    /// A finding class rather than a property of the protocol (`model crash`).
+    pub fn is_finding_class(self) -> bool {
+        matches!(self, Invariant::ModelCrash)
     }
     pub fn parse(s: &str) -> Result<Invariant, String> {
         let k = s.replace(['_', '-'], " ");
@@ -104,7 +120,8 @@ impl std::fmt::Display for Violation {
                 "{} (thread {t}, at {}): {}",
                 self.invariant, self.step, self.detail
             ),
-            None => write!(f, "{} (at quiescence): {}", self.invariant, self.detail),
+            // No thread: at quiescence, or the whole execution (a deadlock, a crash).
+            None => write!(f, "{} (at {}): {}", self.invariant, self.step, self.detail),
         }
     }
 }

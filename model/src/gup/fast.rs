@@ -356,7 +356,11 @@ impl<B: Backend> World<B> {
         let write = flags.has(Flag::Write);
         let mut addr = start;
         while addr < end {
-            let idx = self.cfg.index(addr, 1);
+            let idx = if self.cfg.has(Mutation::PteIndexUnmasked) {
+                (addr >> PAGE_SHIFT) as usize
+            } else {
+                self.cfg.index(addr, 1)
+            };
             let t = &self.tables[slot as usize];
             let pte = t.read(idx);
             // Ghost, with the read: when it happened.

@@ -29,7 +29,7 @@ use crate::config::{Arch, Mutation, WorldConfig};
 use crate::ghost::Ctx;
 use crate::gup::api::GupApi;
 use crate::harness::artifact::Artifact;
-use crate::harness::engine::{run_bytes_on, Engine};
+use crate::harness::engine::{run_bytes_on, run_op_judged, Engine};
 use crate::harness::ops::{FlagSel, Op, ReleaseApi, OPS_VERSION};
 use crate::harness::scenario::Scenario;
 use crate::invariant::Invariant;
@@ -498,7 +498,7 @@ pub fn run_contract(ops: &[ContractOp], preset: PresetId) -> Result<(), Finding>
             },
         };
         let before = ctx.handles.len();
-        if let Err(v) = w.run_op(&mut ctx, &layout, &mop) {
+        if let Err(v) = run_op_judged(&w, &mut ctx, &layout, &mop) {
             return Err(found(v.invariant, format!("op {i} {mop:?}: {}", v.detail)));
         }
         let bad = |what: String| {
@@ -647,7 +647,7 @@ pub fn run_contract(ops: &[ContractOp], preset: PresetId) -> Result<(), Finding>
             handle: 0,
             how: ReleaseApi::Matching,
         };
-        if let Err(v) = w.run_op(&mut ctx, &layout, &op) {
+        if let Err(v) = run_op_judged(&w, &mut ctx, &layout, &op) {
             return Err(found(v.invariant, v.detail));
         }
     }

@@ -190,6 +190,44 @@ pub fn gup_fast_vs_munmap() -> Scenario {
     }
 }
 
+/// `gup_fast_across_tables`: a FOLL_PIN GUP-fast whose range crosses from one
+/// PTE table into the next (`gup_fast_pmd_range` steps to the next PMD entry)
+/// while munmap frees the second table's only page and the table with it, and
+/// a remap faults a new one in. The walk of the second table must see either
+/// the old table (kept alive by the IPI or the grace period) or the new one.
+///
+/// Clean in both arch modes; `pte_index_unmasked` reads past the table, which
+/// the model reports as a `model crash`.
+pub fn gup_fast_across_tables() -> Scenario {
+    Scenario {
+        name: "gup_fast_across_tables".into(),
+        about: "pin_user_pages_fast over two PTE tables against munmap and remap of the second"
+            .into(),
+        version: OPS_VERSION,
+        layout: Layout::one(vec![
+            Region::anon(0, 2, Populate::Anon),
+            Region::anon(2, 1, Populate::Anon),
+        ]),
+        threads: vec![
+            vec![
+                gup(GupApi::PinUserPagesFast, 0, 3, FlagSel::WRITE),
+                release(ReleaseApi::Matching),
+            ],
+            vec![
+                Op::Munmap { mm: 0, region: 1 },
+                Op::Mmap { mm: 0, region: 1 },
+                Op::Touch {
+                    mm: 0,
+                    page: 2,
+                    write: true,
+                },
+            ],
+        ],
+        world: small_world(12, 8),
+        window: None,
+    }
+}
+
 /// Page 0 to be unmapped, page 1 keeping its PTE table, page 2 read-faulted
 /// (the zero page) for a copy-on-write fault that reuses a freed frame.
 fn reuse_layout() -> Layout {
@@ -842,6 +880,7 @@ pub fn catalogue() -> Vec<Scenario> {
         munmap_vs_lockless_walker(),
         fault_vs_lockless_walker(),
         gup_fast_vs_munmap(),
+        gup_fast_across_tables(),
         concurrent_pin_unpin(),
         huge_page_pin_overflow(),
         zero_page_pin(),

@@ -3,7 +3,7 @@
 //! space directly, without running faults (small worlds for model checkers).
 
 use crate::backend::{Backend, Condvar, KAtomic, Mutex, Std};
-use crate::config::WorldConfig;
+use crate::config::{Mutation, WorldConfig};
 use crate::ghost::{Ctx, Ghost};
 use crate::invariant::Res;
 use crate::state::device::{NotifierDev, NotifierState};
@@ -479,6 +479,9 @@ impl<B: Backend> World<B> {
     pub(crate) fn folio_unlock(&self, ctx: &mut Ctx, head: Pfn) {
         self.mem.frame(head).flags.fetch_andnot(pg::LOCKED);
         ctx.step(&self.ghost, "folio_unlock", u64::from(head));
+        if self.cfg.has(Mutation::UnlockNoWake) {
+            return;
+        }
         let g = self.page_waitq.lock();
         self.page_waitq_cv.notify_all();
         drop(g);

@@ -156,6 +156,16 @@ pub(super) fn run_loom(
     let failure = found.lock().unwrap().take();
     if let Err(p) = r {
         if failure.is_none() {
+            // A deadlock or a model crash: a finding of this iteration.
+            if let Some(v) = panic_finding() {
+                let f = Failure {
+                    violation: v,
+                    iteration: iterations.saturating_sub(1),
+                    trace: Vec::new(),
+                    schedule: None,
+                };
+                return Ok((iterations, Some(f)));
+            }
             // Not ours: a loom limit (branches, deadlock) or a model bug.
             let msg = p
                 .downcast_ref::<String>()

@@ -17,7 +17,7 @@ use crate::backend::{Backend, Loom, Shuttle, Std, THREAD_STACK};
 use crate::config::WorldConfig;
 use crate::ghost::{Ctx, Ledger, Step};
 use crate::harness::scenario::Scenario;
-use crate::invariant::Violation;
+use crate::invariant::{Invariant, Res, Violation};
 use crate::state::world::World;
 
 mod loom_runner;
@@ -252,11 +252,28 @@ fn order_panic_hooks() {
         // a model bug) becomes `run`'s error, so nothing is printed for it here.
         let shuttle_hook = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
+            let msg = payload_message(info.payload());
+            let at = info
+                .location()
+                .map(|l| format!("{}:{}", l.file(), l.line()));
+            FIRST_PANIC.with(|p| {
+                p.borrow_mut().get_or_insert((msg.clone(), at));
+            });
             if IN_LOOM.with(|f| f.get()) {
                 return;
             }
+            // Real threads: `run_ops` reports a panic of the model as a finding.
+            if IN_STD_OP.with(|f| f.get()) && at_model(info.location().map(|l| l.file())) {
+                return;
+            }
             if IN_SHUTTLE.with(|f| f.get()) {
-                shuttle_hook(info);
+                // A deadlock is reported as a `progress` finding, not printed.
+                // A deadlock or a panic of the model is reported as a finding.
+                let finding = msg.starts_with(SHUTTLE_DEADLOCK)
+                    || at_model(info.location().map(|l| l.file()));
+                if !finding {
+                    shuttle_hook(info);
+                }
             } else {
                 outside(info);
             }
@@ -290,7 +307,8 @@ pub fn run_ops<B: Backend>(
     let mut ops_run = 0;
     for op in ops {
         ops_run += 1;
-        if let Err(v) = w.run_op(&mut ctx, layout, op) {
+        let r = run_op_judged(w, &mut ctx, layout, op);
+        if let Err(v) = r {
             violation = Some(v);
             break;
         }
@@ -303,6 +321,32 @@ pub fn run_ops<B: Backend>(
     }
 }
 
+/// One op of a model thread. On real threads a panic of the model's own code
+/// becomes a `model crash` of this thread (loom and shuttle unwind their
+/// threads to cancel them: there a panic is judged at the engine's edge,
+/// `panic_finding`); any other panic goes on unwinding.
+pub fn run_op_judged<B: Backend>(
+    w: &World<B>,
+    ctx: &mut Ctx,
+    layout: &crate::state::layout::Layout,
+    op: &crate::harness::ops::Op,
+) -> Res<()> {
+    if B::MODEL_CHECKED {
+        return w.run_op(ctx, layout, op);
+    }
+    forget_panics();
+    IN_STD_OP.with(|f| f.set(true));
+    let r = catch_unwind(AssertUnwindSafe(|| w.run_op(ctx, layout, op)));
+    IN_STD_OP.with(|f| f.set(false));
+    r.unwrap_or_else(|p| match panic_finding() {
+        Some(v) => Err(Box::new(Violation {
+            thread: Some(ctx.thread),
+            ..v
+        })),
+        None => resume_unwind(p),
+    })
+}
+
 /// One execution: spawn a thread per op list, join them, check at quiescence.
 /// Generic over the backend; the world is built by the caller.
 fn execute<B: Backend>(
@@ -310,6 +354,7 @@ fn execute<B: Backend>(
     sc: &Arc<Scenario>,
     tally: &Tally,
 ) -> Result<(), (Box<Violation>, Vec<Step>)> {
+    forget_panics();
     let handles: Vec<_> = (0..sc.threads.len())
         .map(|t| {
             let w = Arc::clone(w);
@@ -384,7 +429,60 @@ pub struct Tally {
     pub tolerated: AtomicU64,
 }
 
+/// How shuttle's deadlock panic starts (and loom's, below).
+const SHUTTLE_DEADLOCK: &str = "deadlock!";
+const LOOM_DEADLOCK: &str = "deadlock;";
+
+/// A panic payload's message.
+fn payload_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+/// Forgets the panics this thread has seen: an execution starts.
+pub(super) fn forget_panics() {
+    FIRST_PANIC.with(|p| p.borrow_mut().take());
+}
+
+/// What the first panic this thread saw since `forget_panics` is a finding
+/// of: a deadlock of the model's threads (`progress`: shuttle and loom detect
+/// it when every thread waits), or a panic whose place is the model's own
+/// code below the harness (`model crash`). `None` for anything else (a limit
+/// of the engine, a bug of the harness), which stays an error.
+pub(super) fn panic_finding() -> Option<Violation> {
+    let (msg, at) = FIRST_PANIC.with(|p| p.borrow().clone())?;
+    let first = msg.lines().next().unwrap_or("").to_string();
+    if msg.starts_with(SHUTTLE_DEADLOCK) || msg.starts_with(LOOM_DEADLOCK) {
+        return Some(Violation {
+            invariant: Invariant::Progress,
+            thread: None,
+            step: "a deadlock".into(),
+            detail: format!("no thread can run, and not all have ended ({first})"),
+        });
+    }
+    let at = at?;
+    at_model(Some(&at)).then(|| Violation {
+        invariant: Invariant::ModelCrash,
+        thread: None,
+        step: at.clone(),
+        detail: format!("the model panicked at {at}: {first}"),
+    })
+}
+
+/// Whether a panic's place is the model's own code below the harness.
+fn at_model(file: Option<&str>) -> bool {
+    file.is_some_and(|f| f.contains("model/src/") && !f.contains("model/src/harness/"))
+}
+
 thread_local! {
+    /// Set while a real thread runs one op of the model (`run_ops`).
+    static IN_STD_OP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// The first panic this thread saw since `forget_panics`, and its place:
+    /// the panic hook records it before the engine unwinds.
+    static FIRST_PANIC: std::cell::RefCell<Option<(String, Option<String>)>> =
+        const { std::cell::RefCell::new(None) };
     /// Set while loom runs on this thread: its panics are reported as errors by
     /// `run`, not by the panic hooks.
     static IN_LOOM: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };

@@ -38,6 +38,28 @@ pub fn run(job: Job) -> Option<Failure> {
 }
 
 pub(super) fn serve(yielder: &Yielder<Job, Option<Failure>>, first: Job) {
+    let mut job = first;
+    loop {
+        // A deadlock or a model crash ends shuttle's run with a panic: the
+        // finding goes back as the job's result and a new runner serves on.
+        let Err(p) = catch_unwind(AssertUnwindSafe(|| serve_from(yielder, job))) else {
+            unreachable!("the runner serves forever")
+        };
+        let Some(violation) = panic_finding() else {
+            resume_unwind(p)
+        };
+        let found = Failure {
+            violation,
+            iteration: 0,
+            trace: Vec::new(),
+            schedule: None,
+        };
+        job = yielder.suspend(Some(found));
+    }
+}
+
+/// One shuttle runner serving jobs from `first` on, until an execution panics.
+fn serve_from(yielder: &Yielder<Job, Option<Failure>>, first: Job) {
     let slot: Arc<Mutex<Slot>> = Arc::default();
     let mut config = shuttle::Config::new();
     config.stack_size = THREAD_STACK;

@@ -73,6 +73,19 @@ impl<S: shuttle::scheduler::Scheduler> shuttle::scheduler::Scheduler for Recordi
     recorded_decisions!(inner);
 }
 
+impl<S> Drop for Recording<S> {
+    /// A run that a panic ended (a deadlock, a model crash) never asks for a
+    /// new execution: the decisions of the one that panicked are kept here.
+    fn drop(&mut self) {
+        let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        if failing.is_none() && !self.current.tasks.is_empty() {
+            *failing = Some(std::mem::take(&mut self.current));
+        }
+        // As in `new_execution`: no "failing seed" from a scheduler dropped midway.
+        std::mem::forget(self.inner.take());
+    }
+}
+
 /// Asks `inner` for the next task and records the decision in `sched`.
 pub(super) fn record_task<S: shuttle::scheduler::Scheduler>(
     sched: &mut Schedule,
@@ -280,22 +293,38 @@ pub(super) fn run_shuttle_on<S: shuttle::scheduler::Scheduler + 'static>(
         hits.clone(),
     );
     let _in = InShuttle::enter();
-    runner.run(move || {
-        let i = i2.fetch_add(1, SeqCst);
-        let w = Arc::new(World::<Shuttle>::from_image(&img2));
-        if let Err((v, trace)) = execute(&w, &sc2, &h2) {
-            let mut f = f2.lock().unwrap();
-            if f.is_none() {
-                *f = Some(Failure {
-                    violation: *v,
-                    iteration: i,
-                    trace,
-                    schedule: None,
-                });
+    let ran = catch_unwind(AssertUnwindSafe(|| {
+        runner.run(move || {
+            let i = i2.fetch_add(1, SeqCst);
+            let w = Arc::new(World::<Shuttle>::from_image(&img2));
+            if let Err((v, trace)) = execute(&w, &sc2, &h2) {
+                let mut f = f2.lock().unwrap();
+                if f.is_none() {
+                    *f = Some(Failure {
+                        violation: *v,
+                        iteration: i,
+                        trace,
+                        schedule: None,
+                    });
+                }
+                s2.store(true, SeqCst);
             }
-            s2.store(true, SeqCst);
-        }
-    });
+        });
+    }));
+    if let Err(p) = ran {
+        // A deadlock or a model crash ends the run with a panic out of
+        // shuttle; anything else is not a finding and goes on unwinding.
+        let Some(v) = panic_finding() else {
+            resume_unwind(p)
+        };
+        let i = iters.load(SeqCst).saturating_sub(1);
+        found.lock().unwrap().get_or_insert(Failure {
+            violation: v,
+            iteration: i,
+            trace: Vec::new(),
+            schedule: None,
+        });
+    }
     let mut failure = found.lock().unwrap().take();
     if let Some(f) = failure.as_mut() {
         f.schedule = failing.lock().unwrap().take();
