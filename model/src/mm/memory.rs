@@ -126,9 +126,13 @@ impl<B: Backend> World<B> {
         let Some(new) = self.alloc_anon_page(ctx)? else {
             return Ok(None);
         };
-        for w in 0..2 {
-            let v = src.map_or(0, |s| self.mem.read_data(s, w));
-            self.write_page(new, w, v);
+        match src {
+            Some(src) => self.copy_highpage(new, src),
+            None => {
+                for w in 0..2 {
+                    self.write_page(new, w, 0);
+                }
+            }
         }
         B::smp_wmb();
         Ok(Some(new))
