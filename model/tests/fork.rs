@@ -314,3 +314,54 @@ fn a_child_copy_of_a_page_written_while_fork_ran_is_no_leak() {
         }
     }
 }
+
+/// The child loads page 0 while another of its threads unmaps it, maps it
+/// again and stores into the new page: the load is judged by the page it
+/// read, not by whatever the address maps once the load is done. The
+/// interleaving takes three context switches at the right places: schedules
+/// are drawn from bytes, in runs that keep one thread going, as a fuzzer's
+/// would be.
+#[test]
+fn a_child_load_is_judged_by_the_page_it_read() {
+    use gupcheck_model::harness::engine::run_bytes;
+    let load = |page| Op::Load { mm: 1, page };
+    let mut sc = dma_while_fork_runs("child_load_vs_remap", vec![load(0), load(1)]);
+    sc.threads.push(vec![
+        Op::Munmap { mm: 1, region: 0 },
+        Op::Mmap { mm: 1, region: 0 },
+        Op::Touch {
+            mm: 1,
+            page: 0,
+            write: true,
+        },
+    ]);
+    // The new page is stored into between the child's two loads.
+    sc.window = Some(Window {
+        thread: 1,
+        open: "user load".into(),
+        racer: "user store".into(),
+        close: "user load".into(),
+    });
+    let cfg = sc.config(Arch::Rcu, &[]);
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut hits = 0;
+    for i in 0..20_000 {
+        let mut bytes = Vec::new();
+        for _ in 0..6 {
+            let r = next();
+            bytes.extend(std::iter::repeat_n(r as u8, (r >> 8) as usize % 64 + 1));
+        }
+        let o = run_bytes(&sc, &cfg, &bytes).unwrap();
+        if let Some(f) = o.failure {
+            panic!("schedule {i}: {}", f.violation);
+        }
+        hits += o.window_hits;
+    }
+    assert!(hits > 0, "a store into the new page between the loads");
+}
