@@ -365,3 +365,67 @@ fn a_child_load_is_judged_by_the_page_it_read() {
     }
     assert!(hits > 0, "a store into the new page between the loads");
 }
+
+/// The case `gupcheck stress` shrank (latest, rcu, the random world): one
+/// thread forks and, as the child, pins for write and reads through the pin;
+/// the other pins, lets the device write and unpins while fork runs. The
+/// child's write pin copies the page fork shared, device write included.
+#[test]
+fn the_shrunk_stress_case_is_no_leak() {
+    use gupcheck_model::harness::fuzzing::random_world;
+    let gup = |api, mm, page, nr, flags| Op::Gup {
+        api,
+        mm,
+        page,
+        nr,
+        flags,
+    };
+    let sc = random_world(
+        vec![
+            vec![
+                Op::Fork { child: 205 },
+                Op::UseMm { mm: 215 },
+                gup(GupApi::PinUserPagesFast, 192, 44094, 55, FlagSel::WRITE),
+                Op::ReadHandle { handle: 63 },
+            ],
+            vec![
+                gup(
+                    GupApi::PinUserPagesFastOnly,
+                    239,
+                    15669,
+                    38,
+                    FlagSel {
+                        write: true,
+                        longterm: true,
+                        force: true,
+                    },
+                ),
+                Op::DmaWrite { handle: 177 },
+                Op::Release {
+                    handle: 82,
+                    how: ReleaseApi::RangeDirtyLock,
+                },
+            ],
+        ],
+        true,
+    );
+    // As stress runs it: past the gup+DMA outcomes the kernel never fixed.
+    let mut cfg = sc.config(Arch::Rcu, &[]);
+    cfg.tolerate = gupcheck_model::harness::fuzzing::KNOWN_OPEN.to_vec();
+    for engine in [
+        Engine::ShuttleRandom {
+            iterations: 5000,
+            seed: 1,
+        },
+        Engine::ShuttlePct {
+            iterations: 5000,
+            depth: 3,
+            seed: 1,
+        },
+    ] {
+        let o = run(&sc, &cfg, &engine).unwrap();
+        if let Some(f) = o.failure {
+            panic!("{engine:?}: {}", f.violation);
+        }
+    }
+}
