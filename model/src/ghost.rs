@@ -382,7 +382,8 @@ pub struct Ghost {
     fork_tick: Box<[AtomicU64]>,
     fork_parent: Box<[AtomicU32]>,
     /// Per (fork child, frame): the tick at which fork installed the frame in
-    /// the child (0: never).
+    /// the child, or the frame its content was copied from (0: never). It
+    /// follows the content, not the frame: `content_copied`.
     fork_copied: Box<[AtomicU64]>,
     nr_frames: usize,
     /// Per PTE (table slot × entry): the step tick at which `page_mkclean_one`
@@ -540,6 +541,17 @@ impl Ghost {
         if child < MAX_MMS {
             let now = self.tick();
             self.fork_copied[child * self.nr_frames + page as usize].store(now, SeqCst);
+        }
+    }
+
+    /// The data of `from` was just copied into `to` (`copy_highpage`): for
+    /// each fork child the copy holds what fork gave it in `from`, as of then
+    /// (a child's COW copy, a migrated or collapsed page).
+    pub(crate) fn content_copied(&self, from: Pfn, to: Pfn) {
+        for mm in 0..MAX_MMS {
+            let at = |p: Pfn| mm * self.nr_frames + p as usize;
+            let installed = self.fork_copied[at(from)].load(SeqCst);
+            self.fork_copied[at(to)].store(installed, SeqCst);
         }
     }
 

@@ -4,11 +4,14 @@
 use gupcheck_model::backend::{KAtomic, Std};
 use gupcheck_model::flags::{Flag, Foll};
 use gupcheck_model::ghost::Ctx;
+use gupcheck_model::gup::api::GupApi;
+use gupcheck_model::harness::ops::{FlagSel, Op, ReleaseApi, OPS_VERSION};
+use gupcheck_model::harness::scenario::{Scenario, Window};
 use gupcheck_model::state::layout::{Layout, Populate, Region};
 use gupcheck_model::state::mem::pg;
 use gupcheck_model::state::pgtable::Pte;
 use gupcheck_model::types::Pfn;
-use gupcheck_model::{Arch, PresetId, World, WorldConfig};
+use gupcheck_model::{run, Arch, Engine, PresetId, World, WorldConfig};
 
 fn world(preset: PresetId) -> World<Std> {
     world_with(preset, Region::anon(0, 2, Populate::Anon))
@@ -188,5 +191,241 @@ fn fork_shares_a_thp_leaf_unless_it_may_be_pinned() {
         }
         w.unpin_user_pages(&mut c, &pages).unwrap();
         w.check_quiescent(&c.ledger).unwrap();
+    }
+}
+
+/// Two threads of one process: one pins page 0 for write (`pin_user_pages`,
+/// under `mmap_lock`, so fork sees the pin if it comes first), lets a device
+/// write through the pin and unpins (a DIO completing); the other forks, then
+/// runs `child`'s ops. A device write that lands after fork began and before
+/// fork shared the page is part of the child's snapshot, in the page fork
+/// shared and in every copy of it.
+fn dma_while_fork_runs(name: &str, child: Vec<Op>) -> Scenario {
+    Scenario {
+        name: name.into(),
+        about: "DIO pin + device write + unpin against fork; then the child's ops".into(),
+        version: OPS_VERSION,
+        // A free PMD-order folio for the collapse.
+        layout: Layout {
+            spare_pmd_folios: 1,
+            ..Layout::one(vec![Region::anon(0, 2, Populate::Anon)])
+        },
+        threads: vec![
+            vec![
+                gup(GupApi::PinUserPages, 0),
+                Op::DmaWrite { handle: 0 },
+                RELEASE,
+            ],
+            [vec![Op::Fork { child: 1 }], child].concat(),
+        ],
+        world: WorldConfig {
+            nr_mms: 2,
+            ..WorldConfig::small(Arch::Rcu)
+        },
+        // The device writes while fork copies, before it shares page 0.
+        window: Some(Window {
+            thread: 1,
+            open: "copy_page_range: write_seqcount_begin".into(),
+            racer: "device dma write".into(),
+            close: "copy_present_pte: share wrprotected".into(),
+        }),
+    }
+}
+
+/// A write GUP call on page 0 of the calling thread's address space.
+fn gup(api: GupApi, mm: u8) -> Op {
+    Op::Gup {
+        api,
+        mm,
+        page: 0,
+        nr: 1,
+        flags: FlagSel::WRITE,
+    }
+}
+
+const RELEASE: Op = Op::Release {
+    handle: 0,
+    how: ReleaseApi::Matching,
+};
+
+/// The parent unmaps the region (no store of its own to race with the
+/// device's): the child's pages are then mapped by the child alone, as
+/// migration and collapse want them.
+const PARENT_UNMAPS: Op = Op::Munmap { mm: 0, region: 0 };
+
+/// no leak after fork judges a child's copy of a page fork shared by when
+/// fork shared that page, whichever path copied it: the child's write fault
+/// (`wp_page_copy`, here under its write pin), migration (`migrate_folio`),
+/// khugepaged's collapse (`__collapse_huge_page_copy`). Judged by the copy's
+/// own frame, which fork never gave the child, each was a leak.
+#[test]
+fn a_child_copy_of_a_page_written_while_fork_ran_is_no_leak() {
+    let load = Op::Load { mm: 1, page: 0 };
+    let variants = [
+        dma_while_fork_runs(
+            "child_write_pin_copies",
+            vec![
+                Op::UseMm { mm: 1 },
+                gup(GupApi::PinUserPagesFast, 1),
+                Op::ReadHandle { handle: 0 },
+                RELEASE,
+            ],
+        ),
+        dma_while_fork_runs(
+            "child_page_migrates",
+            vec![PARENT_UNMAPS, Op::Migrate { mm: 1, page: 0 }, load.clone()],
+        ),
+        dma_while_fork_runs(
+            "child_pages_collapse",
+            vec![PARENT_UNMAPS, Op::Collapse { mm: 1, page: 0 }, load],
+        ),
+    ];
+    for sc in &variants {
+        for arch in Arch::ALL {
+            let cfg = sc.config(arch, &[]);
+            let loom = Engine::Loom {
+                preemption_bound: Some(2),
+            };
+            let shuttle = [
+                Engine::ShuttleRandom {
+                    iterations: 1000,
+                    seed: 1,
+                },
+                Engine::ShuttlePct {
+                    iterations: 1000,
+                    depth: 3,
+                    seed: 1,
+                },
+            ];
+            for engine in std::iter::once(loom).chain(shuttle) {
+                let o = run(sc, &cfg, &engine).unwrap();
+                if let Some(f) = o.failure {
+                    panic!("{} {arch:?} {engine:?}: {}", sc.name, f.violation);
+                }
+                // Shuttle may switch at every shared access, and so lets the
+                // device write inside fork's copy. loom reorders conflicting
+                // accesses only, and the ghost's clock is none: it need not
+                // place the device's value after fork began (its part is the
+                // weak-memory orderings of the rest).
+                if !matches!(engine, Engine::Loom { .. }) {
+                    assert!(o.window_hits > 0, "{} {arch:?} {engine:?}", sc.name);
+                }
+            }
+        }
+    }
+}
+
+/// The child loads page 0 while another of its threads unmaps it, maps it
+/// again and stores into the new page: the load is judged by the page it
+/// read, not by whatever the address maps once the load is done. The
+/// interleaving takes three context switches at the right places: schedules
+/// are drawn from bytes, in runs that keep one thread going, as a fuzzer's
+/// would be.
+#[test]
+fn a_child_load_is_judged_by_the_page_it_read() {
+    use gupcheck_model::harness::engine::run_bytes;
+    let load = |page| Op::Load { mm: 1, page };
+    let mut sc = dma_while_fork_runs("child_load_vs_remap", vec![load(0), load(1)]);
+    sc.threads.push(vec![
+        Op::Munmap { mm: 1, region: 0 },
+        Op::Mmap { mm: 1, region: 0 },
+        Op::Touch {
+            mm: 1,
+            page: 0,
+            write: true,
+        },
+    ]);
+    // The new page is stored into between the child's two loads.
+    sc.window = Some(Window {
+        thread: 1,
+        open: "user load".into(),
+        racer: "user store".into(),
+        close: "user load".into(),
+    });
+    let cfg = sc.config(Arch::Rcu, &[]);
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut hits = 0;
+    for i in 0..20_000 {
+        let mut bytes = Vec::new();
+        for _ in 0..6 {
+            let r = next();
+            bytes.extend(std::iter::repeat_n(r as u8, (r >> 8) as usize % 64 + 1));
+        }
+        let o = run_bytes(&sc, &cfg, &bytes).unwrap();
+        if let Some(f) = o.failure {
+            panic!("schedule {i}: {}", f.violation);
+        }
+        hits += o.window_hits;
+    }
+    assert!(hits > 0, "a store into the new page between the loads");
+}
+
+/// The case `gupcheck stress` shrank (latest, rcu, the random world): one
+/// thread forks and, as the child, pins for write and reads through the pin;
+/// the other pins, lets the device write and unpins while fork runs. The
+/// child's write pin copies the page fork shared, device write included.
+#[test]
+fn the_shrunk_stress_case_is_no_leak() {
+    use gupcheck_model::harness::fuzzing::random_world;
+    let gup = |api, mm, page, nr, flags| Op::Gup {
+        api,
+        mm,
+        page,
+        nr,
+        flags,
+    };
+    let sc = random_world(
+        vec![
+            vec![
+                Op::Fork { child: 205 },
+                Op::UseMm { mm: 215 },
+                gup(GupApi::PinUserPagesFast, 192, 44094, 55, FlagSel::WRITE),
+                Op::ReadHandle { handle: 63 },
+            ],
+            vec![
+                gup(
+                    GupApi::PinUserPagesFastOnly,
+                    239,
+                    15669,
+                    38,
+                    FlagSel {
+                        write: true,
+                        longterm: true,
+                        force: true,
+                    },
+                ),
+                Op::DmaWrite { handle: 177 },
+                Op::Release {
+                    handle: 82,
+                    how: ReleaseApi::RangeDirtyLock,
+                },
+            ],
+        ],
+        true,
+    );
+    // As stress runs it: past the gup+DMA outcomes the kernel never fixed.
+    let mut cfg = sc.config(Arch::Rcu, &[]);
+    cfg.tolerate = gupcheck_model::harness::fuzzing::KNOWN_OPEN.to_vec();
+    for engine in [
+        Engine::ShuttleRandom {
+            iterations: 5000,
+            seed: 1,
+        },
+        Engine::ShuttlePct {
+            iterations: 5000,
+            depth: 3,
+            seed: 1,
+        },
+    ] {
+        let o = run(&sc, &cfg, &engine).unwrap();
+        if let Some(f) = o.failure {
+            panic!("{engine:?}: {}", f.violation);
+        }
     }
 }

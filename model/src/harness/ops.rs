@@ -13,6 +13,7 @@ use crate::config::Mutation;
 use crate::flags::{Flag, Foll};
 use crate::ghost::Ctx;
 use crate::ghost::Handle;
+use crate::ghost::Stamp;
 use crate::gup::api::{GupApi, GupCall};
 use crate::invariant::{Invariant, Res};
 use crate::preset::PinCounting;
@@ -258,9 +259,10 @@ impl<B: Backend> World<B> {
             Op::Load { mm, page } => {
                 let mm = r.mm(mm);
                 if let Some(addr) = r.page(mm, page) {
-                    if let Ok(v) = self.user_access(ctx, mm, addr, false)? {
-                        let page = self.resolve(mm, addr).unwrap_or(0);
-                        self.check_origin(ctx, mm, v, page, "read")?;
+                    // Judged by the page the load read: the address may map
+                    // another by now.
+                    if let Ok(a) = self.user_access_page(ctx, mm, addr, false)? {
+                        self.check_origin(ctx, mm, a.value, a.page, a.seen, "read")?;
                     }
                 }
             }
@@ -489,18 +491,33 @@ impl<B: Backend> World<B> {
             return Ok(());
         };
         let v = self.mem.read_data(page, 0);
+        let seen = self.ghost.frame(page);
         ctx.step(&self.ghost, "read through the reference", u64::from(page));
         // The process that obtained the reference is the one reading.
-        self.check_origin(ctx, reader, v, page, "read through its GUP reference")
+        self.check_origin(ctx, reader, v, page, seen, "read through its GUP reference")
     }
 
-    /// no leak after fork: `reader` read `v` from `page` (`how`); it must not
-    /// be a value the other side of a fork wrote after it.
-    fn check_origin(&self, ctx: &Ctx, reader: usize, v: u64, page: Pfn, how: &str) -> Res<()> {
+    /// no leak after fork: `reader` read `v` from `page` (`how`) in the
+    /// frame's life `seen`; it must not be a value the other side of a fork
+    /// wrote after it.
+    fn check_origin(
+        &self,
+        ctx: &Ctx,
+        reader: usize,
+        v: u64,
+        page: Pfn,
+        seen: Stamp,
+        how: &str,
+    ) -> Res<()> {
         // Only private anonymous memory is copied at fork: a page-cache page
         // is shared with the child by design (MAP_SHARED, or MAP_PRIVATE
         // before its first write).
         if self.mem.frame(page).flags.read_once() & pg::ANON == 0 {
+            return Ok(());
+        }
+        // Freed since the read (a load's page can be unmapped once the load
+        // is done): the frame's provenance now describes another content.
+        if self.ghost.frame(page) != seen {
             return Ok(());
         }
         if let Some((writer, tick)) = crate::ghost::value_origin(v) {

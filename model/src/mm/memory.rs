@@ -6,7 +6,7 @@
 
 use crate::backend::{Backend, KAtomic};
 use crate::config::Mutation;
-use crate::ghost::{Ctx, HoldKind, UnmapRec, WriteRec};
+use crate::ghost::{Ctx, HoldKind, Stamp, UnmapRec, WriteRec};
 use crate::invariant::{Invariant, Res};
 use crate::preset::ReuseRule;
 use crate::state::mem::pg;
@@ -19,6 +19,14 @@ use crate::state::world::World;
 use crate::types::Errno;
 use crate::types::Pfn;
 use crate::types::PAGE_SIZE;
+
+/// A user access: the page it went to, that frame's generation at the
+/// access, the value read or written.
+pub(crate) struct Access {
+    pub page: Pfn,
+    pub seen: Stamp,
+    pub value: u64,
+}
 
 impl<B: Backend> World<B> {
     /// `handle_mm_fault()`; the caller holds `mmap_lock` for read. File VMAs go to
@@ -126,9 +134,13 @@ impl<B: Backend> World<B> {
         let Some(new) = self.alloc_anon_page(ctx)? else {
             return Ok(None);
         };
-        for w in 0..2 {
-            let v = src.map_or(0, |s| self.mem.read_data(s, w));
-            self.write_page(new, w, v);
+        match src {
+            Some(src) => self.copy_highpage(new, src),
+            None => {
+                for w in 0..2 {
+                    self.write_page(new, w, 0);
+                }
+            }
         }
         B::smp_wmb();
         Ok(Some(new))
@@ -587,6 +599,21 @@ impl<B: Backend> World<B> {
         addr: u64,
         write: bool,
     ) -> Res<Result<u64, Errno>> {
+        Ok(self
+            .user_access_page(ctx, mm, addr, write)?
+            .map(|a| a.value))
+    }
+
+    /// `user_access`, with the page the access went to and that frame's
+    /// generation then: once the access is done the address may map another
+    /// page, and the frame may be freed.
+    pub(crate) fn user_access_page(
+        &self,
+        ctx: &mut Ctx,
+        mm: usize,
+        addr: u64,
+        write: bool,
+    ) -> Res<Result<Access, Errno>> {
         let vmas = self.mms[mm].mmap_lock.read();
         let Some(vma) = World::<B>::find_vma(&vmas, addr) else {
             return Ok(Err(Errno::EFAULT));
@@ -614,7 +641,13 @@ impl<B: Backend> World<B> {
     }
 
     /// The access itself, if the PTE allows it; `None` means fault.
-    fn access_mapped(&self, ctx: &mut Ctx, mm: usize, addr: u64, write: bool) -> Res<Option<u64>> {
+    fn access_mapped(
+        &self,
+        ctx: &mut Ctx,
+        mm: usize,
+        addr: u64,
+        write: bool,
+    ) -> Res<Option<Access>> {
         let mut slot = self.mms[mm].pgd;
         let mut level = 4;
         loop {
@@ -661,8 +694,14 @@ impl<B: Backend> World<B> {
                     ctx.step(&self.ghost, "user load", addr);
                     self.mem.read_data(pfn, 0)
                 };
+                // Ghost, with the access: the life of the frame it reached.
+                let seen = self.ghost.frame(pfn);
                 drop(g);
-                return Ok(Some(v));
+                return Ok(Some(Access {
+                    page: pfn,
+                    seen,
+                    value: v,
+                }));
             }
             slot = e.table_slot();
             level -= 1;

@@ -324,9 +324,7 @@ impl<B: Backend> World<B> {
                 Migrated::KeptReferenced
             }
             Some(recs) => {
-                for w in 0..2 {
-                    self.write_page(new, w, self.mem.read_data(old, w));
-                }
+                self.copy_highpage(new, old);
                 let dirty = self.mem.frame(old).flags.read_once() & pg::DIRTY;
                 self.mem.frame(new).flags.or(dirty);
                 // folio_mark_uptodate(): the copy before the PTEs that publish it.

@@ -439,9 +439,7 @@ impl<B: Backend> World<B> {
         }
         // __collapse_huge_page_copy(): then the base pages and their PTEs go.
         for (i, p) in ptes.iter().enumerate() {
-            for w in 0..2 {
-                self.write_page(huge + i as Pfn, w, self.mem.read_data(p.pfn(), w));
-            }
+            self.copy_highpage(huge + i as Pfn, p.pfn());
         }
         let g = pte_t.ptl.lock();
         let mut freed = Vec::new();

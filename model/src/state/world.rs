@@ -519,6 +519,17 @@ impl<B: Backend> World<B> {
         self.ghost.wrote_value(pfn, value);
     }
 
+    /// `copy_highpage()` (`folio_copy()` page by page): the data words of
+    /// `src` into `dst`, then the ghost: the content's provenance goes with it
+    /// (what fork gave each child in `src`, it holds in `dst` as of then).
+    /// Every copy of a page's data to another frame goes through here.
+    pub(crate) fn copy_highpage(&self, dst: Pfn, src: Pfn) {
+        for w in 0..2 {
+            self.write_page(dst, w, self.mem.read_data(src, w));
+        }
+        self.ghost.content_copied(src, dst);
+    }
+
     /// The VMA containing `addr` in a VMA list held under mmap_lock (`vma_lookup`).
     pub(crate) fn find_vma(vmas: &[Vma], addr: u64) -> Option<Vma> {
         vmas.iter()
