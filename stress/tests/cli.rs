@@ -141,10 +141,15 @@ fn list_names_every_axis() {
         "arch modes:",
         "mutations:",
         "invariants:",
+        "finding classes:",
     ] {
         assert!(out.contains(section), "{section}");
     }
     assert!(out.contains("gup_fast_vs_munmap") && out.contains("skip_pte_recheck"));
+    // `progress` is an invariant, `model crash` a finding class.
+    let (invariants, classes) = out.split_once("finding classes:").unwrap();
+    assert!(invariants.contains("\n  progress "), "{invariants}");
+    assert!(classes.contains("\n  model crash ") && !classes.contains("progress"));
 }
 
 #[test]

@@ -18,6 +18,7 @@ use crate::config::Mutation;
 use crate::ghost::{Ctx, HoldKind, Stamp};
 use crate::invariant::{Invariant, Res};
 use crate::state::pgtable::{level_name, Pte};
+use crate::state::tlb::Walkers;
 use crate::state::world::World;
 use crate::types::Pfn;
 
@@ -51,6 +52,23 @@ pub enum Peek {
     BackedOff,
     /// The page was mapped and read under a reference: (pfn, value of word 0).
     Read(Pfn, u64),
+}
+
+/// A walker that panics inside its walk (a `model crash` on real threads)
+/// announces interrupts back on, so the crash is reported instead of hanging
+/// every later TLB flush. loom and shuttle end the execution at the panic.
+struct IrqsOff<'a, B: Backend> {
+    walkers: &'a Walkers<B>,
+    cpu: usize,
+    seq: u32,
+}
+
+impl<B: Backend> Drop for IrqsOff<'_, B> {
+    fn drop(&mut self) {
+        if !B::MODEL_CHECKED && std::thread::panicking() {
+            self.walkers.irq_restore_after_crash(self.cpu, self.seq);
+        }
+    }
 }
 
 impl<B: Backend> World<B> {
@@ -135,6 +153,11 @@ impl<B: Backend> World<B> {
             let no_barrier = self.cfg.has(Mutation::WalkerRegistrationNoBarrier);
             self.walkers.irq_save(ctx, &self.ghost, no_barrier);
         }
+        let _crash = registered.then(|| IrqsOff {
+            walkers: &self.walkers,
+            cpu: ctx.cpu,
+            seq: ctx.irq_seq,
+        });
         let r = walk(self, ctx);
         if registered {
             self.walkers.irq_restore(ctx, &self.ghost);

@@ -69,6 +69,15 @@ impl<B: Backend> Walkers<B> {
         drop(g);
     }
 
+    /// `irq_restore` for a walker that panicked with interrupts off (`seq` is
+    /// its sequence at `irq_save`): no step, no ghost, as the thread is gone.
+    pub(crate) fn irq_restore_after_crash(&self, cpu: usize, seq: u32) {
+        let g = self.lock.lock();
+        self.slots[cpu].write_once(seq.wrapping_add(1));
+        self.cv.notify_all();
+        drop(g);
+    }
+
     /// Waits for every walker that may have seen an entry cleared before this call:
     /// the IPI round of a TLB flush, or the grace period of RCU table freeing
     /// (`tlb_remove_table_sync_one()` is the same wait).

@@ -28,7 +28,11 @@ pub fn run() -> Result<ExitCode, String> {
         say!("  {:<28} {}", m.name(), m.describe());
     }
     say!("invariants:");
-    for i in Invariant::ALL {
+    for i in Invariant::ALL.into_iter().filter(|i| !i.is_finding_class()) {
+        say!("  {:<28} {}", i.name(), i.meaning());
+    }
+    say!("finding classes:");
+    for i in Invariant::ALL.into_iter().filter(|i| i.is_finding_class()) {
         say!("  {:<28} {}", i.name(), i.meaning());
     }
     Ok(ExitCode::SUCCESS)
