@@ -361,12 +361,6 @@ macro_rules! sync_primitives {
         fn condvar_new() -> Self::RawCondvar {
             $c::sync::Condvar::new()
         }
-        fn condvar_wait<'a, T: Send + 'static>(
-            cv: &Self::RawCondvar,
-            g: Self::RawMutexGuard<'a, T>,
-        ) -> Self::RawMutexGuard<'a, T> {
-            cv.wait(g).unwrap_or_else(|e| e.into_inner())
-        }
         fn condvar_notify_all(cv: &Self::RawCondvar) {
             cv.notify_all()
         }
@@ -390,6 +384,10 @@ macro_rules! sync_primitives {
     };
 }
 
+/// How long a real thread may sleep on one condition variable before the wait
+/// counts as a deadlock (see the std backend's `condvar_wait`).
+pub const STD_WAIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Real threads on real atomics: what x86 costs.
 pub mod std_backend {
     use super::*;
@@ -412,6 +410,26 @@ pub mod std_backend {
         const NAME: &'static str = "std";
         const MODEL_CHECKED: bool = false;
         sync_primitives!(std: StdAtomicI32, StdAtomicU32, StdAtomicU64);
+        // Real threads have no deadlock detector: a wait that lasts
+        // `STD_WAIT_LIMIT` is one (every modelled wait is for a step that takes
+        // microseconds), reported as `progress` by the engine (`panic_finding`),
+        // so that no run hangs.
+        fn condvar_wait<'a, T: Send + 'static>(
+            cv: &Self::RawCondvar,
+            g: Self::RawMutexGuard<'a, T>,
+        ) -> Self::RawMutexGuard<'a, T> {
+            let (g, waited) = cv
+                .wait_timeout(g, STD_WAIT_LIMIT)
+                .unwrap_or_else(|e| e.into_inner());
+            if waited.timed_out() {
+                drop(g);
+                panic!(
+                    "deadlock! a real thread waited {} s for a wake-up",
+                    STD_WAIT_LIMIT.as_secs()
+                );
+            }
+            g
+        }
         fn smp_mb() {
             fence(SeqCst)
         }
@@ -454,6 +472,13 @@ pub mod loom_backend {
         const NAME: &'static str = "loom";
         const MODEL_CHECKED: bool = true;
         sync_primitives!(loom: LoomAtomicI32, LoomAtomicU32, LoomAtomicU64);
+        // loom and shuttle see a wait nobody ends as a deadlock themselves.
+        fn condvar_wait<'a, T: Send + 'static>(
+            cv: &Self::RawCondvar,
+            g: Self::RawMutexGuard<'a, T>,
+        ) -> Self::RawMutexGuard<'a, T> {
+            cv.wait(g).unwrap_or_else(|e| e.into_inner())
+        }
         fn smp_mb() {
             fence(SeqCst)
         }
@@ -482,6 +507,13 @@ pub mod shuttle_backend {
         const NAME: &'static str = "shuttle";
         const MODEL_CHECKED: bool = true;
         sync_primitives!(shuttle: ShuttleAtomicI32, ShuttleAtomicU32, ShuttleAtomicU64);
+        // loom and shuttle see a wait nobody ends as a deadlock themselves.
+        fn condvar_wait<'a, T: Send + 'static>(
+            cv: &Self::RawCondvar,
+            g: Self::RawMutexGuard<'a, T>,
+        ) -> Self::RawMutexGuard<'a, T> {
+            cv.wait(g).unwrap_or_else(|e| e.into_inner())
+        }
         fn smp_mb() {}
         fn smp_mb__after_atomic() {}
         fn smp_rmb() {}
