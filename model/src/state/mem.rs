@@ -238,8 +238,11 @@ impl<B: Backend> Memory<B> {
         refs: i32,
         kind: Option<HoldKind>,
     ) -> Res<bool> {
-        let new_raw = self.frame(head).refcount.sub_return(refs);
+        // The generation is read while the reference being dropped still keeps
+        // the frame alive: after the decrement another holder's last put may
+        // free it, and a real thread would book this release to its next life.
         let stamp = ghost.frame(head);
+        let new_raw = self.frame(head).refcount.sub_return(refs);
         if let Some(k) = kind {
             ctx.hold(head, stamp.gen(), k, -i64::from(refs));
         }

@@ -302,6 +302,9 @@ pub fn run_ops<B: Backend>(
     t: usize,
     ops: &[crate::harness::ops::Op],
 ) -> ThreadEnd {
+    // Stress calls this without an engine run: the hook that records panics
+    // (a model crash, a wait past STD_WAIT_LIMIT) must be in place.
+    order_panic_hooks();
     let mut ctx = Ctx::new(t, t + 1, w.cfg.trace);
     let mut violation = None;
     let mut ops_run = 0;
