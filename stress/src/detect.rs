@@ -10,7 +10,7 @@
 
 use crate::ui::secs_short;
 use crate::workload;
-use crate::workload::{Counts, Shape, Workload};
+use crate::workload::{Counts, Kind, Spec, Workload};
 use gupcheck_model::harness::engine::{run, run_for, run_loom_deepening_from, Outcome};
 use gupcheck_model::harness::expect::Entry;
 use gupcheck_model::harness::fuzzing::{check_threads_fixed, Fixed, Target};
@@ -346,15 +346,17 @@ pub const STRESS_THREADS: usize = 2;
 /// Stress (real threads, the default op mix) on a protocol for `budget`.
 pub fn stress(p: &Protocol, budget: Duration, seed: u64) -> Verdict {
     let t0 = Instant::now();
-    let shape = Shape {
+    let spec = Spec {
         threads: STRESS_THREADS,
+        kinds: vec![(Kind::Random, 1.0)],
         mix: workload::parse_mix("", false).expect("the default mix"),
         disjoint: None,
         epoch_ops: 16,
+        tolerate: p.others(),
         seed,
     };
     let muts: Vec<Mutation> = p.mutation.into_iter().collect();
-    let mut wl = match Workload::new(p.preset, p.arch, &muts, p.others(), shape) {
+    let mut wl = match Workload::new(p.preset, p.arch, &muts, spec) {
         Ok(wl) => wl,
         Err(message) => return Verdict::Error { message },
     };
