@@ -372,9 +372,15 @@ impl Workload {
         if total <= 0.0 {
             return Err("no kind of epoch has a weight".into());
         }
+        let pinned = !shapes.is_empty();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("gupcheck-stress-{i}"))
+            .start_handler(move |i| {
+                if pinned {
+                    pin_to_cpu(i)
+                }
+            })
             .build()
             .map_err(|e| format!("cannot start {threads} threads: {e}"))?;
         Ok(Workload {
@@ -563,3 +569,33 @@ impl Workload {
         Some(v)
     }
 }
+
+/// Keeps the calling thread on the `t`-th CPU this process may use (modulo
+/// their number), so that the workers of a shape run on distinct cores:
+/// left to the scheduler on a busy machine, two of them often share one
+/// core, and a shape's threads then run one after the other, never at the
+/// same time. Best effort: where it cannot, the thread stays unpinned.
+#[cfg(target_os = "linux")]
+fn pin_to_cpu(t: usize) {
+    // SAFETY: cpu_set_t is plain data; the calls read and write only the set
+    // passed with its size, and pid 0 is the calling thread.
+    unsafe {
+        let mut allowed: libc::cpu_set_t = std::mem::zeroed();
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        if libc::sched_getaffinity(0, size, &mut allowed) != 0 {
+            return;
+        }
+        let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &allowed))
+            .collect();
+        if cpus.is_empty() {
+            return;
+        }
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpus[t % cpus.len()], &mut one);
+        libc::sched_setaffinity(0, size, &one);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn pin_to_cpu(_t: usize) {}
