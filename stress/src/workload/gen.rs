@@ -17,9 +17,9 @@ use gupcheck_model::state::layout::{Layout, Populate, Region};
 use gupcheck_model::{Arch, Invariant, Mutation, World};
 use rand::{rngs::SmallRng, RngCore, SeedableRng};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const CLASSES: [(&str, u32); 9] = [
     ("gup", 4),
@@ -477,6 +477,10 @@ impl Workload {
             n: s.copies * k,
             patience_ns: (4 * span).clamp(2_000, 50_000),
         };
+        // Set by a run that took over a second: it waited on something (a
+        // lost wake-up), and the epoch's other rounds are skipped so that its
+        // finding comes now rather than after as many waits again.
+        let waited = AtomicBool::new(false);
         // Each copy's worlds, built by its thread 0 before the first start.
         let worlds: Vec<OnceLock<Vec<World<Std>>>> =
             (0..s.copies).map(|_| OnceLock::new()).collect();
@@ -500,9 +504,9 @@ impl Workload {
                     _ => rng.next_u64() % span,
                 };
                 start.wait(round);
-                // After a panic in the model, only the start lines: the
-                // other threads wait there for this one.
-                if crashed.is_some() {
+                // After a panic in the model or a long wait, only the start
+                // lines: the other threads wait there for this one.
+                if crashed.is_some() || waited.load(SeqCst) {
                     continue;
                 }
                 let w = &worlds[copy].get().expect("built before the first start")[round];
@@ -510,7 +514,13 @@ impl Workload {
                 let t0 = Instant::now();
                 let ops = &s.sc.threads[j];
                 match catch_unwind(AssertUnwindSafe(|| run_ops(w, &s.sc.layout, j, ops))) {
-                    Ok(end) => out.push((copy * ROUNDS + round, j, end, t0, Instant::now())),
+                    Ok(end) => {
+                        let t1 = Instant::now();
+                        if t1 - t0 > Duration::from_secs(1) {
+                            waited.store(true, SeqCst);
+                        }
+                        out.push((copy * ROUNDS + round, j, end, t0, t1));
+                    }
                     Err(p) => crashed = Some(p),
                 }
             }
@@ -526,10 +536,11 @@ impl Workload {
             .collect();
         let runs = s.copies * ROUNDS;
         let mut by_run: Vec<Vec<_>> = (0..runs).map(|_| Vec::new()).collect();
-        let mut took = vec![0u64; k];
+        let mut took = vec![(0u64, 0u64); k];
         for (run, j, end, t0, t1) in ran.into_iter().flatten() {
             counts.ops += end.ops_run as u64;
-            took[j] += (t1 - t0).as_nanos() as u64 / runs as u64;
+            took[j].0 += (t1 - t0).as_nanos() as u64;
+            took[j].1 += 1;
             by_run[run].push((j, end, t0, t1));
         }
         let worlds: Vec<World<Std>> = worlds
@@ -537,7 +548,8 @@ impl Workload {
             .flat_map(|w| w.into_inner().expect("built"))
             .collect();
         let s = &mut self.shapes[i];
-        for (avg, took) in s.span_ns.iter_mut().zip(took) {
+        for (avg, (sum, n)) in s.span_ns.iter_mut().zip(took) {
+            let took = sum / n.max(1);
             // A moving average over about eight epochs; the first sets it.
             *avg = if *avg == 0 {
                 took
@@ -546,7 +558,8 @@ impl Workload {
             };
         }
         let mut broke = None;
-        for (w, mut threads) in worlds.iter().zip(by_run) {
+        // Rounds skipped after a long wait ran nothing.
+        for (w, mut threads) in worlds.iter().zip(by_run).filter(|(_, t)| !t.is_empty()) {
             threads.sort_by_key(|x| x.0);
             if k >= 2 {
                 counts.raced += 1;
