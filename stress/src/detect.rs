@@ -3,14 +3,15 @@
 //! seeds), `fuzz-bench` (libFuzzer, seconds over seeds) and the zoo (every
 //! engine, one seed, a time budget) all measure with these.
 //!
-//! loom, shuttle and real threads (`std`) run the entry's own scenario. The
-//! fuzzer and stress cannot: they draw op sequences over the random world
-//! (`fuzzing::random_world`), so they run the entry's protocol (preset, arch,
+//! loom, shuttle, real threads (`std`) and stress run the entry's own
+//! scenario (stress replays its threads in epochs on a pool). The fuzzer
+//! cannot: it draws op sequences over the random world
+//! (`fuzzing::random_world`), so it runs the entry's protocol (preset, arch,
 //! mutation), stopping only at the entry's invariants.
 
 use crate::ui::secs_short;
-use crate::workload;
-use crate::workload::{Counts, Shape, Workload};
+use crate::workload::shapes::{cpu_order, CpuOrder};
+use crate::workload::{Counts, Kind, Spec, Workload};
 use gupcheck_model::harness::engine::{run, run_for, run_loom_deepening_from, Outcome};
 use gupcheck_model::harness::expect::Entry;
 use gupcheck_model::harness::fuzzing::{check_threads_fixed, Fixed, Target};
@@ -79,6 +80,8 @@ pub enum OnScenario {
     ShuttleRandom,
     ShuttlePct,
     Std,
+    /// The stress engine: the scenario's threads replayed epoch after epoch.
+    Stress,
 }
 
 /// How long a run may go on.
@@ -170,6 +173,7 @@ pub fn on_scenario(e: &Entry, engine: OnScenario, limit: Limit, seed: u64) -> Pr
     };
     let (eng, how) = match engine {
         OnScenario::Loom => return loom(e, &sc, &cfg, limit),
+        OnScenario::Stress => return stress(e, sc, &cfg, limit, seed),
         OnScenario::ShuttleRandom => (
             Engine::ShuttleRandom {
                 iterations: n,
@@ -295,13 +299,6 @@ impl Protocol {
             self.mutation.map_or("-", |m| m.name())
         )
     }
-
-    fn others(&self) -> Vec<Invariant> {
-        Invariant::ALL
-            .into_iter()
-            .filter(|i| !self.stop_at.contains(i))
-            .collect()
-    }
 }
 
 /// The presets fuzz target on uniform random inputs, in process, for `budget`.
@@ -340,37 +337,100 @@ pub fn random_bytes(p: &Protocol, budget: Duration, seed: u64) -> Verdict {
     }
 }
 
-/// Threads a stress run of a protocol uses.
+/// Workers of a stress cell: one copy of a two-thread scenario at a time,
+/// or two of a one-thread one.
 pub const STRESS_THREADS: usize = 2;
 
-/// Stress (real threads, the default op mix) on a protocol for `budget`.
-pub fn stress(p: &Protocol, budget: Duration, seed: u64) -> Verdict {
+/// The stress engine on entry `e`'s scenario, with its preset, arch and
+/// mutation, past its tolerated invariants: the threads replayed epoch after
+/// epoch on a pool, each from a start line with a random offset, until one
+/// breaks an invariant or `limit` (epochs or time) is reached.
+fn stress(e: &Entry, sc: Scenario, cfg: &WorldConfig, limit: Limit, seed: u64) -> Probe {
+    let how = format!("{STRESS_THREADS} threads, the scenario's threads in epochs");
     let t0 = Instant::now();
-    let shape = Shape {
+    let spec = Spec {
         threads: STRESS_THREADS,
-        mix: workload::parse_mix("", false).expect("the default mix"),
+        kinds: vec![(
+            Kind::Shape {
+                sc: Box::new(sc.clone()),
+                tolerate: cfg.tolerate.clone(),
+            },
+            1.0,
+        )],
+        mix: Vec::new(),
         disjoint: None,
-        epoch_ops: 16,
+        epoch_ops: 0,
+        tolerate: Vec::new(),
         seed,
     };
-    let muts: Vec<Mutation> = p.mutation.into_iter().collect();
-    let mut wl = match Workload::new(p.preset, p.arch, &muts, p.others(), shape) {
+    let mut wl = match Workload::new(cfg.preset, cfg.arch, &cfg.mutations, spec) {
         Ok(wl) => wl,
-        Err(message) => return Verdict::Error { message },
+        Err(message) => return Probe::new(&how, Verdict::Error { message }),
     };
     let mut c = Counts::default();
-    match wl.run(&mut c, |_| t0.elapsed() < budget) {
-        Some((_, v)) => Verdict::Found {
+    let broke = wl.run(&mut c, |c| match limit {
+        Limit::Executions(n) => c.epochs < n as u64,
+        Limit::Time(d) => t0.elapsed() < d,
+    });
+    let secs = t0.elapsed().as_secs_f64();
+    let runs = Some(c.epochs);
+    let verdict = match broke {
+        // The matrix's own reason says this CPU cannot get there: the model
+        // does, by some other path, and that is what to report.
+        Some((_, v)) if matches!(cpu_order(e), CpuOrder::Forbids(_)) => Verdict::Other {
             invariant: v.invariant.name().into(),
-            secs: t0.elapsed().as_secs_f64(),
-            runs: Some(c.epochs),
+            detail: format!(
+                "{} (on a CPU that cannot reorder as this entry needs)",
+                v.detail
+            ),
         },
-        None => Verdict::NotFound {
-            secs: t0.elapsed().as_secs_f64(),
-            runs: Some(c.epochs),
-            note: format!("{} epochs, {} ops", c.epochs, c.ops),
+        Some((_, v)) if e.stop_at().contains(&v.invariant) => Verdict::Found {
+            invariant: v.invariant.name().into(),
+            secs,
+            runs,
         },
+        Some((_, v)) => Verdict::Other {
+            invariant: v.invariant.name().into(),
+            detail: v.detail,
+        },
+        None => match cpu_order(e) {
+            CpuOrder::Forbids(why) => Verdict::CannotReach {
+                secs,
+                runs,
+                why: format!("ordering-only: {why}"),
+            },
+            order => Verdict::NotFound {
+                secs,
+                runs,
+                note: stress_note(&sc, &c, order),
+            },
+        },
+    };
+    Probe::new(&how, verdict)
+}
+
+/// What a stress cell's miss amounts to: the epochs, how often the threads
+/// ran at the same time, and what the race needs that they did not show.
+fn stress_note(sc: &Scenario, c: &Counts, order: CpuOrder) -> String {
+    let mut note = format!("{} epochs", c.epochs);
+    if c.raced > 0 {
+        note += &format!(
+            ", the threads overlapping in {:.0}% of {} runs",
+            100.0 * c.overlapped as f64 / c.raced as f64,
+            c.raced
+        );
     }
+    if let CpuOrder::Allows(needs) = order {
+        note += &format!("; needs {needs}, not seen here");
+    }
+    if let Some(w) = &sc.window {
+        let open = if w.open.is_empty() { "start" } else { &w.open };
+        note += &format!(
+            "; the race needs '{}' of another thread between thread {}'s '{open}' and '{}'",
+            w.racer, w.thread, w.close
+        );
+    }
+    note
 }
 
 /// A libFuzzer run of a thread target with the protocol fixed, as the target
@@ -463,6 +523,41 @@ pub fn median_with_misses<T: Copy + PartialOrd>(runs: &[Option<T>]) -> Option<T>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry(label: &str) -> Entry {
+        gupcheck_model::harness::expect::matrix()
+            .into_iter()
+            .find(|e| e.label() == label)
+            .unwrap_or_else(|| panic!("no entry {label}"))
+    }
+
+    /// The stress cell runs the entry's own scenario: a split racing a pin
+    /// that GUP-fast does not recheck the head of.
+    #[test]
+    fn the_stress_cell_finds_an_entry_by_its_own_scenario() {
+        let e = entry("gup_fast_vs_thp_split / latest / rcu / no_head_recheck");
+        let p = on_scenario(&e, OnScenario::Stress, Limit::Executions(20_000), 1);
+        let Verdict::Found { invariant, .. } = &p.verdict else {
+            panic!("{:?}", p.verdict);
+        };
+        assert_eq!(invariant, "matched release");
+    }
+
+    /// An ordering-only entry the matrix says x86 cannot show is out of
+    /// reach there, with the reason; where the CPU can reorder, a miss is
+    /// only a miss.
+    #[test]
+    fn an_ordering_only_miss_says_whether_this_cpu_can_reorder() {
+        let e = entry("fault_vs_lockless_walker / latest / rcu / fault_no_wmb");
+        let p = on_scenario(&e, OnScenario::Stress, Limit::Executions(20), 1);
+        match (cpu_order(&e), p.verdict) {
+            (CpuOrder::Forbids(why), Verdict::CannotReach { why: said, .. }) => {
+                assert!(said.contains(why), "{said}")
+            }
+            (CpuOrder::Allows(_), Verdict::NotFound { .. } | Verdict::Found { .. }) => {}
+            (order, v) => panic!("{order:?}: {v:?}"),
+        }
+    }
 
     #[test]
     fn a_median_needs_more_than_half_the_seeds() {

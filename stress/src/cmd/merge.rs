@@ -95,6 +95,7 @@ fn parameters(kind: &str) -> &'static [&'static str] {
             "preset",
             "arch",
             "mutations",
+            "shapes",
             "mix",
             "disjoint",
             "epoch_ops",

@@ -4,10 +4,10 @@
 //! also sees weak-memory reorderings. The result is a deterministic artifact,
 //! or an explicit "not reproduced under sequential consistency".
 
+use super::gen::Failed;
 use super::StressArgs;
 use gupcheck_model::harness::artifact::Artifact;
 use gupcheck_model::harness::engine::{run, run_loom_deepening};
-use gupcheck_model::harness::fuzzing::KNOWN_OPEN;
 use gupcheck_model::harness::scenario::Scenario;
 use gupcheck_model::preset::PresetId;
 use gupcheck_model::{Arch, Engine, Invariant, Mutation};
@@ -141,15 +141,15 @@ fn pct(
 /// Hands the failing epoch to shuttle PCT, shrinking its op lists first.
 pub(super) fn explain(
     a: &StressArgs,
-    sc: &Scenario,
+    failed: &Failed,
     preset: PresetId,
     arch: Arch,
     muts: &[Mutation],
     inv: Invariant,
 ) -> Result<Explanation, String> {
-    let mut sc = sc.clone();
+    let mut sc = failed.sc.clone();
     let mut cfg = sc.config_for(preset, arch, muts);
-    cfg.tolerate = KNOWN_OPEN.to_vec();
+    cfg.tolerate = failed.tolerate.clone();
     let engine_name = format!(
         "shuttle-pct (depth 3, {} executions per search)",
         a.pct_budget
@@ -196,7 +196,7 @@ pub(super) fn explain(
         seed: a.seed,
     };
     let mut art = Artifact::new(&sc, preset, arch, muts, &engine, failure);
-    art.tolerate = KNOWN_OPEN.to_vec();
+    art.tolerate = cfg.tolerate.clone();
     let (path, replays) = art.replay_and_write(&a.out)?;
     Ok(Explanation::Reproduced {
         engine: engine_name,
@@ -213,6 +213,13 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    fn failed(name: &str) -> Failed {
+        Failed {
+            sc: gupcheck_model::harness::scenario::by_name(name).unwrap(),
+            tolerate: gupcheck_model::harness::fuzzing::KNOWN_OPEN.to_vec(),
+        }
+    }
+
     fn args(loom_budget: u64, name: &str) -> StressArgs {
         let mut a = StressArgs::latest(Duration::from_secs(1), 1, None);
         a.pct_budget = 300;
@@ -226,7 +233,7 @@ mod tests {
     /// loom can, and its artifact replays.
     #[test]
     fn what_pct_cannot_reproduce_goes_to_loom() {
-        let sc = gupcheck_model::harness::scenario::by_name("munmap_vs_lockless_walker").unwrap();
+        let sc = failed("munmap_vs_lockless_walker");
         let muts = [Mutation::parse("walker_registration_no_barrier").unwrap()];
         let a = args(60, "loom");
         let e = explain(
@@ -253,7 +260,7 @@ mod tests {
 
     #[test]
     fn what_neither_reproduces_is_said_so() {
-        let sc = gupcheck_model::harness::scenario::by_name("munmap_vs_lockless_walker").unwrap();
+        let sc = failed("munmap_vs_lockless_walker");
         let a = args(2, "neither");
         let e = explain(
             &a,

@@ -1,9 +1,10 @@
-//! The rayon engine: a world image, a seeded op generator per worker, and a
-//! pool that runs epochs. Each epoch starts from a fresh copy of the world;
-//! every worker runs its own weighted random op list on the shared address
-//! spaces (per-op invariants online, each worker its own ledger: no shared
-//! ghost lock), and the global invariants are checked at the epoch's
-//! quiescent end.
+//! The rayon engine: world images, a seeded op generator per worker, and a
+//! pool that runs epochs. Each epoch starts from a fresh copy of a world:
+//! either every worker runs its own weighted random op list on the shared
+//! address spaces of the random world, or the workers replay a shape (a
+//! scenario's threads, `shapes`) on copies of its world. Per-op invariants
+//! are checked online, each worker with its own ledger (no shared ghost
+//! lock), and the global invariants at the epoch's quiescent end.
 
 use gupcheck_model::backend::Std;
 use gupcheck_model::harness::engine::{judge_execution, run_ops, Tally};
@@ -15,8 +16,10 @@ use gupcheck_model::preset::PresetId;
 use gupcheck_model::state::layout::{Layout, Populate, Region};
 use gupcheck_model::{Arch, Invariant, Mutation, World};
 use rand::{rngs::SmallRng, RngCore, SeedableRng};
-use std::sync::atomic::Ordering::SeqCst;
-use std::sync::Arc;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 const CLASSES: [(&str, u32); 9] = [
     ("gup", 4),
@@ -166,16 +169,73 @@ impl Gen {
     }
 }
 
-/// A stress workload, resolved: the world image, the op generator and the
-/// pool. `sc` holds the last epoch's op lists (a failing epoch's scenario).
-pub struct Workload {
+/// One kind of epoch, resolved.
+pub enum Kind {
+    /// Every worker its own weighted random ops on the shared random world
+    /// (or on its own pages, with `disjoint`).
+    Random,
+    /// A scenario's threads replayed on a fresh copy of its world, past
+    /// `tolerate`: as many copies at once as the pool has threads for.
+    Shape {
+        sc: Box<Scenario>,
+        tolerate: Vec<Invariant>,
+    },
+}
+
+/// What a workload runs.
+pub struct Spec {
+    pub threads: usize,
+    /// Each kind of epoch with its share.
+    pub kinds: Vec<(Kind, f64)>,
+    /// Random epochs: op weights by class, each worker's own pages (with
+    /// `disjoint`), ops per worker, and what they may break.
+    pub mix: Vec<(&'static str, u32)>,
+    pub disjoint: Option<u64>,
+    pub epoch_ops: usize,
+    pub tolerate: Vec<Invariant>,
+    pub seed: u64,
+}
+
+struct Random {
     sc: Scenario,
     img: World<Std>,
     gen: Gen,
     epoch_ops: usize,
+}
+
+struct Shape {
+    sc: Scenario,
+    /// The world with the shape's protocol and tolerated invariants.
+    img: World<Std>,
+    /// Copies run at once, each on `sc.threads.len()` workers.
+    copies: usize,
+    /// Each thread's run time, a moving average in ns: the span that start
+    /// offsets are drawn from.
+    span_ns: Vec<u64>,
+}
+
+/// Rounds of a shape per epoch: each a fresh world and a start line, the
+/// pool's wake-up paid once for all of them.
+const ROUNDS: usize = 16;
+
+/// A stress workload, resolved: the world images, the random op generator,
+/// the shapes and the pool.
+pub struct Workload {
+    random: Option<Random>,
+    shapes: Vec<Shape>,
+    /// Cumulative shares: the random epochs (`None`) and each shape.
+    picks: Vec<(f64, Option<usize>)>,
+    threads: usize,
     seed: u64,
     pool: rayon::ThreadPool,
     tally: Tally,
+    failed: Option<Failed>,
+}
+
+/// A failing epoch as a scenario: its ops as run, and what it tolerated.
+pub struct Failed {
+    pub sc: Scenario,
+    pub tolerate: Vec<Invariant>,
 }
 
 /// How far a run got.
@@ -183,105 +243,372 @@ pub struct Workload {
 pub struct Counts {
     pub epochs: u64,
     pub ops: u64,
-    /// Epochs that broke only a tolerated invariant.
+    /// Executions (a random epoch, or one copy of a shape) that broke only a
+    /// tolerated invariant.
     pub tolerated: u64,
+    /// Shape copies of two threads or more run, and those whose threads
+    /// were running at the same time (their run intervals intersect).
+    pub raced: u64,
+    pub overlapped: u64,
 }
 
-/// What a workload runs: with `disjoint` (pages per worker) each worker keeps
-/// to its own pages of one address space, else all share the random world.
-pub struct Shape {
-    pub threads: usize,
-    pub mix: Vec<(&'static str, u32)>,
-    pub disjoint: Option<u64>,
-    pub epoch_ops: usize,
-    pub seed: u64,
+/// Where the threads of a shape's round wait until all have arrived, so
+/// that they start together rather than as rayon happens to wake them.
+/// Counts arrivals over the rounds of an epoch: round r waits for
+/// `n * (r + 1)`. Spins for `patience_ns`, then yields: two workers on one
+/// core (a loaded machine) hand it over instead of spinning out their slice.
+struct StartLine {
+    arrived: AtomicUsize,
+    n: usize,
+    patience_ns: u64,
+}
+
+impl StartLine {
+    fn wait(&self, round: usize) {
+        let all = self.n * (round + 1);
+        self.arrived.fetch_add(1, SeqCst);
+        let t0 = Instant::now();
+        while self.arrived.load(SeqCst) < all {
+            if (t0.elapsed().as_nanos() as u64) < self.patience_ns {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+/// Busy-waits `ns` nanoseconds: a sleep would hand the core away and start
+/// the thread milliseconds late.
+fn spin_for(ns: u64) {
+    if ns == 0 {
+        return;
+    }
+    let t0 = Instant::now();
+    while (t0.elapsed().as_nanos() as u64) < ns {
+        std::hint::spin_loop();
+    }
+}
+
+/// The seeded stream of worker `t` in `epoch` (`t` = threads: the epoch's
+/// own draw): an epoch is rebuilt from the report's seed alone.
+fn stream(seed: u64, epoch: u64, t: usize) -> SmallRng {
+    SmallRng::seed_from_u64(seed ^ (epoch << 20) ^ ((t as u64) << 8) ^ 0x9e37)
 }
 
 impl Workload {
-    /// The last epoch's op lists (a failing epoch's scenario).
-    pub fn last_epoch(&self) -> &Scenario {
-        &self.sc
+    /// The failing epoch, once `run` has returned a violation.
+    pub fn failed(&self) -> Option<&Failed> {
+        self.failed.as_ref()
     }
 
     pub fn new(
         preset: PresetId,
         arch: Arch,
         muts: &[Mutation],
-        tolerate: Vec<Invariant>,
-        shape: Shape,
+        spec: Spec,
     ) -> Result<Workload, String> {
-        let threads = shape.threads;
-        let mut sc = random_world(vec![Vec::new(); threads], true);
-        if let Some(pages) = shape.disjoint {
-            let pages = pages * threads as u64;
-            sc.layout = Layout::one(vec![Region::anon(0, pages, Populate::Anon)]);
-            sc.world.fanout_bits = 9;
-            sc.world.nr_frames = pages as usize + 64;
-            sc.world.nr_tables = 16 + pages as usize / 512;
+        let threads = spec.threads;
+        let mut random = None;
+        let mut shapes = Vec::new();
+        let mut picks = Vec::new();
+        let mut total = 0.0;
+        for (kind, w) in spec.kinds {
+            total += w;
+            match kind {
+                Kind::Random => {
+                    let mut sc = random_world(vec![Vec::new(); threads], true);
+                    if let Some(pages) = spec.disjoint {
+                        let pages = pages * threads as u64;
+                        sc.layout = Layout::one(vec![Region::anon(0, pages, Populate::Anon)]);
+                        sc.world.fanout_bits = 9;
+                        sc.world.nr_frames = pages as usize + 64;
+                        sc.world.nr_tables = 16 + pages as usize / 512;
+                    }
+                    sc.name = "stress".into();
+                    sc.about = "from gupcheck stress".into();
+                    let mut cfg = sc.config_for(preset, arch, muts);
+                    cfg.tolerate = spec.tolerate.clone();
+                    let img = World::<Std>::build(cfg, &sc.layout)?;
+                    let max_w = spec.mix.iter().map(|x| x.1).max().unwrap_or(1).max(1);
+                    random = Some(Random {
+                        sc,
+                        img,
+                        gen: Gen {
+                            mix: spec.mix.clone(),
+                            max_w,
+                            disjoint: spec.disjoint,
+                        },
+                        epoch_ops: spec.epoch_ops,
+                    });
+                    picks.push((total, None));
+                }
+                Kind::Shape { sc, tolerate } => {
+                    let k = sc.threads.len();
+                    if k == 0 {
+                        return Err(format!("shape {} has no threads", sc.name));
+                    }
+                    if k > threads {
+                        return Err(format!(
+                            "shape {} needs {k} threads; the run has {threads}",
+                            sc.name
+                        ));
+                    }
+                    let mut cfg = sc.config_for(preset, arch, muts);
+                    cfg.trace = false;
+                    cfg.tolerate = tolerate;
+                    let img = World::<Std>::build(cfg, &sc.layout)
+                        .map_err(|e| format!("shape {}: {e}", sc.name))?;
+                    picks.push((total, Some(shapes.len())));
+                    shapes.push(Shape {
+                        span_ns: vec![0; k],
+                        copies: threads / k,
+                        sc: *sc,
+                        img,
+                    });
+                }
+            }
         }
-        sc.name = "stress".into();
-        sc.about = "from gupcheck stress".into();
-        let mut cfg = sc.config_for(preset, arch, muts);
-        cfg.tolerate = tolerate;
-        let img = World::<Std>::build(cfg, &sc.layout)?;
+        if total <= 0.0 {
+            return Err("no kind of epoch has a weight".into());
+        }
+        let pinned = !shapes.is_empty();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("gupcheck-stress-{i}"))
+            .start_handler(move |i| {
+                if pinned {
+                    pin_to_cpu(i)
+                }
+            })
             .build()
             .map_err(|e| format!("cannot start {threads} threads: {e}"))?;
-        let max_w = shape.mix.iter().map(|x| x.1).max().unwrap_or(1).max(1);
         Ok(Workload {
-            sc,
-            img,
-            gen: Gen {
-                mix: shape.mix,
-                max_w,
-                disjoint: shape.disjoint,
-            },
-            epoch_ops: shape.epoch_ops,
-            seed: shape.seed,
+            random,
+            shapes,
+            picks,
+            threads,
+            seed: spec.seed,
             pool,
             tally: Tally::default(),
+            failed: None,
         })
     }
 
     /// Runs epochs while `go` says so; the first violation outside the
-    /// tolerated ones ends the run (its epoch's ops stay in `self.sc`).
+    /// tolerated ones ends the run (its epoch in `failed()`).
     pub fn run(
         &mut self,
         counts: &mut Counts,
         mut go: impl FnMut(&Counts) -> bool,
     ) -> Option<(u64, Box<Violation>)> {
+        let total = self.picks.last().map_or(0.0, |p| p.0);
         while go(counts) {
             let epoch = counts.epochs;
-            // One seeded stream per (seed, epoch, worker): an epoch is rebuilt
-            // from the report's seed alone.
-            let w = Arc::new(World::<Std>::from_image(&self.img));
-            let (gen, seed, n, layout) = (&self.gen, self.seed, self.epoch_ops, &self.sc.layout);
-            // Each worker draws its own ops (in parallel) and hands them back
-            // with its end, for a failing epoch's scenario.
-            let (lists, ends): (Vec<Vec<Op>>, Vec<_>) = self
-                .pool
-                .broadcast(|b| {
-                    let t = b.index();
-                    let mut rng =
-                        SmallRng::seed_from_u64(seed ^ (epoch << 20) ^ ((t as u64) << 8) ^ 0x9e37);
-                    let ops = gen.ops(&mut rng, t as u64, n);
-                    let end = run_ops(&w, layout, t, &ops);
-                    (ops, end)
-                })
-                .into_iter()
-                .unzip();
-            self.sc.threads = lists;
-            counts.ops += ends.iter().map(|e| e.ops_run as u64).sum::<u64>();
-            counts.epochs += 1;
+            let mut rng = stream(self.seed, epoch, self.threads);
+            let at = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * total;
+            let pick = self
+                .picks
+                .iter()
+                .find(|p| at < p.0)
+                .unwrap_or(&self.picks[0])
+                .1;
             let before = self.tally.tolerated.load(SeqCst);
-            let verdict = judge_execution(&w, &self.sc, &self.tally, ends);
+            let broke = match pick {
+                None => self.random_epoch(epoch, counts),
+                Some(i) => self.shape_epoch(i, epoch, counts),
+            };
+            counts.epochs += 1;
             counts.tolerated += self.tally.tolerated.load(SeqCst) - before;
-            if let Err((v, _)) = verdict {
+            if let Some(v) = broke {
                 return Some((epoch, v));
             }
         }
         None
     }
+
+    /// Every worker draws its own ops and runs them on one copy of the
+    /// random world, starting as rayon wakes it (16 ops or more each: the
+    /// lists overlap without a start line).
+    fn random_epoch(&mut self, epoch: u64, counts: &mut Counts) -> Option<Box<Violation>> {
+        let r = self.random.as_ref().expect("a random epoch was picked");
+        let w = Arc::new(World::<Std>::from_image(&r.img));
+        let seed = self.seed;
+        // Each worker draws its own ops (in parallel) and hands them back
+        // with its end, for a failing epoch's scenario.
+        let (lists, ends): (Vec<Vec<Op>>, Vec<_>) = self
+            .pool
+            .broadcast(|b| {
+                let t = b.index();
+                let ops = r
+                    .gen
+                    .ops(&mut stream(seed, epoch, t), t as u64, r.epoch_ops);
+                let end = run_ops(&w, &r.sc.layout, t, &ops);
+                (ops, end)
+            })
+            .into_iter()
+            .unzip();
+        counts.ops += ends.iter().map(|e| e.ops_run as u64).sum::<u64>();
+        let r = self.random.as_mut().expect("a random epoch was picked");
+        r.sc.threads = lists;
+        let (v, _) = judge_execution(&w, &r.sc, &self.tally, ends).err()?;
+        self.failed = Some(Failed {
+            sc: r.sc.clone(),
+            tolerate: r.img.cfg.tolerate.clone(),
+        });
+        Some(v)
+    }
+
+    /// Worker t runs thread t % k of copy t / k of the shape (k threads),
+    /// `ROUNDS` times, each round on a fresh world and from a start line
+    /// (only the first start waits for rayon to wake the workers); workers
+    /// left over sit the epoch out. Each thread starts a round after a random
+    /// offset within the threads' usual run time, or (one round in four) at
+    /// once, so that over many rounds every relative timing of the op lists
+    /// occurs. The worlds are judged at the end, each quiescent.
+    fn shape_epoch(&mut self, i: usize, epoch: u64, counts: &mut Counts) -> Option<Box<Violation>> {
+        let s = &self.shapes[i];
+        let k = s.sc.threads.len();
+        let span = s.span_ns.iter().copied().max().unwrap_or(0);
+        // Threads on cores of their own arrive within about two spans of
+        // each other (their run time and their offset).
+        let start = StartLine {
+            arrived: AtomicUsize::new(0),
+            n: s.copies * k,
+            patience_ns: (4 * span).clamp(2_000, 50_000),
+        };
+        // Set by a run that took over a second: it waited on something (a
+        // lost wake-up), and the epoch's other rounds are skipped so that its
+        // finding comes now rather than after as many waits again.
+        let waited = AtomicBool::new(false);
+        // Each copy's worlds, built by its thread 0 before the first start.
+        let worlds: Vec<OnceLock<Vec<World<Std>>>> =
+            (0..s.copies).map(|_| OnceLock::new()).collect();
+        let seed = self.seed;
+        let ran = self.pool.broadcast(|b| {
+            let t = b.index();
+            let (copy, j) = (t / k, t % k);
+            if copy >= s.copies {
+                return (Vec::new(), None);
+            }
+            if j == 0 {
+                let _ = worlds[copy].set((0..ROUNDS).map(|_| World::from_image(&s.img)).collect());
+            }
+            let mut rng = stream(seed, epoch, t);
+            let mut out = Vec::with_capacity(ROUNDS);
+            let mut crashed = None;
+            for round in 0..ROUNDS {
+                let delay = match rng.next_u32() % 4 {
+                    _ if span == 0 => 0,
+                    0 => 0,
+                    _ => rng.next_u64() % span,
+                };
+                start.wait(round);
+                // After a panic in the model or a long wait, only the start
+                // lines: the other threads wait there for this one.
+                if crashed.is_some() || waited.load(SeqCst) {
+                    continue;
+                }
+                let w = &worlds[copy].get().expect("built before the first start")[round];
+                spin_for(delay);
+                let t0 = Instant::now();
+                let ops = &s.sc.threads[j];
+                match catch_unwind(AssertUnwindSafe(|| run_ops(w, &s.sc.layout, j, ops))) {
+                    Ok(end) => {
+                        let t1 = Instant::now();
+                        if t1 - t0 > Duration::from_secs(1) {
+                            waited.store(true, SeqCst);
+                        }
+                        out.push((copy * ROUNDS + round, j, end, t0, t1));
+                    }
+                    Err(p) => crashed = Some(p),
+                }
+            }
+            (out, crashed)
+        });
+        // A panic in the model is a model bug: let it surface as one.
+        let ran: Vec<_> = ran
+            .into_iter()
+            .map(|(out, crashed)| match crashed {
+                Some(p) => resume_unwind(p),
+                None => out,
+            })
+            .collect();
+        let runs = s.copies * ROUNDS;
+        let mut by_run: Vec<Vec<_>> = (0..runs).map(|_| Vec::new()).collect();
+        let mut took = vec![(0u64, 0u64); k];
+        for (run, j, end, t0, t1) in ran.into_iter().flatten() {
+            counts.ops += end.ops_run as u64;
+            took[j].0 += (t1 - t0).as_nanos() as u64;
+            took[j].1 += 1;
+            by_run[run].push((j, end, t0, t1));
+        }
+        let worlds: Vec<World<Std>> = worlds
+            .into_iter()
+            .flat_map(|w| w.into_inner().expect("built"))
+            .collect();
+        let s = &mut self.shapes[i];
+        for (avg, (sum, n)) in s.span_ns.iter_mut().zip(took) {
+            let took = sum / n.max(1);
+            // A moving average over about eight epochs; the first sets it.
+            *avg = if *avg == 0 {
+                took
+            } else {
+                *avg - *avg / 8 + took / 8
+            };
+        }
+        let mut broke = None;
+        // Rounds skipped after a long wait ran nothing.
+        for (w, mut threads) in worlds.iter().zip(by_run).filter(|(_, t)| !t.is_empty()) {
+            threads.sort_by_key(|x| x.0);
+            if k >= 2 {
+                counts.raced += 1;
+                let latest_start = threads.iter().map(|x| x.2).max();
+                let first_end = threads.iter().map(|x| x.3).min();
+                if latest_start < first_end {
+                    counts.overlapped += 1;
+                }
+            }
+            let ends = threads.into_iter().map(|x| x.1).collect();
+            if let Err((v, _)) = judge_execution(w, &s.sc, &self.tally, ends) {
+                broke.get_or_insert(v);
+            }
+        }
+        let v = broke?;
+        self.failed = Some(Failed {
+            sc: s.sc.clone(),
+            tolerate: s.img.cfg.tolerate.clone(),
+        });
+        Some(v)
+    }
 }
+
+/// Keeps the calling thread on the `t`-th CPU this process may use (modulo
+/// their number), so that the workers of a shape run on distinct cores:
+/// left to the scheduler on a busy machine, two of them often share one
+/// core, and a shape's threads then run one after the other, never at the
+/// same time. Best effort: where it cannot, the thread stays unpinned.
+#[cfg(target_os = "linux")]
+fn pin_to_cpu(t: usize) {
+    // SAFETY: cpu_set_t is plain data; the calls read and write only the set
+    // passed with its size, and pid 0 is the calling thread.
+    unsafe {
+        let mut allowed: libc::cpu_set_t = std::mem::zeroed();
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        if libc::sched_getaffinity(0, size, &mut allowed) != 0 {
+            return;
+        }
+        let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &allowed))
+            .collect();
+        if cpus.is_empty() {
+            return;
+        }
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpus[t % cpus.len()], &mut one);
+        libc::sched_setaffinity(0, size, &one);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn pin_to_cpu(_t: usize) {}

@@ -1,22 +1,26 @@
 //! `gupcheck stress`: real threads on real atomics. A rayon pool runs short
-//! epochs (`gen`): each starts from a fresh copy of the world, every worker
-//! runs its own seeded, weighted random op list on the shared address spaces,
-//! and the global invariants are checked at the epoch's quiescent end. A
-//! violation is handed to shuttle PCT, then loom (`explain`).
+//! epochs (`gen`), each from a fresh copy of a world: every worker runs its
+//! own seeded, weighted random op list on the shared address spaces of the
+//! random world, or the workers replay one of the catalogue's racing shapes
+//! (`shapes`); the global invariants are checked at the epoch's quiescent
+//! end. A violation is handed to shuttle PCT, then loom (`explain`).
 
 mod explain;
 mod gen;
+pub mod shapes;
 
 use crate::shard::{Header, Shard};
 use crate::ui;
 use crate::ui::parse_duration;
 use explain::{explain, Explanation};
-pub use gen::{parse_mix, Counts, Shape, Workload};
+pub use gen::{parse_mix, Counts, Kind, Spec, Workload};
 use gupcheck_model::harness::artifact::{check_writable_dir, write_file_atomic};
 use gupcheck_model::harness::fuzzing::KNOWN_OPEN;
 use gupcheck_model::harness::ops::Op;
+use gupcheck_model::harness::scenario;
 use gupcheck_model::invariant::Violation;
 use serde::{Deserialize, Serialize};
+use shapes::Pick;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering::SeqCst;
@@ -34,13 +38,20 @@ pub struct StressArgs {
     seed: u64,
     #[command(flatten)]
     protocol: crate::ProtocolArgs,
-    /// Op weights by class, e.g. gup=4,release=3,fork=0 (classes: gup,
-    /// release, user, dma, mm, file, fork, thp, migrate; unlisted keep their
-    /// defaults).
+    /// What the epochs run, with shares: random (the ops of --mix on the
+    /// random world), racing (every scenario of two threads or more, sharing
+    /// the weight), or a scenario by name; e.g. random=3,racing=1 or
+    /// gup_fast_vs_munmap.
+    #[arg(long, default_value = shapes::DEFAULT)]
+    shapes: String,
+    /// Op weights by class in random epochs, e.g. gup=4,release=3,fork=0
+    /// (classes: gup, release, user, dma, mm, file, fork, thp, migrate;
+    /// unlisted keep their defaults).
     #[arg(long, default_value = "")]
     mix: String,
     /// Each worker on its own pages of one address space (GUP, release, user
-    /// accesses and DMA only), instead of the shared random world.
+    /// accesses and DMA only), instead of the shared random world; random
+    /// epochs only.
     #[arg(long)]
     disjoint: bool,
     /// Pages per worker with --disjoint (512: a page table each, so workers
@@ -74,6 +85,7 @@ impl StressArgs {
             duration,
             seed,
             protocol: crate::ProtocolArgs::latest(),
+            shapes: shapes::DEFAULT.into(),
             mix: String::new(),
             disjoint: false,
             pages: 512,
@@ -101,6 +113,9 @@ pub struct Report {
     pub preset: String,
     pub arch: String,
     pub mutations: Vec<String>,
+    /// `--shapes`: what the epochs ran, with their shares.
+    #[serde(default)]
+    pub shapes: String,
     pub mix: String,
     pub disjoint: bool,
     pub epoch_ops: u64,
@@ -110,8 +125,15 @@ pub struct Report {
     pub epochs: u64,
     pub ops: u64,
     pub ops_per_s: f64,
-    /// Epochs that broke only a known-open invariant.
+    /// Executions (a random epoch, one copy of a shape) that broke only a
+    /// known-open invariant.
     pub tolerated: u64,
+    /// Shape executions of two threads or more, and those whose threads ran
+    /// at the same time.
+    #[serde(default)]
+    pub raced: u64,
+    #[serde(default)]
+    pub overlapped: u64,
     /// Why the run ended: "deadline", "interrupted", "violation".
     pub ended: String,
     pub violation: Option<Found>,
@@ -124,6 +146,9 @@ pub struct Found {
     invariant: String,
     detail: String,
     epoch: u64,
+    /// The epoch's scenario: `stress` for random ops, else the shape.
+    #[serde(default)]
+    shape: String,
     /// The epoch's op lists, as run.
     ops: Vec<Vec<Op>>,
     explanation: Explanation,
@@ -132,8 +157,15 @@ pub struct Found {
 impl Report {
     /// The run in one line.
     pub fn summary(&self) -> String {
+        let raced = match self.raced {
+            0 => String::new(),
+            n => format!(
+                ", {n} shape runs ({:.0}% with the threads overlapping)",
+                100.0 * self.overlapped as f64 / n as f64
+            ),
+        };
         format!(
-            "stress: {} threads, {:.1} s, {} epochs, {} ops, {:.0} ops/s, {} known-open",
+            "stress: {} threads, {:.1} s, {} epochs, {} ops, {:.0} ops/s, {} known-open{raced}",
             self.threads, self.seconds, self.epochs, self.ops, self.ops_per_s, self.tolerated
         )
     }
@@ -166,6 +198,8 @@ pub fn show_merged(reports: &[Report]) -> bool {
         total.ops += r.ops;
         total.ops_per_s += r.ops_per_s;
         total.tolerated += r.tolerated;
+        total.raced += r.raced;
+        total.overlapped += r.overlapped;
     }
     ui::say!("{}", total.summary());
     let mut failed = false;
@@ -234,6 +268,30 @@ pub fn run(a: &StressArgs) -> Result<Report, String> {
         |t| t as usize,
     );
     let epoch_ops = a.epoch_ops.unwrap_or(if a.disjoint { 8192 } else { 16 });
+    let picks = shapes::parse(&a.shapes)?;
+    let has_random = picks.iter().any(|(p, _)| *p == Pick::Random);
+    if a.disjoint && picks.len() > usize::from(has_random) {
+        return Err(
+            "--disjoint runs random ops on each worker's own pages: --shapes can only be random"
+                .into(),
+        );
+    }
+    if !a.mix.is_empty() && !has_random {
+        return Err("--mix weighs the ops of random epochs, and --shapes has none".into());
+    }
+    let kinds = picks
+        .into_iter()
+        .map(|(p, w)| {
+            let kind = match p {
+                Pick::Random => Kind::Random,
+                Pick::Scenario(name) => Kind::Shape {
+                    tolerate: shapes::tolerated(&name, preset, arch, &muts),
+                    sc: Box::new(scenario::by_name(&name)?),
+                },
+            };
+            Ok((kind, w))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
     let shard_seed = Shard::seed(a.shard, a.seed);
     let mut report = Report {
         header: Header::new(KIND, a.shard),
@@ -245,6 +303,7 @@ pub fn run(a: &StressArgs) -> Result<Report, String> {
         preset: preset.name().into(),
         arch: arch.name().into(),
         mutations: muts.iter().map(|m| m.name().to_string()).collect(),
+        shapes: a.shapes.clone(),
         mix: mix
             .iter()
             .map(|(c, w)| format!("{c}={w}"))
@@ -254,17 +313,20 @@ pub fn run(a: &StressArgs) -> Result<Report, String> {
         epoch_ops,
         ..Report::default()
     };
-    let shape = Shape {
+    let spec = Spec {
         threads,
+        kinds,
         mix,
         disjoint: a.disjoint.then_some(a.pages),
         epoch_ops: epoch_ops as usize,
+        tolerate: KNOWN_OPEN.to_vec(),
         seed: shard_seed,
     };
-    let mut wl = Workload::new(preset, arch, &muts, KNOWN_OPEN.to_vec(), shape)?;
+    let mut wl = Workload::new(preset, arch, &muts, spec)?;
     check_writable_dir(&a.out)?;
-    let (counts, failing, seconds) = run_with_progress(&mut wl, a.duration);
-    (report.epochs, report.ops, report.tolerated) = (counts.epochs, counts.ops, counts.tolerated);
+    let (c, failing, seconds) = run_with_progress(&mut wl, a.duration);
+    (report.epochs, report.ops, report.tolerated) = (c.epochs, c.ops, c.tolerated);
+    (report.raced, report.overlapped) = (c.raced, c.overlapped);
     report.seconds = seconds;
     report.ops_per_s = report.ops as f64 / report.seconds;
     report.ended = if failing.is_some() {
@@ -276,15 +338,16 @@ pub fn run(a: &StressArgs) -> Result<Report, String> {
     }
     .into();
     eprintln!("{}", report.summary());
-    if let Some((epoch, v)) = failing {
+    if let (Some((epoch, v)), Some(failed)) = (failing, wl.failed()) {
         eprintln!("{}", broke(epoch, v.invariant.name(), &v.detail));
-        let explanation = explain(a, wl.last_epoch(), preset, arch, &muts, v.invariant)?;
+        let explanation = explain(a, failed, preset, arch, &muts, v.invariant)?;
         eprintln!("{}", explanation.line());
         report.violation = Some(Found {
             invariant: v.invariant.name().into(),
             detail: v.detail.clone(),
             epoch,
-            ops: wl.last_epoch().threads.clone(),
+            shape: failed.sc.name.clone(),
+            ops: failed.sc.threads.clone(),
             explanation,
         });
     }

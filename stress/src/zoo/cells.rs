@@ -1,7 +1,7 @@
-//! The zoo's cells: one entry under one engine. loom, shuttle and std run the
-//! entry's scenario; the fuzzer and stress run its protocol over the random
+//! The zoo's cells: one entry under one engine. loom, shuttle, std and stress
+//! run the entry's scenario; the fuzzer runs its protocol over the random
 //! world, one run serving every entry with the same protocol and invariants.
-//! Here too: why an engine cannot reach an entry.
+//! Here too: why the fuzzer cannot reach an entry.
 
 use crate::detect;
 
@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OnProtocol {
     Fuzz,
-    Stress,
 }
 
 /// A column of the zoo.
@@ -35,7 +34,7 @@ impl Col {
         Col::Scenario(OnScenario::ShuttlePct),
         Col::Scenario(OnScenario::Std),
         Col::Protocol(OnProtocol::Fuzz),
-        Col::Protocol(OnProtocol::Stress),
+        Col::Scenario(OnScenario::Stress),
     ];
     pub const FUZZ: Col = Col::Protocol(OnProtocol::Fuzz);
     pub fn name(self) -> &'static str {
@@ -44,8 +43,8 @@ impl Col {
             Col::Scenario(OnScenario::ShuttleRandom) => "shuttle-random",
             Col::Scenario(OnScenario::ShuttlePct) => "shuttle-pct",
             Col::Scenario(OnScenario::Std) => "std",
+            Col::Scenario(OnScenario::Stress) => "stress",
             Col::Protocol(OnProtocol::Fuzz) => "fuzz",
-            Col::Protocol(OnProtocol::Stress) => "stress",
         }
     }
     pub fn parse(s: &str) -> Result<Col, String> {
@@ -109,9 +108,9 @@ impl FuzzMode {
 /// One run of the zoo.
 #[derive(Clone, Copy)]
 pub enum Unit {
-    /// loom, shuttle or std on entry `i`'s scenario.
+    /// loom, shuttle, std or stress on entry `i`'s scenario.
     Scenario(usize, OnScenario),
-    /// fuzz or stress on protocol `k`.
+    /// fuzz on protocol `k`.
     Protocol(usize, OnProtocol),
 }
 
@@ -125,7 +124,7 @@ pub fn scenario_cell(e: &Entry, engine: OnScenario, budget: Duration, seed: u64)
     }
 }
 
-/// Where and how the fuzz and stress cells run.
+/// Where and how the fuzz cells run.
 pub struct ProtocolRun<'a> {
     pub budget: Duration,
     pub seed: u64,
@@ -135,7 +134,7 @@ pub struct ProtocolRun<'a> {
     pub stop: &'a AtomicBool,
 }
 
-/// Runs the fuzzer or stress on one protocol.
+/// Runs the fuzzer on one protocol.
 pub fn protocol_cell(p: &Protocol, engine: OnProtocol, r: &ProtocolRun) -> Cell {
     let t0 = Instant::now();
     let (how, verdict) = match (engine, r.fuzz) {
@@ -171,10 +170,6 @@ pub fn protocol_cell(p: &Protocol, engine: OnProtocol, r: &ProtocolRun) -> Cell 
         (OnProtocol::Fuzz, FuzzMode::RandomBytes) => {
             (r.fuzz.how(), detect::random_bytes(p, r.budget, r.seed))
         }
-        (OnProtocol::Stress, _) => (
-            format!("{} threads, random mix", detect::STRESS_THREADS),
-            detect::stress(p, r.budget, r.seed),
-        ),
     };
     Cell {
         engine: Col::Protocol(engine).name().into(),
@@ -183,9 +178,12 @@ pub fn protocol_cell(p: &Protocol, engine: OnProtocol, r: &ProtocolRun) -> Cell 
     }
 }
 
-/// Why the fuzzer or stress (random ops over the random world, two threads)
-/// cannot build what `e`'s scenario needs; `None` if nothing structural
-/// stands in the way.
+/// Op lists the presets fuzz target runs at once.
+const FUZZ_THREADS: usize = 2;
+
+/// Why the fuzzer (random ops over the random world, two threads) cannot
+/// build what `e`'s scenario needs; `None` if nothing structural stands in
+/// the way.
 fn random_world_gap(e: &Entry, threads: usize) -> Option<String> {
     let sc = scenario::by_name(&e.scenario).ok()?;
     if sc.world.counter != CounterScale::REAL {
@@ -206,15 +204,14 @@ fn random_world_gap(e: &Entry, threads: usize) -> Option<String> {
     None
 }
 
-/// Why the fuzzer or stress cannot reach a protocol: only if no entry sharing
-/// it can be reached (a shared run's miss says nothing about one entry).
-pub fn protocol_gap(sharing: &[&Entry], engine: OnProtocol) -> Option<String> {
+/// Why the fuzzer cannot reach a protocol: only if no entry sharing it can
+/// be reached (a shared run's miss says nothing about one entry).
+pub fn protocol_gap(sharing: &[&Entry]) -> Option<String> {
     let gaps: Vec<Option<String>> = sharing
         .iter()
         .map(|e| {
-            random_world_gap(e, detect::STRESS_THREADS).or_else(|| {
-                (engine == OnProtocol::Fuzz && detect::ordering_only(e)).then(|| SC_WHY.to_string())
-            })
+            random_world_gap(e, FUZZ_THREADS)
+                .or_else(|| detect::ordering_only(e).then(|| SC_WHY.to_string()))
         })
         .collect();
     if gaps.iter().all(Option::is_some) {

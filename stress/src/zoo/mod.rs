@@ -3,18 +3,20 @@
 //! It says which engines find each entry and how fast, and which cannot reach
 //! it and why. Prints the matrix and writes zoo.json, zoo.md and zoo.svg.
 //!
-//! loom, shuttle and real threads (`std`) run the entry's own scenario. The
-//! fuzzer and stress cannot: they draw op sequences over the random world
-//! (`fuzzing::random_world`), so their cells run the entry's preset, arch and
-//! mutation, stopping only at the entry's invariants. One such run serves every
-//! entry with the same protocol and invariants.
+//! loom, shuttle, real threads (`std`) and stress run the entry's own
+//! scenario; stress replays its threads epoch after epoch on a pool, as
+//! `gupcheck stress` replays a shape. The fuzzer cannot: it draws op
+//! sequences over the random world (`fuzzing::random_world`), so its cells
+//! run the entry's preset, arch and mutation, stopping only at the entry's
+//! invariants. One such run serves every entry with the same protocol and
+//! invariants.
 
 mod cells;
 mod report;
 
 use crate::detect;
 
-use crate::detect::{Protocol, Verdict};
+use crate::detect::{OnScenario, Protocol, Verdict};
 use crate::pool;
 use crate::shard;
 use crate::shard::{Header, Shard};
@@ -54,7 +56,8 @@ pub struct ZooArgs {
     /// Seed of the shuttle schedulers, the fuzzer, the random bytes and stress.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Cells at once (default: the cores). A stress cell runs two threads.
+    /// Cells at once (default: the cores). A stress cell runs two threads:
+    /// half as many of them run at once.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
     jobs: Option<u64>,
     /// Where zoo.json, zoo.md and zoo.svg are written.
@@ -100,7 +103,7 @@ struct Plan {
     /// How many `--only` selects, and those of them this shard runs.
     selected: usize,
     entries: Vec<Entry>,
-    /// The protocols the fuzz and stress cells run, and each entry's.
+    /// The protocols the fuzz cells run, and each entry's.
     protocols: Vec<Protocol>,
     proto_of: Vec<usize>,
     engines: Vec<Col>,
@@ -147,7 +150,7 @@ fn plan(a: &ZooArgs, engines: Vec<Col>) -> Result<Plan, String> {
     })
 }
 
-/// Cells by entry (scenario engines) and by protocol (fuzz, stress), `None`
+/// Cells by entry (scenario engines) and by protocol (fuzz), `None`
 /// where a cell did not run.
 struct Done {
     by_entry: Vec<Option<Cell>>,
@@ -177,8 +180,10 @@ impl Plan {
     }
 }
 
-/// Runs every unit, `jobs` at once, with a progress bar. Ctrl-C: the cells
-/// running finish (each within its budget), no more start.
+/// Runs every unit, `jobs` at once, with a progress bar; the stress cells
+/// last, `jobs / STRESS_THREADS` at once, so that each of their threads has
+/// a core (threads sharing one rarely run at the same time). Ctrl-C: the
+/// cells running finish (each within its budget), no more start.
 fn run_units(a: &ZooArgs, plan: &Plan, jobs: usize, r: &ProtocolRun) -> Result<Done, String> {
     let total = plan.units.len();
     let bar = ui::bar(
@@ -191,12 +196,12 @@ fn run_units(a: &ZooArgs, plan: &Plan, jobs: usize, r: &ProtocolRun) -> Result<D
         by_proto: vec![None; plan.protocols.len() * plan.engines.len()],
     };
     let mut finished = 0;
-    let work = |u: &Unit| match *u {
+    let work = |&u: &usize| match plan.units[u] {
         Unit::Scenario(i, eng) => cells::scenario_cell(&plan.entries[i], eng, a.budget, a.seed),
         Unit::Protocol(k, eng) => cells::protocol_cell(&plan.protocols[k], eng, r),
     };
-    pool::in_order(jobs, "zoo", &plan.units, r.stop, work, |i, cell: Cell| {
-        let (by_proto, j, what) = plan.slot(plan.units[i]);
+    let mut record = |u: usize, cell: Cell| {
+        let (by_proto, j, what) = plan.slot(plan.units[u]);
         let line = format!("{what}: {} {}", cell.engine, cell.verdict.short());
         finished += 1;
         // Without a terminal the bar is hidden: a line every tenth instead.
@@ -214,13 +219,23 @@ fn run_units(a: &ZooArgs, plan: &Plan, jobs: usize, r: &ProtocolRun) -> Result<D
         slots[j] = Some(cell);
         bar.inc(1);
         bar.set_message(line);
-    })?;
+    };
+    let (stress, rest): (Vec<usize>, Vec<usize>) =
+        (0..total).partition(|&u| matches!(plan.units[u], Unit::Scenario(_, OnScenario::Stress)));
+    for (units, at_once) in [
+        (rest, jobs),
+        (stress, (jobs / detect::STRESS_THREADS).max(1)),
+    ] {
+        pool::in_order(at_once, "zoo", &units, r.stop, work, |k, cell| {
+            record(units[k], cell)
+        })?;
+    }
     bar.finish_and_clear();
     Ok(done)
 }
 
-/// Every cell kept to the budget; a fuzz or stress miss becomes "cannot
-/// reach" where no entry sharing the protocol can be reached.
+/// Every cell kept to the budget; a fuzz miss becomes "cannot reach" where
+/// no entry sharing the protocol can be reached.
 fn settle(plan: &Plan, done: &mut Done, budget: Duration) {
     for c in done.by_entry.iter_mut().flatten() {
         cells::within_budget(c, budget);
@@ -233,12 +248,12 @@ fn settle(plan: &Plan, done: &mut Done, budget: Duration) {
             .filter(|e| Protocol::of(e) == plan.protocols[k])
             .collect();
         for (col, c) in plan.engines.iter().zip(cells.iter_mut()) {
-            let (Col::Protocol(on), Some(c)) = (col, c) else {
+            let (Col::Protocol(_), Some(c)) = (col, c) else {
                 continue;
             };
             cells::within_budget(c, budget);
             if let Verdict::NotFound { secs, runs, .. } = c.verdict {
-                if let Some(why) = cells::protocol_gap(&sharing, *on) {
+                if let Some(why) = cells::protocol_gap(&sharing) {
                     c.verdict = Verdict::CannotReach { secs, runs, why };
                 }
             }
@@ -307,7 +322,7 @@ pub fn zoo(a: &ZooArgs) -> Result<ExitCode, String> {
         format!(" of {} (shard {s})", plan.selected)
     });
     eprintln!(
-        "zoo: {}{of} ({} for fuzz and stress) x {} = {} of at most {:.1} s, {} at once{}",
+        "zoo: {}{of} ({} for fuzz) x {} = {} of at most {:.1} s, {} at once{}",
         count(plan.entries.len(), "entry", "entries"),
         count(plan.protocols.len(), "protocol", "protocols"),
         count(plan.engines.len(), "engine", "engines"),

@@ -189,7 +189,7 @@ fn cell_md(c: &Cell) -> String {
 
 pub fn markdown(rep: &Report) -> String {
     let mut s = format!(
-        "Budget {:.1} s per cell, seed {}{}. A cell is the time to detect (with executions, inputs or epochs); `-` not within the budget; `n/r` cannot reach. loom, shuttle and std run the entry's scenario; fuzz and stress run the entry's preset, arch and mutation over the random world, stopping only at the entry's invariants, so entries that share those share the cell, and a find shows the invariant breaks under that protocol, not necessarily by the scenario's path.\n\n| entry | expect |",
+        "Budget {:.1} s per cell, seed {}{}. A cell is the time to detect (with executions, inputs or epochs); `-` not within the budget; `n/r` cannot reach. loom, shuttle, std and stress run the entry's scenario (stress: its threads replayed in epochs on a pool, each from a start line with a random offset); fuzz runs the entry's preset, arch and mutation over the random world, stopping only at the entry's invariants, so entries that share those share the cell, and a find shows the invariant breaks under that protocol, not necessarily by the scenario's path.\n\n| entry | expect |",
         rep.budget_secs,
         rep.seed,
         rep.fuzz
