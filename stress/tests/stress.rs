@@ -118,16 +118,15 @@ fn the_latest_preset_stays_clean_with_the_racing_shapes() {
 }
 
 /// The same under RCU table freeing, where a GUP-fast back-off's release
-/// can race with munmap's last put: `folio_put_refs` reads the frame's
-/// generation for the ledger after its decrement, when the other thread may
-/// already have freed the frame, and the speculative reference is then
-/// never seen dropped (conservation, on the unmodified protocol).
+/// races with munmap's last put: `folio_put_refs` once read the frame's
+/// generation after its decrement, when the other thread might already have
+/// freed the frame, and the speculative reference was never seen dropped
+/// (conservation, on the unmodified protocol).
 #[test]
-#[ignore = "the model's ledger misattributes a release that races with the frame's free (state/mem.rs folio_put_refs)"]
 fn the_latest_preset_stays_clean_with_the_racing_shapes_under_rcu() {
     clean(
         "shapes-clean-rcu",
-        &["--shapes", "racing", "--duration", "10s"],
+        &["--shapes", "racing", "--duration", "5s"],
     );
 }
 
