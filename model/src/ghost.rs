@@ -98,6 +98,11 @@ pub struct Ledger {
     /// /proc/vmstat nr_foll_pin_acquired / nr_foll_pin_released (per subpage).
     pub pin_acquired: u64,
     pub pin_released: u64,
+    /// Tolerated outcomes seen on the way without stopping the thread (a
+    /// device write into a page writeback cleaned: the world stays coherent,
+    /// so the run goes on to rest, where `durable after sync` is judged).
+    #[serde(default)]
+    pub tolerated: u64,
     /// Emptied hold entries not yet swept.
     #[serde(skip)]
     empty_holds: usize,
@@ -118,6 +123,7 @@ impl Ledger {
         self.punches.extend(other.punches);
         self.pin_acquired += other.pin_acquired;
         self.pin_released += other.pin_released;
+        self.tolerated += other.tolerated;
     }
 
     /// Sorts the holds by (folio, kind, generation), sums duplicates and drops
