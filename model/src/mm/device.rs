@@ -153,7 +153,7 @@ impl<B: Backend> World<B> {
             // page-cache page.
             let v = self.value_for(ctx, p.mm as usize, p.pfn);
             self.write_page(p.pfn, 0, v);
-            if self.record_file_write(ctx, p.pfn, v).is_none() {
+            if self.record_file_write(ctx, p.pfn, v, false).is_none() {
                 let seq = self.ghost.tick();
                 ctx.ledger.wrote(WriteRec {
                     seq,
@@ -204,7 +204,7 @@ impl<B: Backend> World<B> {
             ctx.step(&self.ghost, "device dma write", u64::from(page));
             match file {
                 Some(_) => {
-                    self.record_file_write(ctx, head, v);
+                    self.record_file_write(ctx, head, v, true);
                 }
                 None => {
                     let seq = self.ghost.tick();

@@ -116,7 +116,9 @@ impl<B: Backend> World<B> {
     /// durable after sync: run at rest, once no pin or reference is held and
     /// every file was written back (the harness syncs, this floor cannot call
     /// writeback): the disk holds the last value written to each file page,
-    /// by a store or by a device, unless a hole punch came after it.
+    /// by a store or by a device, unless a hole punch came after it (or, for
+    /// a device's write, a release of a write reference that did not dirty
+    /// the page: the caller's choice).
     pub fn check_durable(&self, ledger: &Ledger) -> Result<(), Box<Violation>> {
         for ino in self.inodes.iter() {
             let disk = ino.disk.lock().clone();
@@ -125,7 +127,12 @@ impl<B: Backend> World<B> {
                     .punches
                     .iter()
                     .any(|p| p.inode == w.inode && p.index == w.index && p.seq > w.seq);
-                if punched_after {
+                let released_clean_after = w.by_device
+                    && ledger
+                        .released_clean
+                        .iter()
+                        .any(|r| r.inode == w.inode && r.index == w.index && r.seq > w.seq);
+                if punched_after || released_clean_after {
                     continue;
                 }
                 let now = disk[w.index as usize][0];
