@@ -161,10 +161,22 @@ pub enum Mutation {
     /// the walk reads beyond the table, an out-of-bounds access the model
     /// reports as a `model crash`. Observable in `gup_fast_vs_page_mkclean`.
     PteIndexUnmasked,
+    /// `unpin_user_pages_dirty_lock(make_dirty)` forgets `set_page_dirty_lock`:
+    /// a device write that landed after writeback cleaned the page (the
+    /// known-open gup+DMA window) is never dirtied again, so no later sync
+    /// writes it. Observable in `gup_fast_vs_page_mkclean` (`durable after
+    /// sync`).
+    UnpinDirtyLost,
+    /// `->writepage` is skipped after `folio_clear_dirty_for_io` cleared
+    /// PG_dirty (what ext4 does since cc5095747edf for a page without buffers,
+    /// here for every page): the dirty state is gone, the data never reached
+    /// the disk. Observable in `gup_fast_vs_page_mkclean` (`durable after
+    /// sync`).
+    WritepageSkipped,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 16] = [
+    pub const ALL: [Mutation; 18] = [
         Mutation::WalkerSkipsRegistration,
         Mutation::WalkerPlainGet,
         Mutation::WalkerRegistrationNoBarrier,
@@ -181,6 +193,8 @@ impl Mutation {
         Mutation::NoHeadRecheck,
         Mutation::UnlockNoWake,
         Mutation::PteIndexUnmasked,
+        Mutation::UnpinDirtyLost,
+        Mutation::WritepageSkipped,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -200,6 +214,8 @@ impl Mutation {
             Mutation::NoHeadRecheck => "no_head_recheck",
             Mutation::UnlockNoWake => "unlock_no_wake",
             Mutation::PteIndexUnmasked => "pte_index_unmasked",
+            Mutation::UnpinDirtyLost => "unpin_dirty_lost",
+            Mutation::WritepageSkipped => "writepage_skipped",
         }
     }
     pub fn describe(self) -> &'static str {
@@ -245,6 +261,12 @@ impl Mutation {
             }
             Mutation::PteIndexUnmasked => {
                 "GUP-fast indexes the PTE table with the page number unmasked (out of bounds)"
+            }
+            Mutation::UnpinDirtyLost => {
+                "unpin_user_pages_dirty_lock forgets to dirty the page (set_page_dirty_lock dropped)"
+            }
+            Mutation::WritepageSkipped => {
+                "writeback clears PG_dirty and skips ->writepage (the data never reaches the disk)"
             }
         }
     }

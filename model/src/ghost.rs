@@ -71,6 +71,10 @@ pub struct FileWriteRec {
     pub inode: u32,
     pub index: u32,
     pub value: u64,
+    /// Written by a device through a pin or reference (not by a store):
+    /// durable only if its holder releases it dirtying the page.
+    #[serde(default)]
+    pub by_device: bool,
 }
 
 /// An munmap of [start, end): earlier writes there are legitimately gone.
@@ -95,9 +99,19 @@ pub struct Ledger {
     /// Hole punches (inode, index): earlier writes there are legitimately gone.
     #[serde(default)]
     pub punches: Vec<FileWriteRec>,
+    /// Write references released without dirtying (`unpin_user_pages`,
+    /// `put_page`), per (inode, index): what a device wrote before through
+    /// such a reference was never promised to reach the disk.
+    #[serde(default)]
+    pub released_clean: Vec<FileWriteRec>,
     /// /proc/vmstat nr_foll_pin_acquired / nr_foll_pin_released (per subpage).
     pub pin_acquired: u64,
     pub pin_released: u64,
+    /// Tolerated outcomes seen on the way without stopping the thread (a
+    /// device write into a page writeback cleaned: the world stays coherent,
+    /// so the run goes on to rest, where `durable after sync` is judged).
+    #[serde(default)]
+    pub tolerated: u64,
     /// Emptied hold entries not yet swept.
     #[serde(skip)]
     empty_holds: usize,
@@ -116,8 +130,10 @@ impl Ledger {
             self.file_wrote(w);
         }
         self.punches.extend(other.punches);
+        self.released_clean.extend(other.released_clean);
         self.pin_acquired += other.pin_acquired;
         self.pin_released += other.pin_released;
+        self.tolerated += other.tolerated;
     }
 
     /// Sorts the holds by (folio, kind, generation), sums duplicates and drops

@@ -21,6 +21,9 @@ pub enum Invariant {
     PinThroughWritablePte,
     /// No thread waits forever: a deadlock or a lost wake-up.
     Progress,
+    /// At rest, after every pin is released and a final sync: the disk holds
+    /// the last value written to each file page.
+    DurableAfterSync,
     /// Not an invariant but a finding class: the model itself panicked during
     /// an execution (an index out of range, a stale table); carried like a
     /// violation so that it is minimised, replayed and counted the same way.
@@ -28,7 +31,7 @@ pub enum Invariant {
 }
 
 impl Invariant {
-    pub const ALL: [Invariant; 14] = [
+    pub const ALL: [Invariant; 15] = [
         Invariant::NoResurrection,
         Invariant::NoUseAfterFree,
         Invariant::RefcountBounds,
@@ -42,6 +45,7 @@ impl Invariant {
         Invariant::DirtyWithoutBuffers,
         Invariant::PinThroughWritablePte,
         Invariant::Progress,
+        Invariant::DurableAfterSync,
         Invariant::ModelCrash,
     ];
     pub fn name(self) -> &'static str {
@@ -59,6 +63,7 @@ impl Invariant {
             Invariant::DirtyWithoutBuffers => "no dirty page without buffers",
             Invariant::PinThroughWritablePte => "write pin through a writable pte",
             Invariant::Progress => "progress",
+            Invariant::DurableAfterSync => "durable after sync",
             Invariant::ModelCrash => "model crash",
         }
     }
@@ -77,6 +82,7 @@ impl Invariant {
             Invariant::DirtyWithoutBuffers => "a buffer-head filesystem never has a dirty page-cache page without buffers (ext4_writepage's BUG_ON, a skipped write since cc5095747edf)",
             Invariant::PinThroughWritablePte => "a FOLL_WRITE grab is kept only if the PTE it was taken through was present and writable after the grab (the page_mkclean rule)",
             Invariant::Progress => "no thread waits forever: loom and shuttle report a deadlock (a lost wake-up, a lock never released) with the threads that wait",
+            Invariant::DurableAfterSync => "at rest, once every pin is released and every file written back (a final sync), the disk holds the last value written to each file page, by a store or by DMA through a pin; holds where 'no lost write' is known-open, since the final unpin re-dirties the page",
             Invariant::ModelCrash => "a finding class, not an invariant: the model panicked during an execution; the panic's message and place, minimised and replayable",
         }
     }

@@ -303,3 +303,84 @@ fn a_hole_punched_under_a_dio_pin_leaves_an_orphan_page_and_zeros_on_disk() {
         w.check_quiescent(&c.ledger).unwrap();
     }
 }
+
+/// `durable after sync`: a store through the shared mapping reaches the disk
+/// by the final sync; with `writepage_skipped` the sync clears PG_dirty and
+/// writes nothing, and the check says so.
+#[test]
+fn a_final_sync_makes_the_last_store_durable() {
+    use gupcheck_model::config::Mutation;
+    use gupcheck_model::harness::engine::sync_and_check_durable;
+    for skip in [false, true] {
+        let mut w = world(PresetId::Latest, FsFlavour::Iomap, Cached::Clean);
+        if skip {
+            // Rebuilt with the mutation: the config is fixed at build.
+            let mut cfg = w.cfg.clone();
+            cfg.mutations = vec![Mutation::WritepageSkipped];
+            let layout = Layout {
+                files: vec![FileSpec {
+                    pages: 2,
+                    flavour: FsFlavour::Iomap,
+                    cached: Cached::Clean,
+                }],
+                notifier: true,
+                ..Layout::one(vec![
+                    Region::file(0, 2, 0, true, Populate::PageCache),
+                    Region::anon(4, 1, Populate::Anon),
+                ])
+            };
+            w = World::build(cfg, &layout).unwrap();
+        }
+        let mut c = Ctx::new(0, 1, false);
+        // Two stores: an untracked value is the step tick, and the first
+        // one's (0) would equal the blank disk.
+        store(&w, &mut c, 0);
+        let v = store(&w, &mut c, 0);
+        assert_ne!(v, 0);
+        w.check_quiescent(&c.ledger).unwrap();
+        let r = sync_and_check_durable(&w, &c.ledger);
+        if skip {
+            assert_eq!(r.unwrap_err().invariant, Invariant::DurableAfterSync);
+            assert_eq!(w.inodes[0].disk.lock()[0][0], 0);
+        } else {
+            r.unwrap();
+            assert_eq!(w.inodes[0].disk.lock()[0][0], v);
+        }
+    }
+}
+
+/// `unpin_user_pages_dirty_lock` re-dirties a page writeback cleaned while it
+/// was pinned (what makes a device's late write durable); `unpin_dirty_lost`
+/// forgets to.
+#[test]
+fn the_dirtying_unpin_redirties_a_cleaned_page() {
+    use gupcheck_model::config::Mutation;
+    for lost in [false, true] {
+        let w = world(PresetId::Latest, FsFlavour::Iomap, Cached::Dirty);
+        let mut cfg = w.cfg.clone();
+        if lost {
+            cfg.mutations = vec![Mutation::UnpinDirtyLost];
+        }
+        let layout = Layout {
+            files: vec![FileSpec {
+                pages: 2,
+                flavour: FsFlavour::Iomap,
+                cached: Cached::Dirty,
+            }],
+            notifier: true,
+            ..Layout::one(vec![
+                Region::file(0, 2, 0, true, Populate::PageCache),
+                Region::anon(4, 1, Populate::Anon),
+            ])
+        };
+        let w = World::<Std>::build(cfg, &layout).unwrap();
+        let mut c = Ctx::new(0, 1, false);
+        let mut pages = Vec::new();
+        w.pin_user_pages_fast(&mut c, 0, 1, Foll::of(&[Flag::Write]), Some(&mut pages))
+            .unwrap();
+        w.writeback_inode(&mut c, 0).unwrap();
+        assert_eq!(flags(&w, pages[0]) & pg::DIRTY, 0);
+        w.unpin_user_pages_dirty_lock(&mut c, &pages, true).unwrap();
+        assert_eq!(flags(&w, pages[0]) & pg::DIRTY != 0, !lost);
+    }
+}

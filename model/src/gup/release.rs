@@ -7,6 +7,7 @@
 //! writeback), as its comment in mm/gup.c says.
 
 use crate::backend::{Backend, KAtomic};
+use crate::config::Mutation;
 use crate::ghost::{Ctx, HoldKind};
 use crate::invariant::{Invariant, Res};
 use crate::state::mem::pg;
@@ -75,7 +76,10 @@ impl<B: Backend> World<B> {
             return self.unpin_pages_grouped(ctx, pages, self.pin_kind());
         }
         for (head, nr) in self.folio_groups(pages) {
-            if self.mem.frame(head).flags.read_once() & pg::DIRTY == 0 {
+            // The device may have written after writeback cleaned the page:
+            // re-dirtying it here is what brings that write to the disk.
+            let forget = self.cfg.has(Mutation::UnpinDirtyLost);
+            if !forget && self.mem.frame(head).flags.read_once() & pg::DIRTY == 0 {
                 self.set_page_dirty_lock(ctx, head)?;
             }
             self.gup_put_folio(ctx, head, nr, self.pin_kind())?;

@@ -652,6 +652,7 @@ pub fn run_contract(ops: &[ContractOp], preset: PresetId) -> Result<(), Finding>
         }
     }
     w.check_quiescent(&ctx.ledger)
+        .and_then(|()| crate::harness::engine::sync_and_check_durable(&w, &ctx.ledger))
         .map_err(|v| found(v.invariant, v.detail))
 }
 

@@ -12,6 +12,7 @@ use crate::backend::{Backend, KAtomic};
 use crate::config::Mutation;
 use crate::flags::{Flag, Foll};
 use crate::ghost::Ctx;
+use crate::ghost::FileWriteRec;
 use crate::ghost::Handle;
 use crate::ghost::Stamp;
 use crate::gup::api::{GupApi, GupCall};
@@ -644,6 +645,23 @@ impl<B: Backend> World<B> {
         let i = usize::from(handle) % ctx.handles.len();
         let h = ctx.handles.remove(i);
         let seed = self.cfg.p().pin_is_get;
+        if h.write && how == ReleaseApi::Matching {
+            // Ghost: a write reference released without dirtying the page.
+            // What a device wrote through it after writeback cleaned the page
+            // is lost by the caller's choice, not by the protocol.
+            for &p in &h.pages {
+                if let Some((inode, index)) = self.ghost.file_of(self.mem.page_folio(p)) {
+                    let seq = self.ghost.tick();
+                    ctx.ledger.released_clean.push(FileWriteRec {
+                        seq,
+                        inode,
+                        index,
+                        value: 0,
+                        by_device: false,
+                    });
+                }
+            }
+        }
         let as_pin = if h.pin {
             !self.cfg.has(Mutation::PutPageOnPin)
         } else {

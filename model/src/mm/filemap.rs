@@ -384,6 +384,7 @@ impl<B: Backend> World<B> {
             inode,
             index,
             value: 0,
+            by_device: false,
         });
         Ok(())
     }
@@ -417,6 +418,7 @@ impl<B: Backend> World<B> {
         ctx: &mut Ctx,
         head: Pfn,
         value: u64,
+        by_device: bool,
     ) -> Option<(u32, u32)> {
         let file = self.ghost.file_of(head)?;
         let seq = self.ghost.tick();
@@ -425,6 +427,7 @@ impl<B: Backend> World<B> {
             inode: file.0,
             index: file.1,
             value,
+            by_device,
         });
         Some(file)
     }

@@ -675,7 +675,7 @@ impl<B: Backend> World<B> {
                     let v = self.value_for(ctx, mm, pfn);
                     self.write_page(pfn, 0, v);
                     // A store to a shared file page belongs to the file.
-                    if self.record_file_write(ctx, pfn, v).is_none() {
+                    if self.record_file_write(ctx, pfn, v, false).is_none() {
                         let seq = self.ghost.tick();
                         ctx.ledger.wrote(WriteRec {
                             seq,

@@ -14,6 +14,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, KAtomic};
+use crate::config::Mutation;
 use crate::ghost::{Ctx, HoldKind};
 use crate::invariant::{Invariant, Res};
 use crate::state::fs::FsFlavour;
@@ -80,6 +81,11 @@ impl<B: Backend> World<B> {
     /// `->writepage` of a locked, cleaned folio: PG_writeback, the disk write,
     /// `folio_end_writeback`.
     pub(crate) fn writepage(&self, ctx: &mut Ctx, head: Pfn, inode: u32, index: u32) -> Res<()> {
+        if self.cfg.has(Mutation::WritepageSkipped) {
+            // PG_dirty is already clear: nothing will ever write this data.
+            ctx.step(&self.ghost, "writepage: skipped", u64::from(head));
+            return Ok(());
+        }
         let f = self.mem.frame(head);
         let flags = f.flags.fetch_or(pg::WRITEBACK);
         let ino = &self.inodes[inode as usize];

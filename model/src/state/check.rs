@@ -113,6 +113,53 @@ impl<B: Backend> World<B> {
         Ok(())
     }
 
+    /// durable after sync: run at rest, once no pin or reference is held and
+    /// every file was written back (the harness syncs, this floor cannot call
+    /// writeback): the disk holds the last value written to each file page,
+    /// by a store or by a device, unless a hole punch came after it (or, for
+    /// a device's write, a release of a write reference that did not dirty
+    /// the page: the caller's choice).
+    pub fn check_durable(&self, ledger: &Ledger) -> Result<(), Box<Violation>> {
+        for ino in self.inodes.iter() {
+            let disk = ino.disk.lock().clone();
+            for w in ledger.file_writes.iter().filter(|w| w.inode == ino.id) {
+                let punched_after = ledger
+                    .punches
+                    .iter()
+                    .any(|p| p.inode == w.inode && p.index == w.index && p.seq > w.seq);
+                let released_clean_after = w.by_device
+                    && ledger
+                        .released_clean
+                        .iter()
+                        .any(|r| r.inode == w.inode && r.index == w.index && r.seq > w.seq);
+                if punched_after || released_clean_after {
+                    continue;
+                }
+                let now = disk[w.index as usize][0];
+                if now != w.value {
+                    let cached = ino.i_pages.lock()[w.index as usize];
+                    let page = match cached {
+                        Some(p) => {
+                            let dirty = self.mem.frame(p).flags.read_once() & pg::DIRTY != 0;
+                            format!("page {p} cached, {}", if dirty { "dirty" } else { "clean" })
+                        }
+                        None => "no page cached".to_string(),
+                    };
+                    return Err(Box::new(Violation {
+                        invariant: Invariant::DurableAfterSync,
+                        thread: None,
+                        step: "quiescence: after sync".into(),
+                        detail: format!(
+                            "inode {} index {}: the disk holds {now:#x} after a final sync, the last write was {:#x} ({page})",
+                            ino.id, w.index, w.value
+                        ),
+                    }));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// no lost write, for user stores: unless the address was unmapped after the
     /// last store to it, the page mapped there now holds the value stored.
     pub(crate) fn check_writes(&self, ledger: &Ledger) -> Result<(), Box<Violation>> {
