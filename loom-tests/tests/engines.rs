@@ -5,7 +5,7 @@
 
 use gupcheck_loom_tests::{pct, LOOM_BOUND_2};
 use gupcheck_model::harness::scenario::munmap_vs_lockless_walker;
-use gupcheck_model::{run, Arch, Engine, Mutation, Outcome, Scenario};
+use gupcheck_model::{run, Arch, Engine, Invariant, Mutation, Outcome, Scenario};
 
 fn go(sc: &Scenario, arch: Arch, muts: &[Mutation], e: &Engine) -> Outcome {
     run(sc, &sc.config(arch, muts), e).expect("scenario fits its world")
@@ -52,5 +52,30 @@ fn real_threads_run_the_scenario_clean() {
     let sc = munmap_vs_lockless_walker();
     for arch in Arch::ALL {
         assert_clean(&go(&sc, arch, &[], &Engine::Std { iterations: 200 }));
+    }
+}
+
+/// A lost wake-up is a `progress` finding that says what each stuck thread
+/// waits on, with the trace up to the deadlock, under both model checkers.
+#[test]
+fn a_deadlock_names_the_stuck_threads_and_keeps_its_trace() {
+    let sc = gupcheck_model::harness::scenario::by_name("store_vs_writeback").unwrap();
+    for e in [LOOM_BOUND_2, pct(3)] {
+        let f = go(&sc, Arch::Ipi, &[Mutation::UnlockNoWake], &e)
+            .failure
+            .unwrap_or_else(|| panic!("{e:?}: the lost wake-up not found"));
+        assert_eq!(f.violation.invariant, Invariant::Progress, "{e:?}");
+        assert!(
+            f.violation.detail.contains("stuck: thread")
+                && f.violation.detail.contains("sleeps on PG_locked"),
+            "{e:?}: {}",
+            f.violation.detail
+        );
+        let last = f.trace.last().expect("the trace up to the deadlock");
+        assert!(
+            f.trace.iter().any(|s| s.name == "folio_unlock"),
+            "{e:?}: the unlock that lost the wake-up is in the trace"
+        );
+        assert!(last.seq > 0);
     }
 }

@@ -16,6 +16,22 @@ use crate::invariant::Res;
 use crate::invariant::Violation;
 use crate::types::Pfn;
 
+thread_local! {
+    /// The traced steps of the model threads this OS thread runs, in the order
+    /// taken. loom and shuttle run every thread of an execution on the engine's
+    /// own thread, so when the execution ends in a deadlock (whose threads never
+    /// return their ends) its steps are still here for the report.
+    static STEPS: std::cell::RefCell<Vec<Step>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The steps traced on this OS thread since the last call, oldest first. Each
+/// step is handed out once: a model thread takes its own steps at its end (and,
+/// under loom and shuttle, those of the threads that shared the OS thread so
+/// far), and the merged trace is sorted by `seq`.
+pub fn take_steps() -> Vec<Step> {
+    STEPS.with(|s| std::mem::take(&mut *s.borrow_mut()))
+}
+
 /// One kernel-named step of one thread.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {
@@ -285,7 +301,6 @@ pub struct Ctx {
     pub thread: usize,
     pub cpu: usize,
     pub trace_on: bool,
-    pub trace: Vec<Step>,
     pub ledger: Ledger,
     /// The step being executed (for violation reports).
     pub cur: &'static str,
@@ -313,7 +328,6 @@ impl Ctx {
             thread,
             cpu,
             trace_on,
-            trace: Vec::new(),
             ledger: Ledger::default(),
             cur: "start",
             mm: 0,
@@ -333,11 +347,13 @@ impl Ctx {
         self.cur = name;
         if self.trace_on {
             let seq = ghost.tick();
-            self.trace.push(Step {
-                seq,
-                thread: self.thread,
-                name: std::borrow::Cow::Borrowed(name),
-                arg,
+            STEPS.with(|s| {
+                s.borrow_mut().push(Step {
+                    seq,
+                    thread: self.thread,
+                    name: std::borrow::Cow::Borrowed(name),
+                    arg,
+                })
             });
         }
     }

@@ -4,7 +4,7 @@
 
 use gupcheck_model::backend::{KAtomic, Std};
 use gupcheck_model::flags::{Flag, Foll};
-use gupcheck_model::ghost::Ctx;
+use gupcheck_model::ghost::{take_steps, Ctx};
 use gupcheck_model::state::layout::{Layout, Populate, Region};
 use gupcheck_model::state::mem::Zone;
 use gupcheck_model::types::Errno;
@@ -679,6 +679,7 @@ fn a_swap_in_drops_mmap_lock_and_retries_only_when_the_caller_allows_it() {
         Region::anon(2, 1, Populate::Anon),
     ]);
     for p in [V5_7, Latest] {
+        take_steps();
         let w = World::<Std>::build(cfg(p), &layout).unwrap();
         let mut c = Ctx::new(0, 1, true);
         let mut pages = Vec::new();
@@ -688,8 +689,7 @@ fn a_swap_in_drops_mmap_lock_and_retries_only_when_the_caller_allows_it() {
                 .unwrap(),
             2
         );
-        let drops = c
-            .trace
+        let drops = take_steps()
             .iter()
             .filter(|s| s.name == "mmap_read_unlock: VM_FAULT_RETRY")
             .count();
@@ -707,6 +707,7 @@ fn a_swap_in_drops_mmap_lock_and_retries_only_when_the_caller_allows_it() {
     // without dropping it.
     let w = World::<Std>::build(cfg(Latest), &layout).unwrap();
     let mut c = Ctx::new(0, 1, true);
+    take_steps();
     let mut pages = Vec::new();
     assert_eq!(
         w.get_user_pages(&mut c, 0, 1, Foll::NONE, Some(&mut pages))
@@ -717,8 +718,7 @@ fn a_swap_in_drops_mmap_lock_and_retries_only_when_the_caller_allows_it() {
         w.user_access(&mut c, 0, P, true).unwrap().map(|_| ()),
         Ok(())
     );
-    assert!(c
-        .trace
+    assert!(take_steps()
         .iter()
         .all(|s| s.name != "mmap_read_unlock: VM_FAULT_RETRY"));
     w.put_page(&mut c, pages[0]).unwrap();

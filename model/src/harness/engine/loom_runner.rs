@@ -157,13 +157,7 @@ pub(super) fn run_loom(
     if let Err(p) = r {
         if failure.is_none() {
             // A deadlock or a model crash: a finding of this iteration.
-            if let Some(v) = panic_finding() {
-                let f = Failure {
-                    violation: v,
-                    iteration: iterations.saturating_sub(1),
-                    trace: Vec::new(),
-                    schedule: None,
-                };
+            if let Some(f) = panic_failure(iterations.saturating_sub(1)) {
                 return Ok((iterations, Some(f)));
             }
             // Not ours: a loom limit (branches, deadlock) or a model bug.

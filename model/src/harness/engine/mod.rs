@@ -316,8 +316,18 @@ pub fn run_ops<B: Backend>(
             break;
         }
     }
+    if B::MODEL_CHECKED {
+        ENDED.with(|e| e.borrow_mut().push(t));
+    }
     ThreadEnd {
-        trace: ctx.trace,
+        // Under loom and shuttle every thread's steps stay on the engine's OS
+        // thread until the execution ends (`execute`): a deadlocked execution
+        // never joins the threads that did end.
+        trace: if B::MODEL_CHECKED {
+            Vec::new()
+        } else {
+            crate::ghost::take_steps()
+        },
         ledger: ctx.ledger,
         violation,
         ops_run,
@@ -358,6 +368,9 @@ fn execute<B: Backend>(
     tally: &Tally,
 ) -> Result<(), (Box<Violation>, Vec<Step>)> {
     forget_panics();
+    // Steps an earlier execution left behind (one that ended in a deadlock).
+    crate::ghost::take_steps();
+    ENDED.with(|e| e.borrow_mut().clear());
     let handles: Vec<_> = (0..sc.threads.len())
         .map(|t| {
             let w = Arc::clone(w);
@@ -367,7 +380,7 @@ fn execute<B: Backend>(
             })
         })
         .collect();
-    let ends = handles
+    let mut ends: Vec<ThreadEnd> = handles
         .into_iter()
         .map(|h| match B::join(h) {
             Ok(e) => e,
@@ -375,6 +388,11 @@ fn execute<B: Backend>(
             Err(p) => resume_unwind(p),
         })
         .collect();
+    if B::MODEL_CHECKED {
+        if let Some(e) = ends.first_mut() {
+            e.trace = crate::ghost::take_steps();
+        }
+    }
     judge_execution(w, sc, tally, ends)
 }
 
@@ -500,12 +518,48 @@ pub(super) fn panic_finding() -> Option<Violation> {
     })
 }
 
+/// The failure of execution `iteration` of a model-checked engine that ended
+/// in a panic out of the engine, when the panic is a finding
+/// (`panic_finding`): its trace is every step the execution took, and a
+/// deadlock names each thread's last step (what it waits on).
+pub(super) fn panic_failure(iteration: u64) -> Option<Failure> {
+    let mut violation = panic_finding()?;
+    let trace = crate::ghost::take_steps();
+    if violation.invariant == Invariant::Progress {
+        let ended = ENDED.with(|e| e.take());
+        let mut last: Vec<(usize, &str)> = Vec::new();
+        for s in trace.iter().filter(|s| !ended.contains(&s.thread)) {
+            match last.iter_mut().find(|(t, _)| *t == s.thread) {
+                Some(l) => l.1 = &s.name,
+                None => last.push((s.thread, &s.name)),
+            }
+        }
+        last.sort();
+        if !last.is_empty() {
+            let at: Vec<String> = last
+                .iter()
+                .map(|(t, n)| format!("thread {t} at {n}"))
+                .collect();
+            violation.detail = format!("{}; stuck: {}", violation.detail, at.join(", "));
+        }
+    }
+    Some(Failure {
+        violation,
+        iteration,
+        trace,
+        schedule: None,
+    })
+}
+
 /// Whether a panic's place is the model's own code below the harness.
 fn at_model(file: Option<&str>) -> bool {
     file.is_some_and(|f| f.contains("model/src/") && !f.contains("model/src/harness/"))
 }
 
 thread_local! {
+    /// The model threads of the current loom or shuttle execution that ran to
+    /// their end: a deadlock report names the others.
+    static ENDED: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
     /// Set while a real thread runs one op of the model (`run_ops`).
     static IN_STD_OP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// The first panic this thread saw since `forget_panics`, and its place:

@@ -314,16 +314,10 @@ pub(super) fn run_shuttle_on<S: shuttle::scheduler::Scheduler + 'static>(
     if let Err(p) = ran {
         // A deadlock or a model crash ends the run with a panic out of
         // shuttle; anything else is not a finding and goes on unwinding.
-        let Some(v) = panic_finding() else {
+        let Some(f) = panic_failure(iters.load(SeqCst).saturating_sub(1)) else {
             resume_unwind(p)
         };
-        let i = iters.load(SeqCst).saturating_sub(1);
-        found.lock().unwrap().get_or_insert(Failure {
-            violation: v,
-            iteration: i,
-            trace: Vec::new(),
-            schedule: None,
-        });
+        found.lock().unwrap().get_or_insert(f);
     }
     let mut failure = found.lock().unwrap().take();
     if let Some(f) = failure.as_mut() {
