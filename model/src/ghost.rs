@@ -9,8 +9,10 @@
 
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
+use std::sync::Arc;
 
 use crate::config::MAX_MMS;
+use crate::heartbeat::Heartbeat;
 use crate::invariant::Invariant;
 use crate::invariant::Res;
 use crate::invariant::Violation;
@@ -305,6 +307,8 @@ pub struct Ctx {
     /// Folios the GUP call in progress committed, with their writeback generation
     /// at that moment (a device writing through the pin later compares).
     pub grabbed: Vec<(Pfn, u32)>,
+    /// A stress worker's heartbeat: each step is noted there for its watchdog.
+    pub beat: Option<Arc<Heartbeat>>,
 }
 
 impl Ctx {
@@ -323,6 +327,7 @@ impl Ctx {
             handles: Vec::new(),
             grabbed: Vec::new(),
             grab_tick: 0,
+            beat: None,
         }
     }
 
@@ -331,6 +336,9 @@ impl Ctx {
     #[inline]
     pub fn step(&mut self, ghost: &Ghost, name: &'static str, arg: u64) {
         self.cur = name;
+        if let Some(b) = &self.beat {
+            b.step(name);
+        }
         if self.trace_on {
             let seq = ghost.tick();
             self.trace.push(Step {
@@ -339,6 +347,16 @@ impl Ctx {
                 name: std::borrow::Cow::Borrowed(name),
                 arg,
             });
+        }
+    }
+
+    /// About to sleep, in what the kernel calls `name`: told only to the
+    /// heartbeat (not a step of the trace, which loom and shuttle replay), so
+    /// that a watchdog names the wait a thread never returns from.
+    #[inline]
+    pub fn sleeps_in(&self, name: &'static str) {
+        if let Some(b) = &self.beat {
+            b.step(name);
         }
     }
 

@@ -71,6 +71,7 @@ impl<B: Backend> World<B> {
             // mmu_interval_read_begin(): sleeps while an invalidation runs.
             let mut st = dev.lock.lock();
             while st.active > 0 {
+                ctx.sleeps_in("mmu_interval_read_begin: sleeping while an invalidation runs");
                 st = dev.done.wait(st);
             }
             let seq = st.seq;

@@ -458,6 +458,7 @@ impl<B: Backend> World<B> {
                 ctx.step(&self.ghost, "folio_lock", u64::from(head));
                 return;
             }
+            ctx.sleeps_in("folio_lock: sleeping on PG_locked");
             let mut g = self.page_waitq.lock();
             while flags.read_once() & pg::LOCKED != 0 {
                 g = self.page_waitq_cv.wait(g);
