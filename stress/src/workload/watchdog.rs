@@ -24,18 +24,20 @@ pub const DEFAULT: &str = "5";
 pub const DEFAULT_BOUND: Duration = Duration::from_secs(5);
 
 /// A bound on `--watchdog`: past a day a run is not watched but abandoned.
-const MAX_SECS: f64 = 86_400.0;
+const MAX: Duration = Duration::from_secs(86_400);
 
-/// `--watchdog SECS`: seconds without progress before the run is stopped.
+/// `--watchdog SECS`: seconds without progress before the run is stopped (a
+/// bare number, or a duration as `--duration` takes it: 500ms, 2s, 1m).
 pub fn parse_secs(s: &str) -> Result<Duration, String> {
-    let bad = || {
-        format!("bad --watchdog '{s}': seconds without progress before a stuck run is stopped, more than 0 and at most {MAX_SECS:.0} (e.g. 5 or 0.5)")
-    };
-    let secs: f64 = s.trim().parse().map_err(|_| bad())?;
-    if !secs.is_finite() || secs <= 0.0 || secs > MAX_SECS {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs_f64(secs))
+    crate::ui::parse_duration(s.trim())
+        .ok()
+        .filter(|d| *d <= MAX)
+        .ok_or_else(|| {
+            format!(
+                "bad --watchdog '{s}' (seconds without progress, more than 0 and at most {}, e.g. 5 or 500ms)",
+                MAX.as_secs()
+            )
+        })
 }
 
 /// What the workers and the main thread of a run tell the watchdog.
@@ -365,7 +367,9 @@ mod tests {
         assert_eq!(parse_secs(DEFAULT).unwrap(), DEFAULT_BOUND);
         assert_eq!(parse_secs("2").unwrap(), Duration::from_secs(2));
         assert_eq!(parse_secs("0.5").unwrap(), Duration::from_millis(500));
-        for bad in ["0", "-1", "soon", "", "inf", "NaN", "1e9"] {
+        assert_eq!(parse_secs("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_secs("1m").unwrap(), Duration::from_secs(60));
+        for bad in ["0", "-1", "soon", "", "inf", "NaN", "1e9", "2d"] {
             let e = parse_secs(bad).unwrap_err();
             assert!(e.contains("bad --watchdog"), "{bad}: {e}");
         }
