@@ -67,7 +67,7 @@ fn a_deadlock_names_the_stuck_threads_and_keeps_its_trace() {
         assert_eq!(f.violation.invariant, Invariant::Progress, "{e:?}");
         assert!(
             f.violation.detail.contains("stuck: thread")
-                && f.violation.detail.contains("sleeps on PG_locked"),
+                && f.violation.detail.contains("sleeping on PG_locked"),
             "{e:?}: {}",
             f.violation.detail
         );

@@ -9,8 +9,10 @@
 
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
+use std::sync::Arc;
 
 use crate::config::MAX_MMS;
+use crate::heartbeat::Heartbeat;
 use crate::invariant::Invariant;
 use crate::invariant::Res;
 use crate::invariant::Violation;
@@ -320,6 +322,8 @@ pub struct Ctx {
     /// Folios the GUP call in progress committed, with their writeback generation
     /// at that moment (a device writing through the pin later compares).
     pub grabbed: Vec<(Pfn, u32)>,
+    /// A stress worker's heartbeat: each step is noted there for its watchdog.
+    pub beat: Option<Arc<Heartbeat>>,
 }
 
 impl Ctx {
@@ -337,6 +341,7 @@ impl Ctx {
             handles: Vec::new(),
             grabbed: Vec::new(),
             grab_tick: 0,
+            beat: None,
         }
     }
 
@@ -345,6 +350,9 @@ impl Ctx {
     #[inline]
     pub fn step(&mut self, ghost: &Ghost, name: &'static str, arg: u64) {
         self.cur = name;
+        if let Some(b) = &self.beat {
+            b.step(name);
+        }
         if self.trace_on {
             let seq = ghost.tick();
             STEPS.with(|s| {

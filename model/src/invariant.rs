@@ -81,7 +81,7 @@ impl Invariant {
             Invariant::NoLostWrite => "a write through a pin or a PTE reaches the disk or stays dirty",
             Invariant::DirtyWithoutBuffers => "a buffer-head filesystem never has a dirty page-cache page without buffers (ext4_writepage's BUG_ON, a skipped write since cc5095747edf)",
             Invariant::PinThroughWritablePte => "a FOLL_WRITE grab is kept only if the PTE it was taken through was present and writable after the grab (the page_mkclean rule)",
-            Invariant::Progress => "no thread waits forever: loom and shuttle report a deadlock (a lost wake-up, a lock never released) with the threads that wait; real threads, a wait of 30 s on one condition",
+            Invariant::Progress => "no thread waits forever: loom and shuttle report a deadlock (a lost wake-up, a lock never released) with the threads that wait; real threads, a wait of 30 s on one condition; stress, no op finished for its watchdog's bound (5 s by default), naming each stuck thread's op and last step",
             Invariant::DurableAfterSync => "at rest, once every pin is released and every file written back (a final sync), the disk holds the last value written to each file page, by a store or by DMA through a pin; holds where 'no lost write' is known-open, since the final unpin re-dirties the page",
             Invariant::ModelCrash => "a finding class, not an invariant: the model panicked during an execution; the panic's message and place, minimised and replayable",
         }

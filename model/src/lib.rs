@@ -9,7 +9,8 @@
 //!   `flags` (FOLL_*), `invariant` (the invariants' names, a violation),
 //!   `backend` (the LKMM vocabulary over std, loom and shuttle), `preset` (kernel
 //!   releases as feature vectors), `ghost` (what no kernel has: generations,
-//!   ledgers, traces), `config` (one world's parameters);
+//!   ledgers, traces), `heartbeat` (what a real thread is doing, for stress's
+//!   watchdog), `config` (one world's parameters);
 //! - `state`: the machine (memory, page tables, rmap, walkers, address spaces,
 //!   files, the World, its builder and quiescent checks);
 //! - `mm`: the kernel's operations that race with GUP (faults, munmap, the
@@ -27,6 +28,7 @@ pub mod flags;
 pub mod ghost;
 pub mod gup;
 pub mod harness;
+pub mod heartbeat;
 pub mod invariant;
 pub mod mm;
 pub mod preset;

@@ -71,7 +71,11 @@ impl<B: Backend> World<B> {
             // mmu_interval_read_begin(): sleeps while an invalidation runs.
             let mut st = dev.lock.lock();
             while st.active > 0 {
-                ctx.step(&self.ghost, "mmu_interval_read_begin: sleeps", addr);
+                ctx.step(
+                    &self.ghost,
+                    "mmu_interval_read_begin: sleeping while an invalidation runs",
+                    addr,
+                );
                 st = dev.done.wait(st);
             }
             let seq = st.seq;

@@ -460,10 +460,11 @@ impl<B: Backend> World<B> {
             }
             let mut g = self.page_waitq.lock();
             while flags.read_once() & pg::LOCKED != 0 {
-                // Named so a deadlock report says what this thread waits on.
+                // Named so a deadlock report and the stress watchdog say what
+                // this thread waits on.
                 ctx.step(
                     &self.ghost,
-                    "folio_lock: sleeps on PG_locked",
+                    "folio_lock: sleeping on PG_locked",
                     u64::from(head),
                 );
                 g = self.page_waitq_cv.wait(g);

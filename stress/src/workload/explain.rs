@@ -13,7 +13,7 @@ use gupcheck_model::preset::PresetId;
 use gupcheck_model::{Arch, Engine, Invariant, Mutation};
 use serde::{Deserialize, Serialize};
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub(super) enum Explanation {
     /// shuttle PCT found the same invariant on the shrunk op lists; the

@@ -6,11 +6,13 @@
 //! are checked online, each worker with its own ledger (no shared ghost
 //! lock), and the global invariants at the epoch's quiescent end.
 
+use super::watchdog::{EpochTimes, Watch};
 use gupcheck_model::backend::Std;
 use gupcheck_model::harness::engine::{judge_execution, run_ops, Tally};
 use gupcheck_model::harness::fuzzing::random_world;
 use gupcheck_model::harness::ops::Op;
 use gupcheck_model::harness::scenario::Scenario;
+use gupcheck_model::heartbeat::Heartbeat;
 use gupcheck_model::invariant::Violation;
 use gupcheck_model::preset::PresetId;
 use gupcheck_model::state::layout::{Layout, Populate, Region};
@@ -134,6 +136,7 @@ fn confine(op: Op, t: u64, pages: u64) -> Op {
     }
 }
 
+#[derive(Clone)]
 struct Gen {
     mix: Vec<(&'static str, u32)>,
     max_w: u32,
@@ -230,16 +233,20 @@ pub struct Workload {
     pool: rayon::ThreadPool,
     tally: Tally,
     failed: Option<Failed>,
+    /// The workers' heartbeats and the epochs' progress, for a watchdog.
+    watch: Arc<Watch>,
+    times: EpochTimes,
 }
 
 /// A failing epoch as a scenario: its ops as run, and what it tolerated.
+#[derive(Clone)]
 pub struct Failed {
     pub sc: Scenario,
     pub tolerate: Vec<Invariant>,
 }
 
 /// How far a run got.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Counts {
     pub epochs: u64,
     pub ops: u64,
@@ -287,6 +294,73 @@ fn spin_for(ns: u64) {
     let t0 = Instant::now();
     while (t0.elapsed().as_nanos() as u64) < ns {
         std::hint::spin_loop();
+    }
+}
+
+/// The kind of epoch `epoch` runs: the random one (`None`) or a shape, drawn
+/// from the epoch's own stream by the cumulative shares `picks`.
+fn pick(picks: &[(f64, Option<usize>)], seed: u64, epoch: u64, threads: usize) -> Option<usize> {
+    let total = picks.last().map_or(0.0, |p| p.0);
+    let mut rng = stream(seed, epoch, threads);
+    let at = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * total;
+    picks.iter().find(|p| at < p.0).unwrap_or(&picks[0]).1
+}
+
+/// What a random epoch needs to be rebuilt.
+struct PlanRandom {
+    sc: Scenario,
+    tolerate: Vec<Invariant>,
+    gen: Gen,
+    epoch_ops: usize,
+}
+
+/// Every epoch of a workload, rebuilt from its seed: what a watchdog names
+/// when an epoch never ends (while it runs, its ops are the workers' own).
+pub struct Plan {
+    random: Option<PlanRandom>,
+    /// Each shape, what it tolerates and its copies at once.
+    shapes: Vec<(Scenario, Vec<Invariant>, usize)>,
+    picks: Vec<(f64, Option<usize>)>,
+    threads: usize,
+    seed: u64,
+}
+
+impl Plan {
+    /// Epoch `epoch` as a scenario: its op lists, one per model thread.
+    pub fn epoch(&self, epoch: u64) -> Failed {
+        match pick(&self.picks, self.seed, epoch, self.threads) {
+            None => {
+                let r = self.random.as_ref().expect("a random epoch was picked");
+                let mut sc = r.sc.clone();
+                sc.threads = (0..self.threads)
+                    .map(|t| {
+                        r.gen
+                            .ops(&mut stream(self.seed, epoch, t), t as u64, r.epoch_ops)
+                    })
+                    .collect();
+                Failed {
+                    sc,
+                    tolerate: r.tolerate.clone(),
+                }
+            }
+            Some(i) => Failed {
+                sc: self.shapes[i].0.clone(),
+                tolerate: self.shapes[i].1.clone(),
+            },
+        }
+    }
+
+    /// The model thread worker `t` runs in `epoch` (`None`: it sits the
+    /// epoch out).
+    pub fn thread_of(&self, epoch: u64, t: usize) -> Option<usize> {
+        match pick(&self.picks, self.seed, epoch, self.threads) {
+            None => Some(t),
+            Some(i) => {
+                let (sc, _, copies) = &self.shapes[i];
+                let k = sc.threads.len();
+                (t / k < *copies).then_some(t % k)
+            }
+        }
     }
 }
 
@@ -373,6 +447,8 @@ impl Workload {
             return Err("no kind of epoch has a weight".into());
         }
         let pinned = !shapes.is_empty();
+        let watch = Arc::new(Watch::new(threads));
+        let beats = Arc::clone(&watch);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("gupcheck-stress-{i}"))
@@ -380,6 +456,7 @@ impl Workload {
                 if pinned {
                     pin_to_cpu(i)
                 }
+                Heartbeat::attach(beats.beat(i));
             })
             .build()
             .map_err(|e| format!("cannot start {threads} threads: {e}"))?;
@@ -392,7 +469,34 @@ impl Workload {
             pool,
             tally: Tally::default(),
             failed: None,
+            watch,
+            times: EpochTimes::default(),
         })
+    }
+
+    /// The workers' heartbeats and the epochs' progress, for a watchdog.
+    pub fn watch(&self) -> Arc<Watch> {
+        Arc::clone(&self.watch)
+    }
+
+    /// Every epoch of this workload, rebuilt from the seed on demand.
+    pub fn plan(&self) -> Plan {
+        Plan {
+            random: self.random.as_ref().map(|r| PlanRandom {
+                sc: r.sc.clone(),
+                tolerate: r.img.cfg.tolerate.clone(),
+                gen: r.gen.clone(),
+                epoch_ops: r.epoch_ops,
+            }),
+            shapes: self
+                .shapes
+                .iter()
+                .map(|s| (s.sc.clone(), s.img.cfg.tolerate.clone(), s.copies))
+                .collect(),
+            picks: self.picks.clone(),
+            threads: self.threads,
+            seed: self.seed,
+        }
     }
 
     /// Runs epochs while `go` says so; the first violation outside the
@@ -402,24 +506,20 @@ impl Workload {
         counts: &mut Counts,
         mut go: impl FnMut(&Counts) -> bool,
     ) -> Option<(u64, Box<Violation>)> {
-        let total = self.picks.last().map_or(0.0, |p| p.0);
         while go(counts) {
             let epoch = counts.epochs;
-            let mut rng = stream(self.seed, epoch, self.threads);
-            let at = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * total;
-            let pick = self
-                .picks
-                .iter()
-                .find(|p| at < p.0)
-                .unwrap_or(&self.picks[0])
-                .1;
+            let pick = pick(&self.picks, self.seed, epoch, self.threads);
             let before = self.tally.tolerated.load(SeqCst);
+            self.watch.epoch_starts(epoch);
+            let t0 = Instant::now();
             let broke = match pick {
                 None => self.random_epoch(epoch, counts),
                 Some(i) => self.shape_epoch(i, epoch, counts),
             };
             counts.epochs += 1;
             counts.tolerated += self.tally.tolerated.load(SeqCst) - before;
+            let median = self.times.add(t0.elapsed());
+            self.watch.epoch_ends(counts, median);
             if let Some(v) = broke {
                 return Some((epoch, v));
             }
@@ -612,3 +712,44 @@ fn pin_to_cpu(t: usize) {
 
 #[cfg(not(target_os = "linux"))]
 fn pin_to_cpu(_t: usize) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gupcheck_model::harness::scenario;
+
+    /// The watchdog names a stuck epoch's ops from the plan, never from the
+    /// workers (stuck): the plan must rebuild the epoch exactly as it ran.
+    #[test]
+    fn the_plan_rebuilds_a_failing_epoch_as_it_ran() {
+        let muts = [Mutation::parse("put_page_on_pin").unwrap()];
+        let sc = scenario::by_name("gup_fast_vs_munmap").unwrap();
+        let spec = Spec {
+            threads: 2,
+            kinds: vec![
+                (Kind::Random, 1.0),
+                (
+                    Kind::Shape {
+                        sc: Box::new(sc),
+                        tolerate: Vec::new(),
+                    },
+                    1.0,
+                ),
+            ],
+            mix: parse_mix("", false).unwrap(),
+            disjoint: None,
+            epoch_ops: 16,
+            tolerate: Vec::new(),
+            seed: 7,
+        };
+        let mut wl = Workload::new(PresetId::Latest, Arch::Rcu, &muts, spec).unwrap();
+        let mut c = Counts::default();
+        let (epoch, _) = wl.run(&mut c, |c| c.epochs < 100_000).expect("found");
+        let (ran, plan) = (wl.failed().unwrap(), wl.plan());
+        let rebuilt = plan.epoch(epoch);
+        assert_eq!(rebuilt.sc.name, ran.sc.name);
+        assert_eq!(rebuilt.sc.threads, ran.sc.threads);
+        assert_eq!(rebuilt.tolerate, ran.tolerate);
+        assert_eq!(plan.thread_of(epoch, 1), Some(1));
+    }
+}

@@ -8,23 +8,27 @@
 mod explain;
 mod gen;
 pub mod shapes;
+mod watchdog;
 
 use crate::shard::{Header, Shard};
 use crate::ui;
 use crate::ui::parse_duration;
 use explain::{explain, Explanation};
+use gen::Plan;
 pub use gen::{parse_mix, Counts, Kind, Spec, Workload};
 use gupcheck_model::harness::artifact::{check_writable_dir, write_file_atomic};
 use gupcheck_model::harness::fuzzing::KNOWN_OPEN;
 use gupcheck_model::harness::ops::Op;
 use gupcheck_model::harness::scenario;
 use gupcheck_model::invariant::Violation;
+use gupcheck_model::{Arch, Invariant, Mutation, PresetId};
 use serde::{Deserialize, Serialize};
 use shapes::Pick;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
+use watchdog::Stuck;
 
 #[derive(clap::Args, Clone)]
 pub struct StressArgs {
@@ -68,6 +72,11 @@ pub struct StressArgs {
     /// reproduce, with four threads or fewer.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     loom_budget: Duration,
+    /// Seconds without progress (no op finished, no epoch ended) before a
+    /// stuck run is stopped and reported as a `progress` violation (or 20
+    /// median epochs, if longer).
+    #[arg(long, value_name = "SECS", default_value = watchdog::DEFAULT, value_parser = watchdog::parse_secs)]
+    watchdog: Duration,
     /// Where stress-report.json and any artifact are written.
     #[arg(long, default_value = "gupcheck-stress")]
     out: PathBuf,
@@ -92,6 +101,7 @@ impl StressArgs {
             epoch_ops: None,
             pct_budget: 2_000,
             loom_budget: Duration::from_secs(60),
+            watchdog: watchdog::DEFAULT_BOUND,
             out: PathBuf::from("gupcheck-stress"),
             shard,
         }
@@ -99,7 +109,7 @@ impl StressArgs {
 }
 
 /// `stress-report.json`.
-#[derive(Serialize, Deserialize, Default)]
+#[derive(Clone, Serialize, Deserialize, Default)]
 pub struct Report {
     #[serde(flatten)]
     pub header: Header,
@@ -134,14 +144,15 @@ pub struct Report {
     pub raced: u64,
     #[serde(default)]
     pub overlapped: u64,
-    /// Why the run ended: "deadline", "interrupted", "violation".
+    /// Why the run ended: "deadline", "interrupted", "violation", or
+    /// "watchdog" (a `progress` violation: workers stuck past the bound).
     pub ended: String,
     pub violation: Option<Found>,
 }
 
 pub const KIND: &str = "stress";
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Found {
     invariant: String,
     detail: String,
@@ -152,6 +163,39 @@ pub struct Found {
     /// The epoch's op lists, as run.
     ops: Vec<Vec<Op>>,
     explanation: Explanation,
+    /// A watchdog's finding: the workers it caught inside an op.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    stuck: Vec<StuckOp>,
+}
+
+/// A worker the watchdog caught inside an op.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct StuckOp {
+    /// The pool worker, and the model thread it ran (its list in `ops`).
+    worker: usize,
+    thread: Option<usize>,
+    /// The op's index in that list, and the op.
+    op_index: usize,
+    op: Option<Op>,
+    /// The last kernel step the worker took.
+    step: Option<String>,
+}
+
+impl StuckOp {
+    fn line(&self) -> String {
+        let thread = self
+            .thread
+            .map_or(String::new(), |j| format!(" (thread {j})"));
+        let op = self
+            .op
+            .as_ref()
+            .map_or("?".into(), |op| format!("{} {op:?}", op.name()));
+        let step = self.step.as_deref().unwrap_or("none yet");
+        format!(
+            "worker {}{thread} in op #{} {op}, last kernel step '{step}'",
+            self.worker, self.op_index
+        )
+    }
 }
 
 impl Report {
@@ -214,17 +258,30 @@ fn broke(epoch: u64, invariant: &str, detail: &str) -> String {
     format!("stress: epoch {epoch} broke {invariant}: {detail}")
 }
 
-/// Runs epochs until the deadline, Ctrl-C or a violation, with a progress bar.
+/// A run's counts, its violation (with its epoch) and its seconds.
+type Ran = (Counts, Option<(u64, Box<Violation>)>, f64);
+
+/// Runs epochs until the deadline, Ctrl-C or a violation, with a progress bar
+/// and a watchdog (`on_stuck` gets what it saw, and the seconds run).
 fn run_with_progress(
     wl: &mut Workload,
     duration: Duration,
-) -> (Counts, Option<(u64, Box<Violation>)>, f64) {
+    watchdog: Duration,
+    on_stuck: impl FnOnce(Stuck, f64) + Send + 'static,
+) -> Result<Ran, String> {
     let stop = ui::ctrl_c();
     let bar = ui::bar(
         duration.as_secs().max(1),
         "{elapsed_precise} [{bar:30}] {msg}",
     );
     let t0 = Instant::now();
+    let guard = {
+        let bar = bar.clone();
+        watchdog::spawn(wl.watch(), watchdog, move |s| {
+            bar.finish_and_clear();
+            on_stuck(s, t0.elapsed().as_secs_f64())
+        })?
+    };
     let mut last_line = 0;
     let mut counts = Counts::default();
     let failing = wl.run(&mut counts, |c| {
@@ -246,8 +303,97 @@ fn run_with_progress(
         }
         t0.elapsed() < duration && !stop.load(SeqCst)
     });
+    if guard.disarm() {
+        // The watchdog fired first (a stuck thread gave up at last, as the
+        // std backend's wait limit makes it): it reports and ends the process.
+        loop {
+            std::thread::park();
+        }
+    }
     bar.finish_and_clear();
-    (counts, failing, t0.elapsed().as_secs_f64())
+    Ok((counts, failing, t0.elapsed().as_secs_f64()))
+}
+
+/// A stuck run, reported from the watchdog's thread: the stuck workers'
+/// ops and last steps, the epoch handed to shuttle PCT as any violation
+/// is, the report written; then exit 1, as the stuck threads can neither be
+/// joined nor stopped.
+fn report_stuck(
+    a: &StressArgs,
+    mut report: Report,
+    plan: &Plan,
+    s: Stuck,
+    seconds: f64,
+    (preset, arch, muts): (PresetId, Arch, &[Mutation]),
+) -> ! {
+    let c = s.counts;
+    (report.epochs, report.ops, report.tolerated) = (c.epochs, c.ops, c.tolerated);
+    (report.raced, report.overlapped) = (c.raced, c.overlapped);
+    report.seconds = seconds;
+    report.ops_per_s = report.ops as f64 / report.seconds;
+    report.ended = "watchdog".into();
+    eprintln!("{}", report.summary());
+    let failed = plan.epoch(s.epoch);
+    let stuck: Vec<StuckOp> = s
+        .workers
+        .iter()
+        .map(|w| {
+            let thread = plan.thread_of(s.epoch, w.worker);
+            let op_index = w.beat.op.unwrap_or(0);
+            StuckOp {
+                worker: w.worker,
+                thread,
+                op_index,
+                op: thread
+                    .and_then(|j| failed.sc.threads.get(j)?.get(op_index))
+                    .cloned(),
+                step: w.beat.step.map(str::to_string),
+            }
+        })
+        .collect();
+    let who = if stuck.is_empty() {
+        "no worker is inside an op: the epoch's own machinery (a start line, a world's copy, the quiescent checks) is stuck".to_string()
+    } else {
+        stuck
+            .iter()
+            .map(StuckOp::line)
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let detail = format!(
+        "no op finished for {:.1} s (the watchdog's bound, {:.1} s): {who}",
+        s.idle.as_secs_f64(),
+        s.bound.as_secs_f64()
+    );
+    let inv = Invariant::Progress;
+    eprintln!("{}", broke(s.epoch, inv.name(), &detail));
+    let explanation = explain(a, &failed, preset, arch, muts, inv).unwrap_or_else(|e| {
+        Explanation::NotReproducedUnderSequentialConsistency {
+            engine: format!("shuttle-pct (depth 3, {} executions)", a.pct_budget),
+            why: format!("the search stopped: {e}"),
+        }
+    });
+    eprintln!("{}", explanation.line());
+    report.violation = Some(Found {
+        invariant: inv.name().into(),
+        detail,
+        epoch: s.epoch,
+        shape: failed.sc.name.clone(),
+        ops: failed.sc.threads,
+        explanation,
+        stuck,
+    });
+    match serde_json::to_string_pretty(&report)
+        .map_err(|e| e.to_string())
+        .and_then(|json| write_file_atomic(&a.out, "stress-report.json", json.as_bytes()))
+    {
+        Ok(p) => eprintln!("report: {}", p.display()),
+        Err(e) => eprintln!("gupcheck: {e}"),
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    std::process::exit(1)
 }
 
 /// `gupcheck stress`: exit 1 on a violation outside the known-open ones.
@@ -324,7 +470,11 @@ pub fn run(a: &StressArgs) -> Result<Report, String> {
     };
     let mut wl = Workload::new(preset, arch, &muts, spec)?;
     check_writable_dir(&a.out)?;
-    let (c, failing, seconds) = run_with_progress(&mut wl, a.duration);
+    let on_stuck = {
+        let (a, report, plan, muts) = (a.clone(), report.clone(), wl.plan(), muts.clone());
+        move |s, seconds| report_stuck(&a, report, &plan, s, seconds, (preset, arch, &muts))
+    };
+    let (c, failing, seconds) = run_with_progress(&mut wl, a.duration, a.watchdog, on_stuck)?;
     (report.epochs, report.ops, report.tolerated) = (c.epochs, c.ops, c.tolerated);
     (report.raced, report.overlapped) = (c.raced, c.overlapped);
     report.seconds = seconds;
@@ -349,6 +499,7 @@ pub fn run(a: &StressArgs) -> Result<Report, String> {
             shape: failed.sc.name.clone(),
             ops: failed.sc.threads.clone(),
             explanation,
+            stuck: Vec::new(),
         });
     }
     let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;

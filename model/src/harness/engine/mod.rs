@@ -17,6 +17,7 @@ use crate::backend::{Backend, Loom, Shuttle, Std, THREAD_STACK};
 use crate::config::WorldConfig;
 use crate::ghost::{Ctx, Ledger, Step};
 use crate::harness::scenario::Scenario;
+use crate::heartbeat::Heartbeat;
 use crate::invariant::{Invariant, Res, Violation};
 use crate::state::world::World;
 
@@ -306,11 +307,19 @@ pub fn run_ops<B: Backend>(
     // (a model crash, a wait past STD_WAIT_LIMIT) must be in place.
     order_panic_hooks();
     let mut ctx = Ctx::new(t, t + 1, w.cfg.trace);
+    // A stress worker's heartbeat (`None` elsewhere): each op and step told.
+    ctx.beat = Heartbeat::current();
     let mut violation = None;
     let mut ops_run = 0;
-    for op in ops {
+    for (i, op) in ops.iter().enumerate() {
         ops_run += 1;
+        if let Some(b) = &ctx.beat {
+            b.enter(i);
+        }
         let r = run_op_judged(w, &mut ctx, layout, op);
+        if let Some(b) = &ctx.beat {
+            b.leave();
+        }
         if let Err(v) = r {
             violation = Some(v);
             break;
