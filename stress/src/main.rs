@@ -66,7 +66,8 @@ enum Cmd {
     /// preset, arch and mutation fixed: the median over libFuzzer seeds, from
     /// the checked-in seed corpus (needs the target built with cargo fuzz).
     FuzzBench(fuzz_bench::FuzzBenchArgs),
-    /// Every found, known-open and known-incomplete matrix entry under every
+    /// Every found, known-open, known-incomplete and open-upstream matrix
+    /// entry under every
     /// engine (loom, shuttle random and PCT, real threads, the fuzzer, stress),
     /// each with a time budget: which find it, how fast, and which cannot
     /// reach it and why. Prints the matrix, writes zoo.json, zoo.md and

@@ -150,6 +150,20 @@ fn list_names_every_axis() {
     let (invariants, classes) = out.split_once("finding classes:").unwrap();
     assert!(invariants.contains("\n  progress "), "{invariants}");
     assert!(classes.contains("\n  model crash ") && !classes.contains("progress"));
+    // The matrix's classes, open-upstream among them.
+    let (_, expectations) = out.split_once("expectation classes").unwrap();
+    for class in [
+        "clean",
+        "found",
+        "known-open",
+        "known-incomplete",
+        "open-upstream",
+    ] {
+        assert!(
+            expectations.contains(&format!("\n  {class} ")),
+            "{expectations}"
+        );
+    }
 }
 
 #[test]

@@ -277,7 +277,8 @@ fn footer(entries: &[EntryRun], seconds: f64) -> String {
 }
 
 /// The zoo summary, from the outcomes the campaign already has: per engine,
-/// how many found / known-open / known-incomplete entries it detects, and
+/// how many entries that must be found (found, known-open, known-incomplete,
+/// open-upstream) it detects, and
 /// the entries only one engine detects.
 fn summary(entries: &[EntryRun]) -> String {
     let rows: Vec<&EntryRun> = entries.iter().filter(|e| e.expected != "clean").collect();
@@ -286,7 +287,7 @@ fn summary(entries: &[EntryRun]) -> String {
     };
     let engines: Vec<&str> = first.outcomes.iter().map(|o| o.engine.as_str()).collect();
     let mut s = format!(
-        "zoo summary: {} found / known-open / known-incomplete entries\n",
+        "zoo summary: {} found / known-open / known-incomplete / open-upstream entries\n",
         rows.len()
     );
     for e in &engines {
