@@ -376,5 +376,10 @@ mod tests {
             assert_eq!(json["expect"], name);
             assert_eq!(e.is_kernel_state(), e.why().is_some());
         }
+        let used: Vec<&str> = matrix().iter().map(|e| e.expect.class()).collect();
+        assert!(
+            used.contains(&"open-upstream"),
+            "the matrix uses open-upstream"
+        );
     }
 }

@@ -15,9 +15,13 @@
 //!   child faults them in again);
 //! - swap entries are not duplicated (the child's PTE stays empty);
 //! - a hugetlb-like leaf is left out of the child (`copy_hugetlb_page_range`
-//!   is not modelled); THP leaves are copied by `copy_huge_pmd`.
+//!   is not modelled); THP leaves are copied by `copy_huge_pmd`;
+//! - a PTE-mapped large folio is copied PTE by PTE, where the latest kernel
+//!   batches (`folio_ref_add(folio, nr)`, one `folio_try_dup_anon_rmap_ptes`):
+//!   the same accesses in the same order, per page.
 
 use crate::backend::{Backend, KAtomic};
+use crate::config::Mutation;
 use crate::ghost::Ctx;
 use crate::invariant::Res;
 use crate::preset::ForkCow;
@@ -103,10 +107,18 @@ impl<B: Backend> World<B> {
             // between it and the pin-state loads of the copy (the PTLs are
             // ACQUIRE, `folio_get` is relaxed), while GUP-fast's pin is fully
             // ordered before its `read_seqcount_retry`. Store buffering: both
-            // may miss the other.
+            // may miss the other (docs/src/fork-cow.md).
             seq.add(1);
             B::smp_wmb();
             ctx.step(&self.ghost, "copy_page_range: write_seqcount_begin", 0);
+            if self.cfg.has(Mutation::ForkSeqMb) {
+                // The fix upstream lacks: smp_mb() after
+                // raw_write_seqcount_begin() in copy_page_range() (and
+                // copy_hugetlb_page_range(), not modelled), pairing with
+                // GUP-fast's fully ordered pin (088b8aa537c2's
+                // smp_mb__after_atomic, 6.1).
+                B::smp_mb();
+            }
         }
         let mut r = Ok(Ok(()));
         let span = 1u64 << self.cfg.shift(2);

@@ -144,9 +144,9 @@ pub fn cpu_order(e: &Entry) -> CpuOrder {
             "store buffering (the walker's registration store passed by its PMD load, the smp_mb dropped), a reordering x86 performs",
             None,
         ),
-        ("gup_fast_vs_fork", None) => (
-            "store buffering between fork's write_protect_seq increment and its page_maybe_dma_pinned read",
-            Some("needs store buffering between fork's write_protect_seq increment and its page_maybe_dma_pinned read; the PTL's spin_lock between them is a locked instruction, a full barrier on x86"),
+        (sc, None | Some(Mutation::ForkSeqMb)) if sc.starts_with("gup_fast_vs_fork") => (
+            "store buffering between fork's write_protect_seq increment and its read of the pin state (MMF_HAS_PINNED, _refcount or _pincount)",
+            Some("needs store buffering between fork's write_protect_seq increment and its read of the pin state; the PTL's spin_lock (LOCK CMPXCHG) and, from 5.19, folio_get (LOCK INC) between them drain the store buffer on x86"),
         ),
         ("ksm_share_vs_ro_pin", None) => (
             "store buffering between the sharer's PTE clear and its refcount read, and GUP-fast's grab and its PTE recheck",
