@@ -39,6 +39,10 @@ enum Cmd {
     /// Replays a failure artifact and prints its interleaving. Exit 1 if it
     /// reproduces the violation, 0 if not, 2 on bad input.
     Replay(replay::ReplayArgs),
+    /// Writes herd7 litmus tests (C, the Linux-kernel memory model) of a
+    /// scenario's orderings as .litmus files, each with the result herd7
+    /// should give and why, as the expectation matrix has it.
+    Litmus(litmus::LitmusArgs),
     /// Engine speeds and detection power: shuttle executions/s and loom
     /// iterations/s on gup_fast_vs_munmap, and for every `found` matrix entry the
     /// median executions-to-detect over 20 seeds for shuttle random and PCT,
@@ -151,6 +155,7 @@ fn main() -> ExitCode {
         Some(Cmd::Campaign(a)) => campaign::run(&a),
         Some(Cmd::Explore(a)) => explore::run(&a),
         Some(Cmd::Replay(a)) => replay::run(&a),
+        Some(Cmd::Litmus(a)) => litmus::run(&a),
         Some(Cmd::Engines(a)) => engines::run(&a),
         Some(Cmd::Footprint(a)) => footprint::run(&a),
         Some(Cmd::Bench(a)) => Ok(bench::bench(&a)),
