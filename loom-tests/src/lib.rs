@@ -73,7 +73,7 @@ pub fn trial_name(e: &Entry) -> String {
 }
 
 /// `clean`, or `found` for entries that must be found (found, known-open,
-/// known-incomplete). libtest-mimic shows it as `[kind]` before the name, and
+/// known-incomplete, open-upstream). libtest-mimic shows it as `[kind]` before the name, and
 /// filters match it too: `-- '[found]'` runs the found entries.
 pub fn trial_kind(e: &Entry) -> &'static str {
     match e.expect {

@@ -177,6 +177,35 @@ fn the_anon_exclusive_barriers_are_found_by_loom_and_replay() {
     assert!(o.window_hits > 0, "PCT reaches the window and misses it");
 }
 
+/// The store buffering of fork's `write_protect_seq` increment (ordered by
+/// `smp_wmb()` only) against GUP-fast's fully ordered pin and re-read, still
+/// open upstream: loom finds it on the latest preset (the mm's first pin, a
+/// PMD-mapped and a PTE-mapped THP) and its artifact replays by bound and
+/// iteration, while PCT reaches the window and misses it. On a small folio of
+/// an mm that has pinned it is 5.11's, closed in 5.19 by fb3d824d1a46.
+#[test]
+fn fork_store_buffering_is_found_by_loom_and_replays() {
+    const BUG: &str = "fork's write_protect_seq store buffering";
+    let loom = Engine::Loom {
+        preemption_bound: Some(1),
+    };
+    for name in [
+        "gup_fast_vs_fork",
+        "gup_fast_vs_fork_thp",
+        "gup_fast_vs_fork_thp_pte",
+    ] {
+        let sc = by_name(name).unwrap();
+        let latest = (Latest, Arch::Rcu, &[][..]);
+        found_and_replays(BUG, &sc, latest, &loom, Invariant::CoherentPin, 1);
+        let o = clean(BUG, &sc, latest, &pct(SEED));
+        assert!(o.window_hits > 0, "{name}: PCT reaches the window");
+    }
+    let sc = by_name("gup_fast_vs_fork_pinned_mm").unwrap();
+    let v5_11 = (V5_11, Arch::Rcu, &[][..]);
+    found_and_replays(BUG, &sc, v5_11, &loom, Invariant::CoherentPin, 1);
+    clean(BUG, &sc, (V6_0, Arch::Rcu, &[]), &loom);
+}
+
 /// Bugs #6 and #7 (THP collapse against GUP-fast), under RCU table freeing,
 /// where the collapse's flush does not wait for the walker: each found by loom
 /// without its fix (the PMD recheck; syncing walkers before the old PTE table

@@ -3,9 +3,9 @@
 //! `gup_fast_vs_fork/latest/rcu/-`), under the engines of `engines`: loom at
 //! the entry's bound, shuttle random, PCT at depths 1 to 3, DFS up to a maximum
 //! (clean entries), and real threads. A `clean` trial fails on any violation; a
-//! `found` / `known-open` / `known-incomplete` trial fails if the engines stop
-//! finding it, or if an engine expected to miss an ordering-only bug finds it
-//! or never reaches its race window.
+//! `found` / `known-open` / `known-incomplete` / `open-upstream` trial fails if
+//! the engines stop finding it, or if an engine expected to miss an
+//! ordering-only bug finds it or never reaches its race window.
 
 use std::collections::BTreeSet;
 

@@ -88,8 +88,9 @@ impl Default for CounterScale {
     }
 }
 
-/// A mutation: a dropped protocol step or a misuse, applied on top of a preset.
-/// Each names the scenario in which it is observable.
+/// A mutation: a dropped protocol step, a misuse, or a fix the kernel does not
+/// have, applied on top of a preset. Each names the scenario in which it is
+/// observable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Hash, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum Mutation {
@@ -173,10 +174,17 @@ pub enum Mutation {
     /// the disk. Observable in `gup_fast_vs_page_mkclean` (`durable after
     /// sync`).
     WritepageSkipped,
+    /// A fix, not a fault: `smp_mb()` right after `raw_write_seqcount_begin()`
+    /// in `copy_page_range()` (and `copy_hugetlb_page_range()`, not
+    /// modelled), so fork's `write_protect_seq` increment is ordered before
+    /// its pin-state reads and pairs with GUP-fast's fully ordered pin. No
+    /// upstream kernel has it. Clean where the `gup_fast_vs_fork*` store
+    /// buffering is found (`open-upstream` on the latest preset).
+    ForkSeqMb,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 18] = [
+    pub const ALL: [Mutation; 19] = [
         Mutation::WalkerSkipsRegistration,
         Mutation::WalkerPlainGet,
         Mutation::WalkerRegistrationNoBarrier,
@@ -195,6 +203,7 @@ impl Mutation {
         Mutation::PteIndexUnmasked,
         Mutation::UnpinDirtyLost,
         Mutation::WritepageSkipped,
+        Mutation::ForkSeqMb,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -216,6 +225,7 @@ impl Mutation {
             Mutation::PteIndexUnmasked => "pte_index_unmasked",
             Mutation::UnpinDirtyLost => "unpin_dirty_lost",
             Mutation::WritepageSkipped => "writepage_skipped",
+            Mutation::ForkSeqMb => "fork_seq_mb",
         }
     }
     pub fn describe(self) -> &'static str {
@@ -267,6 +277,9 @@ impl Mutation {
             }
             Mutation::WritepageSkipped => {
                 "writeback clears PG_dirty and skips ->writepage (the data never reaches the disk)"
+            }
+            Mutation::ForkSeqMb => {
+                "a fix upstream lacks: smp_mb() after raw_write_seqcount_begin in copy_page_range"
             }
         }
     }

@@ -182,6 +182,17 @@ pub struct Preset {
     /// PageAnonExclusive (5.19).
     pub thp_reuse: ReuseRule,
     pub fork_cow: ForkCow,
+    /// fb3d824d1a46 (5.19, "mm/rmap: split page_dup_rmap() into
+    /// page_dup_file_rmap() and page_try_dup_anon_rmap()", COW fixes part 2):
+    /// `copy_present_pte()` takes the child's reference (`get_page`, later
+    /// `folio_get`) *before* `page_try_dup_anon_rmap()` reads the pin state,
+    /// and drops it (`put_page`, later `folio_put`) on the -EBUSY copy path;
+    /// `copy_huge_pmd()` likewise. Before (5.9-5.18) `copy_present_page()`
+    /// checks `has_pinned` and `page_maybe_dma_pinned()` and `get_page()`
+    /// follows. The order matters under weak memory: the reference is a
+    /// relaxed RMW on the `_refcount` word a small folio's pin check then
+    /// reads.
+    pub dup_rmap_ref_first: bool,
     /// 17839856fd58 (5.8): a FOLL_GET or FOLL_PIN lookup in a COW mapping breaks
     /// COW as if it wrote (`should_force_cow_break`; the fast walk always looks
     /// up as a write); removed again by a308c71bf1e6.
@@ -287,6 +298,11 @@ impl Preset {
                 "70e806e4e645, 6c287605fd56",
             ),
             f(
+                "fork: child's reference before the pin check",
+                yes(self.dup_rmap_ref_first),
+                "fb3d824d1a46",
+            ),
+            f(
                 "forced COW break",
                 yes(self.force_cow_break),
                 "17839856fd58, a308c71bf1e6",
@@ -335,6 +351,7 @@ const fn base(id: PresetId, name: &'static str, about: &'static str) -> Preset {
         thp_reuse: ReuseRule::AnonExclusive,
         vmstat: true,
         fork_cow: ForkCow::DupAnonRmap,
+        dup_rmap_ref_first: true,
         force_cow_break: false,
         clear_refs_skips_pinned: true,
         collapse_syncs_walkers: true,
@@ -365,6 +382,7 @@ const fn era5(id: PresetId, name: &'static str, about: &'static str) -> Preset {
         reuse: ReuseRule::Mapcount,
         thp_reuse: ReuseRule::Mapcount,
         fork_cow: ForkCow::Share,
+        dup_rmap_ref_first: false,
         clear_refs_skips_pinned: false,
         collapse_syncs_walkers: false,
         migration_keeps_dirty: false,

@@ -39,6 +39,10 @@ enum Cmd {
     /// Replays a failure artifact and prints its interleaving. Exit 1 if it
     /// reproduces the violation, 0 if not, 2 on bad input.
     Replay(replay::ReplayArgs),
+    /// Writes herd7 litmus tests (C, the Linux-kernel memory model) of a
+    /// scenario's orderings as .litmus files, each with the result herd7
+    /// should give and why, as the expectation matrix has it.
+    Litmus(litmus::LitmusArgs),
     /// Engine speeds and detection power: shuttle executions/s and loom
     /// iterations/s on gup_fast_vs_munmap, and for every `found` matrix entry the
     /// median executions-to-detect over 20 seeds for shuttle random and PCT,
@@ -66,7 +70,8 @@ enum Cmd {
     /// preset, arch and mutation fixed: the median over libFuzzer seeds, from
     /// the checked-in seed corpus (needs the target built with cargo fuzz).
     FuzzBench(fuzz_bench::FuzzBenchArgs),
-    /// Every found, known-open and known-incomplete matrix entry under every
+    /// Every found, known-open, known-incomplete and open-upstream matrix
+    /// entry under every
     /// engine (loom, shuttle random and PCT, real threads, the fuzzer, stress),
     /// each with a time budget: which find it, how fast, and which cannot
     /// reach it and why. Prints the matrix, writes zoo.json, zoo.md and
@@ -150,6 +155,7 @@ fn main() -> ExitCode {
         Some(Cmd::Campaign(a)) => campaign::run(&a),
         Some(Cmd::Explore(a)) => explore::run(&a),
         Some(Cmd::Replay(a)) => replay::run(&a),
+        Some(Cmd::Litmus(a)) => litmus::run(&a),
         Some(Cmd::Engines(a)) => engines::run(&a),
         Some(Cmd::Footprint(a)) => footprint::run(&a),
         Some(Cmd::Bench(a)) => Ok(bench::bench(&a)),

@@ -45,6 +45,35 @@ fn bad_names_and_values_are_one_line_errors_with_exit_2() {
         &["explore", "gup_fast_vs_page_mkclean", "--tolerate", "bogus"],
         "unknown invariant",
     );
+    one_line_error(&["litmus", "no_such_scenario"], "unknown scenario");
+    one_line_error(
+        &["litmus", "gup_fast_vs_munmap"],
+        "litmus tests exist for: gup_fast_vs_fork",
+    );
+}
+
+#[test]
+fn litmus_writes_one_file_per_test_and_nothing_else() {
+    let dir = std::env::temp_dir().join(format!("gupcheck-litmus-{}", std::process::id()));
+    let out = dir.to_str().unwrap();
+    let (code, stdout, err) = gupcheck(&["litmus", "gup_fast_vs_fork_thp", "--out", out]);
+    assert_eq!(code, 0, "{err}");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), stdout.lines().count(), "{files:?}\n{stdout}");
+    assert!(files.len() >= 2, "{files:?}");
+    for f in &files {
+        assert!(f.ends_with(".litmus"), "no temp file left: {f}");
+        let text = std::fs::read_to_string(dir.join(f)).unwrap();
+        let name = f.trim_end_matches(".litmus");
+        assert!(text.starts_with(&format!("C {name}\n")), "{text}");
+        assert!(text.contains("\nexists ("), "{text}");
+    }
+    assert!(stdout.contains("expected Sometimes") && stdout.contains("expected Never"));
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -150,6 +179,20 @@ fn list_names_every_axis() {
     let (invariants, classes) = out.split_once("finding classes:").unwrap();
     assert!(invariants.contains("\n  progress "), "{invariants}");
     assert!(classes.contains("\n  model crash ") && !classes.contains("progress"));
+    // The matrix's classes, open-upstream among them.
+    let (_, expectations) = out.split_once("expectation classes").unwrap();
+    for class in [
+        "clean",
+        "found",
+        "known-open",
+        "known-incomplete",
+        "open-upstream",
+    ] {
+        assert!(
+            expectations.contains(&format!("\n  {class} ")),
+            "{expectations}"
+        );
+    }
 }
 
 #[test]

@@ -377,11 +377,11 @@ impl Checker<'_> {
                 _ => {}
             }
         }
-        if args.first().map(String::as_str) == Some("explore") {
+        if let Some(cmd @ ("explore" | "litmus")) = args.first().map(String::as_str) {
             // The scenario comes first, as `gupcheck explore --help` shows it.
             match args.get(1).filter(|s| !s.starts_with('-')) {
                 Some(s) => check_name("scenario", s, &n.scenarios, errs),
-                None => errs.push("explore SCENARIO first".into()),
+                None => errs.push(format!("{cmd} SCENARIO first")),
             }
         }
         if let Err(e) = (self.parse)(args) {
@@ -653,6 +653,8 @@ fn the_checker_fails_on_commands_that_do_not_work() {
     good("cargo run --release -- explore gup_fast_vs_munmap --engine loom --arch rcu");
     good("gupcheck stress --preset 5.7 --arch ipi --threads 4 --mix gup=6,fork=2");
     bad("cargo run --release -- explore no_such_scenario");
+    good("cargo run --release -- litmus gup_fast_vs_fork --out /tmp/litmus");
+    bad("cargo run --release -- litmus no_such_scenario");
     bad("cargo run --release -- explore gup_fast_vs_munmap --preset 4.19");
     bad("gupcheck explore gup_fast_vs_munmap --tolerate no_such_invariant");
     bad("gupcheck stress --duration soon");

@@ -113,8 +113,11 @@ impl<B: Backend> World<B> {
                     return Ok(None);
                 };
                 if self.cfg.folio_has_pincount(self.mem.folio_order(head)) {
+                    // hpage_pincount_add(): a relaxed atomic_add, no barrier
+                    // after it until 088b8aa537c2 (6.1).
                     self.mem.frame(head).pincount.add(refs as i32);
                 }
+                ctx.step(&self.ghost, "try_grab_folio: pin add", u64::from(head));
                 head
             }
             PinAtomics::Two => {

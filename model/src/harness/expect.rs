@@ -6,7 +6,10 @@
 //! reported (by the engines listed, or by at least one engine). `known-open`: found,
 //! but the kernel itself never fixed it (the reason says why); it is not a failure
 //! of the protocol under test. `known-incomplete`: found, and the kernel's fix is
-//! known to be partial.
+//! known to be partial. `open-upstream`: found, real on the latest kernel and
+//! fixed by no upstream patch, a problem the kernel has not acknowledged (the
+//! reason says which access goes stale and what would fix it). Every class but
+//! `clean` must be found: an entry fails when its outcome changes.
 
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +36,63 @@ pub enum Expect {
         invariant: String,
         why: String,
     },
+    /// Found, real on the latest kernel and not fixed upstream: unlike
+    /// known-open, not a limit the kernel knows and accepts (the reason says
+    /// which access goes stale, on which CPUs, and what would fix it).
+    OpenUpstream {
+        invariant: String,
+        why: String,
+    },
+}
+
+impl Expect {
+    /// Every class, as the matrix spells it, with its meaning.
+    pub const CLASSES: [(&'static str, &'static str); 5] = [
+        ("clean", "no engine may break an invariant"),
+        (
+            "found",
+            "the invariant must be broken (a bug of the era, a mutation's effect)",
+        ),
+        (
+            "known-open",
+            "found; a flaw the kernel knows and has never fixed (the gup+DMA problem), not a failure of the preset",
+        ),
+        (
+            "known-incomplete",
+            "found; the kernel's fix is known to be partial",
+        ),
+        (
+            "open-upstream",
+            "found; real on the latest kernel and fixed by no upstream patch, not a limit the kernel acknowledges",
+        ),
+    ];
+
+    /// The class as the matrix spells it (`found`, `open-upstream`, ...).
+    pub fn class(&self) -> &'static str {
+        match self {
+            Expect::Clean => "clean",
+            Expect::Found { .. } => "found",
+            Expect::KnownOpen { .. } => "known-open",
+            Expect::KnownIncomplete { .. } => "known-incomplete",
+            Expect::OpenUpstream { .. } => "open-upstream",
+        }
+    }
+
+    /// The matrix's reason, for the classes that carry one.
+    pub fn why(&self) -> Option<&str> {
+        match self {
+            Expect::Clean | Expect::Found { .. } => None,
+            Expect::KnownOpen { why, .. }
+            | Expect::KnownIncomplete { why, .. }
+            | Expect::OpenUpstream { why, .. } => Some(why),
+        }
+    }
+
+    /// Found, but no failure of the protocol under test: the kernel's own
+    /// state (known-open, known-incomplete, open-upstream).
+    pub fn is_kernel_state(&self) -> bool {
+        self.why().is_some()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,13 +122,15 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// The invariant a `found` / `known-open` entry names.
+    /// The invariant a `found`, `known-open`, `known-incomplete` or
+    /// `open-upstream` entry names.
     pub fn invariant(&self) -> Option<Invariant> {
         match &self.expect {
             Expect::Clean => None,
             Expect::Found { invariant }
             | Expect::KnownOpen { invariant, .. }
-            | Expect::KnownIncomplete { invariant, .. } => Invariant::parse(invariant).ok(),
+            | Expect::KnownIncomplete { invariant, .. }
+            | Expect::OpenUpstream { invariant, .. } => Invariant::parse(invariant).ok(),
         }
     }
     /// The invariants that count as finding this entry: its own, and those
@@ -283,5 +345,41 @@ mod tests {
         let bad = r#"[{"scenario":"munmap_vs_lockless_walker","arch":"ipi","expect":"found","invariant":"bogus"}]"#;
         assert!(parse(bad).unwrap_err().contains("unknown invariant"));
         assert!(parse("{").is_err());
+        // open-upstream carries its reason like known-open.
+        let bad = r#"[{"scenario":"gup_fast_vs_fork","arch":"rcu","expect":"open-upstream","invariant":"coherent pin"}]"#;
+        assert!(parse(bad).unwrap_err().contains("why"));
+    }
+
+    #[test]
+    fn every_class_is_listed_and_spelt_as_the_matrix_spells_it() {
+        let inv = || "coherent pin".to_string();
+        let why = || "because".to_string();
+        let all = [
+            Expect::Clean,
+            Expect::Found { invariant: inv() },
+            Expect::KnownOpen {
+                invariant: inv(),
+                why: why(),
+            },
+            Expect::KnownIncomplete {
+                invariant: inv(),
+                why: why(),
+            },
+            Expect::OpenUpstream {
+                invariant: inv(),
+                why: why(),
+            },
+        ];
+        for (e, (name, _)) in all.iter().zip(Expect::CLASSES) {
+            assert_eq!(e.class(), name);
+            let json = serde_json::to_value(e).unwrap();
+            assert_eq!(json["expect"], name);
+            assert_eq!(e.is_kernel_state(), e.why().is_some());
+        }
+        let used: Vec<&str> = matrix().iter().map(|e| e.expect.class()).collect();
+        assert!(
+            used.contains(&"open-upstream"),
+            "the matrix uses open-upstream"
+        );
     }
 }

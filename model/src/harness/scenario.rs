@@ -598,20 +598,30 @@ pub(crate) fn store_vs_writeback() -> Scenario {
     }
 }
 
-/// `gup_fast_vs_fork`: bug #4 of KERNEL.md §7 (57efa1fe5957, 5.11). One thread
-/// of the parent pins a page with `pin_user_pages_fast(FOLL_WRITE)`, checks the
-/// pin is coherent (a store through the address reaches the pinned page) and
-/// unpins; another thread forks. Before 5.9 fork shares every page
-/// write-protected, so the parent's next store copies the page away from its
-/// pin (Wrong COW); 5.9's early copy of pinned pages (70e806e4e645) checks the
-/// pin under the PTL, which GUP-fast does not take: the pin can land between
-/// fork's check and its write-protect. 5.11's `write_protect_seq` makes
-/// GUP-fast back off; 5.19's PageAnonExclusive keeps the same scheme.
+/// `gup_fast_vs_fork`: bug #4 of KERNEL.md §7 (57efa1fe5957, 5.11), on the
+/// mm's first pin. One thread of the parent pins a small anonymous page with
+/// `pin_user_pages_fast(FOLL_WRITE)`, checks the pin is coherent (a store
+/// through the address reaches the pinned page) and unpins; another thread
+/// forks. Before 5.9 fork shares every page write-protected, so the parent's
+/// next store copies the page away from its pin (Wrong COW); 5.9's early copy
+/// of pinned pages (70e806e4e645) checks the pin under the PTL, which
+/// GUP-fast does not take: the pin can land between fork's check and its
+/// write-protect. 5.11's `write_protect_seq` makes GUP-fast back off; 5.19's
+/// PageAnonExclusive keeps the same scheme.
+///
+/// Under weak memory the seqcount is not enough: fork's increment is ordered
+/// by `smp_wmb()` only, and this pin is the mm's first, so fork's
+/// `test_bit(MMF_HAS_PINNED)` (`has_pinned` before 5.14) can read 0 while
+/// GUP-fast's re-read of the count sees it even (store buffering). The
+/// variants take one stale read each: `gup_fast_vs_fork_pinned_mm` (the
+/// small folio's `_refcount`), `gup_fast_vs_fork_thp` and
+/// `gup_fast_vs_fork_thp_pte` (a large folio's `_pincount`).
 pub fn gup_fast_vs_fork() -> Scenario {
     Scenario {
         name: "gup_fast_vs_fork".into(),
-        about: "pin_user_pages_fast(FOLL_WRITE) + a coherence check against fork of the same mm"
-            .into(),
+        about:
+            "pin_user_pages_fast(FOLL_WRITE) + a coherence check against fork; the mm's first pin"
+                .into(),
         version: OPS_VERSION,
         layout: Layout::one(vec![
             Region::anon(0, 1, Populate::Anon),
@@ -622,7 +632,88 @@ pub fn gup_fast_vs_fork() -> Scenario {
             vec![Op::Fork { child: 1 }],
         ],
         world: fork_world(),
-        window: None,
+        window: fork_window(),
+    }
+}
+
+/// The race window of the `gup_fast_vs_fork` store buffering: GUP-fast's pin
+/// lands while fork is between its `raw_write_seqcount_begin()` and its read
+/// of the pin state. Sequentially consistent, one of them then sees the other.
+fn fork_window() -> Option<Window> {
+    Window::new(
+        1,
+        "copy_page_range: write_seqcount_begin",
+        "try_grab_folio: pin add",
+        "folio_needs_cow_for_dma",
+    )
+}
+
+/// `gup_fast_vs_fork_pinned_mm`: `gup_fast_vs_fork` in an mm that has pinned
+/// before (MMF_HAS_PINNED already set), so fork's pin check reads the small
+/// folio's `_refcount` against the bias. 5.9-5.18 read it before taking the
+/// child's reference (`copy_present_page()`, then `get_page()`): store
+/// buffering, as on the first pin. From 5.19 (fb3d824d1a46) `folio_get()`
+/// comes first, a relaxed RMW on that same word: either GUP-fast's grab reads
+/// from it (and, through fork's `smp_wmb()`, sees the odd count) or fork's
+/// read is coherence-ordered after the pin. Clean on 6.0, 6.1 and latest.
+pub fn gup_fast_vs_fork_pinned_mm() -> Scenario {
+    Scenario {
+        name: "gup_fast_vs_fork_pinned_mm".into(),
+        about: "gup_fast_vs_fork in an mm that has pinned before (MMF_HAS_PINNED set)".into(),
+        layout: Layout {
+            has_pinned: true,
+            ..gup_fast_vs_fork().layout
+        },
+        ..gup_fast_vs_fork()
+    }
+}
+
+/// `gup_fast_vs_fork_thp`: `gup_fast_vs_fork_pinned_mm` on a PMD-mapped THP.
+/// `copy_huge_pmd()` reads the large folio's `_pincount`, which GUP-fast adds
+/// to with a relaxed `atomic_add` after its fully ordered grab;
+/// `folio_get()` on `_refcount` does not order that read. Store buffering in
+/// every era from 5.11: the finding needs no first pin.
+pub fn gup_fast_vs_fork_thp() -> Scenario {
+    thp_fork_variant(
+        "gup_fast_vs_fork_thp",
+        "gup_fast_vs_fork_pinned_mm on a PMD-mapped THP (copy_huge_pmd)",
+        Populate::Thp,
+    )
+}
+
+/// `gup_fast_vs_fork_thp_pte`: the same on a PTE-mapped THP, which
+/// `copy_present_ptes()` copies page by page, each check reading the folio's
+/// `_pincount`.
+pub fn gup_fast_vs_fork_thp_pte() -> Scenario {
+    thp_fork_variant(
+        "gup_fast_vs_fork_thp_pte",
+        "gup_fast_vs_fork_pinned_mm on a PTE-mapped THP (copy_present_ptes)",
+        Populate::ThpPte,
+    )
+}
+
+/// `gup_fast_vs_fork` in an mm that has pinned, the pinned page the head of
+/// a THP mapped as `populate` says, beside one small page.
+fn thp_fork_variant(name: &str, about: &str, populate: Populate) -> Scenario {
+    let base = gup_fast_vs_fork();
+    let world = WorldConfig {
+        fanout_bits: 2,
+        nr_frames: 24,
+        ..base.world.clone()
+    };
+    let per = 1u64 << world.fanout_bits;
+    Scenario {
+        name: name.into(),
+        about: about.into(),
+        layout: Layout {
+            has_pinned: true,
+            ..Layout::one(vec![
+                Region::anon(0, per, populate),
+                Region::anon(per, 1, Populate::Anon),
+            ])
+        },
+        world,
+        ..base
     }
 }
 
@@ -892,6 +983,9 @@ pub fn catalogue() -> Vec<Scenario> {
         notifier_device_vs_munmap(),
         store_vs_writeback(),
         gup_fast_vs_fork(),
+        gup_fast_vs_fork_pinned_mm(),
+        gup_fast_vs_fork_thp(),
+        gup_fast_vs_fork_thp_pte(),
         vmsplice_fork(),
         vmsplice_fork_thp(),
         fork_with_dma_in_flight(),

@@ -15,9 +15,13 @@
 //!   child faults them in again);
 //! - swap entries are not duplicated (the child's PTE stays empty);
 //! - a hugetlb-like leaf is left out of the child (`copy_hugetlb_page_range`
-//!   is not modelled); THP leaves are copied by `copy_huge_pmd`.
+//!   is not modelled); THP leaves are copied by `copy_huge_pmd`;
+//! - a PTE-mapped large folio is copied PTE by PTE, where the latest kernel
+//!   batches (`folio_ref_add(folio, nr)`, one `folio_try_dup_anon_rmap_ptes`):
+//!   the same accesses in the same order, per page.
 
 use crate::backend::{Backend, KAtomic};
+use crate::config::Mutation;
 use crate::ghost::Ctx;
 use crate::invariant::Res;
 use crate::preset::ForkCow;
@@ -97,10 +101,24 @@ impl<B: Backend> World<B> {
         let p = self.cfg.p();
         let seq = &self.mms[parent].write_protect_seq;
         if p.seqcount {
-            // raw_write_seqcount_begin(): odd, then the copy.
+            // raw_write_seqcount_begin() (57efa1fe5957): `s->sequence++;
+            // smp_wmb();`, odd, then the copy. The smp_wmb orders the increment
+            // before the copy's stores only: nothing fully ordered stands
+            // between it and the pin-state loads of the copy (the PTLs are
+            // ACQUIRE, `folio_get` is relaxed), while GUP-fast's pin is fully
+            // ordered before its `read_seqcount_retry`. Store buffering: both
+            // may miss the other (docs/src/fork-cow.md).
             seq.add(1);
             B::smp_wmb();
             ctx.step(&self.ghost, "copy_page_range: write_seqcount_begin", 0);
+            if self.cfg.has(Mutation::ForkSeqMb) {
+                // The fix upstream lacks: smp_mb() after
+                // raw_write_seqcount_begin() in copy_page_range() (and
+                // copy_hugetlb_page_range(), not modelled), pairing with
+                // GUP-fast's fully ordered pin (088b8aa537c2's
+                // smp_mb__after_atomic, 6.1).
+                B::smp_mb();
+            }
         }
         let mut r = Ok(Ok(()));
         let span = 1u64 << self.cfg.shift(2);
@@ -148,12 +166,24 @@ impl<B: Backend> World<B> {
 
     /// Whether fork must not share the anonymous `page` (a whole folio's head
     /// if `whole`) with the child, by the era's rule; from 5.19 a page it
-    /// shares loses PageAnonExclusive.
-    fn fork_must_copy(&self, parent: usize, page: crate::types::Pfn, whole: bool) -> bool {
+    /// shares loses PageAnonExclusive. The pin state it reads, under the PTLs
+    /// only, which GUP-fast does not take: `MMF_HAS_PINNED` (`test_bit`;
+    /// `atomic_read(&mm->has_pinned)` in 5.9-5.13), then
+    /// `folio_maybe_dma_pinned()`: `_pincount` for a large folio, `_refcount`
+    /// against the bias for a small one. 5.9-5.18: `copy_present_page()`'s
+    /// test (70e806e4e645); 5.19+: `__folio_try_dup_anon_rmap()` ->
+    /// `folio_needs_cow_for_dma()` (6c287605fd56).
+    fn fork_must_copy(
+        &self,
+        ctx: &mut Ctx,
+        parent: usize,
+        page: crate::types::Pfn,
+        whole: bool,
+    ) -> bool {
         let head = self.mem.page_folio(page);
         let flags = self.mem.frame(page).flags.read_once();
         let has_pinned = self.mms[parent].flags.read_once() & mmf::HAS_PINNED != 0;
-        flags & pg::ANON != 0
+        let copy = flags & pg::ANON != 0
             && match self.cfg.p().fork_cow {
                 ForkCow::Share => false,
                 // has_pinned && page_maybe_dma_pinned() (70e806e4e645;
@@ -176,7 +206,13 @@ impl<B: Backend> World<B> {
                         false
                     }
                 }
-            }
+            };
+        if self.cfg.p().fork_cow != ForkCow::Share {
+            // The pin state has been read (the end of the race window of the
+            // store buffering with GUP-fast: the scenarios' `Window`).
+            ctx.step(&self.ghost, "folio_needs_cow_for_dma", u64::from(head));
+        }
+        copy
     }
 
     /// `copy_huge_pmd()` for the PMD range at `haddr`: under the child's and
@@ -212,7 +248,19 @@ impl<B: Backend> World<B> {
             return Ok(Ok(false));
         }
         let head = pmd.pfn();
-        if self.fork_must_copy(parent, head, true) {
+        let ref_first = self.cfg.p().dup_rmap_ref_first;
+        if ref_first {
+            // `folio_get(src_folio)` before `folio_try_dup_anon_rmap_pmd()`
+            // (fb3d824d1a46, 5.19): a relaxed RMW on `_refcount`, which does
+            // not order the `_pincount` read a large folio's check makes.
+            self.mem.folio_ref_add(ctx, &self.ghost, head, 1)?;
+            ctx.step(&self.ghost, "copy_huge_pmd: folio_get", haddr);
+        }
+        if self.fork_must_copy(ctx, parent, head, true) {
+            if ref_first {
+                // -EBUSY: `folio_put(src_folio)`, then split and -EAGAIN.
+                self.mem.folio_put_refs(ctx, &self.ghost, head, 1, None)?;
+            }
             drop(g);
             drop(cg);
             ctx.step(&self.ghost, "copy_huge_pmd: maybe pinned, split", haddr);
@@ -220,7 +268,11 @@ impl<B: Backend> World<B> {
                 .split_huge_pmd(ctx, parent, haddr)
                 .map(|r| r.map(|()| false));
         }
-        self.mem.folio_ref_add(ctx, &self.ghost, head, 1)?;
+        if !ref_first {
+            // 5.9-5.18: `get_page(src_page)` after the maybe-pinned check
+            // (d042035eaf5f).
+            self.mem.folio_ref_add(ctx, &self.ghost, head, 1)?;
+        }
         self.add_rmap(head, RmapEntry::huge(child, haddr));
         if pmd.write() {
             t.set(idx, pmd.without(Pte::WRITE));
@@ -272,15 +324,37 @@ impl<B: Backend> World<B> {
             return Ok(Ok(()));
         }
         let head = self.mem.page_folio(page);
-        let copy = self.fork_must_copy(parent, page, false);
+        let ref_first = self.cfg.p().dup_rmap_ref_first;
+        if ref_first {
+            // `copy_present_ptes()`: `folio_get(folio)` before
+            // `folio_try_dup_anon_rmap_pte()` (fb3d824d1a46, 5.19; `get_page`
+            // before `page_try_dup_anon_rmap` until the folio conversion). A
+            // relaxed RMW on the `_refcount` word a small folio's
+            // `folio_maybe_dma_pinned()` then reads: coherence orders that
+            // read after it, and a pin RMW that reads from it synchronises
+            // with fork's smp_wmb. It does not order `MMF_HAS_PINNED` nor a
+            // large folio's `_pincount`.
+            self.mem.folio_ref_add(ctx, &self.ghost, head, 1)?;
+            ctx.step(&self.ghost, "copy_present_ptes: folio_get", addr);
+        }
+        let copy = self.fork_must_copy(ctx, parent, page, false);
         if copy {
+            if ref_first {
+                // -EBUSY: `folio_put(folio)`, then `copy_present_page()`.
+                self.mem.folio_put_refs(ctx, &self.ghost, head, 1, None)?;
+            }
             drop(g);
             drop(cg);
             return self.copy_present_page(ctx, child, addr, cslot, cidx, page);
         }
-        // Share: the child's mapping takes a reference; both PTEs read-only
+        if !ref_first {
+            // 5.9-5.18: `copy_present_page()` checked `has_pinned` and
+            // `page_maybe_dma_pinned()` (70e806e4e645), then
+            // `copy_present_pte()` takes `get_page(page)`.
+            self.mem.folio_ref_add(ctx, &self.ghost, head, 1)?;
+        }
+        // Share: the child's mapping holds the reference; both PTEs read-only
         // (ptep_set_wrprotect on the parent's).
-        self.mem.folio_ref_add(ctx, &self.ghost, head, 1)?;
         self.add_rmap(page, RmapEntry::pte(child, addr));
         if pte.write() {
             t.set(idx, pte.without(Pte::WRITE));

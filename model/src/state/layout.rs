@@ -15,6 +15,7 @@ use crate::state::fs::FsFlavour;
 use crate::state::fs::Inode;
 use crate::state::mem::pg;
 use crate::state::mem::Order;
+use crate::state::mm::mmf;
 use crate::state::mm::vm;
 use crate::state::mm::Vma;
 use crate::state::mm::VmaKind;
@@ -126,6 +127,12 @@ pub struct Layout {
     /// A driver with an MMU interval notifier over every address space.
     #[serde(default)]
     pub notifier: bool,
+    /// Every address space of the layout has pinned before: an earlier
+    /// FOLL_PIN, long released, left MMF_HAS_PINNED set (`mm->has_pinned`
+    /// 5.9-5.13; the flag is sticky for the life of the mm). Presets without
+    /// it (before 5.9) never read it.
+    #[serde(default)]
+    pub has_pinned: bool,
 }
 
 impl Layout {
@@ -166,7 +173,7 @@ impl<B: Backend> World<B> {
             ));
         }
         let large = layout.large_folios(&cfg);
-        let mut w = World::new(cfg, large)?;
+        let mut w = Self::new(cfg, large)?;
         w.inodes = layout
             .files
             .iter()
@@ -184,6 +191,9 @@ impl<B: Backend> World<B> {
             w.layout_file(&mut boot, i as u32, f)?;
         }
         for (id, regions) in layout.mms.iter().enumerate() {
+            if layout.has_pinned {
+                w.mms[id].flags.or(mmf::HAS_PINNED);
+            }
             for r in regions {
                 w.layout_region(&mut boot, id, r)?;
             }
@@ -387,6 +397,7 @@ mod tests {
                 cached: Cached::Dirty,
             }],
             notifier: false,
+            has_pinned: false,
         };
         let w = World::<Std>::build(cfg, &layout).unwrap();
         w.check_quiescent(&Ledger::default()).unwrap();

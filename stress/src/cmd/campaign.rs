@@ -146,7 +146,8 @@ pub const KIND: &str = "campaign";
 #[derive(Serialize, Deserialize)]
 pub struct EntryRun {
     pub label: String,
-    /// "clean" or the invariant the entry must break.
+    /// "clean" or the invariant the entry must break, with the class of a
+    /// known-open, known-incomplete or open-upstream entry in parentheses.
     pub expected: String,
     /// The engines the matrix says miss it (their cells show the race window).
     pub missed_by: Vec<String>,
@@ -199,9 +200,14 @@ impl EntryRun {
             .collect();
         EntryRun {
             label: entry.label(),
-            expected: entry
-                .invariant()
-                .map_or("clean".to_string(), |i| i.name().to_string()),
+            expected: match entry.invariant() {
+                None => "clean".to_string(),
+                // The kernel's own state: the class says which.
+                Some(i) if entry.expect.is_kernel_state() => {
+                    format!("{} ({})", i.name(), entry.expect.class())
+                }
+                Some(i) => i.name().to_string(),
+            },
             missed_by: entry.missed_by.clone(),
             outcomes: outcomes
                 .iter()
@@ -241,7 +247,7 @@ impl EntryRun {
             Some(why) => format!("MISMATCH: {why}"),
         };
         format!(
-            "{:<62} {:<22} {:<22} {:<22} {:<22} {:<22} {}",
+            "{:<62} {:<30} {:<22} {:<22} {:<22} {:<22} {}",
             self.label, self.expected, cells[0], cells[1], cells[2], cells[3], verdict
         )
     }
@@ -254,7 +260,7 @@ fn header(ran: usize, selected: usize, shard: Option<Shard>, p: &Params) -> Stri
         None => format!("{selected} matrix entries"),
     };
     format!(
-        "gupcheck default campaign: {entries} x {ENGINES} engines (loom bound {}, shuttle {} executions, {} real-thread runs)\n{:<62} {:<22} {:<22} {:<22} {:<22} {:<22} verdict",
+        "gupcheck default campaign: {entries} x {ENGINES} engines (loom bound {}, shuttle {} executions, {} real-thread runs)\n{:<62} {:<30} {:<22} {:<22} {:<22} {:<22} verdict",
         p.bound,
         p.iterations,
         p.std_iterations,
@@ -277,7 +283,8 @@ fn footer(entries: &[EntryRun], seconds: f64) -> String {
 }
 
 /// The zoo summary, from the outcomes the campaign already has: per engine,
-/// how many found / known-open / known-incomplete entries it detects, and
+/// how many entries that must be found (found, known-open, known-incomplete,
+/// open-upstream) it detects, and
 /// the entries only one engine detects.
 fn summary(entries: &[EntryRun]) -> String {
     let rows: Vec<&EntryRun> = entries.iter().filter(|e| e.expected != "clean").collect();
@@ -286,7 +293,7 @@ fn summary(entries: &[EntryRun]) -> String {
     };
     let engines: Vec<&str> = first.outcomes.iter().map(|o| o.engine.as_str()).collect();
     let mut s = format!(
-        "zoo summary: {} found / known-open / known-incomplete entries\n",
+        "zoo summary: {} found / known-open / known-incomplete / open-upstream entries\n",
         rows.len()
     );
     for e in &engines {

@@ -1,6 +1,7 @@
 //! `gupcheck list`: the axes of the matrix, one line each.
 
 use crate::ui::say;
+use gupcheck_model::harness::expect::Expect;
 use gupcheck_model::harness::scenario;
 use gupcheck_model::{Invariant, Mutation, PresetId};
 use std::process::ExitCode;
@@ -34,6 +35,10 @@ pub fn run() -> Result<ExitCode, String> {
     say!("finding classes:");
     for i in Invariant::ALL.into_iter().filter(|i| i.is_finding_class()) {
         say!("  {:<28} {}", i.name(), i.meaning());
+    }
+    say!("expectation classes (model/expectations.json):");
+    for (name, meaning) in Expect::CLASSES {
+        say!("  {:<28} {}", name, meaning);
     }
     Ok(ExitCode::SUCCESS)
 }

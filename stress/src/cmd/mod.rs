@@ -8,6 +8,7 @@ pub mod footprint;
 pub mod fuzz_artifact;
 pub mod fuzz_bench;
 pub mod list;
+pub mod litmus;
 pub mod merge;
 pub mod replay;
 pub mod selftests;

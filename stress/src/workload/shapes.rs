@@ -10,7 +10,7 @@
 //! with two threads or more, sharing its weight), or a scenario by name.
 
 use crate::detect::ordering_only;
-use gupcheck_model::harness::expect::{self, Entry, Expect};
+use gupcheck_model::harness::expect::{self, Entry};
 use gupcheck_model::harness::fuzzing::KNOWN_OPEN;
 use gupcheck_model::harness::scenario::{self, Scenario};
 use gupcheck_model::{Arch, Invariant, Mutation, PresetId};
@@ -92,8 +92,8 @@ fn entry(sc: &str, preset: PresetId, arch: Arch, muts: &[Mutation]) -> Option<En
 
 /// What a shape may break without ending a `gupcheck stress` run: the
 /// known-open outcomes of every run, and those the matrix knows for this
-/// scenario and protocol (known-open, known-incomplete, and what its entry
-/// searches past). Not an ordering-only outcome this CPU cannot show: seen
+/// scenario and protocol (known-open, known-incomplete, open-upstream, and
+/// what its entry searches past). Not an ordering-only outcome this CPU cannot show: seen
 /// here, it would be a defect of the model, not the kernel's known race.
 pub fn tolerated(sc: &str, preset: PresetId, arch: Arch, muts: &[Mutation]) -> Vec<Invariant> {
     let mut t = KNOWN_OPEN.to_vec();
@@ -101,11 +101,7 @@ pub fn tolerated(sc: &str, preset: PresetId, arch: Arch, muts: &[Mutation]) -> V
         return t;
     };
     t.extend(e.tolerate.iter().filter_map(|i| Invariant::parse(i).ok()));
-    let known = matches!(
-        e.expect,
-        Expect::KnownOpen { .. } | Expect::KnownIncomplete { .. }
-    );
-    if known && !matches!(cpu_order(&e), CpuOrder::Forbids(_)) {
+    if e.expect.is_kernel_state() && !matches!(cpu_order(&e), CpuOrder::Forbids(_)) {
         t.extend(e.stop_at());
     }
     t.sort_by_key(|i| i.name());
@@ -148,9 +144,9 @@ pub fn cpu_order(e: &Entry) -> CpuOrder {
             "store buffering (the walker's registration store passed by its PMD load, the smp_mb dropped), a reordering x86 performs",
             None,
         ),
-        ("gup_fast_vs_fork", None) => (
-            "store buffering between fork's write_protect_seq increment and its page_maybe_dma_pinned read",
-            Some("needs store buffering between fork's write_protect_seq increment and its page_maybe_dma_pinned read; the PTL's spin_lock between them is a locked instruction, a full barrier on x86"),
+        (sc, None | Some(Mutation::ForkSeqMb)) if sc.starts_with("gup_fast_vs_fork") => (
+            "store buffering between fork's write_protect_seq increment and its read of the pin state (MMF_HAS_PINNED, _refcount or _pincount)",
+            Some("needs store buffering between fork's write_protect_seq increment and its read of the pin state; the PTL's spin_lock (LOCK CMPXCHG) and, from 5.19, folio_get (LOCK INC) between them drain the store buffer on x86"),
         ),
         ("ksm_share_vs_ro_pin", None) => (
             "store buffering between the sharer's PTE clear and its refcount read, and GUP-fast's grab and its PTE recheck",

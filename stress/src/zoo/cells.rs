@@ -71,10 +71,11 @@ pub struct Row {
     pub preset: String,
     pub arch: String,
     pub mutation: Option<String>,
-    /// found | known-open | known-incomplete
+    /// found | known-open | known-incomplete | open-upstream
     pub expect: String,
     pub invariant: String,
-    /// The matrix's reason for a known-open or known-incomplete entry.
+    /// The matrix's reason for a known-open, known-incomplete or
+    /// open-upstream entry.
     pub why: Option<String>,
     pub cells: Vec<Cell>,
 }

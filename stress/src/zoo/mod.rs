@@ -1,5 +1,5 @@
-//! `gupcheck zoo`: every `found`, `known-open` and `known-incomplete` entry of
-//! the expectation matrix against every engine, each cell with a time budget.
+//! `gupcheck zoo`: every `found`, `known-open`, `known-incomplete` and
+//! `open-upstream` entry of the expectation matrix against every engine, each cell with a time budget.
 //! It says which engines find each entry and how fast, and which cannot reach
 //! it and why. Prints the matrix and writes zoo.json, zoo.md and zoo.svg.
 //!
@@ -98,7 +98,8 @@ fn fuzz_mode(a: &ZooArgs, used: bool) -> Result<FuzzMode, String> {
 
 /// What the zoo runs.
 struct Plan {
-    /// The found, known-open and known-incomplete entries of the whole matrix.
+    /// The entries of the whole matrix that must be found (every class but
+    /// clean).
     matrix: Vec<Entry>,
     /// How many `--only` selects, and those of them this shard runs.
     selected: usize,
@@ -117,7 +118,9 @@ fn plan(a: &ZooArgs, engines: Vec<Col>) -> Result<Plan, String> {
         .collect();
     let entries = shard::matching(&matrix, &a.only);
     if entries.is_empty() {
-        return Err("no found, known-open or known-incomplete entry matches --only".into());
+        return Err(
+            "no found, known-open, known-incomplete or open-upstream entry matches --only".into(),
+        );
     }
     let selected = entries.len();
     let entries = Shard::select(a.shard, entries);
@@ -279,12 +282,8 @@ fn rows(plan: &Plan, done: &Done) -> Vec<Row> {
                     cell.clone().unwrap_or_else(|| cells::not_run(eng.name()))
                 })
                 .collect();
-            let (expect, why) = match &e.expect {
-                Expect::Found { .. } => ("found", None),
-                Expect::KnownOpen { why, .. } => ("known-open", Some(why.clone())),
-                Expect::KnownIncomplete { why, .. } => ("known-incomplete", Some(why.clone())),
-                Expect::Clean => unreachable!("filtered"),
-            };
+            debug_assert!(e.expect != Expect::Clean, "filtered");
+            let (expect, why) = (e.expect.class(), e.expect.why().map(str::to_string));
             Row {
                 label: e.label(),
                 scenario: e.scenario.clone(),

@@ -171,6 +171,7 @@ fn short_expect(e: &str) -> &str {
     match e {
         "known-open" => "open",
         "known-incomplete" => "incompl.",
+        "open-upstream" => "upstream",
         other => other,
     }
 }
