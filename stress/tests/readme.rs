@@ -11,7 +11,9 @@
 //!   refuses a corpus directory that does not exist, and `fuzz/corpus/` is ignored;
 //! - `cargo test|bench`: the package, test and bench targets exist, and a filter
 //!   `scenario/preset/arch[/mutation]` names a scenario, preset, arch and mutation;
-//! - `mkdir -p`, `cd`, `cargo install cargo-fuzz|mdbook`, `mdbook build|serve DIR`.
+//! - `cargo mutants --shard K/N ...` (with .cargo/mutants.toml checked in) and
+//!   `.github/mutants-table.sh DIRS`;
+//! - `mkdir -p`, `cd`, `cargo install cargo-fuzz|cargo-mutants|mdbook`, `mdbook build|serve DIR`.
 //!
 //! Any other command fails the test: teach the checker rather than show a command
 //! nothing checks.
@@ -329,15 +331,56 @@ impl Checker<'_> {
                         let what: Vec<&String> =
                             args[1..].iter().filter(|a| !a.starts_with('-')).collect();
                         if what.is_empty()
-                            || what.iter().any(|w| *w != "cargo-fuzz" && *w != "mdbook")
+                            || what.iter().any(|w| {
+                                !["cargo-fuzz", "cargo-mutants", "mdbook"].contains(&w.as_str())
+                            })
                         {
-                            errs.push("the checker knows cargo install cargo-fuzz|mdbook".into());
+                            errs.push(
+                                "the checker knows cargo install cargo-fuzz|cargo-mutants|mdbook"
+                                    .into(),
+                            );
                         }
                     }
+                    Some("mutants") => self.cargo_mutants(&args[1..], errs),
                     _ => errs.push("a cargo command the checker does not know".into()),
                 }
             }
+            ".github/mutants-table.sh" => {
+                if args.is_empty() || !self.root.join(".github/mutants-table.sh").is_file() {
+                    errs.push("mutants-table.sh takes cargo-mutants output directories".into());
+                }
+            }
             other => errs.push(format!("a command the checker does not know: {other}")),
+        }
+    }
+
+    /// `cargo mutants --shard K/N [--sharding round-robin|slice] [--output DIR]`,
+    /// with the configuration it reads checked in.
+    fn cargo_mutants(&self, args: &[String], errs: &mut Vec<String>) {
+        if !self.root.join(".cargo/mutants.toml").is_file() {
+            errs.push("no .cargo/mutants.toml".into());
+        }
+        let mut i = 0;
+        while i < args.len() {
+            let v = args.get(i + 1).map(String::as_str).unwrap_or("");
+            match args[i].as_str() {
+                "--shard" => {
+                    let ok = v.split_once('/').is_some_and(|(k, n)| {
+                        matches!((k.parse::<u32>(), n.parse::<u32>()), (Ok(k), Ok(n)) if k < n)
+                    });
+                    if !ok {
+                        errs.push(format!("--shard K/N with K < N, not {v}"));
+                    }
+                }
+                "--sharding" if v != "round-robin" && v != "slice" => {
+                    errs.push(format!("--sharding round-robin|slice, not {v}"))
+                }
+                "--sharding" | "--output" => {}
+                f => errs.push(format!(
+                    "a cargo mutants flag the checker does not know: {f}"
+                )),
+            }
+            i += 2;
         }
     }
 
