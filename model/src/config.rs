@@ -141,7 +141,10 @@ pub enum Mutation {
     /// GUP-fast does not recheck the PMD after pinning a PTE (70cbc3cc78a9's
     /// recheck dropped): a THP collapse between the PMD read and the pin hands
     /// out a base page that is no longer mapped (bug #6). Observable in
-    /// `gup_fast_vs_thp_collapse` under RCU.
+    /// `gup_fast_vs_thp_collapse` under RCU on 6.1, whose collapse does not yet
+    /// sync with walkers; from the 6.1-stable sync on (latest) anonymous
+    /// collapse waits for the walker before it checks the refcounts, and the
+    /// mutation is clean.
     NoPmdRecheck,
     /// A THP write fault reuses the folio when its mapcount is 1, ignoring GUP
     /// references (`do_huge_pmd_wp_page` before "COW fixes part 1", 5.18; bug

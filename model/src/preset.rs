@@ -189,9 +189,11 @@ pub struct Preset {
     /// 9348b73c2e1b (5.11): /proc/pid/clear_refs soft-dirty write-protection
     /// skips maybe-pinned pages.
     pub clear_refs_skips_pinned: bool,
-    /// "mm/khugepaged: fix GUP-fast interaction by sending IPI" (Dec 2022,
-    /// 6.1-stable): collapse syncs with GUP-fast walkers before freeing the old
-    /// PTE table under RCU table freeing.
+    /// 2ba99c5e0881 "mm/khugepaged: fix GUP-fast interaction by sending IPI"
+    /// (Dec 2022, 6.1-stable): under RCU table freeing, collapse syncs with
+    /// GUP-fast walkers (`tlb_remove_table_sync_one()`) right after
+    /// `pmdp_collapse_flush()`, before it checks the base pages' refcounts and
+    /// long before the old PTE table is freed or reused.
     pub collapse_syncs_walkers: bool,
     /// 3faa52c03f44 (5.7): /proc/vmstat nr_foll_pin_acquired / _released.
     pub vmstat: bool,
@@ -304,7 +306,7 @@ impl Preset {
             f(
                 "collapse syncs walkers",
                 yes(self.collapse_syncs_walkers),
-                "6.1-stable khugepaged IPI fix",
+                "2ba99c5e0881 (6.1-stable)",
             ),
         ]
     }

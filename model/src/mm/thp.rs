@@ -16,9 +16,12 @@
 //! alone (`__collapse_huge_page_isolate`), copy them into a new PMD-sized folio,
 //! install it as a huge leaf, free the base pages and the old PTE table.
 //! GUP-fast walks without `mmap_lock`: under IPI the flush waits for it; under
-//! RCU table freeing nothing does, which is where bugs #6 (70cbc3cc78a9: the PMD
-//! recheck after pinning a PTE) and #7 (syncing with walkers before the old
-//! table is freed) live.
+//! RCU table freeing only `tlb_remove_table_sync_one()` right after the flush
+//! does (6.1-stable). Before that sync, bugs #6 (70cbc3cc78a9: the PMD recheck
+//! after pinning a PTE) and #7 (a walker still inside the old table when it is
+//! freed) live there. With the sync, every walker that read the old PMD has
+//! left before the refcounts are checked, so anonymous collapse no longer
+//! needs the PMD recheck.
 //!
 //! Simplifications, one line each:
 //! - the whole PMD range must be mapped by anonymous base pages (no none or
@@ -31,7 +34,10 @@
 //!   kernel keeps it on the head and copies it at split);
 //! - a THP write fault that cannot reuse always splits and copies one subpage
 //!   (3917c80280c9, 5.8); before 5.8 the kernel copied the whole THP;
-//! - a PMD split keeps the PMD's dirty bit in every PTE, in every era.
+//! - a PMD split keeps the PMD's dirty bit in every PTE, in every era;
+//! - no file THP: page-cache folios are base pages, so file collapse
+//!   (`collapse_file`, `retract_page_tables`, which clears a file VMA's PMD
+//!   without `mmap_lock`) is not modelled.
 
 use serde::{Deserialize, Serialize};
 
@@ -422,6 +428,17 @@ impl<B: Backend> World<B> {
         if flush_waits_for_walkers(self.cfg.arch) {
             self.walkers.sync(ctx, &self.ghost, "flush_tlb_range: IPI");
         }
+        // tlb_remove_table_sync_one(), right after the flush and before
+        // __collapse_huge_page_isolate() ("mm/khugepaged: fix GUP-fast
+        // interaction by sending IPI", bug #7): under RCU table freeing the
+        // flush does not wait for GUP-fast, so this does. A walker that read the
+        // old PMD has left the old PTE table before the refcounts are checked:
+        // its pin, if any, is seen there, and the table (freed below; the kernel
+        // deposits it, to be freed or reused later) is no longer walked.
+        if self.cfg.arch == Arch::Rcu && self.cfg.p().collapse_syncs_walkers {
+            self.walkers
+                .sync(ctx, &self.ghost, "tlb_remove_table_sync_one");
+        }
         // __collapse_huge_page_isolate(): each base page referenced by its
         // mapping alone.
         let referenced = ptes.iter().any(|p| {
@@ -460,13 +477,8 @@ impl<B: Backend> World<B> {
         drop(g);
         ctx.step(&self.ghost, "collapse: set_pmd_at", haddr);
         self.mmu_notifier_invalidate_range_end(ctx);
-        // The old PTE table: GUP-fast may still walk it under RCU table freeing
-        // unless the walkers are synced first ("mm/khugepaged: fix GUP-fast
-        // interaction by sending IPI", bug #7).
-        if self.cfg.arch == Arch::Rcu && self.cfg.p().collapse_syncs_walkers {
-            self.walkers
-                .sync(ctx, &self.ghost, "tlb_remove_table_sync_one");
-        }
+        // The old PTE table. Without the sync above (before 6.1-stable) a
+        // GUP-fast walker may still be inside it under RCU table freeing.
         self.free_table(ctx, pte_slot)?;
         Ok(Ok(Collapsed::Collapsed))
     }
