@@ -11,10 +11,12 @@
 //! GUP references, as #9 did for base pages before 5.8.
 //!
 //! Collapse: khugepaged's `collapse_huge_page`: under
-//! `mmap_lock` for write, clear the PMD that points to a PTE table and flush
-//! (`pmdp_collapse_flush`), check every base page is referenced by its mapping
-//! alone (`__collapse_huge_page_isolate`), copy them into a new PMD-sized folio,
-//! install it as a huge leaf, free the base pages and the old PTE table.
+//! `mmap_lock` for write and the anon_vma lock, clear the PMD that points to a
+//! PTE table and flush (`pmdp_collapse_flush`), sync with GUP-fast walkers, then,
+//! under the PTE table's lock, read the PTEs and check every base page is
+//! referenced by its mapping alone (`__collapse_huge_page_isolate`); copy them
+//! into a new PMD-sized folio, install it as a huge leaf, free the base pages
+//! and the old PTE table.
 //! GUP-fast walks without `mmap_lock`: under IPI the flush waits for it; under
 //! RCU table freeing only `tlb_remove_table_sync_one()` right after the flush
 //! does (6.1-stable). Before that sync, bugs #6 (70cbc3cc78a9: the PMD recheck
@@ -28,6 +30,11 @@
 //!   swap PTEs, no sharing with another process);
 //! - the huge folio is allocated before `mmap_lock` is taken, and given back
 //!   if the collapse fails;
+//! - the scan (`hpage_collapse_scan_pmd`) runs under `mmap_lock` for write,
+//!   just before the collapse (the kernel scans under it for read, then drops it);
+//! - the base pages are neither locked nor isolated from the LRU: the model's
+//!   anonymous rmap walkers (split, migration, KSM) hold `mmap_lock`, which
+//!   collapse holds for write;
 //! - the PTE table a split fills is allocated at split time (the kernel
 //!   deposits it when the THP is mapped: `pgtable_trans_huge_deposit`);
 //! - while PMD-mapped, PageAnonExclusive is kept on every subpage alike (the
@@ -49,7 +56,7 @@ use crate::invariant::Res;
 use crate::preset::ReuseRule;
 use crate::state::mem::{pg, Order};
 use crate::state::mm::{FaultFlags, Vma};
-use crate::state::pgtable::Pte;
+use crate::state::pgtable::{PageTable, Pte};
 use crate::state::rmap::RmapEntry;
 use crate::state::tlb::flush_waits_for_walkers;
 use crate::state::world::World;
@@ -64,7 +71,8 @@ pub enum Collapsed {
     Collapsed,
     /// Not a fully populated, PTE-mapped anonymous range.
     NotSuitable,
-    /// A base page had an extra reference (a GUP holder): restored.
+    /// A base page had an extra reference (a GUP holder): left as it was
+    /// (seen by the scan) or restored (seen at isolation).
     KeptReferenced,
 }
 
@@ -407,20 +415,30 @@ impl<B: Backend> World<B> {
             return Ok(Ok(Collapsed::NotSuitable));
         };
         let pmd_t = &self.tables[slot as usize];
+        // check_pmd_still_valid(): a PMD that points to a PTE table.
         let pmd = pmd_t.read(pmd_idx);
         if !pmd.present() || pmd.leaf() {
             return Ok(Ok(Collapsed::NotSuitable));
         }
         let pte_slot = pmd.table_slot();
         let pte_t = &self.tables[pte_slot as usize];
-        let ptes: Vec<Pte> = (0..self.cfg.fanout()).map(|i| pte_t.read(i)).collect();
-        if ptes.iter().any(|p| !p.present() || p.special()) {
-            return Ok(Ok(Collapsed::NotSuitable));
+        // hpage_collapse_scan_pmd(), under the PTL (the kernel scans under
+        // mmap_lock for read, before it takes the lock for write).
+        let g = pte_t.ptl.lock();
+        let scan = self.collapse_check_ptes(pte_t);
+        drop(g);
+        if let Err(why) = scan {
+            return Ok(Ok(why));
         }
+        // anon_vma_lock_write(): rmap walkers stay out until the base pages
+        // are isolated. The model's one rmap lock; as in munmap, a world
+        // without files has no walker that takes it (the anonymous walkers,
+        // split, migration and KSM, hold mmap_lock, held here for write).
+        let anon_vma = (!self.inodes.is_empty()).then(|| self.rmap_walk_lock.write());
         let end = haddr + (1u64 << self.cfg.shift(2));
         self.mmu_notifier_invalidate_range_start(ctx, mm, haddr, end);
-        // pmdp_collapse_flush(): GUP-fast walkers that read the old PMD may still
-        // be inside the PTE table.
+        // pmdp_collapse_flush() under the PMD lock: GUP-fast walkers that read
+        // the old PMD may still be inside the PTE table.
         let g = pmd_t.ptl.lock();
         pmd_t.get_and_clear(pmd_idx);
         drop(g);
@@ -428,6 +446,7 @@ impl<B: Backend> World<B> {
         if flush_waits_for_walkers(self.cfg.arch) {
             self.walkers.sync(ctx, &self.ghost, "flush_tlb_range: IPI");
         }
+        self.mmu_notifier_invalidate_range_end(ctx);
         // tlb_remove_table_sync_one(), right after the flush and before
         // __collapse_huge_page_isolate() ("mm/khugepaged: fix GUP-fast
         // interaction by sending IPI", bug #7): under RCU table freeing the
@@ -439,21 +458,27 @@ impl<B: Backend> World<B> {
             self.walkers
                 .sync(ctx, &self.ghost, "tlb_remove_table_sync_one");
         }
-        // __collapse_huge_page_isolate(): each base page referenced by its
-        // mapping alone.
-        let referenced = ptes.iter().any(|p| {
-            let head = self.mem.page_folio(p.pfn());
-            self.mem.frame(head).flags.read_once() & pg::ANON == 0
-                || self.mem.folio_ref_count(head) != 1
-        });
-        if referenced {
-            let g = pmd_t.ptl.lock();
-            pmd_t.set(pmd_idx, pmd);
-            drop(g);
-            self.mmu_notifier_invalidate_range_end(ctx);
-            ctx.step(&self.ghost, "collapse: page referenced, restore", haddr);
-            return Ok(Ok(Collapsed::KeptReferenced));
-        }
+        // pte_offset_map_lock() + __collapse_huge_page_isolate(): the PTEs,
+        // read under the PTL and the anon_vma lock after the flush, are what is
+        // copied; each base page referenced by its mapping alone.
+        let g = pte_t.ptl.lock();
+        let isolated = self.collapse_check_ptes(pte_t);
+        drop(g);
+        let ptes = match isolated {
+            Ok(ptes) => ptes,
+            Err(why) => {
+                // pmd_populate() of the old table, then anon_vma_unlock_write().
+                let g = pmd_t.ptl.lock();
+                pmd_t.set(pmd_idx, pmd);
+                drop(g);
+                drop(anon_vma);
+                ctx.step(&self.ghost, "collapse: not isolated, restore", haddr);
+                return Ok(Ok(why));
+            }
+        };
+        // "All pages are isolated and locked so anon_vma rmap can't run
+        // anymore": anon_vma_unlock_write().
+        drop(anon_vma);
         // __collapse_huge_page_copy(): then the base pages and their PTEs go.
         for (i, p) in ptes.iter().enumerate() {
             self.copy_highpage(huge + i as Pfn, p.pfn());
@@ -469,17 +494,37 @@ impl<B: Backend> World<B> {
         for head in freed {
             self.mem.folio_put_refs(ctx, &self.ghost, head, 1, None)?;
         }
-        // folio_mark_uptodate: the copy before the PMD that publishes it.
+        // __folio_mark_uptodate(): the copy before the PMD that publishes it.
         B::smp_wmb();
         let g = pmd_t.ptl.lock();
         self.add_rmap(huge, RmapEntry::huge(mm, haddr));
         pmd_t.set(pmd_idx, Pte::mk_leaf(huge, true, true));
         drop(g);
         ctx.step(&self.ghost, "collapse: set_pmd_at", haddr);
-        self.mmu_notifier_invalidate_range_end(ctx);
         // The old PTE table. Without the sync above (before 6.1-stable) a
         // GUP-fast walker may still be inside it under RCU table freeing.
         self.free_table(ctx, pte_slot)?;
         Ok(Ok(Collapsed::Collapsed))
+    }
+
+    /// The PTE checks of `hpage_collapse_scan_pmd()` and
+    /// `__collapse_huge_page_isolate()`, with the PTL held: every PTE present
+    /// and mapping an anonymous base page referenced by this mapping alone
+    /// (`folio_expected_ref_count() == folio_ref_count()`). Returns the PTEs,
+    /// or what collapse reports instead.
+    fn collapse_check_ptes(&self, pte_t: &PageTable<B>) -> Result<Vec<Pte>, Collapsed> {
+        let ptes: Vec<Pte> = (0..self.cfg.fanout()).map(|i| pte_t.read(i)).collect();
+        if ptes.iter().any(|p| !p.present() || p.special()) {
+            return Err(Collapsed::NotSuitable);
+        }
+        let referenced = ptes.iter().any(|p| {
+            let head = self.mem.page_folio(p.pfn());
+            self.mem.frame(head).flags.read_once() & pg::ANON == 0
+                || self.mem.folio_ref_count(head) != 1
+        });
+        if referenced {
+            return Err(Collapsed::KeptReferenced);
+        }
+        Ok(ptes)
     }
 }
