@@ -318,10 +318,34 @@ pub struct WorldConfig {
 }
 
 impl WorldConfig {
-    /// Whether a folio of `order` keeps an exact pincount under this preset.
+    /// The order the kernel's folio of this kind has: a PMD-sized folio is
+    /// `HPAGE_PMD_ORDER` and a PUD-sized one `PUD_ORDER` (9 and 18 with 4 KiB
+    /// pages and 512-entry tables) whatever this world's fan-out makes them (1
+    /// and 2 in the model checkers' small worlds); any other order is itself.
+    pub(crate) fn kernel_order(&self, order: u32) -> u32 {
+        const HPAGE_PMD_ORDER: u32 = 9;
+        const PUD_ORDER: u32 = 18;
+        if order == 0 {
+            0
+        } else if order == self.pmd_order() {
+            HPAGE_PMD_ORDER
+        } else if order == self.pud_order() {
+            PUD_ORDER
+        } else {
+            order
+        }
+    }
+
+    /// Whether a folio of `order` keeps an exact pincount under this preset:
+    /// `hpage_pincount_available()` (5.7: compound order > 1) or
+    /// `folio_has_pincount()` (5.18: every large folio), judged on the order
+    /// the kernel's folio of that kind has (`kernel_order`), so that a THP of a
+    /// small world is counted as a real THP is, not as an order-1 page.
     pub(crate) fn folio_has_pincount(&self, order: u32) -> bool {
         match self.p().pin {
-            PinCounting::ExactLarge { min_order } => order >= min_order && order > 0,
+            PinCounting::ExactLarge { min_order } => {
+                order > 0 && self.kernel_order(order) >= min_order
+            }
             _ => false,
         }
     }
@@ -409,5 +433,42 @@ impl WorldConfig {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 5.7-5.17 kept an exact pincount for compound pages of order > 1 only:
+    /// THPs (order 9) and PUD-sized pages have it in every world, whatever
+    /// order the world's fan-out gives them; a compound page of order 1 that is
+    /// neither uses the bias, one of order 3 the pincount.
+    #[test]
+    fn pincount_follows_the_folio_kind_not_the_small_world_order() {
+        for fanout_bits in [1, 2, 9] {
+            let cfg = WorldConfig {
+                fanout_bits,
+                preset: PresetId::V5_7,
+                ..WorldConfig::small(Arch::Ipi)
+            };
+            assert!(cfg.folio_has_pincount(cfg.pmd_order()), "{fanout_bits}");
+            assert!(cfg.folio_has_pincount(cfg.pud_order()), "{fanout_bits}");
+            assert!(!cfg.folio_has_pincount(0));
+            assert_eq!(cfg.pin_refcount_delta(cfg.pmd_order(), 3), 3);
+            assert_eq!(cfg.pin_refcount_delta(0, 3), 3 * 1024);
+        }
+        let cfg = WorldConfig {
+            fanout_bits: 2,
+            preset: PresetId::V5_7,
+            ..WorldConfig::small(Arch::Ipi)
+        };
+        assert!(!cfg.folio_has_pincount(1), "order 1, not PMD-sized here");
+        assert!(cfg.folio_has_pincount(3));
+        let latest = WorldConfig {
+            fanout_bits: 2,
+            ..WorldConfig::small(Arch::Ipi)
+        };
+        assert!(latest.folio_has_pincount(1), "5.18: every large folio");
     }
 }

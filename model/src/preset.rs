@@ -19,7 +19,8 @@ pub enum PinCounting {
     BiasOnHead,
     /// 3faa52c03f44 + 47e29d32afba (5.7): the bias for small folios, an exact
     /// pincount for folios of at least `min_order` (5.7: order > 1; 5232c63f46fd,
-    /// 5.18: every large folio).
+    /// 5.18: every large folio), the order being the kernel's for the folio's
+    /// kind (`WorldConfig::kernel_order`: a THP is order 9 in any world).
     ExactLarge { min_order: u32 },
 }
 
