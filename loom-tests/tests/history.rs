@@ -178,28 +178,27 @@ fn the_anon_exclusive_barriers_are_found_by_loom_and_replay() {
 }
 
 /// Bugs #6 and #7 (THP collapse against GUP-fast), under RCU table freeing,
-/// where the collapse's flush does not wait for the walker: each found by loom
-/// on 6.1, before collapse synced with walkers, without its fix (the PMD
-/// recheck; the sync itself), replayed, and clean with it. Since the sync,
-/// which comes before the refcount check, the PMD recheck is redundant for
-/// anonymous collapse: latest without it is clean.
+/// where the collapse's flush does not wait for the walker: each found on
+/// 6.1, before collapse synced with walkers, without its fix (the PMD recheck,
+/// by loom; the sync itself, by PCT, sequentially consistent: loom finds the
+/// missing sync's store buffering first), replayed, and clean with it. Since
+/// the sync, which comes before the refcount check, the PMD recheck is
+/// redundant for anonymous collapse: latest without it is clean.
 #[test]
 fn collapse_bugs_are_found_without_their_fixes_and_replay() {
     const BUG: &str = "#6/#7 THP collapse vs GUP-fast";
     let sc = by_name("gup_fast_vs_thp_collapse").unwrap();
-    let cases: [(PresetId, &[Mutation], Invariant); 2] = [
-        (V6_1, &[Mutation::NoPmdRecheck], Invariant::CoherentPin),
-        (V6_1, &[], Invariant::NoUseAfterFree),
+    let cases: [(PresetId, &[Mutation], Invariant, Engine); 2] = [
+        (
+            V6_1,
+            &[Mutation::NoPmdRecheck],
+            Invariant::CoherentPin,
+            LOOM_BOUND_2,
+        ),
+        (V6_1, &[], Invariant::NoUseAfterFree, pct(SEED)),
     ];
-    for (preset, muts, invariant) in cases {
-        found_and_replays(
-            BUG,
-            &sc,
-            (preset, Arch::Rcu, muts),
-            &LOOM_BOUND_2,
-            invariant,
-            1,
-        );
+    for (preset, muts, invariant, engine) in cases {
+        found_and_replays(BUG, &sc, (preset, Arch::Rcu, muts), &engine, invariant, 1);
     }
     let synced = (Latest, Arch::Rcu, &[Mutation::NoPmdRecheck][..]);
     clean(BUG, &sc, synced, &LOOM_BOUND_2);

@@ -22,6 +22,8 @@ pub enum Arch {
     /// MMU_GATHER_RCU_TABLE_FREE (arm64, paravirt x86): the TLB flush does not wait;
     /// only page-table frees are deferred past a grace period, which an IRQs-off
     /// section holds off. Data pages are protected by speculative references only.
+    /// Page-table entries are cleared as arm64 does, with `xchg_relaxed`, and a
+    /// flush orders nothing (`PageTable::get_and_clear`).
     Rcu,
 }
 

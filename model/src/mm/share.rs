@@ -13,14 +13,14 @@
 //! - no `mm_tlb_flush_pending()` (the model has no TLB): a PTE already
 //!   read-only, clean and not exclusive is left as it is;
 //! - RCU mode stands for an IPI-less architecture with arm64's relaxed
-//!   `ptep_get_and_clear` (`xchg_relaxed`) and a flush that orders nothing
-//!   (weaker than arm64, whose flush ends in `dsb(ish)`); under IPI (x86) it
-//!   is a fully ordered `xchg`.
+//!   `ptep_get_and_clear` (`xchg_relaxed`, as every PTE and PMD clear of the
+//!   model in that mode: `PageTable::get_and_clear`) and a flush that orders
+//!   nothing (weaker than arm64, whose flush ends in `dsb(ish)`); under IPI
+//!   (x86) it is a fully ordered `xchg`.
 
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, KAtomic};
-use crate::config::Arch;
 use crate::ghost::{Ctx, HoldKind};
 use crate::invariant::Res;
 use crate::state::mem::pg;
@@ -141,11 +141,7 @@ impl<B: Backend> World<B> {
         idx: usize,
         what: &'static str,
     ) -> Pte {
-        let old = if self.cfg.arch == Arch::Rcu {
-            t.get_and_clear_relaxed(idx)
-        } else {
-            t.get_and_clear(idx)
-        };
+        let old = t.get_and_clear(idx, self.cfg.arch);
         ctx.step(&self.ghost, what, u64::from(old.pfn()));
         if flush_waits_for_walkers(self.cfg.arch) {
             self.walkers.sync(ctx, &self.ghost, "flush_tlb_page: IPI");
@@ -178,7 +174,7 @@ impl<B: Backend> World<B> {
 mod tests {
     use super::*;
     use crate::backend::Std;
-    use crate::config::WorldConfig;
+    use crate::config::{Arch, WorldConfig};
     use crate::ghost::take_steps;
     use crate::state::layout::{Layout, Populate, Region};
 

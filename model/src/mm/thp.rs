@@ -159,7 +159,7 @@ impl<B: Backend> World<B> {
             return Ok(Ok(()));
         }
         // pmdp_invalidate(): not present, then the flush.
-        t.get_and_clear(idx);
+        t.get_and_clear(idx, self.cfg.arch);
         ctx.step(
             &self.ghost,
             "__split_huge_pmd_locked: pmdp_invalidate",
@@ -440,7 +440,7 @@ impl<B: Backend> World<B> {
         // pmdp_collapse_flush() under the PMD lock: GUP-fast walkers that read
         // the old PMD may still be inside the PTE table.
         let g = pmd_t.ptl.lock();
-        pmd_t.get_and_clear(pmd_idx);
+        pmd_t.get_and_clear(pmd_idx, self.cfg.arch);
         drop(g);
         ctx.step(&self.ghost, "pmdp_collapse_flush", haddr);
         if flush_waits_for_walkers(self.cfg.arch) {
@@ -486,7 +486,7 @@ impl<B: Backend> World<B> {
         let g = pte_t.ptl.lock();
         let mut freed = Vec::new();
         for (i, p) in ptes.iter().enumerate() {
-            pte_t.get_and_clear(i);
+            pte_t.get_and_clear(i, self.cfg.arch);
             self.remove_rmap(p.pfn(), RmapEntry::pte(mm, haddr + i as u64 * PAGE_SIZE));
             freed.push(self.mem.page_folio(p.pfn()));
         }

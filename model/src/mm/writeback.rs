@@ -50,7 +50,7 @@ impl<B: Backend> World<B> {
             let _g = t.ptl.lock();
             let pte = t.read(idx);
             if pte.present() && pte.pfn() == head && (pte.write() || pte.dirty()) {
-                let old = t.get_and_clear(idx);
+                let old = t.get_and_clear(idx, self.cfg.arch);
                 self.ghost.pte_cleaned(slot, idx);
                 ctx.step(&self.ghost, "page_mkclean_one: ptep_clear_flush", e.addr);
                 if flush_waits_for_walkers(self.cfg.arch) {
