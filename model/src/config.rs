@@ -22,6 +22,8 @@ pub enum Arch {
     /// MMU_GATHER_RCU_TABLE_FREE (arm64, paravirt x86): the TLB flush does not wait;
     /// only page-table frees are deferred past a grace period, which an IRQs-off
     /// section holds off. Data pages are protected by speculative references only.
+    /// Page-table entries are cleared as arm64 does, with `xchg_relaxed`, and a
+    /// flush orders nothing (`PageTable::get_and_clear`).
     Rcu,
 }
 
@@ -142,7 +144,10 @@ pub enum Mutation {
     /// GUP-fast does not recheck the PMD after pinning a PTE (70cbc3cc78a9's
     /// recheck dropped): a THP collapse between the PMD read and the pin hands
     /// out a base page that is no longer mapped (bug #6). Observable in
-    /// `gup_fast_vs_thp_collapse` under RCU.
+    /// `gup_fast_vs_thp_collapse` under RCU on 6.1, whose collapse does not yet
+    /// sync with walkers; from the 6.1-stable sync on (latest) anonymous
+    /// collapse waits for the walker before it checks the refcounts, and the
+    /// mutation is clean.
     NoPmdRecheck,
     /// A THP write fault reuses the folio when its mapcount is 1, ignoring GUP
     /// references (`do_huge_pmd_wp_page` before "COW fixes part 1", 5.18; bug
@@ -328,10 +333,34 @@ pub struct WorldConfig {
 }
 
 impl WorldConfig {
-    /// Whether a folio of `order` keeps an exact pincount under this preset.
+    /// The order the kernel's folio of this kind has: a PMD-sized folio is
+    /// `HPAGE_PMD_ORDER` and a PUD-sized one `PUD_ORDER` (9 and 18 with 4 KiB
+    /// pages and 512-entry tables) whatever this world's fan-out makes them (1
+    /// and 2 in the model checkers' small worlds); any other order is itself.
+    pub(crate) fn kernel_order(&self, order: u32) -> u32 {
+        const HPAGE_PMD_ORDER: u32 = 9;
+        const PUD_ORDER: u32 = 18;
+        if order == 0 {
+            0
+        } else if order == self.pmd_order() {
+            HPAGE_PMD_ORDER
+        } else if order == self.pud_order() {
+            PUD_ORDER
+        } else {
+            order
+        }
+    }
+
+    /// Whether a folio of `order` keeps an exact pincount under this preset:
+    /// `hpage_pincount_available()` (5.7: compound order > 1) or
+    /// `folio_has_pincount()` (5.18: every large folio), judged on the order
+    /// the kernel's folio of that kind has (`kernel_order`), so that a THP of a
+    /// small world is counted as a real THP is, not as an order-1 page.
     pub(crate) fn folio_has_pincount(&self, order: u32) -> bool {
         match self.p().pin {
-            PinCounting::ExactLarge { min_order } => order >= min_order && order > 0,
+            PinCounting::ExactLarge { min_order } => {
+                order > 0 && self.kernel_order(order) >= min_order
+            }
             _ => false,
         }
     }
@@ -419,5 +448,42 @@ impl WorldConfig {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 5.7-5.17 kept an exact pincount for compound pages of order > 1 only:
+    /// THPs (order 9) and PUD-sized pages have it in every world, whatever
+    /// order the world's fan-out gives them; a compound page of order 1 that is
+    /// neither uses the bias, one of order 3 the pincount.
+    #[test]
+    fn pincount_follows_the_folio_kind_not_the_small_world_order() {
+        for fanout_bits in [1, 2, 9] {
+            let cfg = WorldConfig {
+                fanout_bits,
+                preset: PresetId::V5_7,
+                ..WorldConfig::small(Arch::Ipi)
+            };
+            assert!(cfg.folio_has_pincount(cfg.pmd_order()), "{fanout_bits}");
+            assert!(cfg.folio_has_pincount(cfg.pud_order()), "{fanout_bits}");
+            assert!(!cfg.folio_has_pincount(0));
+            assert_eq!(cfg.pin_refcount_delta(cfg.pmd_order(), 3), 3);
+            assert_eq!(cfg.pin_refcount_delta(0, 3), 3 * 1024);
+        }
+        let cfg = WorldConfig {
+            fanout_bits: 2,
+            preset: PresetId::V5_7,
+            ..WorldConfig::small(Arch::Ipi)
+        };
+        assert!(!cfg.folio_has_pincount(1), "order 1, not PMD-sized here");
+        assert!(cfg.folio_has_pincount(3));
+        let latest = WorldConfig {
+            fanout_bits: 2,
+            ..WorldConfig::small(Arch::Ipi)
+        };
+        assert!(latest.folio_has_pincount(1), "5.18: every large folio");
     }
 }

@@ -19,7 +19,8 @@ pub enum PinCounting {
     BiasOnHead,
     /// 3faa52c03f44 + 47e29d32afba (5.7): the bias for small folios, an exact
     /// pincount for folios of at least `min_order` (5.7: order > 1; 5232c63f46fd,
-    /// 5.18: every large folio).
+    /// 5.18: every large folio), the order being the kernel's for the folio's
+    /// kind (`WorldConfig::kernel_order`: a THP is order 9 in any world).
     ExactLarge { min_order: u32 },
 }
 
@@ -200,9 +201,11 @@ pub struct Preset {
     /// 9348b73c2e1b (5.11): /proc/pid/clear_refs soft-dirty write-protection
     /// skips maybe-pinned pages.
     pub clear_refs_skips_pinned: bool,
-    /// "mm/khugepaged: fix GUP-fast interaction by sending IPI" (Dec 2022,
-    /// 6.1-stable): collapse syncs with GUP-fast walkers before freeing the old
-    /// PTE table under RCU table freeing.
+    /// 2ba99c5e0881 "mm/khugepaged: fix GUP-fast interaction by sending IPI"
+    /// (Dec 2022, 6.1-stable): under RCU table freeing, collapse syncs with
+    /// GUP-fast walkers (`tlb_remove_table_sync_one()`) right after
+    /// `pmdp_collapse_flush()`, before it checks the base pages' refcounts and
+    /// long before the old PTE table is freed or reused.
     pub collapse_syncs_walkers: bool,
     /// 3faa52c03f44 (5.7): /proc/vmstat nr_foll_pin_acquired / _released.
     pub vmstat: bool,
@@ -320,7 +323,7 @@ impl Preset {
             f(
                 "collapse syncs walkers",
                 yes(self.collapse_syncs_walkers),
-                "6.1-stable khugepaged IPI fix",
+                "2ba99c5e0881 (6.1-stable)",
             ),
         ]
     }

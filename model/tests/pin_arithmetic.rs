@@ -126,3 +126,44 @@ fn the_8192nd_whole_pin_of_a_1_gib_folio_overflows_with_plain_or_exact_counting(
     assert_eq!(whole_gib_pins_until_negative(PresetId::Seed), 8192);
     assert_eq!(whole_gib_pins_until_negative(PresetId::V5_7), 8192);
 }
+
+/// 5.7-5.17 counted a pin of a THP in `hpage_pinned_refcount` (compound order
+/// 9 > 1), not with the bias. A small world's THP has order 1: it is counted
+/// as the THP it stands for, one reference and one exact pin per pinned page.
+#[test]
+fn a_small_world_thp_is_pinned_with_the_exact_count_in_5_7() {
+    use gupcheck_model::backend::KAtomic;
+    for preset in [PresetId::V5_7, PresetId::V5_11, PresetId::Latest] {
+        let cfg = WorldConfig {
+            fanout_bits: 1,
+            nr_frames: 24,
+            nr_tables: 8,
+            preset,
+            trace: false,
+            ..WorldConfig::small(Arch::Rcu)
+        };
+        let w = World::<Std>::build(cfg, &Layout::one(vec![Region::anon(0, 2, Populate::Thp)]))
+            .unwrap();
+        let mut c = Ctx::new(0, 1, false);
+        let mut pages = Vec::new();
+        let r = w
+            .pin_user_pages_fast(&mut c, 0, 2, Foll::NONE, Some(&mut pages))
+            .unwrap();
+        assert_eq!(r, 2, "{}", preset.name());
+        let head = pages[0];
+        assert_eq!(w.mem.folio_order(head), 1, "a THP of this small world");
+        assert_eq!(
+            w.mem.frame(head).pincount.read_once(),
+            2,
+            "{}: exact pincount",
+            preset.name()
+        );
+        assert_eq!(
+            w.mem.folio_ref_count(head),
+            1 + 2,
+            "{}: the mapping's reference and one per pinned page, no bias",
+            preset.name()
+        );
+        assert!(w.page_maybe_dma_pinned(head), "{}", preset.name());
+    }
+}

@@ -400,20 +400,22 @@ impl<B: Backend> World<B> {
         Ok((i, false))
     }
 
-    /// `gup_must_unshare(vma, flags, page)`: a read-only FOLL_PIN of an anon page
-    /// that is not exclusive (a7f226604170), or a read-only longterm pin of a
-    /// non-anon page in a COW mapping (84209e87c696).
+    /// `gup_must_unshare(vma, flags, page)` (mm/internal.h): a read-only
+    /// FOLL_PIN of an anon page that is not exclusive (a7f226604170), or a
+    /// read-only longterm pin of a non-anon page in a COW mapping
+    /// (84209e87c696). PageAnonExclusive is read after the `smp_rmb()` that
+    /// pairs with `folio_try_share_anon_rmap_*()` (088b8aa537c2), as in the
+    /// kernel; the PTL held here orders it anyway.
     fn gup_must_unshare(&self, vma: &Vma, flags: Foll, page: Pfn) -> bool {
         let p = self.cfg.p();
         if !p.unshare_ro_pins || !flags.has(Flag::Pin) || flags.has(Flag::Write) {
             return false;
         }
-        let f = self.mem.frame(page).flags.read_once();
-        if f & pg::ANON == 0 {
+        if self.mem.frame(page).flags.read_once() & pg::ANON == 0 {
             return flags.has(Flag::Longterm) && vma.is_cow() && p.unshare_ro_longterm_cow;
         }
         B::smp_rmb();
-        f & pg::ANON_EXCLUSIVE == 0
+        self.mem.frame(page).flags.read_once() & pg::ANON_EXCLUSIVE == 0
     }
 
     /// `check_vma_flags()`.

@@ -869,11 +869,13 @@ pub fn ksm_share_vs_ro_pin() -> Scenario {
 /// a PMD range with `pin_user_pages_fast(FOLL_WRITE)`, stores through it and
 /// checks the pin is still the page mapped there; khugepaged collapses the
 /// range into a THP. Under IPI the collapse's flush waits for GUP-fast. Under
-/// RCU table freeing it does not: without 70cbc3cc78a9's PMD recheck
-/// (`no_pmd_recheck`), a pin taken after the collapse checked the base page's
-/// count is on a page no longer mapped (#6); without syncing with walkers
-/// before freeing the old PTE table, GUP-fast walks a freed table (#7, fixed
-/// in 6.1-stable).
+/// RCU table freeing it does not, and until 6.1-stable nothing else did:
+/// without 70cbc3cc78a9's PMD recheck (5.11, or 6.1 with `no_pmd_recheck`), a
+/// pin taken after the collapse checked the base page's count is on a page no
+/// longer mapped (#6); without syncing with walkers, GUP-fast walks the old PTE
+/// table after it is freed (#7, 6.1). With the sync (latest), right after the
+/// flush and before the refcount check, the walker has left before the check,
+/// and `no_pmd_recheck` is clean.
 pub fn gup_fast_vs_thp_collapse() -> Scenario {
     Scenario {
         name: "gup_fast_vs_thp_collapse".into(),

@@ -312,7 +312,7 @@ impl<B: Backend> World<B> {
             self.mem.folio_put_refs(ctx, &self.ghost, new, 1, None)?;
             return Ok(Ok(()));
         }
-        t.get_and_clear(idx);
+        t.get_and_clear(idx, self.cfg.arch);
         ctx.step(&self.ghost, "wp_page_copy: ptep_clear_flush", addr);
         if flush_waits_for_walkers(self.cfg.arch) {
             self.walkers.sync(ctx, &self.ghost, "flush_tlb_page: IPI");
@@ -472,7 +472,7 @@ impl<B: Backend> World<B> {
                 ptl = if level <= 2 { Some(t.ptl.lock()) } else { None };
                 continue;
             }
-            let old = t.get_and_clear(i);
+            let old = t.get_and_clear(i, self.cfg.arch);
             ctx.step(
                 &self.ghost,
                 if level == 1 {

@@ -10,15 +10,17 @@
 //!
 //! Simplifications, one line each:
 //! - the sharer stops after write-protecting (no merge into a KSM page);
+//! - no `mm_tlb_flush_pending()` (the model has no TLB): a PTE already
+//!   read-only, clean and not exclusive is left as it is;
 //! - RCU mode stands for an IPI-less architecture with arm64's relaxed
-//!   `ptep_get_and_clear` (`xchg_relaxed`) and a flush that orders nothing
-//!   (weaker than arm64, whose flush ends in `dsb(ish)`); under IPI (x86) it
-//!   is a fully ordered `xchg`.
+//!   `ptep_get_and_clear` (`xchg_relaxed`, as every PTE and PMD clear of the
+//!   model in that mode: `PageTable::get_and_clear`) and a flush that orders
+//!   nothing (weaker than arm64, whose flush ends in `dsb(ish)`); under IPI
+//!   (x86) it is a fully ordered `xchg`.
 
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, KAtomic};
-use crate::config::Arch;
 use crate::ghost::{Ctx, HoldKind};
 use crate::invariant::Res;
 use crate::state::mem::pg;
@@ -80,7 +82,11 @@ impl<B: Backend> World<B> {
         r
     }
 
-    /// The PTL-held part of `write_protect_page()`.
+    /// The PTL-held part of `write_protect_page()`: if the PTE is writable,
+    /// dirty or maps an exclusive page, clear and flush it, back off if the
+    /// page has references beyond its mappings and ours or may be pinned
+    /// (`folio_try_share_anon_rmap_pte`), move a dirty bit to the folio
+    /// (`folio_mark_dirty`), and restore it read-only and clean.
     fn share_locked(
         &self,
         ctx: &mut Ctx,
@@ -96,6 +102,15 @@ impl<B: Backend> World<B> {
         }
         let f = self.mem.frame(head);
         let exclusive = f.flags.read_once() & pg::ANON_EXCLUSIVE != 0;
+        // Only a PTE that is writable, dirty or maps an exclusive page is
+        // cleared. The kernel also clears while a TLB flush is pending
+        // (`mm_tlb_flush_pending()`: a stale writable TLB entry may still be
+        // used); the model has no TLB, a store always goes through the PTE.
+        // Otherwise the page is already as KSM wants it: read-only, clean and
+        // shared.
+        if !(seen.write() || seen.dirty() || exclusive) {
+            return Ok(Shared::WriteProtected);
+        }
         let old = self.ptep_clear_flush(ctx, t, idx, "ksm: ptep_clear_flush");
         // "Check that no O_DIRECT or similar I/O is in progress": the mapping's
         // reference and ours, nothing else.
@@ -107,6 +122,10 @@ impl<B: Backend> World<B> {
         if exclusive && !self.folio_try_share_anon_rmap_pte(ctx, head) {
             t.set(idx, old);
             return Ok(Shared::KeptPinned);
+        }
+        // The PTE's dirty bit goes to the folio before pte_mkclean().
+        if old.dirty() {
+            self.folio_mark_dirty(ctx, head)?;
         }
         // (A4) a read-only, clean PTE again.
         t.set(idx, old.without(Pte::WRITE | Pte::DIRTY));
@@ -122,11 +141,7 @@ impl<B: Backend> World<B> {
         idx: usize,
         what: &'static str,
     ) -> Pte {
-        let old = if self.cfg.arch == Arch::Rcu {
-            t.get_and_clear_relaxed(idx)
-        } else {
-            t.get_and_clear(idx)
-        };
+        let old = t.get_and_clear(idx, self.cfg.arch);
         ctx.step(&self.ghost, what, u64::from(old.pfn()));
         if flush_waits_for_walkers(self.cfg.arch) {
             self.walkers.sync(ctx, &self.ghost, "flush_tlb_page: IPI");
@@ -152,5 +167,51 @@ impl<B: Backend> World<B> {
             B::smp_mb__after_atomic();
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Std;
+    use crate::config::{Arch, WorldConfig};
+    use crate::ghost::take_steps;
+    use crate::state::layout::{Layout, Populate, Region};
+
+    fn cleared(steps: &[crate::ghost::Step]) -> bool {
+        steps.iter().any(|s| s.name == "ksm: ptep_clear_flush")
+    }
+
+    /// `write_protect_page()`: a writable, dirty, exclusive PTE is cleared,
+    /// its dirty bit moved to the folio and restored read-only and clean; the
+    /// same PTE again (read-only, clean, no longer exclusive) is left alone.
+    #[test]
+    fn ksm_clears_only_what_needs_it_and_keeps_the_dirty_bit() {
+        let mut cfg = WorldConfig::small(Arch::Ipi);
+        cfg.fanout_bits = 2;
+        cfg.nr_frames = 32;
+        let w = World::<Std>::build(cfg, &Layout::one(vec![Region::anon(0, 1, Populate::Anon)]))
+            .unwrap();
+        let mut c = Ctx::new(0, 1, true);
+        let (slot, idx) = w.locked_pte_slot(0, 0).unwrap();
+        let pte = w.tables[slot as usize].read(idx);
+        assert!(pte.write() && pte.dirty());
+        let page = pte.pfn();
+        let _ = take_steps();
+        let r = w.ksm_write_protect_page(&mut c, 0, 0).unwrap();
+        assert_eq!(r, Shared::WriteProtected);
+        assert!(cleared(&take_steps()));
+        let after = w.tables[slot as usize].read(idx);
+        assert_eq!(after, pte.without(Pte::WRITE | Pte::DIRTY));
+        let flags = w.mem.frame(page).flags.read_once();
+        assert!(
+            flags & pg::DIRTY != 0,
+            "the PTE's dirty bit went to the folio"
+        );
+        assert!(flags & pg::ANON_EXCLUSIVE == 0);
+        let r = w.ksm_write_protect_page(&mut c, 0, 0).unwrap();
+        assert_eq!(r, Shared::WriteProtected);
+        assert!(!cleared(&take_steps()), "nothing to clear the second time");
+        assert_eq!(w.tables[slot as usize].read(idx), after);
     }
 }

@@ -11,27 +11,40 @@
 //! GUP references, as #9 did for base pages before 5.8.
 //!
 //! Collapse: khugepaged's `collapse_huge_page`: under
-//! `mmap_lock` for write, clear the PMD that points to a PTE table and flush
-//! (`pmdp_collapse_flush`), check every base page is referenced by its mapping
-//! alone (`__collapse_huge_page_isolate`), copy them into a new PMD-sized folio,
-//! install it as a huge leaf, free the base pages and the old PTE table.
+//! `mmap_lock` for write and the anon_vma lock, clear the PMD that points to a
+//! PTE table and flush (`pmdp_collapse_flush`), sync with GUP-fast walkers, then,
+//! under the PTE table's lock, read the PTEs and check every base page is
+//! referenced by its mapping alone (`__collapse_huge_page_isolate`); copy them
+//! into a new PMD-sized folio, install it as a huge leaf, free the base pages
+//! and the old PTE table.
 //! GUP-fast walks without `mmap_lock`: under IPI the flush waits for it; under
-//! RCU table freeing nothing does, which is where bugs #6 (70cbc3cc78a9: the PMD
-//! recheck after pinning a PTE) and #7 (syncing with walkers before the old
-//! table is freed) live.
+//! RCU table freeing only `tlb_remove_table_sync_one()` right after the flush
+//! does (6.1-stable). Before that sync, bugs #6 (70cbc3cc78a9: the PMD recheck
+//! after pinning a PTE) and #7 (a walker still inside the old table when it is
+//! freed) live there. With the sync, every walker that read the old PMD has
+//! left before the refcounts are checked, so anonymous collapse no longer
+//! needs the PMD recheck.
 //!
 //! Simplifications, one line each:
 //! - the whole PMD range must be mapped by anonymous base pages (no none or
 //!   swap PTEs, no sharing with another process);
 //! - the huge folio is allocated before `mmap_lock` is taken, and given back
 //!   if the collapse fails;
+//! - the scan (`hpage_collapse_scan_pmd`) runs under `mmap_lock` for write,
+//!   just before the collapse (the kernel scans under it for read, then drops it);
+//! - the base pages are neither locked nor isolated from the LRU: the model's
+//!   anonymous rmap walkers (split, migration, KSM) hold `mmap_lock`, which
+//!   collapse holds for write;
 //! - the PTE table a split fills is allocated at split time (the kernel
 //!   deposits it when the THP is mapped: `pgtable_trans_huge_deposit`);
 //! - while PMD-mapped, PageAnonExclusive is kept on every subpage alike (the
 //!   kernel keeps it on the head and copies it at split);
 //! - a THP write fault that cannot reuse always splits and copies one subpage
 //!   (3917c80280c9, 5.8); before 5.8 the kernel copied the whole THP;
-//! - a PMD split keeps the PMD's dirty bit in every PTE, in every era.
+//! - a PMD split keeps the PMD's dirty bit in every PTE, in every era;
+//! - no file THP: page-cache folios are base pages, so file collapse
+//!   (`collapse_file`, `retract_page_tables`, which clears a file VMA's PMD
+//!   without `mmap_lock`) is not modelled.
 
 use serde::{Deserialize, Serialize};
 
@@ -43,7 +56,7 @@ use crate::invariant::Res;
 use crate::preset::ReuseRule;
 use crate::state::mem::{pg, Order};
 use crate::state::mm::{FaultFlags, Vma};
-use crate::state::pgtable::Pte;
+use crate::state::pgtable::{PageTable, Pte};
 use crate::state::rmap::RmapEntry;
 use crate::state::tlb::flush_waits_for_walkers;
 use crate::state::world::World;
@@ -58,7 +71,8 @@ pub enum Collapsed {
     Collapsed,
     /// Not a fully populated, PTE-mapped anonymous range.
     NotSuitable,
-    /// A base page had an extra reference (a GUP holder): restored.
+    /// A base page had an extra reference (a GUP holder): left as it was
+    /// (seen by the scan) or restored (seen at isolation).
     KeptReferenced,
 }
 
@@ -145,7 +159,7 @@ impl<B: Backend> World<B> {
             return Ok(Ok(()));
         }
         // pmdp_invalidate(): not present, then the flush.
-        t.get_and_clear(idx);
+        t.get_and_clear(idx, self.cfg.arch);
         ctx.step(
             &self.ghost,
             "__split_huge_pmd_locked: pmdp_invalidate",
@@ -401,42 +415,70 @@ impl<B: Backend> World<B> {
             return Ok(Ok(Collapsed::NotSuitable));
         };
         let pmd_t = &self.tables[slot as usize];
+        // check_pmd_still_valid(): a PMD that points to a PTE table.
         let pmd = pmd_t.read(pmd_idx);
         if !pmd.present() || pmd.leaf() {
             return Ok(Ok(Collapsed::NotSuitable));
         }
         let pte_slot = pmd.table_slot();
         let pte_t = &self.tables[pte_slot as usize];
-        let ptes: Vec<Pte> = (0..self.cfg.fanout()).map(|i| pte_t.read(i)).collect();
-        if ptes.iter().any(|p| !p.present() || p.special()) {
-            return Ok(Ok(Collapsed::NotSuitable));
+        // hpage_collapse_scan_pmd(), under the PTL (the kernel scans under
+        // mmap_lock for read, before it takes the lock for write).
+        let g = pte_t.ptl.lock();
+        let scan = self.collapse_check_ptes(pte_t);
+        drop(g);
+        if let Err(why) = scan {
+            return Ok(Ok(why));
         }
+        // anon_vma_lock_write(): rmap walkers stay out until the base pages
+        // are isolated. The model's one rmap lock; as in munmap, a world
+        // without files has no walker that takes it (the anonymous walkers,
+        // split, migration and KSM, hold mmap_lock, held here for write).
+        let anon_vma = (!self.inodes.is_empty()).then(|| self.rmap_walk_lock.write());
         let end = haddr + (1u64 << self.cfg.shift(2));
         self.mmu_notifier_invalidate_range_start(ctx, mm, haddr, end);
-        // pmdp_collapse_flush(): GUP-fast walkers that read the old PMD may still
-        // be inside the PTE table.
+        // pmdp_collapse_flush() under the PMD lock: GUP-fast walkers that read
+        // the old PMD may still be inside the PTE table.
         let g = pmd_t.ptl.lock();
-        pmd_t.get_and_clear(pmd_idx);
+        pmd_t.get_and_clear(pmd_idx, self.cfg.arch);
         drop(g);
         ctx.step(&self.ghost, "pmdp_collapse_flush", haddr);
         if flush_waits_for_walkers(self.cfg.arch) {
             self.walkers.sync(ctx, &self.ghost, "flush_tlb_range: IPI");
         }
-        // __collapse_huge_page_isolate(): each base page referenced by its
-        // mapping alone.
-        let referenced = ptes.iter().any(|p| {
-            let head = self.mem.page_folio(p.pfn());
-            self.mem.frame(head).flags.read_once() & pg::ANON == 0
-                || self.mem.folio_ref_count(head) != 1
-        });
-        if referenced {
-            let g = pmd_t.ptl.lock();
-            pmd_t.set(pmd_idx, pmd);
-            drop(g);
-            self.mmu_notifier_invalidate_range_end(ctx);
-            ctx.step(&self.ghost, "collapse: page referenced, restore", haddr);
-            return Ok(Ok(Collapsed::KeptReferenced));
+        self.mmu_notifier_invalidate_range_end(ctx);
+        // tlb_remove_table_sync_one(), right after the flush and before
+        // __collapse_huge_page_isolate() ("mm/khugepaged: fix GUP-fast
+        // interaction by sending IPI", bug #7): under RCU table freeing the
+        // flush does not wait for GUP-fast, so this does. A walker that read the
+        // old PMD has left the old PTE table before the refcounts are checked:
+        // its pin, if any, is seen there, and the table (freed below; the kernel
+        // deposits it, to be freed or reused later) is no longer walked.
+        if self.cfg.arch == Arch::Rcu && self.cfg.p().collapse_syncs_walkers {
+            self.walkers
+                .sync(ctx, &self.ghost, "tlb_remove_table_sync_one");
         }
+        // pte_offset_map_lock() + __collapse_huge_page_isolate(): the PTEs,
+        // read under the PTL and the anon_vma lock after the flush, are what is
+        // copied; each base page referenced by its mapping alone.
+        let g = pte_t.ptl.lock();
+        let isolated = self.collapse_check_ptes(pte_t);
+        drop(g);
+        let ptes = match isolated {
+            Ok(ptes) => ptes,
+            Err(why) => {
+                // pmd_populate() of the old table, then anon_vma_unlock_write().
+                let g = pmd_t.ptl.lock();
+                pmd_t.set(pmd_idx, pmd);
+                drop(g);
+                drop(anon_vma);
+                ctx.step(&self.ghost, "collapse: not isolated, restore", haddr);
+                return Ok(Ok(why));
+            }
+        };
+        // "All pages are isolated and locked so anon_vma rmap can't run
+        // anymore": anon_vma_unlock_write().
+        drop(anon_vma);
         // __collapse_huge_page_copy(): then the base pages and their PTEs go.
         for (i, p) in ptes.iter().enumerate() {
             self.copy_highpage(huge + i as Pfn, p.pfn());
@@ -444,7 +486,7 @@ impl<B: Backend> World<B> {
         let g = pte_t.ptl.lock();
         let mut freed = Vec::new();
         for (i, p) in ptes.iter().enumerate() {
-            pte_t.get_and_clear(i);
+            pte_t.get_and_clear(i, self.cfg.arch);
             self.remove_rmap(p.pfn(), RmapEntry::pte(mm, haddr + i as u64 * PAGE_SIZE));
             freed.push(self.mem.page_folio(p.pfn()));
         }
@@ -452,22 +494,37 @@ impl<B: Backend> World<B> {
         for head in freed {
             self.mem.folio_put_refs(ctx, &self.ghost, head, 1, None)?;
         }
-        // folio_mark_uptodate: the copy before the PMD that publishes it.
+        // __folio_mark_uptodate(): the copy before the PMD that publishes it.
         B::smp_wmb();
         let g = pmd_t.ptl.lock();
         self.add_rmap(huge, RmapEntry::huge(mm, haddr));
         pmd_t.set(pmd_idx, Pte::mk_leaf(huge, true, true));
         drop(g);
         ctx.step(&self.ghost, "collapse: set_pmd_at", haddr);
-        self.mmu_notifier_invalidate_range_end(ctx);
-        // The old PTE table: GUP-fast may still walk it under RCU table freeing
-        // unless the walkers are synced first ("mm/khugepaged: fix GUP-fast
-        // interaction by sending IPI", bug #7).
-        if self.cfg.arch == Arch::Rcu && self.cfg.p().collapse_syncs_walkers {
-            self.walkers
-                .sync(ctx, &self.ghost, "tlb_remove_table_sync_one");
-        }
+        // The old PTE table. Without the sync above (before 6.1-stable) a
+        // GUP-fast walker may still be inside it under RCU table freeing.
         self.free_table(ctx, pte_slot)?;
         Ok(Ok(Collapsed::Collapsed))
+    }
+
+    /// The PTE checks of `hpage_collapse_scan_pmd()` and
+    /// `__collapse_huge_page_isolate()`, with the PTL held: every PTE present
+    /// and mapping an anonymous base page referenced by this mapping alone
+    /// (`folio_expected_ref_count() == folio_ref_count()`). Returns the PTEs,
+    /// or what collapse reports instead.
+    fn collapse_check_ptes(&self, pte_t: &PageTable<B>) -> Result<Vec<Pte>, Collapsed> {
+        let ptes: Vec<Pte> = (0..self.cfg.fanout()).map(|i| pte_t.read(i)).collect();
+        if ptes.iter().any(|p| !p.present() || p.special()) {
+            return Err(Collapsed::NotSuitable);
+        }
+        let referenced = ptes.iter().any(|p| {
+            let head = self.mem.page_folio(p.pfn());
+            self.mem.frame(head).flags.read_once() & pg::ANON == 0
+                || self.mem.folio_ref_count(head) != 1
+        });
+        if referenced {
+            return Err(Collapsed::KeptReferenced);
+        }
+        Ok(ptes)
     }
 }

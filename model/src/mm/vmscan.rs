@@ -152,7 +152,7 @@ impl<B: Backend> World<B> {
             if !pte.present() || pte.pfn() != head {
                 return Ok(());
             }
-            let old = t.get_and_clear(idx);
+            let old = t.get_and_clear(idx, self.cfg.arch);
             ctx.step(&self.ghost, "try_to_unmap_one: ptep_clear_flush", e.addr);
             if flush_waits_for_walkers(self.cfg.arch) {
                 self.walkers.sync(ctx, &self.ghost, "flush_tlb_page: IPI");

@@ -38,17 +38,19 @@ pub struct Written {
 }
 
 impl<B: Backend> World<B> {
-    /// `folio_mkclean()` -> `page_mkclean_one()` for each mapping: under the PTL,
-    /// `ptep_clear_flush` (under IPI the flush waits for interrupts-off walkers),
-    /// then a write-protected, clean PTE. Returns whether any PTE was dirty.
+    /// `folio_mkclean()` -> `page_vma_mkclean_one()` for each mapping: under the
+    /// PTL, a PTE that is dirty or writable is cleared and flushed
+    /// (`ptep_clear_flush`; under IPI the flush waits for interrupts-off
+    /// walkers), then set write-protected and clean. Returns whether any PTE was
+    /// cleaned (the kernel's `cleaned` count), dirty or only writable.
     pub(crate) fn folio_mkclean(&self, ctx: &mut Ctx, head: Pfn) -> Res<bool> {
-        let mut dirty = false;
+        let mut cleaned = false;
         self.rmap_walk_ptes(ctx, head, |ctx, e, slot, idx| {
             let t = &self.tables[slot as usize];
             let _g = t.ptl.lock();
             let pte = t.read(idx);
             if pte.present() && pte.pfn() == head && (pte.write() || pte.dirty()) {
-                let old = t.get_and_clear(idx);
+                let old = t.get_and_clear(idx, self.cfg.arch);
                 self.ghost.pte_cleaned(slot, idx);
                 ctx.step(&self.ghost, "page_mkclean_one: ptep_clear_flush", e.addr);
                 if flush_waits_for_walkers(self.cfg.arch) {
@@ -56,15 +58,16 @@ impl<B: Backend> World<B> {
                 }
                 t.set(idx, old.without(Pte::WRITE | Pte::DIRTY));
                 ctx.step(&self.ghost, "page_mkclean_one: wrprotect", e.addr);
-                dirty |= old.dirty();
+                cleaned = true;
             }
             Ok(())
         })?;
-        Ok(dirty)
+        Ok(cleaned)
     }
 
-    /// `folio_clear_dirty_for_io()` (page locked): move the PTEs' dirty bits to the
-    /// folio while write-protecting them, then test-and-clear PG_dirty.
+    /// `folio_clear_dirty_for_io()` (page locked): `if (folio_mkclean(folio))
+    /// folio_mark_dirty(folio)`: any PTE cleaned, even one only writable,
+    /// re-dirties the folio; then test-and-clear PG_dirty.
     pub(crate) fn folio_clear_dirty_for_io(&self, ctx: &mut Ctx, head: Pfn) -> Res<bool> {
         if self.folio_mkclean(ctx, head)? {
             self.folio_mark_dirty(ctx, head)?;

@@ -13,6 +13,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, KAtomic, Mutex};
+use crate::config::Arch;
 use crate::types::Pfn;
 
 /// One page-table entry value, as a walker sees it.
@@ -201,15 +202,21 @@ impl<B: Backend> PageTable<B> {
     pub fn set(&self, i: usize, v: Pte) {
         self.entries[i].write_once(v.0)
     }
-    /// ptep_get_and_clear(): an atomic xchg on SMP x86 (fully ordered).
+    /// `ptep_get_and_clear()`, and every clear of an entry under its lock built
+    /// on the same primitive: `ptep_clear_flush`, zap's
+    /// `get_and_clear_full_ptes`, `pmdp_huge_get_and_clear` (in
+    /// `pmdp_collapse_flush`, `zap_huge_pmd`), `pmdp_establish` (in
+    /// `pmdp_invalidate`). One rule per arch mode, never stronger than the
+    /// kernel: under IPI (x86) a LOCK-prefixed `xchg`, fully ordered; under
+    /// RCU table freeing arm64's `__ptep_get_and_clear` / `pmdp_establish`,
+    /// `xchg_relaxed`, ordered against nothing around it (and the flush after
+    /// it orders nothing in the model either, weaker than arm64's `dsb(ish)`).
     #[inline]
-    pub(crate) fn get_and_clear(&self, i: usize) -> Pte {
-        Pte(self.entries[i].xchg(0))
-    }
-    /// `ptep_get_and_clear()` as arm64 implements it (`xchg_relaxed`): no
-    /// ordering against the accesses around it.
-    pub(crate) fn get_and_clear_relaxed(&self, i: usize) -> Pte {
-        Pte(self.entries[i].xchg_relaxed(0))
+    pub(crate) fn get_and_clear(&self, i: usize, arch: Arch) -> Pte {
+        Pte(match arch {
+            Arch::Ipi => self.entries[i].xchg(0),
+            Arch::Rcu => self.entries[i].xchg_relaxed(0),
+        })
     }
 }
 
