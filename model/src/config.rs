@@ -136,7 +136,8 @@ pub enum Mutation {
     /// A DIO path takes FOLL_GET (`get_user_pages_fast`) where FOLL_PIN is
     /// required (bug #13, "COW fixes part 3"): fork shares the page, and the
     /// parent's next store copies it away from the DMA. Observable in
-    /// `fork_with_dma_in_flight`.
+    /// `fork_with_dma_in_flight`, and before 5.19 in `pin_then_pageout`
+    /// (swapout, the other half of bug #13).
     DioUsesFollGet,
     /// GUP-fast does not recheck the PMD after pinning a PTE (70cbc3cc78a9's
     /// recheck dropped): a THP collapse between the PMD read and the pin hands
@@ -173,10 +174,17 @@ pub enum Mutation {
     /// the disk. Observable in `gup_fast_vs_page_mkclean` (`durable after
     /// sync`).
     WritepageSkipped,
+    /// `shrink_folio_list()` puts a maybe-pinned anonymous folio into the
+    /// swap cache (feb889fb40fa's check dropped): reclaim unmaps it, and a
+    /// read fault maps it back from the swap cache read-only, so the next
+    /// store copies it away from the pin under the page_count reuse rule;
+    /// from 5.19 `try_to_unmap_one()`'s share check refuses to unmap it.
+    /// Observable in `pin_then_pageout`.
+    PageoutIgnoresPins,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 18] = [
+    pub const ALL: [Mutation; 19] = [
         Mutation::WalkerSkipsRegistration,
         Mutation::WalkerPlainGet,
         Mutation::WalkerRegistrationNoBarrier,
@@ -195,6 +203,7 @@ impl Mutation {
         Mutation::PteIndexUnmasked,
         Mutation::UnpinDirtyLost,
         Mutation::WritepageSkipped,
+        Mutation::PageoutIgnoresPins,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -216,6 +225,7 @@ impl Mutation {
             Mutation::PteIndexUnmasked => "pte_index_unmasked",
             Mutation::UnpinDirtyLost => "unpin_dirty_lost",
             Mutation::WritepageSkipped => "writepage_skipped",
+            Mutation::PageoutIgnoresPins => "pageout_ignores_pins",
         }
     }
     pub fn describe(self) -> &'static str {
@@ -267,6 +277,9 @@ impl Mutation {
             }
             Mutation::WritepageSkipped => {
                 "writeback clears PG_dirty and skips ->writepage (the data never reaches the disk)"
+            }
+            Mutation::PageoutIgnoresPins => {
+                "reclaim puts a maybe-pinned anonymous page into the swap cache (feb889fb40fa dropped)"
             }
         }
     }
