@@ -151,3 +151,58 @@ impl<B: Backend> World<B> {
         ctx.step(&self.ghost, "swap_writepage", u64::from(offset));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::backend::Std;
+    use crate::config::{Arch, WorldConfig};
+    use crate::ghost::{value_of, Ctx};
+    use crate::mm::vmscan::PagedOut;
+    use crate::state::layout::{Layout, Populate, Region};
+    use crate::state::world::World;
+
+    /// A child's page written by its parent while fork was still copying
+    /// (part of the child's snapshot), paged out and read back into another
+    /// frame: the content's fork history comes back with it, so the child's
+    /// read is no leak.
+    #[test]
+    fn fork_history_follows_the_content_through_a_swap_slot() {
+        let cfg = WorldConfig {
+            nr_frames: 16,
+            nr_tables: 10,
+            nr_mms: 2,
+            trace: false,
+            ..WorldConfig::small(Arch::Ipi)
+        };
+        let w = World::<Std>::build(
+            cfg,
+            &Layout::one(vec![
+                Region::anon(0, 1, Populate::Anon),
+                Region::anon(1, 1, Populate::Anon),
+            ]),
+        )
+        .unwrap();
+        let mut c = Ctx::new(0, 1, false);
+        let p = w.resolve(0, 0).unwrap();
+        // (A fork at tick 0 would not count as one: start the clock.)
+        w.ghost.tick();
+        w.fork(&mut c, 0, 1).unwrap().unwrap();
+        // The parent's write lands before fork installs the page in the child.
+        let tick = w.ghost.tick();
+        let v = value_of(0, tick);
+        w.write_page(p, 0, v);
+        w.ghost.fork_installed(1, p);
+        assert!(!w.ghost.leaked_across_fork(0, 1, tick, p));
+        // The parent leaves; the child pages it out and reads it back.
+        w.munmap(&mut c, 0, 0, crate::types::PAGE_SIZE)
+            .unwrap()
+            .unwrap();
+        assert_eq!(w.madvise_pageout(&mut c, 1, 0).unwrap(), PagedOut::Freed);
+        assert_eq!(w.user_access(&mut c, 1, 0, false).unwrap(), Ok(v));
+        let q = w.resolve(1, 0).unwrap();
+        assert!(!w.ghost.leaked_across_fork(0, 1, tick, q));
+        // Without the history the same read would be judged a leak.
+        w.ghost.set_provenance(q, [0; crate::config::MAX_MMS]);
+        assert!(w.ghost.leaked_across_fork(0, 1, tick, q));
+    }
+}
