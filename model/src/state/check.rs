@@ -191,10 +191,12 @@ impl<B: Backend> World<B> {
                 // Swapped out: the value is in the swap-cache folio or the slot.
                 None => match self.swapped_word(w.mm as usize, w.addr) {
                     Some(v) if v == w.value => {}
-                    Some(v) => return Err(lost(format!(
+                    Some(v) => {
+                        return Err(lost(format!(
                         "mm {} address {:#x}: swapped out holding {v:#x}, the last store was {:#x}",
                         w.mm, w.addr, w.value
-                    ))),
+                    )))
+                    }
                     None => {
                         return Err(lost(format!(
                             "mm {} address {:#x}: value {:#x} was stored, nothing is mapped now",
