@@ -139,7 +139,8 @@ pub enum Mutation {
     /// A DIO path takes FOLL_GET (`get_user_pages_fast`) where FOLL_PIN is
     /// required (bug #13, "COW fixes part 3"): fork shares the page, and the
     /// parent's next store copies it away from the DMA. Observable in
-    /// `fork_with_dma_in_flight`.
+    /// `fork_with_dma_in_flight`, and before 5.19 in `pin_then_pageout`
+    /// (swapout, the other half of bug #13).
     DioUsesFollGet,
     /// GUP-fast does not recheck the PMD after pinning a PTE (70cbc3cc78a9's
     /// recheck dropped): a THP collapse between the PMD read and the pin hands
@@ -186,10 +187,17 @@ pub enum Mutation {
     /// upstream kernel has it. Clean where the `gup_fast_vs_fork*` store
     /// buffering is found (`open-upstream` on the latest preset).
     ForkSeqMb,
+    /// `shrink_folio_list()` puts a maybe-pinned anonymous folio into the
+    /// swap cache (feb889fb40fa's check dropped): reclaim unmaps it, and a
+    /// read fault maps it back from the swap cache read-only, so the next
+    /// store copies it away from the pin under the page_count reuse rule;
+    /// from 5.19 `try_to_unmap_one()`'s share check refuses to unmap it.
+    /// Observable in `pin_then_pageout`.
+    PageoutIgnoresPins,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 19] = [
+    pub const ALL: [Mutation; 20] = [
         Mutation::WalkerSkipsRegistration,
         Mutation::WalkerPlainGet,
         Mutation::WalkerRegistrationNoBarrier,
@@ -209,6 +217,7 @@ impl Mutation {
         Mutation::UnpinDirtyLost,
         Mutation::WritepageSkipped,
         Mutation::ForkSeqMb,
+        Mutation::PageoutIgnoresPins,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -231,6 +240,7 @@ impl Mutation {
             Mutation::UnpinDirtyLost => "unpin_dirty_lost",
             Mutation::WritepageSkipped => "writepage_skipped",
             Mutation::ForkSeqMb => "fork_seq_mb",
+            Mutation::PageoutIgnoresPins => "pageout_ignores_pins",
         }
     }
     pub fn describe(self) -> &'static str {
@@ -285,6 +295,9 @@ impl Mutation {
             }
             Mutation::ForkSeqMb => {
                 "a fix upstream lacks: smp_mb() after raw_write_seqcount_begin in copy_page_range"
+            }
+            Mutation::PageoutIgnoresPins => {
+                "reclaim puts a maybe-pinned anonymous page into the swap cache (feb889fb40fa dropped)"
             }
         }
     }

@@ -595,6 +595,21 @@ impl Ghost {
         }
     }
 
+    /// What fork gave each child in the content of `pfn` (the record
+    /// `content_copied` moves), to carry it with the content when it leaves
+    /// the frame (to a swap slot).
+    pub(crate) fn provenance(&self, pfn: Pfn) -> [u64; MAX_MMS] {
+        std::array::from_fn(|mm| self.fork_copied[mm * self.nr_frames + pfn as usize].load(SeqCst))
+    }
+
+    /// The content of `pfn` was just read back from where `provenance` was
+    /// kept (a swap slot): its history comes with it.
+    pub(crate) fn set_provenance(&self, pfn: Pfn, p: [u64; MAX_MMS]) {
+        for (mm, installed) in p.into_iter().enumerate() {
+            self.fork_copied[mm * self.nr_frames + pfn as usize].store(installed, SeqCst);
+        }
+    }
+
     /// Whether `reader` reading a value `writer` wrote at `tick` into `page`
     /// crosses a fork between them: a child must never see what its parent
     /// wrote after fork gave it the page (a write while fork was still

@@ -213,6 +213,15 @@ pub struct Preset {
     /// and `remove_migration_pte` restores it; before, the restored PTE is
     /// clean (the dirty bit went to the folio).
     pub migration_keeps_dirty: bool,
+    /// feb889fb40fa (5.11): `shrink_folio_list()` keeps a maybe-pinned
+    /// anonymous folio out of the swap cache (it would be unmapped, faulted
+    /// back read-only from the swap cache and copied away from its pin).
+    pub pageout_skips_pinned: bool,
+    /// 1493a1913e34 (5.19, with PageAnonExclusive; KERNEL.md §6 item 7 leaves
+    /// its merge release unsure): `try_to_unmap_one()` marks the swap PTE of
+    /// an exclusive page exclusive, and `do_swap_page()` maps the swap-cache
+    /// folio exclusive again.
+    pub swap_pte_exclusive: bool,
 }
 
 /// One feature of a preset, for listings: name, value, commit.
@@ -321,6 +330,16 @@ impl Preset {
                 "2e3468778dbe",
             ),
             f(
+                "pageout skips pinned",
+                yes(self.pageout_skips_pinned),
+                "feb889fb40fa",
+            ),
+            f(
+                "swap PTE exclusive bit",
+                yes(self.swap_pte_exclusive),
+                "1493a1913e34",
+            ),
+            f(
                 "collapse syncs walkers",
                 yes(self.collapse_syncs_walkers),
                 "2ba99c5e0881 (6.1-stable)",
@@ -359,6 +378,8 @@ const fn base(id: PresetId, name: &'static str, about: &'static str) -> Preset {
         clear_refs_skips_pinned: true,
         collapse_syncs_walkers: true,
         migration_keeps_dirty: true,
+        pageout_skips_pinned: true,
+        swap_pte_exclusive: true,
     }
 }
 
@@ -389,6 +410,8 @@ const fn era5(id: PresetId, name: &'static str, about: &'static str) -> Preset {
         clear_refs_skips_pinned: false,
         collapse_syncs_walkers: false,
         migration_keeps_dirty: false,
+        pageout_skips_pinned: false,
+        swap_pte_exclusive: false,
         ..base(id, name, about)
     }
 }
@@ -445,6 +468,7 @@ pub static PRESETS: [Preset; 9] = [
         fork_cow: ForkCow::EarlyCopyPinned,
         seqcount: true,
         clear_refs_skips_pinned: true,
+        pageout_skips_pinned: true,
         ..era5(
             PresetId::V5_11,
             "5.11",

@@ -86,6 +86,58 @@ fn the_contract_tells_a_release_without_the_pin_bias() {
     assert!(taken > 500, "{taken} GUP calls in 200 sequences");
 }
 
+/// MADV_PAGEOUT of a page a FOLL_GET holds: the reference follows it into the
+/// swap cache and back, and agrees with the latest preset (the swap-cache page
+/// comes back exclusive, 1493a1913e34), not with 5.11, where the store after
+/// the load copies it (the page_count reuse rule); then the page, released,
+/// goes to its slot and a store reads it back into a fresh page.
+#[test]
+fn the_contract_follows_a_held_page_through_the_swap_cache() {
+    let ops = [
+        ContractOp::Gup {
+            fast: true,
+            pin: false,
+            page: 1,
+            nr: 1,
+            write: true,
+            longterm: false,
+        },
+        ContractOp::Pageout { page: 1 },
+        ContractOp::Touch {
+            page: 1,
+            write: false,
+        },
+        ContractOp::Touch {
+            page: 1,
+            write: true,
+        },
+        ContractOp::Release { handle: 0 },
+        ContractOp::Pageout { page: 1 },
+        ContractOp::Touch {
+            page: 1,
+            write: true,
+        },
+        ContractOp::Munmap { region: 0 },
+    ];
+    if let Err(f) = run_contract(&ops, PresetId::Latest) {
+        panic!("{f}");
+    }
+    // 5.11's store (op 3) copies the page away from the swap cache and the
+    // reference: its mapping's reference is gone from the frame.
+    let f = run_contract(&ops, PresetId::V5_11).expect_err("the contract sees the copy");
+    assert!(f.detail.starts_with("op 3 "), "{f}");
+    // And the random sweep pages out.
+    let pageouts: usize = (0..200u64)
+        .map(|seed| {
+            many::<ContractOp>(seed + 1, 24)
+                .iter()
+                .filter(|o| matches!(o, ContractOp::Pageout { .. }))
+                .count()
+        })
+        .sum();
+    assert!(pageouts > 300, "{pageouts} pageouts in 200 sequences");
+}
+
 fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }

@@ -108,6 +108,27 @@ fn a_racing_shape_is_found_on_real_threads() {
     assert_eq!(v["ops"].as_array().unwrap().len(), 2, "{r}");
 }
 
+/// The pin-vs-pageout shape on real threads: in 5.10 reclaim unmaps a
+/// pinned page into the swap cache, the owner's load maps it back read-only
+/// and its store copies it away from the pin.
+#[test]
+fn a_pageout_of_a_pinned_page_is_found_on_real_threads() {
+    let args = [
+        "--shapes",
+        "pin_vs_pageout",
+        "--preset",
+        "5.10",
+        "--arch",
+        "ipi",
+        "--duration",
+        "60s",
+        "--pct-budget",
+        "300",
+    ];
+    let r = found("pageout-found", &args, "coherent pin");
+    assert_eq!(r["violation"]["shape"], "pin_vs_pageout", "{r}");
+}
+
 /// The racing shapes on the latest preset under IPI table freeing: every
 /// run clean apart from the known-open outcomes.
 #[test]

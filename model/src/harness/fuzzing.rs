@@ -317,6 +317,10 @@ pub enum ContractOp {
         page: u8,
         write: bool,
     },
+    /// `madvise(MADV_PAGEOUT)` of one page.
+    Pageout {
+        page: u8,
+    },
 }
 
 /// The `ops` layout: two adjacent regions of anonymous memory, the first
@@ -335,6 +339,10 @@ enum Slot {
     Zero,
     /// An exclusive anonymous page.
     Anon(Pfn),
+    /// Swapped out: the contents in a swap slot, no page.
+    Swapped,
+    /// Swapped out, the page still in the swap cache (someone holds it).
+    SwapCached(Pfn),
 }
 
 /// The GUP contract for private anonymous memory in the latest release, kept
@@ -345,12 +353,19 @@ enum Slot {
 /// get adds 1 to the page's refcount and each pin GUP_PIN_COUNTING_BIAS (1024:
 /// small folios); a mapping holds 1; pinned pages read as maybe-dma-pinned,
 /// others do not; pins of the zero page take nothing (c8070b787519); a page is
-/// freed when the last reference goes.
+/// freed when the last reference goes. MADV_PAGEOUT leaves a pinned page
+/// alone (feb889fb40fa, or from 5.19 the unmap's share check); a page someone
+/// else holds is unmapped into the swap cache, which holds one reference on
+/// it; any other page goes to its swap slot. A fault on a swapped-out address
+/// maps the swap-cache page again (exclusive: the swap entry says so), which a
+/// write fault takes out of the swap cache if nobody else holds it, or else
+/// reads the slot into a fresh page; munmap frees the slot and the swap cache's
+/// reference.
 #[derive(Default)]
 pub struct Contract {
     slots: Vec<Option<Slot>>,
-    /// Per frame: (mappings, gets, pins).
-    frames: BTreeMap<Pfn, (i64, i64, i64)>,
+    /// Per frame: (mappings, gets, pins, swap cache).
+    frames: BTreeMap<Pfn, (i64, i64, i64, i64)>,
     /// Each live GUP result: frames, and whether pinned.
     handles: Vec<(Vec<Pfn>, bool)>,
 }
@@ -387,29 +402,63 @@ impl Contract {
         let (s, n, _) = REGIONS[usize::from(r) % REGIONS.len()];
         s..s + n
     }
-    /// A mapping of `p` goes away.
+    /// A mapping of `p` goes away (a swapped-out one frees its slot and the
+    /// swap cache's reference).
     fn unmap(&mut self, p: u64) {
-        if let Slot::Anon(f) = self.slot(p) {
-            self.drop_ref(f, 0);
+        match self.slot(p) {
+            Slot::Anon(f) => self.drop_ref(f, 0),
+            Slot::SwapCached(f) => self.drop_ref(f, 3),
+            _ => {}
         }
         self.slots[p as usize] = Some(Slot::Unmapped);
     }
-    /// `kind`: 0 mapping, 1 get, 2 pin.
+    /// `kind`: 0 mapping, 1 get, 2 pin, 3 the swap cache's.
     fn drop_ref(&mut self, f: Pfn, kind: usize) {
         if let Some(e) = self.frames.get_mut(&f) {
             match kind {
                 0 => e.0 -= 1,
                 1 => e.1 -= 1,
-                _ => e.2 -= 1,
+                2 => e.2 -= 1,
+                _ => e.3 -= 1,
             }
-            if *e == (0, 0, 0) {
+            if *e == (0, 0, 0, 0) {
                 self.frames.remove(&f);
             }
         }
     }
+    fn refs(&self, f: Pfn) -> (i64, i64, i64, i64) {
+        self.frames.get(&f).copied().unwrap_or_default()
+    }
+    /// MADV_PAGEOUT of `p`.
+    fn pageout(&mut self, p: u64) {
+        let Slot::Anon(f) = self.slot(p) else {
+            return;
+        };
+        let (_, gets, pins, cached) = self.refs(f);
+        if pins > 0 {
+            return;
+        }
+        let e = self.frames.entry(f).or_default();
+        e.0 -= 1;
+        if gets > 0 {
+            e.3 = 1;
+            self.slots[p as usize] = Some(Slot::SwapCached(f));
+        } else {
+            e.3 -= cached;
+            self.frames.remove(&f);
+            self.slots[p as usize] = Some(Slot::Swapped);
+        }
+    }
     /// A fault (or GUP) makes `p` hold an exclusive page: the model chose
-    /// frame `f` (a fresh one, or the page already there).
-    fn populate(&mut self, p: u64, f: Pfn) {
+    /// frame `f` (a fresh one, or the page already there). A write fault
+    /// takes a swap-cache page nobody else holds out of the swap cache.
+    fn populate(&mut self, p: u64, f: Pfn, write: bool) {
+        if let Slot::SwapCached(g) = self.slot(p) {
+            let (_, gets, pins, _) = self.refs(g);
+            if write && gets == 0 && pins == 0 {
+                self.drop_ref(g, 3);
+            }
+        }
         if self.slot(p) != Slot::Anon(f) {
             if let Slot::Anon(old) = self.slot(p) {
                 self.drop_ref(old, 0);
@@ -496,6 +545,10 @@ pub fn run_contract(ops: &[ContractOp], preset: PresetId) -> Result<(), Finding>
                 page: u16::from(page) % PAGES as u16,
                 write,
             },
+            ContractOp::Pageout { page } => Op::Pageout {
+                mm: 0,
+                page: u16::from(page) % PAGES as u16,
+            },
         };
         let before = ctx.handles.len();
         if let Err(v) = run_op_judged(&w, &mut ctx, &layout, &mop) {
@@ -544,10 +597,17 @@ pub fn run_contract(ops: &[ContractOp], preset: PresetId) -> Result<(), Finding>
                             return bad(format!("page {p} is frame {old}, GUP returned {f}"))
                         }
                         (Slot::Anon(_), _) => {}
+                        (Slot::SwapCached(g), _) if g != f => {
+                            return bad(format!("page {p} is frame {g} in the swap cache, GUP returned {f}"))
+                        }
+                        (Slot::Swapped | Slot::SwapCached(_), _) if f == zero => {
+                            return bad(format!("page {p}: a swapped-out page came back as the zero page"))
+                        }
+                        (Slot::Swapped | Slot::SwapCached(_), _) => c.populate(p, f, flags.write),
                         (_, true) if f == zero => {
                             return bad(format!("page {p}: a write or long-term pin got the zero page"))
                         }
-                        (_, true) => c.populate(p, f),
+                        (_, true) => c.populate(p, f, true),
                         (Slot::Empty | Slot::Zero, false) if f == zero => {
                             c.slots[p as usize] = Some(Slot::Zero)
                         }
@@ -593,23 +653,35 @@ pub fn run_contract(ops: &[ContractOp], preset: PresetId) -> Result<(), Finding>
                 let p = u64::from(page);
                 match (c.slot(p), write) {
                     (Slot::Unmapped, _) | (Slot::Anon(_), _) => {}
+                    (Slot::Swapped | Slot::SwapCached(_), _) => {
+                        match (c.slot(p), w.resolve(0, p * PAGE_SIZE)) {
+                            (Slot::SwapCached(g), Some(f)) if f == g => c.populate(p, f, write),
+                            (Slot::Swapped, Some(f)) if f != zero => c.populate(p, f, write),
+                            (_, other) => {
+                                return bad(format!(
+                                    "a fault on swapped-out page {p} left {other:?} mapped"
+                                ))
+                            }
+                        }
+                    }
                     (_, true) => match w.resolve(0, p * PAGE_SIZE) {
-                        Some(f) if f != zero => c.populate(p, f),
+                        Some(f) if f != zero => c.populate(p, f, true),
                         other => return bad(format!("a store to page {p} left {other:?} mapped")),
                     },
                     (_, false) => c.slots[p as usize] = Some(Slot::Zero),
                 }
             }
+            Op::Pageout { page, .. } => c.pageout(u64::from(page)),
             _ => {}
         }
         // Every frame the contract knows: refcount and pinned-ness.
-        for (&f, &(maps, gets, pins)) in &c.frames {
+        for (&f, &(maps, gets, pins, cached)) in &c.frames {
             let rc = i64::from(w.mem.folio_ref_count(f));
-            let want = maps + gets + BIAS * pins;
+            let want = maps + gets + BIAS * pins + cached;
             if rc != want {
                 return Err(found(
                     Invariant::Conservation,
-                    format!("op {i} {mop:?}: frame {f} refcount {rc}, the contract says {want} ({maps} mapping(s), {gets} get(s), {pins} pin(s))"),
+                    format!("op {i} {mop:?}: frame {f} refcount {rc}, the contract says {want} ({maps} mapping(s), {gets} get(s), {pins} pin(s), {cached} swap cache)"),
                 ));
             }
             if w.page_maybe_dma_pinned(f) != (pins > 0) {
@@ -626,7 +698,9 @@ pub fn run_contract(ops: &[ContractOp], preset: PresetId) -> Result<(), Finding>
         for p in 0..PAGES {
             let model = w.resolve(0, p * PAGE_SIZE);
             let ok = match c.slot(p) {
-                Slot::Unmapped | Slot::Empty => model.is_none(),
+                Slot::Unmapped | Slot::Empty | Slot::Swapped | Slot::SwapCached(_) => {
+                    model.is_none()
+                }
                 Slot::Zero => model == Some(zero),
                 Slot::Anon(f) => model == Some(f),
             };

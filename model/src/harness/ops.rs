@@ -25,7 +25,7 @@ use crate::types::Pfn;
 use crate::types::PAGE_SIZE;
 
 /// Version of the op encoding; bump when a variant changes meaning.
-pub const OPS_VERSION: u32 = 4;
+pub const OPS_VERSION: u32 = 5;
 
 /// The FOLL_* flags a caller may pass, as a selector.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Arbitrary)]
@@ -159,6 +159,9 @@ pub enum Op {
     CheckPinSees { handle: u8 },
     /// `munmap()` of `nr` pages from a layout page (may cut a THP).
     MunmapPages { mm: u8, page: u16, nr: u8 },
+    /// `madvise(MADV_PAGEOUT)` of a page: reclaim of the anonymous page
+    /// mapped there (swap cache, unmap, write to a swap slot).
+    Pageout { mm: u8, page: u16 },
 }
 
 impl Op {
@@ -192,6 +195,7 @@ impl Op {
             Op::Load { .. } => "user load (checked)",
             Op::CheckPinSees { .. } => "check the pin sees the store",
             Op::MunmapPages { .. } => "munmap pages",
+            Op::Pageout { .. } => "madvise(MADV_PAGEOUT)",
         }
     }
 }
@@ -377,6 +381,12 @@ impl<B: Backend> World<B> {
                 let mm = r.mm(mm);
                 if let Some(addr) = r.page(mm, page) {
                     self.compact_page(ctx, mm, addr)?;
+                }
+            }
+            Op::Pageout { mm, page } => {
+                let mm = r.mm(mm);
+                if let Some(addr) = r.page(mm, page) {
+                    self.madvise_pageout(ctx, mm, addr)?;
                 }
             }
             Op::KsmShare { mm, page } => {

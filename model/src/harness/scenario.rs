@@ -967,6 +967,79 @@ pub fn pin_longterm_vs_migration() -> Scenario {
     }
 }
 
+/// The owner's side of a R/W pin against reclaim: `pin_user_pages_fast` of
+/// page 0 with `flags`, a load (a read fault maps a swapped-out page back
+/// read-only), a store through the address that must land in the pinned
+/// page (`coherent pin`), the device's write through the pin, and the unpin
+/// dirtying the page.
+fn pin_load_store_dma(flags: FlagSel) -> Vec<Op> {
+    vec![
+        gup(GupApi::PinUserPagesFast, 0, 1, flags),
+        Op::Load { mm: 0, page: 0 },
+        Op::CheckCoherent { handle: 0 },
+        Op::DmaWrite { handle: 0 },
+        release(ReleaseApi::DirtyLock),
+    ]
+}
+
+/// `pin_vs_pageout`: a long-term R/W pin of an anonymous page, then a load,
+/// a store and a device write through the pin, against `madvise(MADV_PAGEOUT)`
+/// of the page. If reclaim unmaps the pinned page into the swap cache, the
+/// load maps it back read-only and, under the page_count reuse rule (5.9 to
+/// 5.18), the store copies it away from the pin: `coherent pin` is found in
+/// 5.10. 5.11 keeps maybe-pinned pages out of the swap cache (feb889fb40fa),
+/// but reads the pin without synchronising with GUP: a pin landing between
+/// that check and `try_to_unmap` still goes to the swap cache
+/// (known-incomplete). Before 5.9 the mapcount reuse rule keeps the page;
+/// from 5.19 `try_to_unmap_one` shares an exclusive page only if it is not
+/// pinned, after clearing its PTE (the GUP-fast handshake), and the swap PTE
+/// remembers exclusivity.
+pub fn pin_vs_pageout() -> Scenario {
+    Scenario {
+        name: "pin_vs_pageout".into(),
+        about:
+            "pin_user_pages_fast(WRITE|LONGTERM) + load, store, DMA against madvise(MADV_PAGEOUT)"
+                .into(),
+        version: OPS_VERSION,
+        layout: Layout::one(vec![Region::anon(0, 1, Populate::Anon)]),
+        threads: vec![
+            pin_load_store_dma(FlagSel {
+                longterm: true,
+                ..FlagSel::WRITE
+            }),
+            vec![Op::Pageout { mm: 0, page: 0 }],
+        ],
+        world: small_world(10, 6),
+        window: None,
+    }
+}
+
+/// `pin_then_pageout`: a DIO's `pin_user_pages_fast(FOLL_WRITE)`, then
+/// `madvise(MADV_PAGEOUT)`, the load, the store and the device write, in
+/// one thread, so that each protection is judged alone: feb889fb40fa's
+/// check (5.11) keeps the pinned page out of the swap cache
+/// (`pageout_ignores_pins` drops it: found in 5.11; from 5.19
+/// `try_to_unmap_one`'s share check refuses to unmap it). A DIO that takes
+/// FOLL_GET (`dio_uses_foll_get`, bug #13) passes both checks, since nothing
+/// reads as pinned: before 5.19 the load maps it back read-only and the store
+/// copies it away; from 5.19 the swap PTE remembers that the page was
+/// exclusive (1493a1913e34) and the swap-cache folio comes back exclusive.
+pub fn pin_then_pageout() -> Scenario {
+    let mut ops = pin_load_store_dma(FlagSel::WRITE);
+    ops.insert(1, Op::Pageout { mm: 0, page: 0 });
+    Scenario {
+        name: "pin_then_pageout".into(),
+        about:
+            "DIO pin_user_pages_fast(WRITE), madvise(MADV_PAGEOUT), load, store, DMA (one thread)"
+                .into(),
+        version: OPS_VERSION,
+        layout: Layout::one(vec![Region::anon(0, 1, Populate::Anon)]),
+        threads: vec![ops],
+        world: small_world(10, 6),
+        window: None,
+    }
+}
+
 /// Every scenario, by name.
 pub fn catalogue() -> Vec<Scenario> {
     vec![
@@ -996,6 +1069,8 @@ pub fn catalogue() -> Vec<Scenario> {
         gup_fast_vs_thp_collapse(),
         gup_fast_vs_thp_split(),
         pin_longterm_vs_migration(),
+        pin_vs_pageout(),
+        pin_then_pageout(),
     ]
 }
 

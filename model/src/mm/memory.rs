@@ -77,11 +77,12 @@ impl<B: Backend> World<B> {
         Ok(Ok(()))
     }
 
-    /// `do_swap_page()`: read the page back from its swap slot. With
-    /// FAULT_FLAG_ALLOW_RETRY the first attempt starts the I/O and asks for
-    /// `mmap_lock` to be dropped while it completes (`folio_lock_or_retry`): the
-    /// window in which munmap can slip in. The entry is exclusive (the model swaps
-    /// out only unshared pages), so the page comes back exclusive.
+    /// `do_swap_page()`: a fault on a swap entry. With FAULT_FLAG_ALLOW_RETRY
+    /// the first attempt starts the I/O and asks for `mmap_lock` to be
+    /// dropped while it completes (`folio_lock_or_retry`): the window in
+    /// which munmap can slip in. A folio still in the swap cache is mapped
+    /// again (`do_swap_page_cached`); otherwise the slot is read into a fresh
+    /// page, which is certainly exclusive.
     fn do_swap_page(
         &self,
         ctx: &mut Ctx,
@@ -97,13 +98,22 @@ impl<B: Backend> World<B> {
             ctx.step(&self.ghost, "do_swap_page: swap I/O, VM_FAULT_RETRY", addr);
             return Ok(Err(Errno::EAGAIN));
         }
+        let offset = pte.pfn();
+        if let Some(folio) = self.swap_cache_get_folio(ctx, offset)? {
+            return self.do_swap_page_cached(ctx, mm, vma, addr, slot, idx, pte, ff, folio);
+        }
         let Some(pfn) = self.alloc_anon_page(ctx)? else {
             return Ok(Err(Errno::ENOMEM));
         };
-        let data = self.swap.lock()[pte.pfn() as usize].unwrap_or([0, 0]);
+        let (data, provenance) = match self.swap.lock()[offset as usize].as_ref() {
+            Some(s) => (s.data, s.provenance),
+            None => ([0, 0], [0; crate::config::MAX_MMS]),
+        };
         for (w, v) in data.into_iter().enumerate() {
             self.write_page(pfn, w, v);
         }
+        // Ghost: the content comes back with what fork gave each child in it.
+        self.ghost.set_provenance(pfn, provenance);
         B::smp_wmb();
         let t = &self.tables[slot as usize];
         let g = t.ptl.lock();
@@ -115,9 +125,98 @@ impl<B: Backend> World<B> {
         self.add_rmap(pfn, RmapEntry::pte(mm, addr));
         let write = ff.write && vma.writable();
         t.set(idx, Pte::mk_page(pfn, write, write));
+        self.swap_free(offset);
         drop(g);
-        self.swap.lock()[pte.pfn() as usize] = None;
         ctx.step(&self.ghost, "do_swap_page: set_pte_at", addr);
+        Ok(Ok(()))
+    }
+
+    /// `do_swap_page()` on a folio found in the swap cache (referenced by
+    /// this fault): lock it, check it is still this entry's and the PTE
+    /// unchanged, then map it. Whether it is mapped exclusive (and, for a
+    /// write fault, writable) is the era's rule: before 5.18
+    /// `reuse_swap_page()` on a write fault (mapcount plus swap count at most
+    /// one; the folio leaves the swap cache), else read-only; from 5.19 the
+    /// swap PTE's exclusive bit (1493a1913e34), or a folio only this fault
+    /// holds once a write fault freed its swap (`should_try_to_free_swap`).
+    /// The fault's reference becomes the mapping's.
+    fn do_swap_page_cached(
+        &self,
+        ctx: &mut Ctx,
+        mm: usize,
+        vma: &Vma,
+        addr: u64,
+        slot: u32,
+        idx: usize,
+        pte: Pte,
+        ff: FaultFlags,
+        folio: Pfn,
+    ) -> Res<Result<(), Errno>> {
+        let offset = pte.pfn();
+        let put = |ctx: &mut Ctx| {
+            self.mem
+                .folio_put_refs(ctx, &self.ghost, folio, 1, Some(HoldKind::Get))
+        };
+        self.folio_lock(ctx, folio);
+        // Still in the swap cache for this entry (reclaim may have freed it
+        // from the cache meanwhile): else the access retries.
+        if self.folio_swap_slot(folio) != Some(offset) {
+            self.folio_unlock(ctx, folio);
+            put(ctx)?;
+            return Ok(Ok(()));
+        }
+        let t = &self.tables[slot as usize];
+        let g = t.ptl.lock();
+        if t.read(idx) != pte {
+            drop(g);
+            self.folio_unlock(ctx, folio);
+            put(ctx)?;
+            return Ok(Ok(()));
+        }
+        let p = self.cfg.p();
+        let f = self.mem.frame(folio);
+        let (write, exclusive) = if p.reuse == ReuseRule::AnonExclusive {
+            self.swap_free(offset);
+            let swapped = self.swap.lock()[offset as usize]
+                .as_ref()
+                .is_some_and(|s| s.count > 0);
+            // should_try_to_free_swap(): a write fault on a folio nobody but
+            // this fault and the swap cache holds.
+            if ff.write && !swapped && self.mem.folio_ref_count(folio) == 2 {
+                self.delete_from_swap_cache(ctx, folio)?;
+            }
+            let exclusive = (p.swap_pte_exclusive && pte.swp_exclusive())
+                || self.mem.folio_ref_count(folio) == 1;
+            if exclusive {
+                f.flags.or(pg::ANON_EXCLUSIVE);
+            }
+            (exclusive && ff.write && vma.writable(), exclusive)
+        } else {
+            // reuse_swap_page() before swap_free(): this entry counts.
+            let count = self.swap.lock()[offset as usize]
+                .as_ref()
+                .map_or(0, |s| s.count);
+            let reuse = ff.write && f.mapcount.read_once() + count as i32 <= 1;
+            self.swap_free(offset);
+            if reuse {
+                self.delete_from_swap_cache(ctx, folio)?;
+            }
+            (reuse && vma.writable(), reuse)
+        };
+        self.add_rmap(folio, RmapEntry::pte(mm, addr));
+        ctx.hold(folio, self.ghost.frame(folio).gen(), HoldKind::Get, -1);
+        t.set(idx, Pte::mk_page(folio, write, write));
+        drop(g);
+        ctx.step(
+            &self.ghost,
+            if exclusive {
+                "do_swap_page: map swap-cache folio exclusive"
+            } else {
+                "do_swap_page: map swap-cache folio shared, read-only"
+            },
+            addr,
+        );
+        self.folio_unlock(ctx, folio);
         Ok(Ok(()))
     }
 
@@ -191,15 +290,21 @@ impl<B: Backend> World<B> {
     }
 
     /// The count `reuse_swap_page()` judges before 5.9 (and for THP before
-    /// 5.18): the page's mapcount; for a page of a large folio the highest
+    /// 5.18): the page's mapcount plus, for a folio in the swap cache, the
+    /// swap PTEs naming its slot; for a page of a large folio the highest
     /// subpage mapcount plus the PMD mappings (`page_trans_huge_map_swapcount`;
-    /// no swap cache in the model). GUP references are not counted: the
-    /// Missed COW of bugs #9 and #10.
+    /// large folios never enter the model's swap cache). GUP references are
+    /// not counted: the Missed COW of bugs #9 and #10.
     pub(crate) fn reuse_swap_page_count(&self, page: Pfn) -> i32 {
         let head = self.mem.page_folio(page);
         let nr = self.mem.folio_nr_pages(head);
         if nr == 1 {
-            return self.mem.frame(page).mapcount.read_once();
+            let swapped = self.folio_swap_slot(head).map_or(0, |offset| {
+                self.swap.lock()[offset as usize]
+                    .as_ref()
+                    .map_or(0, |s| s.count as i32)
+            });
+            return self.mem.frame(page).mapcount.read_once() + swapped;
         }
         let ptes = (head..head + nr)
             .map(|p| self.mem.frame(p).mapcount.read_once())
@@ -483,8 +588,7 @@ impl<B: Backend> World<B> {
                 lo,
             );
             if old.is_swap() {
-                // free_swap_and_cache().
-                self.swap.lock()[old.pfn() as usize] = None;
+                self.free_swap_and_cache(ctx, old.pfn())?;
                 continue;
             }
             if !old.present() || old.special() {

@@ -15,6 +15,9 @@
 //! - anonymous base folios only for migration (no page cache, no THP
 //!   migration), and the caller holds `mmap_lock` for read throughout;
 //! - no LRU: the isolation reference is a plain reference;
+//! - a folio in the swap cache is not migrated: the swap cache's reference
+//!   fails the expected-refcount check (the kernel moves the swap cache entry
+//!   to the new folio);
 //! - compaction makes one pass (`migrate_pages` retries -EAGAIN up to 10
 //!   times; FOLL_LONGTERM's migration in slow.rs does retry);
 //! - `migration_entry_wait` holds no reference on the folio it waits for: it

@@ -1,7 +1,7 @@
 //! The kernel's operations that race with GUP, one file per subsystem and named
 //! after the kernel's: faults, mmap and munmap (`memory`), the page cache and
 //! file faults (`filemap`), DMA devices and the MMU-notifier driver (`device`),
-//! the lockless walk (`walk`), writeback and `page_mkclean`, reclaim (`vmscan`),
+//! the lockless walk (`walk`), writeback and `page_mkclean`, reclaim (`vmscan`), the swap cache (`swap`),
 //! migration and compaction, THP split and collapse, fork and clear_refs, page
 //! sharing. Each is an `impl World` over the state below.
 
@@ -11,6 +11,7 @@ pub(crate) mod fork;
 pub(crate) mod memory;
 pub mod migrate;
 pub(crate) mod share;
+pub(crate) mod swap;
 pub mod thp;
 pub mod vmscan;
 pub mod walk;

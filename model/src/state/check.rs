@@ -1,6 +1,7 @@
 //! The whole-world invariants, judged at quiescence only (DESIGN decision 4):
-//! conservation of references, the page cache against the disk, and the last
-//! value written to every mapped address.
+//! conservation of references (page cache and swap cache included), the page
+//! cache against the disk, and the last value written to every mapped (or
+//! swapped-out) address.
 
 use crate::backend::{Backend, KAtomic};
 use crate::ghost::Ctx;
@@ -187,12 +188,22 @@ impl<B: Backend> World<B> {
                 }
             }
             match now {
-                None => {
-                    return Err(lost(format!(
-                        "mm {} address {:#x}: value {:#x} was stored, nothing is mapped now",
+                // Swapped out: the value is in the swap-cache folio or the slot.
+                None => match self.swapped_word(w.mm as usize, w.addr) {
+                    Some(v) if v == w.value => {}
+                    Some(v) => {
+                        return Err(lost(format!(
+                        "mm {} address {:#x}: swapped out holding {v:#x}, the last store was {:#x}",
                         w.mm, w.addr, w.value
                     )))
-                }
+                    }
+                    None => {
+                        return Err(lost(format!(
+                            "mm {} address {:#x}: value {:#x} was stored, nothing is mapped now",
+                            w.mm, w.addr, w.value
+                        )))
+                    }
+                },
                 Some(pfn) => {
                     let now = self.mem.read_data(pfn, 0);
                     if now != w.value {
@@ -205,6 +216,31 @@ impl<B: Backend> World<B> {
             }
         }
         Ok(())
+    }
+
+    /// The first data word of the swapped-out page at `addr` in `mm`, read at
+    /// quiescence: the swap-cache folio's if one is cached, else the slot's.
+    /// `None` if `addr` is not mapped by a swap entry.
+    pub fn swapped_word(&self, mm: usize, addr: u64) -> Option<u64> {
+        let mut slot = self.mms[mm].pgd;
+        for level in (2..=4).rev() {
+            let e =
+                Pte(self.tables[slot as usize].entries[self.cfg.index(addr, level)].read_once());
+            if !e.present() || e.leaf() {
+                return None;
+            }
+            slot = e.table_slot();
+        }
+        let e = Pte(self.tables[slot as usize].entries[self.cfg.index(addr, 1)].read_once());
+        if !e.is_swap() {
+            return None;
+        }
+        let swap = self.swap.lock();
+        let s = swap.get(e.pfn() as usize)?.as_ref()?;
+        Some(match s.cache {
+            Some(f) => self.mem.read_data(f, 0),
+            None => s.data[0],
+        })
     }
 
     /// conservation: see `check_quiescent`.
@@ -221,6 +257,8 @@ impl<B: Backend> World<B> {
                 detail,
             })
         };
+        let slots = self.swap.lock().clone();
+        let mut swap_ptes = vec![0u32; slots.len()];
         for mm in self.mms.iter() {
             let vmas = mm.mmap_lock.read().clone();
             let mut stack = vec![(mm.pgd, 4u32, 0u64)];
@@ -251,7 +289,20 @@ impl<B: Backend> World<B> {
                             mm.id
                         )));
                     }
-                    if e.special() || e.is_swap() {
+                    if e.is_swap() {
+                        match swap_ptes.get_mut(e.pfn() as usize) {
+                            Some(n) if slots[e.pfn() as usize].is_some() => *n += 1,
+                            _ => {
+                                return Err(fail(format!(
+                                    "mm {} maps {lo:#x} to swap slot {}, which is free",
+                                    mm.id,
+                                    e.pfn()
+                                )))
+                            }
+                        }
+                        continue;
+                    }
+                    if e.special() {
                         continue;
                     }
                     if level == 1 {
@@ -279,6 +330,37 @@ impl<B: Backend> World<B> {
                     )));
                 }
                 cache_refs[p as usize] += 1;
+            }
+        }
+        // The swap device: each slot's count is the swap PTEs naming it, a
+        // slot is in use while named or caching a folio, and the swap cache
+        // holds one reference on each folio it caches.
+        let mut swap_refs = vec![0i64; n];
+        for (offset, s) in slots.iter().enumerate() {
+            let Some(s) = s else { continue };
+            if s.count != swap_ptes[offset] {
+                return Err(fail(format!(
+                    "swap slot {offset} has count {} but {} swap PTE(s) name it",
+                    s.count, swap_ptes[offset]
+                )));
+            }
+            match s.cache {
+                None if s.count == 0 => {
+                    return Err(fail(format!(
+                        "swap slot {offset} is in use, but nothing names it or is cached for it"
+                    )))
+                }
+                None => {}
+                Some(p) => {
+                    if self.folio_swap_slot(p) != Some(offset as u32)
+                        || !self.ghost.frame(p).allocated()
+                    {
+                        return Err(fail(format!(
+                            "swap slot {offset} caches folio {p}, which is not in the swap cache for it"
+                        )));
+                    }
+                    swap_refs[p as usize] += 1;
+                }
             }
         }
         let mut held = vec![0i64; n];
@@ -343,9 +425,15 @@ impl<B: Backend> World<B> {
                     "page {p} has a file mapping but is in no page cache"
                 )));
             }
+            if flags & pg::SWAPCACHE != 0 && swap_refs[pfn] == 0 {
+                return Err(fail(format!(
+                    "folio {p} is marked in the swap cache, but no swap slot caches it"
+                )));
+            }
             let permanent = i64::from(flags & pg::RESERVED != 0)
                 + table_refs[pfn]
                 + cache_refs[pfn]
+                + swap_refs[pfn]
                 + i64::from(flags & pg::HAS_BUFFERS != 0);
             let expected = maps + other + pin_refs + permanent;
             let limit = 1i64 << (self.mem.counter.bits - 1);

@@ -286,9 +286,12 @@ impl<B: Backend> World<B> {
                     let addr = r.start() + p * PAGE_SIZE;
                     let (slot, idx) = self.ensure_pte_table(boot, mm, addr)?.ok_or_else(oom)?;
                     let mut swap = self.swap.lock();
-                    swap.push(Some([0, 0]));
-                    let entry = Pte::mk_swap((swap.len() - 1) as u32);
+                    let offset = crate::state::swap::alloc_slot(
+                        &mut swap,
+                        crate::state::swap::SwapSlot::new([0, 0], 1),
+                    );
                     drop(swap);
+                    let entry = Pte::mk_swap(offset);
                     self.tables[slot as usize].set(idx, entry);
                 }
             }

@@ -35,6 +35,9 @@ pub mod pg {
     pub const RESERVED: u32 = 1 << 8;
     /// hugetlb-like folio: never split or collapsed.
     pub const HUGETLB: u32 = 1 << 9;
+    /// PG_swapcache: the folio is in the swap cache; its slot is in `index`
+    /// (the kernel's `folio->swap`).
+    pub const SWAPCACHE: u32 = 1 << 10;
     /// Folio order lives in bits 16..24 of the head's flags.
     pub const ORDER_SHIFT: u32 = 16;
     pub const ORDER_MASK: u32 = 0xff << ORDER_SHIFT;
@@ -69,7 +72,8 @@ pub struct Frame<B: Backend> {
     /// `folio->mapping` of a page-cache folio: its inode + 1 (0: none, or anon;
     /// truncation and reclaim clear it). Head only.
     pub mapping: B::AtomicU32,
-    /// `folio->index`: the page's offset in its file. Head only.
+    /// `folio->index`: the page's offset in its file; for a folio in the swap
+    /// cache, its swap slot (`folio->swap`). Head only.
     pub index: B::AtomicU32,
     /// Reverse map of the folio (head only).
     pub rmap: Mutex<B, Rmap>,

@@ -1,5 +1,5 @@
 //! The machine's state: memory and folios, page tables, rmap, the walker
-//! registry, address spaces, files and the notifier driver's data, the World
+//! registry, address spaces, files, swap slots and the notifier driver's data, the World
 //! that holds them, its builder and its quiescent checks. Helpers here call
 //! nothing above this floor.
 
@@ -11,5 +11,6 @@ pub mod mem;
 pub mod mm;
 pub mod pgtable;
 pub(crate) mod rmap;
+pub mod swap;
 pub(crate) mod tlb;
 pub mod world;

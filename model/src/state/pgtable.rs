@@ -43,6 +43,9 @@ impl Pte {
     pub const MIG_WRITE: u64 = 1 << 8;
     pub const MIG_EXCL: u64 = 1 << 9;
     pub const SOFT_DIRTY: u64 = 1 << 10;
+    /// `pte_swp_exclusive()`: the swapped-out page was exclusive
+    /// (1493a1913e34, "remember PG_anon_exclusive via a swp pte bit").
+    pub const SWP_EXCLUSIVE: u64 = 1 << 11;
     const PFN_SHIFT: u32 = 16;
 
     pub const NONE: Pte = Pte(0);
@@ -72,6 +75,16 @@ impl Pte {
     }
     pub(crate) fn mk_swap(offset: u32) -> Pte {
         Pte(Self::SWAP | (u64::from(offset) << Self::PFN_SHIFT))
+    }
+    /// A swap entry for slot `offset`, marked exclusive if `exclusive`
+    /// (`pte_swp_mkexclusive`).
+    pub(crate) fn mk_swap_entry(offset: u32, exclusive: bool) -> Pte {
+        let e = Self::mk_swap(offset);
+        if exclusive {
+            e.with(Self::SWP_EXCLUSIVE)
+        } else {
+            e
+        }
     }
     pub(crate) fn mk_migration(pfn: Pfn, kind: MigrationKind) -> Pte {
         let k = match kind {
@@ -106,6 +119,10 @@ impl Pte {
     }
     pub(crate) fn is_swap(self) -> bool {
         self.0 & Self::SWAP != 0
+    }
+    /// `pte_swp_exclusive()` of a swap entry.
+    pub(crate) fn swp_exclusive(self) -> bool {
+        self.is_swap() && self.0 & Self::SWP_EXCLUSIVE != 0
     }
     pub(crate) fn is_migration(self) -> bool {
         self.0 & Self::MIGRATION != 0
@@ -148,7 +165,11 @@ impl std::fmt::Debug for Pte {
         }
         let mut s = String::new();
         if self.is_swap() {
-            s.push_str("swap");
+            s.push_str(if self.swp_exclusive() {
+                "swap|excl"
+            } else {
+                "swap"
+            });
         } else if let Some(k) = self.migration_kind() {
             s.push_str(&format!("migration({k:?})"));
         } else {
@@ -249,6 +270,8 @@ mod tests {
         let pn = Pte::mk_page(3, true, true).with(Pte::PROTNONE);
         assert!(pn.present() && !pn.access_permitted(false));
         assert!(Pte::mk_swap(9).is_swap() && !Pte::mk_swap(9).present());
+        let x = Pte::mk_swap_entry(9, true);
+        assert!(x.swp_exclusive() && x.pfn() == 9 && !Pte::mk_swap(9).swp_exclusive());
         assert!(Pte::mk_leaf(512, false, false).leaf());
     }
 }

@@ -26,8 +26,8 @@ pub struct World<B: Backend> {
     /// The page wait queue (`folio_wait_table`): sleepers on PG_locked.
     pub page_waitq: Mutex<B, ()>,
     pub page_waitq_cv: Condvar<B>,
-    /// The swap device: a slot holds a swapped-out page's two data words.
-    pub swap: Mutex<B, Vec<Option<[u64; 2]>>>,
+    /// The swap device and the swap cache, by slot (swap.rs).
+    pub swap: Mutex<B, Vec<Option<crate::state::swap::SwapSlot>>>,
     /// Page tables freed under RCU table freeing, waiting for their grace period:
     /// (slot, walkers that must leave first). `tlb_remove_table_rcu` callbacks.
     pub rcu_pending: Mutex<B, Vec<RcuTable>>,
@@ -428,6 +428,14 @@ impl<B: Backend> World<B> {
         }
         let rc = self.mem.folio_ref_count(head);
         (rc as u32) >= self.cfg.counter.pin_bias as u32
+    }
+
+    /// `folio_test_swapcache()` + `folio->swap`: the swap slot of folio
+    /// `head`, if it is in the swap cache (swap.rs). Stable under the folio
+    /// lock.
+    pub(crate) fn folio_swap_slot(&self, head: Pfn) -> Option<u32> {
+        let f = self.mem.frame(head);
+        (f.flags.read_once() & pg::SWAPCACHE != 0).then(|| f.index.read_once())
     }
 
     pub fn page_maybe_dma_pinned(&self, page: Pfn) -> bool {

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-const CLASSES: [(&str, u32); 9] = [
+const CLASSES: [(&str, u32); 10] = [
     ("gup", 4),
     ("release", 3),
     ("user", 2),
@@ -33,6 +33,7 @@ const CLASSES: [(&str, u32); 9] = [
     ("fork", 1),
     ("thp", 1),
     ("migrate", 1),
+    ("swap", 1),
 ];
 
 /// The class an op's weight comes from (`None`: never generated).
@@ -58,6 +59,7 @@ fn class(op: &Op) -> Option<&'static str> {
         Op::Fork { .. } => "fork",
         Op::Split { .. } | Op::Collapse { .. } | Op::KsmShare { .. } => "thp",
         Op::Migrate { .. } => "migrate",
+        Op::Pageout { .. } => "swap",
     })
 }
 

@@ -2,8 +2,9 @@
 //! scenario's layout and op lists, one list per thread, replayed on real
 //! threads epoch after epoch, each epoch on a fresh copy of the scenario's
 //! world: the same racing pairs loom and shuttle explore (a pin against a
-//! split, a collapse, a migration, fork, writeback, reclaim, munmap and
-//! remap, a KSM-like sharer, clear_refs, DMA through the pin), at real speed.
+//! split, a collapse, a migration, fork, writeback, reclaim, MADV_PAGEOUT,
+//! munmap and remap, a KSM-like sharer, clear_refs, DMA through the pin), at
+//! real speed.
 //!
 //! `--shapes` says what the epochs run and in which shares: `random` (the
 //! weighted random ops of `--mix`), `racing` (every scenario of the catalogue
