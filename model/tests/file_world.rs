@@ -384,3 +384,38 @@ fn the_dirtying_unpin_redirties_a_cleaned_page() {
         assert_eq!(flags(&w, pages[0]) & pg::DIRTY != 0, !lost);
     }
 }
+
+/// Reclaim writes back and frees a dirty, mapped page nobody else holds, with
+/// or without buffers (`is_page_cache_freeable`: the cache's reference and
+/// isolation's, beside the buffers').
+#[test]
+fn reclaim_frees_a_dirty_page_with_or_without_buffers() {
+    for flavour in [FsFlavour::BufferHead, FsFlavour::Iomap] {
+        let w = world(PresetId::Latest, flavour, Cached::No);
+        let mut c = Ctx::new(0, 1, false);
+        let v = store(&w, &mut c, PAGE_SIZE);
+        assert_eq!(
+            w.reclaim_file_folio(&mut c, 0, 1).unwrap(),
+            Reclaimed::Freed,
+            "{flavour:?}"
+        );
+        assert_eq!(w.inodes[0].disk.lock()[1][0], v, "{flavour:?}");
+        w.check_quiescent(&c.ledger).unwrap();
+    }
+}
+
+/// Writeback writes dirty folios only (`folio_clear_dirty_for_io()` returns
+/// false for a clean one): content that reached a page without a dirty bit
+/// stays off the disk, which is why a lost dirty bit is a lost write.
+#[test]
+fn writeback_skips_a_clean_page() {
+    let w = world(PresetId::Latest, FsFlavour::Iomap, Cached::Clean);
+    let mut c = Ctx::new(0, 1, false);
+    let p = cached_page(&w, 0).unwrap();
+    let before = w.inodes[0].disk.lock()[0][0];
+    w.write_page(p, 0, 0xdead);
+    w.writeback_inode(&mut c, 0).unwrap();
+    assert_eq!(w.inodes[0].disk.lock()[0][0], before);
+    let v = w.check_quiescent(&c.ledger).unwrap_err();
+    assert_eq!(v.invariant, Invariant::NoLostWrite);
+}

@@ -124,6 +124,40 @@ fn a_pinned_page_is_copied_for_the_child_at_fork_from_5_9() {
     }
 }
 
+/// `MMF_HAS_PINNED` only opens the test: a page of a pinning mm that is not
+/// itself maybe-pinned is shared as any other (`page_needs_cow_for_dma()`,
+/// `folio_needs_cow_for_dma()`); copying it would be an unnecessary COW.
+#[test]
+fn an_unpinned_page_of_a_pinning_mm_is_shared_at_fork() {
+    const P: u64 = gupcheck_model::types::PAGE_SIZE;
+    for preset in [
+        PresetId::V5_10,
+        PresetId::V5_11,
+        PresetId::V6_1,
+        PresetId::Latest,
+    ] {
+        let w = world(preset);
+        let mut c = Ctx::new(0, 1, false);
+        let mut pages = Vec::new();
+        let n = w
+            .pin_user_pages_fast(&mut c, 0, 1, Foll::of(&[Flag::Write]), Some(&mut pages))
+            .unwrap();
+        assert_eq!(n, 1);
+        let other = pte(&w, 0, P).unwrap().pfn();
+        w.fork(&mut c, 0, 1).unwrap().unwrap();
+        assert_ne!(pte(&w, 1, 0).unwrap().pfn(), pages[0], "{}", preset.name());
+        assert_eq!(
+            pte(&w, 1, P).unwrap().pfn(),
+            other,
+            "{}: the unpinned page is shared",
+            preset.name()
+        );
+        assert_eq!(w.mem.frame(other).mapcount.read_once(), 2);
+        w.unpin_user_pages(&mut c, &pages).unwrap();
+        w.check_quiescent(&c.ledger).unwrap();
+    }
+}
+
 fn thp_world(preset: PresetId) -> World<Std> {
     world_with(preset, Region::anon(4, 4, Populate::Thp))
 }
@@ -201,6 +235,24 @@ fn fork_shares_a_thp_leaf_unless_it_may_be_pinned() {
 /// fork shared the page is part of the child's snapshot, in the page fork
 /// shared and in every copy of it.
 fn dma_while_fork_runs(name: &str, child: Vec<Op>) -> Scenario {
+    dma_on_page_while_fork_runs(
+        name,
+        Region::anon(0, 2, Populate::Anon),
+        0,
+        "copy_present_pte: share wrprotected",
+        child,
+    )
+}
+
+/// As `dma_while_fork_runs`, on `page` of `region`; the window closes at
+/// `shared`, the step where fork shares that page.
+fn dma_on_page_while_fork_runs(
+    name: &str,
+    region: Region,
+    page: u16,
+    shared: &str,
+    child: Vec<Op>,
+) -> Scenario {
     Scenario {
         name: name.into(),
         about: "DIO pin + device write + unpin against fork; then the child's ops".into(),
@@ -208,11 +260,11 @@ fn dma_while_fork_runs(name: &str, child: Vec<Op>) -> Scenario {
         // A free PMD-order folio for the collapse.
         layout: Layout {
             spare_pmd_folios: 1,
-            ..Layout::one(vec![Region::anon(0, 2, Populate::Anon)])
+            ..Layout::one(vec![region])
         },
         threads: vec![
             vec![
-                gup(GupApi::PinUserPages, 0),
+                gup_at(GupApi::PinUserPages, 0, page),
                 Op::DmaWrite { handle: 0 },
                 RELEASE,
             ],
@@ -227,17 +279,22 @@ fn dma_while_fork_runs(name: &str, child: Vec<Op>) -> Scenario {
             thread: 1,
             open: "copy_page_range: write_seqcount_begin".into(),
             racer: "device dma write".into(),
-            close: "copy_present_pte: share wrprotected".into(),
+            close: shared.into(),
         }),
     }
 }
 
 /// A write GUP call on page 0 of the calling thread's address space.
 fn gup(api: GupApi, mm: u8) -> Op {
+    gup_at(api, mm, 0)
+}
+
+/// A write GUP call on `page` of the calling thread's address space.
+fn gup_at(api: GupApi, mm: u8, page: u16) -> Op {
     Op::Gup {
         api,
         mm,
-        page: 0,
+        page,
         nr: 1,
         flags: FlagSel::WRITE,
     }
@@ -278,6 +335,15 @@ fn a_child_copy_of_a_page_written_while_fork_ran_is_no_leak() {
         dma_while_fork_runs(
             "child_pages_collapse",
             vec![PARENT_UNMAPS, Op::Collapse { mm: 1, page: 0 }, load],
+        ),
+        // A THP fork shares whole (`copy_huge_pmd`): the child's view of its
+        // tail page dates from there too.
+        dma_on_page_while_fork_runs(
+            "child_reads_thp_tail",
+            Region::anon(0, 2, Populate::Thp),
+            1,
+            "copy_huge_pmd: share wrprotected",
+            vec![Op::Load { mm: 1, page: 1 }],
         ),
     ];
     for sc in &variants {

@@ -548,6 +548,8 @@ fn a_longterm_pin_migrates_what_the_era_may_not_pin() {
     // Frames 1..5 are CMA, 6..7 movable. The page tables take frames 1..4, so
     // page 0 lands in CMA and pages 1..2 in ZONE_MOVABLE.
     for (p, cma_moved, movable_moved) in [
+        // The seed counts pins as gets: the pins dropped before migrating are gets.
+        (Seed, true, false),
         (V5_11, true, false),
         (V6_1, true, true),
         (Latest, true, true),
@@ -742,4 +744,68 @@ fn munmap_frees_swap_slots_and_no_mapping_outlives_its_vma() {
     let v = w.check_quiescent(&ctx().ledger).unwrap_err();
     assert_eq!(v.invariant, gupcheck_model::Invariant::Conservation);
     assert!(v.detail.contains("outside any VMA"), "{}", v.detail);
+}
+
+/// `follow_page_mask` maps as much of a THP as the request has left: a pin of
+/// part of a PMD-mapped THP takes exactly the pages asked for, one reference
+/// each (`record_subpages`, `ctx->page_mask`).
+#[test]
+fn the_slow_path_takes_only_the_asked_part_of_a_thp() {
+    let mut cf = cfg(Latest);
+    cf.nr_frames = 64;
+    let w = World::<Std>::build(cf, &Layout::one(vec![Region::anon(4, 4, Populate::Thp)])).unwrap();
+    let mut c = ctx();
+    for (first, nr) in [(4, 1), (5, 2), (5, 3), (6, 1)] {
+        let mut pages = Vec::new();
+        let r = w
+            .pin_user_pages(&mut c, first * P, nr, f(&[Flag::Write]), Some(&mut pages))
+            .unwrap();
+        assert_eq!(r, nr, "pages {first}..+{nr}");
+        assert_eq!(pages.len(), nr as usize, "pages {first}..+{nr}");
+        let head = w.mem.page_folio(pages[0]);
+        assert_eq!(pages[0], head + (first - 4) as Pfn);
+        assert_eq!(w.mem.frame(head).pincount.read_once(), nr as i32);
+        w.unpin_user_pages(&mut c, &pages).unwrap();
+    }
+    w.check_quiescent(&c.ledger).unwrap();
+}
+
+/// `__get_user_pages_locked()` stops at the first page that fails and returns
+/// the prefix; it tries that page once (only VM_FAULT_RETRY retries).
+#[test]
+fn the_slow_path_tries_a_failing_page_once() {
+    // Pages 0..4 populated; a later fault finds no frame left.
+    let mut cf = cfg(Latest);
+    cf.nr_frames = 12;
+    let w = World::<Std>::build(
+        cf,
+        &Layout::one(vec![
+            Region::anon(0, 4, Populate::Anon),
+            Region::anon(4, 4, Populate::None),
+        ]),
+    )
+    .unwrap();
+    let mut c = Ctx::new(0, 1, true);
+    // Fault pages in from page 4 until the frames run out.
+    let mut mapped = 4;
+    while mapped < 8 && w.user_access(&mut c, 0, mapped * P, true).unwrap().is_ok() {
+        mapped += 1;
+    }
+    assert!(mapped < 8, "the world has too many frames for this test");
+    let failing = mapped * P;
+    take_steps();
+    let mut pages = Vec::new();
+    let r = w
+        .get_user_pages(&mut c, 0, 8, f(&[Flag::Write]), Some(&mut pages))
+        .unwrap();
+    assert_eq!(r, mapped as i64);
+    let faults = take_steps()
+        .iter()
+        .filter(|s| s.arg == failing && s.name == "faultin_page")
+        .count();
+    assert_eq!(faults, 1, "tried once");
+    for &pg in &pages {
+        w.put_page(&mut c, pg).unwrap();
+    }
+    w.check_quiescent(&c.ledger).unwrap();
 }

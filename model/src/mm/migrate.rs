@@ -343,3 +343,48 @@ impl<B: Backend> World<B> {
         Ok(r)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Unmapped;
+    use crate::backend::Std;
+    use crate::config::{Arch, WorldConfig};
+    use crate::ghost::Ctx;
+    use crate::state::layout::{Layout, Populate, Region};
+    use crate::state::rmap::RmapEntry;
+    use crate::state::world::World;
+    use crate::types::PAGE_SIZE;
+
+    /// `try_to_migrate_one()` rereads the PTE under its lock: an rmap entry
+    /// that went stale (the address now maps another folio, or nothing, or
+    /// the zero page) is skipped, and the PTE there is left alone.
+    #[test]
+    fn a_stale_rmap_entry_leaves_what_the_pte_maps_now() {
+        let cfg = WorldConfig {
+            nr_frames: 16,
+            nr_tables: 10,
+            trace: false,
+            ..WorldConfig::small(Arch::Ipi)
+        };
+        let w = World::<Std>::build(
+            cfg,
+            &Layout::one(vec![
+                Region::anon(0, 2, Populate::Anon),
+                Region::anon(2, 1, Populate::ZeroPage),
+            ]),
+        )
+        .unwrap();
+        let mut c = Ctx::new(0, 1, false);
+        let a = w.resolve(0, 0).unwrap();
+        for addr in [PAGE_SIZE, 2 * PAGE_SIZE] {
+            let (slot, idx) = w.locked_pte_slot(0, addr).unwrap();
+            let before = w.tables[slot as usize].read(idx);
+            let r = w
+                .migrate_one_pte(&mut c, a, RmapEntry::pte(0, addr), slot, idx)
+                .unwrap();
+            assert!(matches!(r, Unmapped::Gone), "{addr:#x}");
+            assert_eq!(w.tables[slot as usize].read(idx), before, "{addr:#x}");
+        }
+        w.check_quiescent(&c.ledger).unwrap();
+    }
+}
