@@ -310,18 +310,62 @@ impl<B: Backend> World<B> {
             Ok(None) => return Ok(Err(Errno::ENOMEM)),
             Err(_) => return Ok(Ok(())),
         };
+        // copy_pte_range()'s `prealloc`: a page for an early COW is allocated
+        // with both PTLs dropped (-EAGAIN, `folio_prealloc()`), then the PTE is
+        // looked at again under them and the copy made there.
+        let mut prealloc: Option<crate::types::Pfn> = None;
+        let r = loop {
+            match self.copy_present_pte_locked(
+                ctx,
+                parent,
+                child,
+                addr,
+                (slot, idx),
+                (cslot, cidx),
+                &mut prealloc,
+            )? {
+                Copied::Done(r) => break r,
+                Copied::NeedPage => {
+                    ctx.step(&self.ghost, "copy_pte_range: -EAGAIN, folio_prealloc", addr);
+                    let Some(new) = self.alloc_anon_page(ctx)? else {
+                        return Ok(Err(Errno::ENOMEM));
+                    };
+                    prealloc = Some(new);
+                }
+            }
+        };
+        if let Some(unused) = prealloc {
+            // The PTE changed meanwhile: `folio_put(prealloc)`.
+            self.mem.folio_put_refs(ctx, &self.ghost, unused, 1, None)?;
+        }
+        Ok(r)
+    }
+
+    /// The part of `copy_present_ptes()` under the child's and the parent's
+    /// PTLs. `NeedPage`: an early COW without a preallocated page.
+    #[allow(clippy::too_many_arguments)]
+    fn copy_present_pte_locked(
+        &self,
+        ctx: &mut Ctx,
+        parent: usize,
+        child: usize,
+        addr: u64,
+        (slot, idx): (u32, usize),
+        (cslot, cidx): (u32, usize),
+        prealloc: &mut Option<crate::types::Pfn>,
+    ) -> Res<Copied> {
         let (t, ct) = (&self.tables[slot as usize], &self.tables[cslot as usize]);
         let cg = ct.ptl.lock();
         let g = t.ptl.lock();
         let pte = t.read(idx);
         if !pte.present() || pte.leaf() {
-            return Ok(Ok(()));
+            return Ok(Copied::Done(Ok(())));
         }
         let page = pte.pfn();
         if pte.special() {
             // The zero page: mapped read-only in both, no reference.
             ct.set(cidx, pte.without(Pte::WRITE));
-            return Ok(Ok(()));
+            return Ok(Copied::Done(Ok(())));
         }
         let head = self.mem.page_folio(page);
         let ref_first = self.cfg.p().dup_rmap_ref_first;
@@ -343,9 +387,13 @@ impl<B: Backend> World<B> {
                 // -EBUSY: `folio_put(folio)`, then `copy_present_page()`.
                 self.mem.folio_put_refs(ctx, &self.ghost, head, 1, None)?;
             }
+            let Some(new) = prealloc.take() else {
+                return Ok(Copied::NeedPage);
+            };
+            self.copy_present_page(ctx, child, addr, cslot, cidx, page, new);
             drop(g);
             drop(cg);
-            return self.copy_present_page(ctx, child, addr, cslot, cidx, page);
+            return Ok(Copied::Done(Ok(())));
         }
         if !ref_first {
             // 5.9-5.18: `copy_present_page()` checked `has_pinned` and
@@ -364,11 +412,13 @@ impl<B: Backend> World<B> {
         ctx.step(&self.ghost, "copy_present_pte: share wrprotected", addr);
         drop(g);
         drop(cg);
-        Ok(Ok(()))
+        Ok(Copied::Done(Ok(())))
     }
 
-    /// `copy_present_page()`: the early COW of a maybe-pinned page: the child gets
-    /// its own copy now and the parent keeps the pinned page mapped writable.
+    /// `copy_present_page()`: the early COW of a maybe-pinned page, under
+    /// both PTLs: the child gets its own copy in `new` now and the parent
+    /// keeps the pinned page mapped writable.
+    #[allow(clippy::too_many_arguments)]
     fn copy_present_page(
         &self,
         ctx: &mut Ctx,
@@ -377,17 +427,20 @@ impl<B: Backend> World<B> {
         cslot: u32,
         cidx: usize,
         src: crate::types::Pfn,
-    ) -> Res<Result<(), Errno>> {
-        let Some(new) = self.anon_copy_of(ctx, Some(src))? else {
-            return Ok(Err(Errno::ENOMEM));
-        };
-        let ct = &self.tables[cslot as usize];
-        let cg = ct.ptl.lock();
+        new: crate::types::Pfn,
+    ) {
+        self.copy_highpage(new, src);
+        // __folio_mark_uptodate(): the copy before the PTE that publishes it.
+        B::smp_wmb();
         self.add_rmap(new, RmapEntry::pte(child, addr));
-        ct.set(cidx, Pte::mk_page(new, true, true));
-        drop(cg);
+        self.tables[cslot as usize].set(cidx, Pte::mk_page(new, true, true));
         self.ghost.fork_installed(child, new);
         ctx.step(&self.ghost, "copy_present_page: early COW", addr);
-        Ok(Ok(()))
     }
+}
+
+/// What one try of `copy_present_ptes()` under the PTLs did.
+enum Copied {
+    Done(Result<(), Errno>),
+    NeedPage,
 }

@@ -221,7 +221,7 @@ impl<B: Backend> World<B> {
     }
 
     /// A page for a fault, after running any RCU callbacks that are due.
-    fn alloc_anon_page(&self, ctx: &mut Ctx) -> Res<Option<Pfn>> {
+    pub(crate) fn alloc_anon_page(&self, ctx: &mut Ctx) -> Res<Option<Pfn>> {
         self.rcu_reclaim(ctx)?;
         Ok(self.mem.alloc_anon(ctx, &self.ghost))
     }
