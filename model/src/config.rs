@@ -194,10 +194,18 @@ pub enum Mutation {
     /// from 5.19 `try_to_unmap_one()`'s share check refuses to unmap it.
     /// Observable in `pin_then_pageout`.
     PageoutIgnoresPins,
+    /// KSM's `write_protect_page()` shares an exclusive page without
+    /// `folio_maybe_dma_pinned()` (`folio_try_share_anon_rmap_pte`'s check
+    /// dropped): only the expected-refcount check is left, and it reads the
+    /// count with no barrier after the PTE clear, so under RCU table freeing
+    /// a racing GUP-fast pin can land unseen and the merge replaces the
+    /// pinned page. Ordering only (loom). Observable in `ksm_merge_vs_pin`
+    /// on 6.1 and latest.
+    KsmMergeIgnoresPins,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 20] = [
+    pub const ALL: [Mutation; 21] = [
         Mutation::WalkerSkipsRegistration,
         Mutation::WalkerPlainGet,
         Mutation::WalkerRegistrationNoBarrier,
@@ -218,6 +226,7 @@ impl Mutation {
         Mutation::WritepageSkipped,
         Mutation::ForkSeqMb,
         Mutation::PageoutIgnoresPins,
+        Mutation::KsmMergeIgnoresPins,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -241,6 +250,7 @@ impl Mutation {
             Mutation::WritepageSkipped => "writepage_skipped",
             Mutation::ForkSeqMb => "fork_seq_mb",
             Mutation::PageoutIgnoresPins => "pageout_ignores_pins",
+            Mutation::KsmMergeIgnoresPins => "ksm_merge_ignores_pins",
         }
     }
     pub fn describe(self) -> &'static str {
@@ -298,6 +308,9 @@ impl Mutation {
             }
             Mutation::PageoutIgnoresPins => {
                 "reclaim puts a maybe-pinned anonymous page into the swap cache (feb889fb40fa dropped)"
+            }
+            Mutation::KsmMergeIgnoresPins => {
+                "KSM's write_protect_page shares a page without folio_maybe_dma_pinned()"
             }
         }
     }

@@ -179,7 +179,7 @@ fn bad_stress_input_is_a_one_line_error() {
             &[
                 "stress",
                 "--mix",
-                "gup=0,release=0,user=0,dma=0,mm=0,file=0,fork=0,thp=0,migrate=0,swap=0",
+                "gup=0,release=0,user=0,dma=0,mm=0,file=0,fork=0,thp=0,migrate=0,swap=0,ksm=0",
             ][..],
             "no op class",
         ),

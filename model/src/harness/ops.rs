@@ -25,7 +25,7 @@ use crate::types::Pfn;
 use crate::types::PAGE_SIZE;
 
 /// Version of the op encoding; bump when a variant changes meaning.
-pub const OPS_VERSION: u32 = 5;
+pub const OPS_VERSION: u32 = 6;
 
 /// The FOLL_* flags a caller may pass, as a selector.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Arbitrary)]
@@ -140,9 +140,16 @@ pub enum Op {
     CheckCoherent { handle: u8 },
     /// `echo 4 > /proc/pid/clear_refs` on an address space.
     ClearRefs { mm: u8 },
-    /// A KSM-like sharer write-protects a page and clears its exclusivity
-    /// (`write_protect_page`, `folio_try_share_anon_rmap_pte`).
-    KsmShare { mm: u8, page: u16 },
+    /// KSM write-protects a page and clears its exclusivity
+    /// (`write_protect_page`, `folio_try_share_anon_rmap_pte`); with `merge`,
+    /// merges it (`try_to_merge_one_page`: it becomes a KSM page, or its PTE
+    /// maps the KSM page of the same content).
+    KsmShare {
+        mm: u8,
+        page: u16,
+        #[serde(default)]
+        merge: bool,
+    },
     /// khugepaged collapses the PMD range containing a page into a THP.
     Collapse { mm: u8, page: u16 },
     /// `split_huge_page()` of the THP mapping a page.
@@ -188,7 +195,8 @@ impl Op {
             Op::ReadHandle { .. } => "read through the reference",
             Op::CheckCoherent { .. } => "check pin coherence",
             Op::ClearRefs { .. } => "clear_refs_write",
-            Op::KsmShare { .. } => "ksm: write_protect_page",
+            Op::KsmShare { merge: false, .. } => "ksm: write_protect_page",
+            Op::KsmShare { merge: true, .. } => "ksm: try_to_merge_one_page",
             Op::Collapse { .. } => "collapse_huge_page",
             Op::Split { .. } => "split_huge_page",
             Op::Migrate { .. } => "compact_zone: migrate_pages",
@@ -389,10 +397,16 @@ impl<B: Backend> World<B> {
                     self.madvise_pageout(ctx, mm, addr)?;
                 }
             }
-            Op::KsmShare { mm, page } => {
+            Op::KsmShare { mm, page, merge } => {
                 let mm = r.mm(mm);
-                if let Some(addr) = r.page(mm, page) {
-                    self.ksm_write_protect_page(ctx, mm, addr)?;
+                match r.page(mm, page) {
+                    Some(addr) if merge => {
+                        self.ksm_merge_page(ctx, mm, addr)?;
+                    }
+                    Some(addr) => {
+                        self.ksm_write_protect_page(ctx, mm, addr)?;
+                    }
+                    None => {}
                 }
             }
             Op::ReadHandle { handle } => {

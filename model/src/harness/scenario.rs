@@ -393,6 +393,22 @@ fn pin_check_release(check: Op, how: ReleaseApi) -> Vec<Op> {
     ]
 }
 
+/// A long-term write pin of page 0 by `pin_user_pages_fast`, a store and a
+/// coherence check, its release.
+fn longterm_pin_check_release() -> Vec<Op> {
+    let mut ops = pin_check_release(Op::CheckCoherent { handle: 0 }, ReleaseApi::Matching);
+    ops[0] = gup(
+        GupApi::PinUserPagesFast,
+        0,
+        1,
+        FlagSel {
+            longterm: true,
+            ..FlagSel::WRITE
+        },
+    );
+    ops
+}
+
 /// A one-page file and a shared mapping of it, as a layout.
 fn file_layout(flavour: FsFlavour, cached: Cached, populate: Populate) -> Layout {
     Layout {
@@ -851,7 +867,11 @@ pub fn ksm_share_vs_ro_pin() -> Scenario {
                 gup(GupApi::PinUserPagesFast, 0, 1, FlagSel::default()),
                 release(ReleaseApi::Matching),
             ],
-            vec![Op::KsmShare { mm: 0, page: 0 }],
+            vec![Op::KsmShare {
+                mm: 0,
+                page: 0,
+                merge: false,
+            }],
         ],
         world: small_world(10, 6),
         // The sharer clears the PTE between GUP-fast's read and its recheck:
@@ -862,6 +882,89 @@ pub fn ksm_share_vs_ro_pin() -> Scenario {
             "ksm: ptep_clear_flush",
             "gup_fast_pte_range: recheck pte",
         ),
+    }
+}
+
+/// A KSM merge of `page` in `mm` (`try_to_merge_one_page`).
+fn ksm_merge(mm: u8, page: u16) -> Op {
+    Op::KsmShare {
+        mm,
+        page,
+        merge: true,
+    }
+}
+
+/// `ksm_merge_vs_pin`: a long-term R/W `pin_user_pages_fast` of an
+/// anonymous page, a store and a coherence check, against KSM merging it
+/// (page 1, of the same content, becomes the KSM page first; then page 0 is
+/// write-protected and `replace_page` maps the KSM page in its place). A pin
+/// taken before the merge must stop it (`write_protect_page`'s refcount check
+/// and, from 5.19, `folio_maybe_dma_pinned` after an `smp_mb`, 088b8aa537c2);
+/// one taken after breaks COW on the read-only KSM PTE and pins a copy. Under
+/// RCU without 6.1's barrier the refcount check can miss a GUP-fast pin
+/// whose PTE recheck missed the clear (store buffering): the merge replaces
+/// the pinned page. `ksm_merge_ignores_pins` reopens it on 6.1 and latest.
+pub fn ksm_merge_vs_pin() -> Scenario {
+    Scenario {
+        name: "ksm_merge_vs_pin".into(),
+        about: "pin_user_pages_fast(WRITE|LONGTERM) + coherence check against a KSM merge".into(),
+        version: OPS_VERSION,
+        layout: Layout::one(vec![Region::anon(0, 2, Populate::Anon)]),
+        threads: vec![
+            longterm_pin_check_release(),
+            vec![ksm_merge(0, 1), ksm_merge(0, 0)],
+        ],
+        world: small_world(10, 6),
+        window: Window::new(
+            0,
+            "gup_fast_pte_range: read pte",
+            "ksm: ptep_clear_flush",
+            "gup_fast_pte_range: recheck pte",
+        ),
+    }
+}
+
+/// `ksm_merge_then_write`: a page shared by fork, the child's own copy of
+/// it (a write pin breaks COW without changing the content), both merged
+/// into one KSM page; the child takes a read-only long-term pin, the parent
+/// stores, and the child loads and reads through its pin. The store must
+/// copy the KSM page (`do_wp_page`: never reused from 5.9, before only by
+/// `reuse_ksm_page` when nothing else maps or references it), so the child
+/// never sees it (`no leak after fork`); from 5.19 the read-only pin
+/// unshares the KSM page (`gup_must_unshare`: a KSM page is never
+/// exclusive), before it pins the KSM page itself.
+pub fn ksm_merge_then_write() -> Scenario {
+    let child_pin = |flags| gup(GupApi::PinUserPages, 0, 1, flags);
+    Scenario {
+        name: "ksm_merge_then_write".into(),
+        about: "fork, child COW, KSM merge of both, child R/O pin, parent store, child load".into(),
+        version: OPS_VERSION,
+        layout: Layout::one(vec![Region::anon(0, 1, Populate::Anon)]),
+        threads: vec![vec![
+            Op::Fork { child: 1 },
+            Op::UseMm { mm: 1 },
+            child_pin(FlagSel::WRITE),
+            release(ReleaseApi::Matching),
+            Op::UseMm { mm: 0 },
+            ksm_merge(0, 0),
+            ksm_merge(1, 0),
+            Op::UseMm { mm: 1 },
+            child_pin(FlagSel {
+                longterm: true,
+                ..FlagSel::default()
+            }),
+            Op::UseMm { mm: 0 },
+            Op::Touch {
+                mm: 0,
+                page: 0,
+                write: true,
+            },
+            Op::Load { mm: 1, page: 0 },
+            Op::ReadHandle { handle: 0 },
+            release(ReleaseApi::Matching),
+        ]],
+        world: fork_world(),
+        window: None,
     }
 }
 
@@ -942,19 +1045,7 @@ pub fn pin_longterm_vs_migration() -> Scenario {
         version: OPS_VERSION,
         layout: Layout::one(vec![Region::anon(0, 1, Populate::Anon)]),
         threads: vec![
-            vec![
-                gup(
-                    GupApi::PinUserPagesFast,
-                    0,
-                    1,
-                    FlagSel {
-                        longterm: true,
-                        ..FlagSel::WRITE
-                    },
-                ),
-                Op::CheckCoherent { handle: 0 },
-                release(ReleaseApi::Matching),
-            ],
+            longterm_pin_check_release(),
             vec![Op::Migrate { mm: 0, page: 0 }],
         ],
         world: small_world(10, 6),
@@ -1071,6 +1162,8 @@ pub fn catalogue() -> Vec<Scenario> {
         pin_longterm_vs_migration(),
         pin_vs_pageout(),
         pin_then_pageout(),
+        ksm_merge_vs_pin(),
+        ksm_merge_then_write(),
     ]
 }
 

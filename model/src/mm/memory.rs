@@ -316,9 +316,24 @@ impl<B: Backend> World<B> {
     /// Whether a write fault may reuse the anonymous `page` (the whole folio
     /// if `whole`: a PMD mapping) in place, by `rule`; the AnonExclusive
     /// fallback re-marks it exclusive (`folio_move_anon_rmap`).
+    /// A KSM page is never reused from 5.9 (`folio_test_ksm` → copy:
+    /// 1a0cf26323c8 removed `reuse_ksm_page`); before, `reuse_ksm_page` took
+    /// one that only this PTE maps and nobody else references, and it stopped
+    /// being a KSM page (`page_move_anon_rmap`; its stable-tree node goes stale).
     pub(crate) fn wp_can_reuse(&self, rule: ReuseRule, page: Pfn, whole: bool) -> bool {
         let head = self.mem.page_folio(page);
         let flags = self.mem.frame(page).flags.read_once();
+        if flags & pg::KSM != 0 {
+            let f = self.mem.frame(head);
+            let reuse = rule == ReuseRule::Mapcount
+                && flags & pg::SWAPCACHE == 0
+                && self.mem.folio_ref_count(head) == 1
+                && f.mapcount.read_once() == 1;
+            if reuse {
+                f.flags.andnot(pg::KSM);
+            }
+            return reuse;
+        }
         flags & pg::ANON != 0
             && match rule {
                 ReuseRule::Mapcount => self.reuse_swap_page_count(page) == 1,

@@ -38,6 +38,9 @@ pub mod pg {
     /// PG_swapcache: the folio is in the swap cache; its slot is in `index`
     /// (the kernel's `folio->swap`).
     pub const SWAPCACHE: u32 = 1 << 10;
+    /// PG_ksm (`folio_test_ksm`: the kernel's `PAGE_MAPPING_KSM` in
+    /// `folio->mapping`): a KSM page in the stable tree, never exclusive.
+    pub const KSM: u32 = 1 << 11;
     /// Folio order lives in bits 16..24 of the head's flags.
     pub const ORDER_SHIFT: u32 = 16;
     pub const ORDER_MASK: u32 = 0xff << ORDER_SHIFT;

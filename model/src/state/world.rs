@@ -28,6 +28,9 @@ pub struct World<B: Backend> {
     pub page_waitq_cv: Condvar<B>,
     /// The swap device and the swap cache, by slot (swap.rs).
     pub swap: Mutex<B, Vec<Option<crate::state::swap::SwapSlot>>>,
+    /// KSM's stable tree, simplified to a list of (content, KSM page): no
+    /// node holds a reference; a page freed or reused since is stale (share.rs).
+    pub ksm_stable: Mutex<B, Vec<([u64; 2], Pfn)>>,
     /// Page tables freed under RCU table freeing, waiting for their grace period:
     /// (slot, walkers that must leave first). `tlb_remove_table_rcu` callbacks.
     pub rcu_pending: Mutex<B, Vec<RcuTable>>,
@@ -119,6 +122,7 @@ impl<B: Backend> World<B> {
             page_waitq_cv: Condvar::new(),
             rcu_pending: Mutex::new(Vec::new()),
             swap: Mutex::new(Vec::new()),
+            ksm_stable: Mutex::new(Vec::new()),
             rcu_pending_hint: std::sync::atomic::AtomicUsize::new(0),
             inodes: Box::new([]),
             rmap_walk_lock: crate::backend::RwLock::new(()),
@@ -214,6 +218,7 @@ impl<B: Backend> World<B> {
             page_waitq: Mutex::new(()),
             page_waitq_cv: Condvar::new(),
             swap: Mutex::new(img.swap.lock().clone()),
+            ksm_stable: Mutex::new(img.ksm_stable.lock().clone()),
             rcu_pending: Mutex::new(Vec::new()),
             rcu_pending_hint: std::sync::atomic::AtomicUsize::new(0),
             inodes: img

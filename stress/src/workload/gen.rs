@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-const CLASSES: [(&str, u32); 10] = [
+const CLASSES: [(&str, u32); 11] = [
     ("gup", 4),
     ("release", 3),
     ("user", 2),
@@ -34,6 +34,7 @@ const CLASSES: [(&str, u32); 10] = [
     ("thp", 1),
     ("migrate", 1),
     ("swap", 1),
+    ("ksm", 1),
 ];
 
 /// The class an op's weight comes from (`None`: never generated).
@@ -57,7 +58,8 @@ fn class(op: &Op) -> Option<&'static str> {
         | Op::ClearRefs { .. } => "mm",
         Op::Writeback { .. } | Op::Reclaim { .. } | Op::PunchHole { .. } => "file",
         Op::Fork { .. } => "fork",
-        Op::Split { .. } | Op::Collapse { .. } | Op::KsmShare { .. } => "thp",
+        Op::Split { .. } | Op::Collapse { .. } => "thp",
+        Op::KsmShare { .. } => "ksm",
         Op::Migrate { .. } => "migrate",
         Op::Pageout { .. } => "swap",
     })

@@ -49,7 +49,7 @@ pub struct StressArgs {
     #[arg(long, default_value = shapes::DEFAULT)]
     shapes: String,
     /// Op weights by class in random epochs, e.g. gup=4,release=3,fork=0
-    /// (classes: gup, release, user, dma, mm, file, fork, thp, migrate, swap;
+    /// (classes: gup, release, user, dma, mm, file, fork, thp, migrate, swap, ksm;
     /// unlisted keep their defaults).
     #[arg(long, default_value = "")]
     mix: String,

@@ -149,6 +149,10 @@ pub fn cpu_order(e: &Entry) -> CpuOrder {
             "store buffering between fork's write_protect_seq increment and its read of the pin state (MMF_HAS_PINNED, _refcount or _pincount)",
             Some("needs store buffering between fork's write_protect_seq increment and its read of the pin state; the PTL's spin_lock (LOCK CMPXCHG) and, from 5.19, folio_get (LOCK INC) between them drain the store buffer on x86"),
         ),
+        ("ksm_merge_vs_pin", None | Some(Mutation::KsmMergeIgnoresPins)) => (
+            "store buffering between KSM's PTE clear and its refcount read, and GUP-fast's pin and its PTE recheck",
+            Some("needs store buffering between KSM's PTE clear and GUP-fast's pin; both are locked instructions on x86 (xchg, lock cmpxchg), which nothing passes"),
+        ),
         ("ksm_share_vs_ro_pin", None) => (
             "store buffering between the sharer's PTE clear and its refcount read, and GUP-fast's grab and its PTE recheck",
             Some("needs store buffering between the sharer's PTE clear and GUP-fast's grab; both are locked instructions on x86 (xchg, lock cmpxchg), which nothing passes"),
