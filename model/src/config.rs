@@ -181,8 +181,7 @@ pub enum Mutation {
     /// sync`).
     WritepageSkipped,
     /// A fix, not a fault: `smp_mb()` right after `raw_write_seqcount_begin()`
-    /// in `copy_page_range()` (and `copy_hugetlb_page_range()`, not
-    /// modelled), so fork's `write_protect_seq` increment is ordered before
+    /// in `copy_page_range()` and `copy_hugetlb_page_range()`, so fork's `write_protect_seq` increment is ordered before
     /// its pin-state reads and pairs with GUP-fast's fully ordered pin. No
     /// upstream kernel has it. Clean where the `gup_fast_vs_fork*` store
     /// buffering is found (`open-upstream` on the latest preset).
@@ -194,10 +193,16 @@ pub enum Mutation {
     /// from 5.19 `try_to_unmap_one()`'s share check refuses to unmap it.
     /// Observable in `pin_then_pageout`.
     PageoutIgnoresPins,
+    /// `copy_hugetlb_page_range()` shares a maybe-pinned hugetlb folio with
+    /// the child (4eae4efa2c29's early COW and 5.19's
+    /// `hugetlb_try_dup_anon_rmap()` refusal dropped): the parent's next store
+    /// copies the folio away from its pin (`hugetlb_wp`: mapcount 2).
+    /// Observable in `hugetlb_fork_pinned` and cow.c's hugetlb A8 rows.
+    HugetlbForkIgnoresPins,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 20] = [
+    pub const ALL: [Mutation; 21] = [
         Mutation::WalkerSkipsRegistration,
         Mutation::WalkerPlainGet,
         Mutation::WalkerRegistrationNoBarrier,
@@ -218,6 +223,7 @@ impl Mutation {
         Mutation::WritepageSkipped,
         Mutation::ForkSeqMb,
         Mutation::PageoutIgnoresPins,
+        Mutation::HugetlbForkIgnoresPins,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -241,6 +247,7 @@ impl Mutation {
             Mutation::WritepageSkipped => "writepage_skipped",
             Mutation::ForkSeqMb => "fork_seq_mb",
             Mutation::PageoutIgnoresPins => "pageout_ignores_pins",
+            Mutation::HugetlbForkIgnoresPins => "hugetlb_fork_ignores_pins",
         }
     }
     pub fn describe(self) -> &'static str {
@@ -298,6 +305,9 @@ impl Mutation {
             }
             Mutation::PageoutIgnoresPins => {
                 "reclaim puts a maybe-pinned anonymous page into the swap cache (feb889fb40fa dropped)"
+            }
+            Mutation::HugetlbForkIgnoresPins => {
+                "fork shares a maybe-pinned hugetlb folio (copy_hugetlb_page_range's early COW dropped)"
             }
         }
     }

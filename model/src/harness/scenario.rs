@@ -9,7 +9,7 @@ use crate::harness::ops::{FlagSel, ReleaseApi};
 use crate::harness::ops::{Op, OPS_VERSION};
 use crate::preset::PresetId;
 use crate::state::fs::{Cached, FileSpec, FsFlavour};
-use crate::state::layout::{Layout, Populate, Region};
+use crate::state::layout::{HugeSize, Layout, Populate, Region};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Scenario {
@@ -287,7 +287,7 @@ pub fn huge_page_pin_overflow() -> Scenario {
     pins_kept_by_two(
         "huge_page_pin_overflow",
         "whole pins of a huge folio held by two threads, on a scaled counter",
-        Region::anon(0, 4, Populate::Hugetlb),
+        Region::hugetlb(0, 4, HugeSize::Pud, Populate::Hugetlb),
         gup(GupApi::PinUserPagesFast, 0, 4, FlagSel::default()),
         (16, 8),
     )

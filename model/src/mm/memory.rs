@@ -44,12 +44,13 @@ impl<B: Backend> World<B> {
         if ff.write && !vma.writable() {
             return Ok(Err(Errno::EFAULT));
         }
+        if let Some(size) = vma.hugetlb() {
+            return self.hugetlb_fault(ctx, mm, vma, addr, ff, size);
+        }
         let (slot, idx) = match self.ensure_pte_table(ctx, mm, addr) {
             Ok(Some(x)) => x,
             Ok(None) => return Ok(Err(Errno::ENOMEM)),
-            // A huge leaf: a THP write fault is do_huge_pmd_wp_page's; a
-            // hugetlb-like fault (hugetlb_fault) is not modelled, and fails
-            // instead of pretending.
+            // A huge leaf: a THP write fault is do_huge_pmd_wp_page's.
             Err(_) => {
                 return Ok(self
                     .do_huge_pmd_wp_page(ctx, mm, vma, addr, ff)?
@@ -469,9 +470,10 @@ impl<B: Backend> World<B> {
         let mut vmas = self.mms[mm].mmap_lock.write();
         // A range that cuts through a huge leaf: a THP's PMD is split
         // (`__split_vma` -> `vma_adjust_trans_huge` -> `split_huge_pmd`); an
-        // unaligned hugetlb unmap is refused.
+        // unaligned hugetlb unmap is refused (`hugetlb_vm_op_split`).
         for (addr, level) in self.cut_huge_leaves(mm, start, end) {
-            if level != 2 {
+            let vma = World::<B>::find_vma(&vmas, addr);
+            if level != 2 || vma.is_none_or(|v| v.hugetlb().is_some()) {
                 return Ok(Err(Errno::EINVAL));
             }
             if let Err(e) = self.split_huge_pmd(ctx, mm, addr)? {
