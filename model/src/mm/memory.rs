@@ -468,12 +468,21 @@ impl<B: Backend> World<B> {
             return Ok(Err(Errno::EINVAL));
         }
         let mut vmas = self.mms[mm].mmap_lock.write();
+        // A hugetlb VMA splits only at its folio size (`hugetlb_vm_op_split`),
+        // mapped or not.
+        for v in vmas.iter().filter(|v| v.start < end && start < v.end) {
+            if let Some(size) = v.hugetlb() {
+                let mask = (1u64 << self.cfg.shift(size.level())) - 1;
+                let cut = |a: u64| v.start < a && a < v.end && a & mask != 0;
+                if cut(start) || cut(end) {
+                    return Ok(Err(Errno::EINVAL));
+                }
+            }
+        }
         // A range that cuts through a huge leaf: a THP's PMD is split
-        // (`__split_vma` -> `vma_adjust_trans_huge` -> `split_huge_pmd`); an
-        // unaligned hugetlb unmap is refused (`hugetlb_vm_op_split`).
+        // (`__split_vma` -> `vma_adjust_trans_huge` -> `split_huge_pmd`).
         for (addr, level) in self.cut_huge_leaves(mm, start, end) {
-            let vma = World::<B>::find_vma(&vmas, addr);
-            if level != 2 || vma.is_none_or(|v| v.hugetlb().is_some()) {
+            if level != 2 {
                 return Ok(Err(Errno::EINVAL));
             }
             if let Err(e) = self.split_huge_pmd(ctx, mm, addr)? {
