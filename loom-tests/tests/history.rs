@@ -180,7 +180,7 @@ fn the_anon_exclusive_barriers_are_found_by_loom_and_replay() {
 /// The store buffering of fork's `write_protect_seq` increment (ordered by
 /// `smp_wmb()` only) against GUP-fast's fully ordered pin and re-read, still
 /// open upstream: loom finds it on the latest preset (the mm's first pin, a
-/// PMD-mapped and a PTE-mapped THP) and its artifact replays by bound and
+/// PMD-mapped and a PTE-mapped THP, a hugetlb folio) and its artifact replays by bound and
 /// iteration, while PCT reaches the window and misses it. On a small folio of
 /// an mm that has pinned it is 5.11's, closed in 5.19 by fb3d824d1a46.
 #[test]
@@ -193,6 +193,7 @@ fn fork_store_buffering_is_found_by_loom_and_replays() {
         "gup_fast_vs_fork",
         "gup_fast_vs_fork_thp",
         "gup_fast_vs_fork_thp_pte",
+        "gup_fast_vs_fork_hugetlb",
     ] {
         let sc = by_name(name).unwrap();
         let latest = (Latest, Arch::Rcu, &[][..]);

@@ -181,8 +181,7 @@ pub enum Mutation {
     /// sync`).
     WritepageSkipped,
     /// A fix, not a fault: `smp_mb()` right after `raw_write_seqcount_begin()`
-    /// in `copy_page_range()` (and `copy_hugetlb_page_range()`, not
-    /// modelled), so fork's `write_protect_seq` increment is ordered before
+    /// in `copy_page_range()` and `copy_hugetlb_page_range()`, so fork's `write_protect_seq` increment is ordered before
     /// its pin-state reads and pairs with GUP-fast's fully ordered pin. No
     /// upstream kernel has it. Clean where the `gup_fast_vs_fork*` store
     /// buffering is found (`open-upstream` on the latest preset).
@@ -202,10 +201,16 @@ pub enum Mutation {
     /// pinned page. Ordering only (loom). Observable in `ksm_merge_vs_pin`
     /// on 6.1 and latest.
     KsmMergeIgnoresPins,
+    /// `copy_hugetlb_page_range()` shares a maybe-pinned hugetlb folio with
+    /// the child (4eae4efa2c29's early COW and 5.19's
+    /// `hugetlb_try_dup_anon_rmap()` refusal dropped): the parent's next store
+    /// copies the folio away from its pin (`hugetlb_wp`: mapcount 2).
+    /// Observable in `hugetlb_fork_pinned` and cow.c's hugetlb A8 rows.
+    HugetlbForkIgnoresPins,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 21] = [
+    pub const ALL: [Mutation; 22] = [
         Mutation::WalkerSkipsRegistration,
         Mutation::WalkerPlainGet,
         Mutation::WalkerRegistrationNoBarrier,
@@ -227,6 +232,7 @@ impl Mutation {
         Mutation::ForkSeqMb,
         Mutation::PageoutIgnoresPins,
         Mutation::KsmMergeIgnoresPins,
+        Mutation::HugetlbForkIgnoresPins,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -251,6 +257,7 @@ impl Mutation {
             Mutation::ForkSeqMb => "fork_seq_mb",
             Mutation::PageoutIgnoresPins => "pageout_ignores_pins",
             Mutation::KsmMergeIgnoresPins => "ksm_merge_ignores_pins",
+            Mutation::HugetlbForkIgnoresPins => "hugetlb_fork_ignores_pins",
         }
     }
     pub fn describe(self) -> &'static str {
@@ -311,6 +318,9 @@ impl Mutation {
             }
             Mutation::KsmMergeIgnoresPins => {
                 "KSM's write_protect_page shares a page without folio_maybe_dma_pinned()"
+            }
+            Mutation::HugetlbForkIgnoresPins => {
+                "fork shares a maybe-pinned hugetlb folio (copy_hugetlb_page_range's early COW dropped)"
             }
         }
     }

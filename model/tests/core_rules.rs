@@ -7,7 +7,7 @@ use gupcheck_model::backend::{KAtomic, Std};
 use gupcheck_model::config::CounterScale;
 use gupcheck_model::ghost::{Ctx, HoldKind, Ledger};
 use gupcheck_model::mm::walk::Peek;
-use gupcheck_model::state::layout::{Layout, Populate, Region};
+use gupcheck_model::state::layout::{HugeSize, Layout, Populate, Region};
 use gupcheck_model::state::mem::{pg, Order, Zone};
 use gupcheck_model::types::Errno;
 use gupcheck_model::types::PAGE_SIZE;
@@ -205,7 +205,7 @@ fn huge_leaves_are_walked_and_unmapped_whole() {
     // fanout 4: a PMD leaf covers 4 pages, a PUD leaf 16.
     let w = world(Layout::one(vec![
         Region::anon(4, 4, Populate::Thp),
-        Region::anon(16, 16, Populate::Hugetlb),
+        Region::hugetlb(16, 16, HugeSize::Pud, Populate::Hugetlb),
     ]));
     let mut c = ctx();
     let thp = w.walk_lockless(&mut c, 0, 6 * P).unwrap().unwrap();
@@ -239,7 +239,7 @@ fn huge_leaves_are_walked_and_unmapped_whole() {
 fn a_partial_munmap_splits_a_thp_pmd_and_refuses_a_hugetlb_cut() {
     let w = world(Layout::one(vec![
         Region::anon(4, 4, Populate::Thp),
-        Region::anon(16, 16, Populate::Hugetlb),
+        Region::hugetlb(16, 16, HugeSize::Pud, Populate::Hugetlb),
     ]));
     let mut c = ctx();
     let head = w

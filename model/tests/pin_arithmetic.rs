@@ -6,7 +6,7 @@
 use gupcheck_model::backend::Std;
 use gupcheck_model::flags::Foll;
 use gupcheck_model::ghost::Ctx;
-use gupcheck_model::state::layout::{Layout, Populate, Region};
+use gupcheck_model::state::layout::{HugeSize, Layout, Populate, Region};
 use gupcheck_model::types::Errno;
 use gupcheck_model::types::PAGE_SIZE;
 use gupcheck_model::{Arch, PresetId, World, WorldConfig};
@@ -75,7 +75,12 @@ fn whole_gib_pins_until_negative(preset: PresetId) -> u32 {
     };
     let w = World::<Std>::build(
         cfg,
-        &Layout::one(vec![Region::anon(0, pud_pages, Populate::Hugetlb)]),
+        &Layout::one(vec![Region::hugetlb(
+            0,
+            pud_pages,
+            HugeSize::Pud,
+            Populate::Hugetlb,
+        )]),
     )
     .unwrap();
     let mut c = Ctx::new(0, 1, false);

@@ -320,7 +320,12 @@ impl<B: Backend> World<B> {
         }
         // Pairs with the barrier after clearing PageAnonExclusive (088b8aa537c2).
         B::smp_rmb();
-        self.mem.frame(page).flags.read_once() & pg::ANON_EXCLUSIVE == 0
+        self.mem
+            .frame(self.anon_exclusive_page(page))
+            .flags
+            .read_once()
+            & pg::ANON_EXCLUSIVE
+            == 0
     }
 
     /// `gup_fast_folio_allowed()` (6.5 `folio_fast_pin_allowed`, 6.10 name): a

@@ -415,7 +415,12 @@ impl<B: Backend> World<B> {
             return flags.has(Flag::Longterm) && vma.is_cow() && p.unshare_ro_longterm_cow;
         }
         B::smp_rmb();
-        self.mem.frame(page).flags.read_once() & pg::ANON_EXCLUSIVE == 0
+        self.mem
+            .frame(self.anon_exclusive_page(page))
+            .flags
+            .read_once()
+            & pg::ANON_EXCLUSIVE
+            == 0
     }
 
     /// `check_vma_flags()`.

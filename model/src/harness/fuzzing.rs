@@ -35,7 +35,7 @@ use crate::harness::scenario::Scenario;
 use crate::invariant::Invariant;
 use crate::preset::PresetId;
 use crate::state::fs::{Cached, FileSpec, FsFlavour};
-use crate::state::layout::{Layout, Populate, Region};
+use crate::state::layout::{HugeSize, Layout, Populate, Region};
 use crate::state::world::World;
 use crate::types::Pfn;
 use crate::types::PAGE_SIZE;
@@ -102,7 +102,7 @@ pub fn random_world(threads: Vec<Vec<Op>>, files: bool) -> Scenario {
         Region::anon(6, 2, Populate::ZeroPage),
         Region::anon(8, 4, Populate::Thp),
         Region::anon(12, 4, Populate::ThpPte),
-        Region::anon(16, 16, Populate::Hugetlb),
+        Region::hugetlb(16, 16, HugeSize::Pud, Populate::Hugetlb),
     ];
     let mut layout = Layout {
         spare_pmd_folios: 1,

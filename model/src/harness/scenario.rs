@@ -9,7 +9,7 @@ use crate::harness::ops::{FlagSel, ReleaseApi};
 use crate::harness::ops::{Op, OPS_VERSION};
 use crate::preset::PresetId;
 use crate::state::fs::{Cached, FileSpec, FsFlavour};
-use crate::state::layout::{Layout, Populate, Region};
+use crate::state::layout::{HugeSize, Layout, Populate, Region};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Scenario {
@@ -287,7 +287,7 @@ pub fn huge_page_pin_overflow() -> Scenario {
     pins_kept_by_two(
         "huge_page_pin_overflow",
         "whole pins of a huge folio held by two threads, on a scaled counter",
-        Region::anon(0, 4, Populate::Hugetlb),
+        Region::hugetlb(0, 4, HugeSize::Pud, Populate::Hugetlb),
         gup(GupApi::PinUserPagesFast, 0, 4, FlagSel::default()),
         (16, 8),
     )
@@ -695,6 +695,91 @@ pub fn gup_fast_vs_fork_thp() -> Scenario {
         "gup_fast_vs_fork_pinned_mm on a PMD-mapped THP (copy_huge_pmd)",
         Populate::Thp,
     )
+}
+
+/// `gup_fast_vs_fork_hugetlb`: the same on a 2 MiB hugetlb folio, which
+/// `copy_hugetlb_page_range()` shares after `folio_get()` and
+/// `hugetlb_try_dup_anon_rmap()`'s read of `_pincount`, in the
+/// `write_protect_seq` write section (623a1ddfeb23). As for a THP, the
+/// reference orders nothing about `_pincount`: store buffering from 5.11;
+/// the parent's next store copies the folio away from the pin (`hugetlb_wp`:
+/// mapcount 2). One more folio in the pool for the early COW.
+pub fn gup_fast_vs_fork_hugetlb() -> Scenario {
+    let base = gup_fast_vs_fork_thp();
+    let per = 1u64 << base.world.fanout_bits;
+    let mut layout = base.layout.clone();
+    layout.mms[0][0] = Region::hugetlb(0, per, HugeSize::Pmd, Populate::Hugetlb);
+    layout.spare_pmd_folios = 1;
+    Scenario {
+        name: "gup_fast_vs_fork_hugetlb".into(),
+        about: "gup_fast_vs_fork_pinned_mm on a 2 MiB hugetlb folio (copy_hugetlb_page_range)"
+            .into(),
+        layout,
+        world: WorldConfig {
+            nr_frames: 28,
+            ..base.world.clone()
+        },
+        ..base
+    }
+}
+
+/// `hugetlb_cow_pin`: after fork, the parent takes a R/O pin of a hugetlb
+/// folio the child shares (GUP-fast backs off: not exclusive; the slow path's
+/// unshare fault makes `hugetlb_wp()` copy it, mapcount 2) while another of
+/// its threads stores to it; then a store through the address must show
+/// through the pin (cow.c's check). From 5.19 clean; before, nothing
+/// unshares, and the store copies the folio away from the R/O pin.
+pub fn hugetlb_cow_pin() -> Scenario {
+    let store = Op::Touch {
+        mm: 0,
+        page: 0,
+        write: true,
+    };
+    Scenario {
+        name: "hugetlb_cow_pin".into(),
+        about: "fork; R/O pin of the shared 2 MiB hugetlb folio (unshare) against a store".into(),
+        version: OPS_VERSION,
+        layout: Layout {
+            spare_pmd_folios: 2,
+            ..Layout::one(vec![Region::hugetlb(
+                0,
+                2,
+                HugeSize::Pmd,
+                Populate::Hugetlb,
+            )])
+        },
+        threads: vec![
+            vec![
+                Op::Fork { child: 1 },
+                gup(GupApi::PinUserPagesFast, 0, 1, FlagSel::default()),
+                Op::CheckPinSees { handle: 0 },
+                release(ReleaseApi::Matching),
+            ],
+            vec![store],
+        ],
+        world: WorldConfig {
+            nr_frames: 20,
+            ..fork_world()
+        },
+        window: None,
+    }
+}
+
+/// `hugetlb_fork_pinned`: `fork_with_dma_in_flight` on a 2 MiB hugetlb
+/// folio: a DIO pins it and the device writes, the process forks, the parent
+/// stores and the DIO completes. Before 5.9 fork shares the pinned folio and
+/// the store copies it away (`hugetlb_wp`: mapcount 2); from 5.10 here
+/// (4eae4efa2c29, 5.12 upstream) `copy_hugetlb_page_range()` copies it for
+/// the child at once. `hugetlb_fork_ignores_pins` drops that copy.
+pub fn hugetlb_fork_pinned() -> Scenario {
+    let base = fork_with_dma_in_flight();
+    Scenario {
+        name: "hugetlb_fork_pinned".into(),
+        about: "DIO pin + device write, fork, parent store on a 2 MiB hugetlb folio".into(),
+        layout: hugetlb_cow_pin().layout,
+        world: hugetlb_cow_pin().world,
+        ..base
+    }
 }
 
 /// `gup_fast_vs_fork_thp_pte`: the same on a PTE-mapped THP, which
@@ -1155,6 +1240,9 @@ pub fn catalogue() -> Vec<Scenario> {
         vmsplice_fork(),
         vmsplice_fork_thp(),
         fork_with_dma_in_flight(),
+        gup_fast_vs_fork_hugetlb(),
+        hugetlb_cow_pin(),
+        hugetlb_fork_pinned(),
         clear_refs_on_pinned(),
         ksm_share_vs_ro_pin(),
         gup_fast_vs_thp_collapse(),

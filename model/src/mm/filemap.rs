@@ -210,7 +210,9 @@ impl<B: Backend> World<B> {
         let (inode, shared) = match vma.kind {
             VmaKind::FileShared { inode, .. } => (inode, true),
             VmaKind::FilePrivate { inode, .. } => (inode, false),
-            VmaKind::AnonPrivate => unreachable!("file fault on an anonymous VMA"),
+            VmaKind::AnonPrivate | VmaKind::HugetlbPrivate { .. } => {
+                unreachable!("file fault on an anonymous VMA")
+            }
         };
         let index = vma.file_index(addr);
         if pte.present() {

@@ -14,8 +14,12 @@
 //! - private anonymous VMAs only: file and shared VMAs are duplicated empty (the
 //!   child faults them in again);
 //! - swap entries are not duplicated (the child's PTE stays empty);
-//! - a hugetlb-like leaf is left out of the child (`copy_hugetlb_page_range`
-//!   is not modelled); THP leaves are copied by `copy_huge_pmd`;
+//! - THP leaves are copied by `copy_huge_pmd`, hugetlb leaves by
+//!   `copy_hugetlb_page_range` (hugetlb.rs), inside the same `write_protect_seq`
+//!   write section: 623a1ddfeb23 (5.19) put the hugetlb copy there, 5.11-5.18
+//!   copied hugetlb outside it;
+//! - the 5.10 and 5.11 presets copy a maybe-pinned hugetlb folio early, with
+//!   their base-page rule: upstream that came with 4eae4efa2c29 (5.12);
 //! - a PTE-mapped large folio is copied PTE by PTE, where the latest kernel
 //!   batches (`folio_ref_add(folio, nr)`, one `folio_try_dup_anon_rmap_ptes`):
 //!   the same accesses in the same order, per page.
@@ -113,8 +117,8 @@ impl<B: Backend> World<B> {
             ctx.step(&self.ghost, "copy_page_range: write_seqcount_begin", 0);
             if self.cfg.has(Mutation::ForkSeqMb) {
                 // The fix upstream lacks: smp_mb() after
-                // raw_write_seqcount_begin() in copy_page_range() (and
-                // copy_hugetlb_page_range(), not modelled), pairing with
+                // raw_write_seqcount_begin() in copy_page_range() and
+                // copy_hugetlb_page_range() (one section here), pairing with
                 // GUP-fast's fully ordered pin (088b8aa537c2's
                 // smp_mb__after_atomic, 6.1).
                 B::smp_mb();
@@ -122,7 +126,22 @@ impl<B: Backend> World<B> {
         }
         let mut r = Ok(Ok(()));
         let span = 1u64 << self.cfg.shift(2);
-        'vmas: for vma in pvmas.iter().filter(|v| v.is_anon()) {
+        'vmas: for vma in pvmas
+            .iter()
+            .filter(|v| v.is_anon() || v.hugetlb().is_some())
+        {
+            if let Some(size) = vma.hugetlb() {
+                let span = 1u64 << self.cfg.shift(size.level());
+                let mut addr = vma.start;
+                while addr < vma.end {
+                    if let Err(e) = self.copy_hugetlb_leaf(ctx, parent, child, addr, size)? {
+                        r = Ok(Err(e));
+                        break 'vmas;
+                    }
+                    addr += span;
+                }
+                continue;
+            }
             let mut addr = vma.start;
             while addr < vma.end {
                 if addr % span == 0 {
@@ -173,7 +192,7 @@ impl<B: Backend> World<B> {
     /// against the bias for a small one. 5.9-5.18: `copy_present_page()`'s
     /// test (70e806e4e645); 5.19+: `__folio_try_dup_anon_rmap()` ->
     /// `folio_needs_cow_for_dma()` (6c287605fd56).
-    fn fork_must_copy(
+    pub(crate) fn fork_must_copy(
         &self,
         ctx: &mut Ctx,
         parent: usize,

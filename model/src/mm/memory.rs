@@ -44,12 +44,13 @@ impl<B: Backend> World<B> {
         if ff.write && !vma.writable() {
             return Ok(Err(Errno::EFAULT));
         }
+        if let Some(size) = vma.hugetlb() {
+            return self.hugetlb_fault(ctx, mm, vma, addr, ff, size);
+        }
         let (slot, idx) = match self.ensure_pte_table(ctx, mm, addr) {
             Ok(Some(x)) => x,
             Ok(None) => return Ok(Err(Errno::ENOMEM)),
-            // A huge leaf: a THP write fault is do_huge_pmd_wp_page's; a
-            // hugetlb-like fault (hugetlb_fault) is not modelled, and fails
-            // instead of pretending.
+            // A huge leaf: a THP write fault is do_huge_pmd_wp_page's.
             Err(_) => {
                 return Ok(self
                     .do_huge_pmd_wp_page(ctx, mm, vma, addr, ff)?
@@ -482,9 +483,19 @@ impl<B: Backend> World<B> {
             return Ok(Err(Errno::EINVAL));
         }
         let mut vmas = self.mms[mm].mmap_lock.write();
+        // A hugetlb VMA splits only at its folio size (`hugetlb_vm_op_split`),
+        // mapped or not.
+        for v in vmas.iter().filter(|v| v.start < end && start < v.end) {
+            if let Some(size) = v.hugetlb() {
+                let mask = (1u64 << self.cfg.shift(size.level())) - 1;
+                let cut = |a: u64| v.start < a && a < v.end && a & mask != 0;
+                if cut(start) || cut(end) {
+                    return Ok(Err(Errno::EINVAL));
+                }
+            }
+        }
         // A range that cuts through a huge leaf: a THP's PMD is split
-        // (`__split_vma` -> `vma_adjust_trans_huge` -> `split_huge_pmd`); an
-        // unaligned hugetlb unmap is refused.
+        // (`__split_vma` -> `vma_adjust_trans_huge` -> `split_huge_pmd`).
         for (addr, level) in self.cut_huge_leaves(mm, start, end) {
             if level != 2 {
                 return Ok(Err(Errno::EINVAL));

@@ -3,11 +3,12 @@
 //! file faults (`filemap`), DMA devices and the MMU-notifier driver (`device`),
 //! the lockless walk (`walk`), writeback and `page_mkclean`, reclaim (`vmscan`), the swap cache (`swap`),
 //! migration and compaction, THP split and collapse, fork and clear_refs, page
-//! sharing. Each is an `impl World` over the state below.
+//! sharing, hugetlb faults and fork (`hugetlb`). Each is an `impl World` over the state below.
 
 pub(crate) mod device;
 pub(crate) mod filemap;
 pub(crate) mod fork;
+pub(crate) mod hugetlb;
 pub(crate) mod memory;
 pub mod migrate;
 pub(crate) mod share;

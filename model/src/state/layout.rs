@@ -17,6 +17,7 @@ use crate::state::mem::pg;
 use crate::state::mem::Order;
 use crate::state::mm::mmf;
 use crate::state::mm::vm;
+pub use crate::state::mm::HugeSize;
 use crate::state::mm::Vma;
 use crate::state::mm::VmaKind;
 use crate::state::pgtable::Pte;
@@ -43,7 +44,8 @@ pub enum Populate {
     /// writable and clean as a split or a migration before 6.1 leaves them
     /// (the region must be PMD-aligned).
     ThpPte,
-    /// PUD-mapped hugetlb-like folios (never split or collapsed; PUD-aligned).
+    /// Write-faulted hugetlb folios of a hugetlb region (`Region::hugetlb`):
+    /// one exclusive, writable leaf per folio (aligned to the folio size).
     Hugetlb,
     /// Swapped out: each PTE is a swap entry, the data in a swap slot.
     Swapped,
@@ -71,6 +73,14 @@ impl Region {
             writable: true,
             kind: VmaKind::AnonPrivate,
             populate,
+        }
+    }
+    /// A private anonymous hugetlb mapping (MAP_PRIVATE | MAP_HUGETLB) of
+    /// `size` folios.
+    pub fn hugetlb(start_page: u64, pages: u64, size: HugeSize, populate: Populate) -> Self {
+        Region {
+            kind: VmaKind::HugetlbPrivate { size },
+            ..Region::anon(start_page, pages, populate)
         }
     }
     /// A mapping of file `inode` from its first page (pgoff 0).
@@ -115,10 +125,11 @@ impl Region {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Layout {
     pub mms: Vec<Vec<Region>>,
-    /// Free PMD-order folios to provide beyond the layout's own THPs.
+    /// Free PMD-order folios to provide beyond the layout's own THPs and
+    /// hugetlb folios (THP allocations and the 2 MiB hugetlb pool share them).
     #[serde(default)]
     pub spare_pmd_folios: usize,
-    /// Free PUD-order (hugetlb-like) folios beyond the layout's own.
+    /// Free PUD-order folios beyond the layout's own (the 1 GiB hugetlb pool).
     #[serde(default)]
     pub spare_pud_folios: usize,
     /// Files, by inode number.
@@ -144,20 +155,22 @@ impl Layout {
     }
     /// Large folios the layout needs, plus the spares.
     pub(crate) fn large_folios(&self, cfg: &WorldConfig) -> LargeFolios {
-        let count = |p: Populate, order: u32| -> usize {
+        let count = |p: Populate, huge: Option<HugeSize>, order: u32| -> usize {
             let per = 1u64 << order;
             self.mms
                 .iter()
                 .flatten()
-                .filter(|r| r.populate == p)
+                .filter(|r| r.populate == p && r.vma().hugetlb() == huge)
                 .map(|r| r.pages.div_ceil(per) as usize)
                 .sum()
         };
+        let (pmd, pud) = (cfg.pmd_order(), cfg.pud_order());
         LargeFolios {
-            pmd: count(Populate::Thp, cfg.pmd_order())
-                + count(Populate::ThpPte, cfg.pmd_order())
+            pmd: count(Populate::Thp, None, pmd)
+                + count(Populate::ThpPte, None, pmd)
+                + count(Populate::Hugetlb, Some(HugeSize::Pmd), pmd)
                 + self.spare_pmd_folios,
-            pud: count(Populate::Hugetlb, cfg.pud_order()) + self.spare_pud_folios,
+            pud: count(Populate::Hugetlb, Some(HugeSize::Pud), pud) + self.spare_pud_folios,
         }
     }
 }
@@ -246,13 +259,19 @@ impl<B: Backend> World<B> {
             vmas.sort_by_key(|v| v.start);
         }
         let oom = || "layout needs more frames or page-table slots".to_string();
+        if vma.hugetlb().is_some() && !matches!(r.populate, Populate::None | Populate::Hugetlb) {
+            return Err(format!(
+                "hugetlb region at page {} cannot be {:?}",
+                r.start_page, r.populate
+            ));
+        }
         match r.populate {
             Populate::None => {}
             Populate::PageCache => {
                 let (inode, shared) = match r.kind {
                     VmaKind::FileShared { inode, .. } => (inode, true),
                     VmaKind::FilePrivate { inode, .. } => (inode, false),
-                    VmaKind::AnonPrivate => {
+                    VmaKind::AnonPrivate | VmaKind::HugetlbPrivate { .. } => {
                         return Err(format!(
                             "region at page {} maps the page cache but is anonymous",
                             r.start_page
@@ -341,10 +360,26 @@ impl<B: Backend> World<B> {
                 }
             }
             Populate::Thp | Populate::Hugetlb => {
-                let (order, level, o, extra) = if r.populate == Populate::Thp {
-                    (self.cfg.pmd_order(), 2, Order::Pmd, 0)
-                } else {
-                    (self.cfg.pud_order(), 3, Order::Pud, pg::HUGETLB)
+                let (order, level, o, extra) = match (r.populate, vma.hugetlb()) {
+                    (Populate::Thp, None) => (self.cfg.pmd_order(), 2, Order::Pmd, 0),
+                    (Populate::Hugetlb, Some(HugeSize::Pmd)) => {
+                        (self.cfg.pmd_order(), 2, Order::Pmd, pg::HUGETLB)
+                    }
+                    (Populate::Hugetlb, Some(HugeSize::Pud)) => {
+                        (self.cfg.pud_order(), 3, Order::Pud, pg::HUGETLB)
+                    }
+                    _ => {
+                        return Err(format!(
+                            "region at page {}: {:?} needs {} region",
+                            r.start_page,
+                            r.populate,
+                            if r.populate == Populate::Thp {
+                                "a non-hugetlb"
+                            } else {
+                                "a hugetlb"
+                            }
+                        ))
+                    }
                 };
                 let per = 1u64 << order;
                 if r.start_page % per != 0 || r.pages % per != 0 {
@@ -389,7 +424,7 @@ mod tests {
                 Region::anon(0, 3, Populate::Anon),
                 Region::anon(4, 4, Populate::Thp),
                 Region::anon(8, 2, Populate::ZeroPage),
-                Region::anon(16, 16, Populate::Hugetlb),
+                Region::hugetlb(16, 16, HugeSize::Pud, Populate::Hugetlb),
                 Region::file(40, 2, 0, true, Populate::PageCache),
             ]],
             spare_pmd_folios: 1,

@@ -39,6 +39,39 @@ pub enum VmaKind {
         inode: u32,
         base: u64,
     },
+    /// MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB (`is_vm_hugetlb_page()`):
+    /// private anonymous memory in huge folios of one size, each mapped by one
+    /// leaf, faulted by `hugetlb_fault` (mm/hugetlb.rs).
+    HugetlbPrivate {
+        size: HugeSize,
+    },
+}
+
+/// The size of a hugetlb VMA's folios (its hstate): 2 MiB is mapped by a PMD
+/// leaf, 1 GiB by a PUD leaf (in a small world: the fan-out's PMD and PUD
+/// spans).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HugeSize {
+    Pmd,
+    Pud,
+}
+
+impl HugeSize {
+    /// The page-table level of the leaf (2 = PMD, 3 = PUD).
+    pub fn level(self) -> u32 {
+        match self {
+            HugeSize::Pmd => 2,
+            HugeSize::Pud => 3,
+        }
+    }
+    /// cow.c's name of the backing: "hugetlb 2048 kB" / "hugetlb 1048576 kB".
+    pub fn name(self) -> &'static str {
+        match self {
+            HugeSize::Pmd => "hugetlb 2048 kB",
+            HugeSize::Pud => "hugetlb 1048576 kB",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +85,13 @@ pub struct Vma {
 impl Vma {
     pub(crate) fn is_anon(&self) -> bool {
         matches!(self.kind, VmaKind::AnonPrivate)
+    }
+    /// `is_vm_hugetlb_page()`: the hugetlb VMA's folio size.
+    pub(crate) fn hugetlb(&self) -> Option<HugeSize> {
+        match self.kind {
+            VmaKind::HugetlbPrivate { size } => Some(size),
+            _ => None,
+        }
     }
     /// is_cow_mapping(): private and may be written.
     pub(crate) fn is_cow(&self) -> bool {
@@ -107,7 +147,7 @@ impl Vma {
             VmaKind::FileShared { base, .. } | VmaKind::FilePrivate { base, .. } => {
                 (addr / PAGE_SIZE - base) as u32
             }
-            VmaKind::AnonPrivate => 0,
+            VmaKind::AnonPrivate | VmaKind::HugetlbPrivate { .. } => 0,
         }
     }
 }

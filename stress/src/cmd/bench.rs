@@ -156,8 +156,8 @@ fn run(a: &BenchArgs) -> Result<ExitCode, String> {
     };
     if a.H {
         println!(
-            "MAP_HUGETLB: not modelled (the model's hugetlb-like folios are PUD-sized, \
-             with no 2 MiB hugetlb pages and no hugetlb fault path)"
+            "MAP_HUGETLB: not modelled by the bench (its address space is base pages \
+             and THPs; hugetlb runs in scenarios and cow.c's rows)"
         );
         return Ok(ExitCode::from(KSFT_SKIP));
     }
