@@ -605,6 +605,34 @@ fn a_longterm_pin_migrates_what_the_era_may_not_pin() {
     }
 }
 
+/// Before 5.10 `get_user_pages(FOLL_LONGTERM)` is valid: the references that
+/// `check_and_migrate_movable_pages()` drops before migrating are gets
+/// (`put_page`), not pins, even in the eras that count pins.
+#[test]
+fn a_longterm_get_drops_gets_when_it_migrates() {
+    for p in [V5_7, V5_8] {
+        let mut cf = cfg(p);
+        cf.cma_frames = 5;
+        let w = World::<Std>::build(cf, &Layout::one(vec![Region::anon(0, 1, Populate::Anon)]))
+            .unwrap();
+        let mut c = ctx();
+        let mut pages = Vec::new();
+        let r = w
+            .get_user_pages(&mut c, 0, 1, f(&[Flag::Longterm]), Some(&mut pages))
+            .unwrap();
+        assert_eq!(r, 1, "{}", p.name());
+        assert_ne!(w.mem.frame(pages[0]).zone, Zone::Cma, "{}", p.name());
+        assert_eq!(
+            w.mem.frame(pages[0]).pincount.read_once(),
+            0,
+            "{}",
+            p.name()
+        );
+        w.put_page(&mut c, pages[0]).unwrap();
+        w.check_quiescent(&c.ledger).unwrap();
+    }
+}
+
 #[test]
 fn a_failed_migration_keeps_the_cma_page_before_5_13_and_fails_after() {
     for (p, want) in [(V5_11, 1), (Latest, -(Errno::ENOMEM as i64))] {
@@ -767,6 +795,23 @@ fn the_slow_path_takes_only_the_asked_part_of_a_thp() {
         assert_eq!(w.mem.frame(head).pincount.read_once(), nr as i32);
         w.unpin_user_pages(&mut c, &pages).unwrap();
     }
+    w.check_quiescent(&c.ledger).unwrap();
+
+    // A THP met after the first page: what is left of the request bounds it.
+    let w = World::<Std>::build(
+        cfg(Latest),
+        &Layout::one(vec![
+            Region::anon(3, 1, Populate::Anon),
+            Region::anon(4, 4, Populate::Thp),
+        ]),
+    )
+    .unwrap();
+    let mut pages = Vec::new();
+    let r = w
+        .pin_user_pages(&mut c, 3 * P, 3, f(&[Flag::Write]), Some(&mut pages))
+        .unwrap();
+    assert_eq!((r, pages.len()), (3, 3));
+    w.unpin_user_pages(&mut c, &pages).unwrap();
     w.check_quiescent(&c.ledger).unwrap();
 }
 

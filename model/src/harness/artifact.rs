@@ -122,8 +122,9 @@ impl Artifact {
     }
 
     pub fn parse(text: &str) -> Result<Artifact, String> {
-        let a: Artifact =
+        let mut a: Artifact =
             serde_json::from_str(text).map_err(|e| format!("not a gupcheck artifact: {e}"))?;
+        a.scenario.layout.upgrade_legacy_hugetlb();
         if a.format != ARTIFACT_VERSION {
             return Err(format!(
                 "artifact format {} (this gupcheck reads {ARTIFACT_VERSION})",

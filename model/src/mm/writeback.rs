@@ -182,3 +182,40 @@ impl<B: Backend> World<B> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::backend::{KAtomic, Std};
+    use crate::config::{Arch, WorldConfig};
+    use crate::ghost::Ctx;
+    use crate::state::fs::{Cached, FileSpec, FsFlavour};
+    use crate::state::layout::{Layout, Populate, Region};
+    use crate::state::mem::pg;
+    use crate::state::world::World;
+
+    /// `folio_clear_dirty_for_io()` is a test-and-clear: it says whether the
+    /// folio was dirty (callers write only then), and a clean folio stays clean.
+    #[test]
+    fn clear_dirty_for_io_says_whether_the_folio_was_dirty() {
+        for (cached, was_dirty) in [(Cached::Clean, false), (Cached::Dirty, true)] {
+            let layout = Layout {
+                files: vec![FileSpec {
+                    pages: 1,
+                    flavour: FsFlavour::Iomap,
+                    cached,
+                }],
+                ..Layout::one(vec![Region::file(0, 1, 0, true, Populate::None)])
+            };
+            let cfg = WorldConfig {
+                nr_frames: 16,
+                trace: false,
+                ..WorldConfig::small(Arch::Ipi)
+            };
+            let w = World::<Std>::build(cfg, &layout).unwrap();
+            let mut c = Ctx::new(0, 1, false);
+            let head = w.inodes[0].i_pages.lock()[0].unwrap();
+            assert_eq!(w.folio_clear_dirty_for_io(&mut c, head).unwrap(), was_dirty);
+            assert_eq!(w.mem.frame(head).flags.read_once() & pg::DIRTY, 0);
+        }
+    }
+}

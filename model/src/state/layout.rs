@@ -153,6 +153,18 @@ impl Layout {
             ..Layout::default()
         }
     }
+    /// Artifacts written before hugetlb VMAs existed populate an anonymous
+    /// region with PUD-mapped "hugetlb-like" folios: read those regions as the
+    /// 1 GiB hugetlb mappings they stood for.
+    pub fn upgrade_legacy_hugetlb(&mut self) {
+        for r in self.mms.iter_mut().flatten() {
+            if r.populate == Populate::Hugetlb && r.kind == VmaKind::AnonPrivate {
+                r.kind = VmaKind::HugetlbPrivate {
+                    size: HugeSize::Pud,
+                };
+            }
+        }
+    }
     /// Large folios the layout needs, plus the spares.
     pub(crate) fn large_folios(&self, cfg: &WorldConfig) -> LargeFolios {
         let count = |p: Populate, huge: Option<HugeSize>, order: u32| -> usize {
