@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 mod cmd;
 mod detect;
+mod kernel;
 mod pool;
 mod shard;
 mod ui;
@@ -88,6 +89,13 @@ enum Cmd {
     /// run failed, 0 if not, 2 on reports of different kinds or parameters,
     /// overlapping or missing shards, or malformed files.
     Merge(merge::MergeArgs),
+    /// The model against the running kernel: `kernel selftests` runs cow.c's
+    /// and gup_longterm.c's cases as real syscalls and compares each with
+    /// the model's result.
+    Kernel {
+        #[command(subcommand)]
+        cmd: cmd::kernel::KernelCmd,
+    },
 }
 
 /// The protocol a run checks: a kernel release and arch mode, with mutations.
@@ -165,6 +173,7 @@ fn main() -> ExitCode {
         Some(Cmd::Zoo(a)) => zoo::zoo(&a),
         Some(Cmd::Selftests(a)) => selftests::run(&a),
         Some(Cmd::Merge(a)) => merge::run(&a),
+        Some(Cmd::Kernel { cmd }) => cmd::kernel::run(&cmd),
     };
     ran.unwrap_or_else(|e| {
         eprintln!("gupcheck: {e}");

@@ -7,6 +7,7 @@ pub mod explore;
 pub mod footprint;
 pub mod fuzz_artifact;
 pub mod fuzz_bench;
+pub mod kernel;
 pub mod list;
 pub mod litmus;
 pub mod merge;

@@ -1,0 +1,138 @@
+//! `gupcheck kernel selftests` without root or a syscall under test: a report
+//! recorded on a 6.18 kernel (kernel-6.18.json, written by `--json`) is
+//! re-judged with `--from` against the model's presets, so the judging, the
+//! table, the JSON and the exit codes are checked anywhere in well under a
+//! second. The real run is `sudo target/release/gupcheck kernel selftests`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn recorded() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kernel-6.18.json")
+}
+
+fn gupcheck(args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_gupcheck"))
+        .args(["kernel", "selftests"])
+        .args(args)
+        .output()
+        .expect("runs");
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn from(extra: &[&str]) -> (i32, String, String) {
+    let path = recorded();
+    let mut args = vec!["--from", path.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    gupcheck(&args)
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn the_recorded_run_agrees_with_its_preset() {
+    let (code, out, err) = from(&[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(
+        "| suite | case | backing | real (6.18.44-fc-v1252) | model (latest) | agree | notes |"
+    ));
+    assert!(out
+        .contains("| cow | A3 vmsplice() + unmap in child | PMD-mapped THP | pass | pass | yes |"));
+    assert!(out.contains("28 agree, 0 disagree, 0 error, 71 skipped, 21 not modelled"));
+    assert!(!out.contains("DISAGREE"));
+}
+
+#[test]
+fn an_older_preset_disagrees_and_names_the_cases() {
+    let (code, out, _) = from(&["--preset", "5.10"]);
+    assert_eq!(code, 1, "{out}");
+    // 5.10 leaks through a PMD-mapped THP (fixed in 5.18), loses a R/W pin
+    // on clear_refs, and pins shared ext4 pages writably (refused from 6.5).
+    for line in [
+        "DISAGREE cow / A3 vmsplice() + unmap in child / PMD-mapped THP: real pass, model FAIL: no leak after fork",
+        "DISAGREE cow / A7 R/O-mapping a page registered as a R/W longterm buffer (clear_refs) / base page: real pass, model FAIL: coherent pin",
+        "DISAGREE gup_longterm / R/W longterm fast pin, MAP_SHARED / ext4-like (buffer heads): real pass, model FAIL: pinned, should have failed",
+    ] {
+        assert!(out.contains(line), "missing `{line}` in\n{out}");
+    }
+    assert!(out.contains("7 disagree"), "{out}");
+}
+
+#[test]
+fn a_real_failure_is_a_disagreement() {
+    let text = std::fs::read_to_string(recorded()).unwrap();
+    let mut report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let row = report["rows"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|r| r["case"] == "A1 Basic COW after fork()" && r["backing"] == "base page")
+        .unwrap();
+    row["real"] = serde_json::json!({"fail": "no leak after fork"});
+    let dir = scratch("kernel-failure");
+    let path = dir.join("report.json");
+    std::fs::write(&path, report.to_string()).unwrap();
+    let (code, out, _) = gupcheck(&["--from", path.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(
+        "DISAGREE cow / A1 Basic COW after fork() / base page: real FAIL: no leak after fork, model pass"
+    ));
+}
+
+#[test]
+fn one_case_and_the_json_report() {
+    let dir = scratch("kernel-json");
+    let json = dir.join("k.json");
+    let (code, out, err) = from(&["--case", "A8", "--json", json.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let rows = r["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 7, "A8 on seven backings");
+    assert!(rows
+        .iter()
+        .all(|r| r["case"] == "A8 fork() with a R/W longterm buffer"));
+    assert_eq!(r["preset"], "latest");
+    assert_eq!(r["kernel"], "6.18.44-fc-v1252");
+    assert_eq!(rows[0]["verdict"], "agree");
+    // No temp file is left beside the report.
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert_eq!(left.len(), 1);
+}
+
+#[test]
+fn bad_input_is_one_line_with_exit_2() {
+    for (args, needle) in [
+        (
+            vec!["--case", "A99"],
+            "unknown case 'A99' (known: A1, A3, A5",
+        ),
+        (vec!["--preset", "4.19"], "unknown preset '4.19'"),
+    ] {
+        let (code, _, err) = from(&args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(needle), "{err}");
+    }
+    let dir = scratch("kernel-bad");
+    let junk = dir.join("junk.json");
+    std::fs::write(&junk, "{\"rows\": 3}").unwrap();
+    for (path, needle) in [
+        (dir.join("missing.json"), "cannot read"),
+        (junk, "not a gupcheck kernel selftests report"),
+    ] {
+        let (code, _, err) = gupcheck(&["--from", path.to_str().unwrap()]);
+        assert_eq!(code, 2, "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(needle), "{err}");
+    }
+}
