@@ -29,7 +29,7 @@ pub enum AnonCase {
 
 /// cow.c's anonymous backings (`run_with_base_page`,
 /// `run_with_swappedout_base_page`, `run_with_thp`, `run_with_pte_mapped_thp`,
-/// `run_with_single_pte_of_thp`).
+/// `run_with_single_pte_of_thp`, `run_with_hugetlb`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AnonBacking {
     Base,
@@ -37,6 +37,17 @@ pub enum AnonBacking {
     PmdThp,
     PteThp,
     SinglePteThp,
+    /// MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB of one page of this many kB.
+    Hugetlb(u64),
+}
+
+/// The huge page size of a model backing "hugetlb 2048 kB", in kB.
+pub fn hugetlb_kb(backing: &str) -> Option<u64> {
+    backing
+        .strip_prefix("hugetlb ")?
+        .strip_suffix(" kB")?
+        .parse()
+        .ok()
 }
 
 /// How one row runs on the real kernel.
@@ -80,7 +91,7 @@ pub fn runner(suite: &str, case: &str, backing: &str) -> Runner {
         "PMD-mapped THP" => Some(AnonBacking::PmdThp),
         "PTE-mapped THP" => Some(AnonBacking::PteThp),
         "single PTE of a THP" => Some(AnonBacking::SinglePteThp),
-        _ => None,
+        b => hugetlb_kb(b).map(AnonBacking::Hugetlb),
     };
     let anon_case = match id.as_str() {
         "A1" => Some(AnonCase::CowInParent),
@@ -266,6 +277,16 @@ mod tests {
             ),
             Runner::GupTest
         );
+        assert_eq!(
+            runner("cow", "A5 vmsplice() before fork()", "hugetlb 1048576 kB"),
+            Runner::Anon(AnonCase::VmspliceBeforeFork, AnonBacking::Hugetlb(1 << 20))
+        );
+        assert_eq!(
+            runner("cow", "A10 R/O GUP-fast pin", "hugetlb 2048 kB"),
+            Runner::GupTest
+        );
+        assert_eq!(hugetlb_kb("hugetlb 2048 kB"), Some(2048));
+        assert_eq!(hugetlb_kb("hugetlb"), None);
         assert!(matches!(
             runner("cow", "Z9 new case", "base page"),
             Runner::None(_)

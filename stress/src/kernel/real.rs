@@ -87,17 +87,15 @@ struct Mem {
 
 impl Mem {
     fn anon(len: usize) -> Result<Mem, Real> {
-        let n = NonZeroUsize::new(len).ok_or_else(|| err("mmap", "empty"))?;
+        Mem::anon_with(len, MapFlags::MAP_PRIVATE).map_err(|e| err("mmap", e))
+    }
+
+    fn anon_with(len: usize, flags: MapFlags) -> Result<Mem, nix::errno::Errno> {
+        let n = NonZeroUsize::new(len).ok_or(nix::errno::Errno::EINVAL)?;
         // SAFETY: a fresh private anonymous mapping aliases nothing.
         let p = unsafe {
-            mmap_anonymous(
-                None,
-                n,
-                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-                MapFlags::MAP_PRIVATE,
-            )
-        }
-        .map_err(|e| err("mmap", e))?;
+            mmap_anonymous(None, n, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, flags)
+        }?;
         Ok(Mem {
             base: p.as_ptr() as usize,
             len,
@@ -209,6 +207,9 @@ fn anon_huge_kb(addr: usize) -> Result<u64, Real> {
 /// `run_with_thp` and its PTE-mapped and single-PTE variants: the area
 /// written with 1s, and how the backing was checked.
 fn anon_area(env: &Env, b: AnonBacking) -> Result<(Area, String), Real> {
+    if let AnonBacking::Hugetlb(kb) = b {
+        return hugetlb_area(kb);
+    }
     if let AnonBacking::Base | AnonBacking::SwappedBase = b {
         let a = Area {
             mem: Mem::anon(env.page)?,
@@ -288,6 +289,41 @@ fn anon_area(env: &Env, b: AnonBacking) -> Result<(Area, String), Real> {
         notes += "; the rest zapped (MADV_DONTNEED)";
     }
     Ok((a, notes))
+}
+
+/// cow.c's `run_with_hugetlb`: one private anonymous huge page of `kb` kB,
+/// written with 1s. cow.c first checks that a second page can be had: a
+/// write after fork copies the page, and a private hugetlb mapping whose
+/// copy cannot be allocated is taken from the child (SIGBUS there), which
+/// no case is about.
+fn hugetlb_area(kb: u64) -> Result<(Area, String), Real> {
+    let pool = format!("/sys/kernel/mm/hugepages/hugepages-{kb}kB/free_hugepages");
+    let free: u64 = match std::fs::read_to_string(&pool) {
+        Ok(s) => s.trim().parse().map_err(|e| err(&pool, e))?,
+        Err(_) => return Err(Real::Skip(format!("no {pool}: no {kb} kB huge pages"))),
+    };
+    if free < 2 {
+        return Err(Real::Skip(format!(
+            "{pool} is {free}; a case needs 2 (the page and its copy on write), \
+             set nr_hugepages"
+        )));
+    }
+    let size = kb as usize * 1024;
+    let flags = MapFlags::MAP_PRIVATE
+        | MapFlags::map_hugetlb_with_size_log2(size.trailing_zeros())
+            .ok_or_else(|| err("MAP_HUGETLB", format!("{kb} kB is no huge page size")))?;
+    let mem = Mem::anon_with(size, flags).map_err(|e| {
+        Real::Skip(format!(
+            "mmap MAP_HUGETLB of {kb} kB: {e} (no free huge page)"
+        ))
+    })?;
+    let a = Area {
+        start: mem.base,
+        size,
+        mem,
+    };
+    a.fill(1);
+    Ok((a, format!("MAP_HUGETLB, {free} free {kb} kB pages")))
 }
 
 /// cow.c's `struct comm_pipes`: each side tells the other it is ready.
