@@ -201,6 +201,7 @@ mod tests {
             backing: "base page".into(),
             cells,
             not_modelled: nm.map(Into::into),
+            xfail: None,
         };
         Table {
             presets: vec!["6.1".into(), "latest".into()],
