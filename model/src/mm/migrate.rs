@@ -604,6 +604,9 @@ impl<B: Backend> World<B> {
                 self.remove_migration_ptes(ctx, &recs, |p| p)?;
                 return Ok(Migrated::KeptReferenced);
             }
+            // The content and its ghost history move (copy_highpage); the
+            // ghost's writeback count stays with the frame: only a GUP holder
+            // compares it, and the freeze refused every holder.
             self.copy_highpage(new, old);
             // move_to_new_folio(): "src->mapping must be cleared before src
             // is freed"; the ghost's file position goes with it, and the
