@@ -207,10 +207,19 @@ pub enum Mutation {
     /// copies the folio away from its pin (`hugetlb_wp`: mapcount 2).
     /// Observable in `hugetlb_fork_pinned` and cow.c's hugetlb A8 rows.
     HugetlbForkIgnoresPins,
+    /// `folio_migrate_mapping()` skips its expected-refcount test (for a
+    /// page-cache folio, `folio_ref_freeze()` freezes whatever count it
+    /// finds): a folio with a GUP reference is migrated, and the holder keeps
+    /// the old frame while the address maps the new one. From 5.19 an
+    /// exclusive anonymous folio is still kept by the share step
+    /// (`folio_try_share_anon_rmap_*`); a page-cache folio has no other guard.
+    /// Observable in `pin_vs_thp_migration` before 5.19 and in
+    /// `pin_vs_pagecache_migration` in every era.
+    MigrationIgnoresRefcount,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 22] = [
+    pub const ALL: [Mutation; 23] = [
         Mutation::WalkerSkipsRegistration,
         Mutation::WalkerPlainGet,
         Mutation::WalkerRegistrationNoBarrier,
@@ -233,6 +242,7 @@ impl Mutation {
         Mutation::PageoutIgnoresPins,
         Mutation::KsmMergeIgnoresPins,
         Mutation::HugetlbForkIgnoresPins,
+        Mutation::MigrationIgnoresRefcount,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -258,6 +268,7 @@ impl Mutation {
             Mutation::PageoutIgnoresPins => "pageout_ignores_pins",
             Mutation::KsmMergeIgnoresPins => "ksm_merge_ignores_pins",
             Mutation::HugetlbForkIgnoresPins => "hugetlb_fork_ignores_pins",
+            Mutation::MigrationIgnoresRefcount => "migration_ignores_refcount",
         }
     }
     pub fn describe(self) -> &'static str {
@@ -321,6 +332,9 @@ impl Mutation {
             }
             Mutation::HugetlbForkIgnoresPins => {
                 "fork shares a maybe-pinned hugetlb folio (copy_hugetlb_page_range's early COW dropped)"
+            }
+            Mutation::MigrationIgnoresRefcount => {
+                "folio_migrate_mapping migrates a folio whatever its refcount (the GUP check dropped)"
             }
         }
     }

@@ -435,6 +435,10 @@ pub struct Ghost {
     /// `(inode + 1) << 32 | index` (0: none), updated with `folio->mapping`.
     /// Read right after a write to know whether the write reached a file.
     file_of: Box<[AtomicU64]>,
+    /// Per frame: its frame state (`frame_state`) when a migration took it
+    /// out of its file, plus one (0: never). A truncated page keeps no
+    /// promise to its pin; a migrated one does (migration must refuse it).
+    migrated: Box<[AtomicU32]>,
     /// Under the model checkers: every non-zero value written to a frame, with the
     /// frame's generation at the time (judges what a lockless reader read). Off
     /// under real threads, where it would be a shared ghost lock.
@@ -509,6 +513,7 @@ impl Ghost {
                 .collect(),
             nr_frames,
             file_of: (0..nr_frames).map(|_| AtomicU64::new(0)).collect(),
+            migrated: mk(nr_frames),
             values: track_values.then(Default::default),
         }
     }
@@ -545,6 +550,7 @@ impl Ghost {
             fork_copied: copy64(&self.fork_copied),
             nr_frames: self.nr_frames,
             file_of: copy64(&self.file_of),
+            migrated: copy(&self.migrated),
             values: track_values.then(|| std::sync::Mutex::new(values)),
         }
     }
@@ -645,6 +651,17 @@ impl Ghost {
     pub(crate) fn set_file_of(&self, pfn: Pfn, file: Option<(u32, u32)>) {
         let v = file.map_or(0, |(i, x)| (u64::from(i) + 1) << 32 | u64::from(x));
         self.file_of[pfn as usize].store(v, SeqCst);
+    }
+    /// Migration just took page-cache page `pfn` out of its file (it moved
+    /// to a new frame); this life of the frame keeps the mark.
+    pub(crate) fn migrated_out_of_file(&self, pfn: Pfn) {
+        let state = self.frame_state[pfn as usize].load(SeqCst);
+        self.migrated[pfn as usize].store(state.wrapping_add(1), SeqCst);
+    }
+    /// Whether `pfn` left its file by migration in its current life.
+    pub(crate) fn left_by_migration(&self, pfn: Pfn) -> bool {
+        self.migrated[pfn as usize].load(SeqCst)
+            == self.frame_state[pfn as usize].load(SeqCst).wrapping_add(1)
     }
     /// When PTE `idx` of table `slot` was last write-protected by
     /// `page_mkclean_one` (a step tick; 0: never).

@@ -25,7 +25,7 @@ use crate::types::Pfn;
 use crate::types::PAGE_SIZE;
 
 /// Version of the op encoding; bump when a variant changes meaning.
-pub const OPS_VERSION: u32 = 6;
+pub const OPS_VERSION: u32 = 7;
 
 /// The FOLL_* flags a caller may pass, as a selector.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Arbitrary)]
@@ -154,7 +154,8 @@ pub enum Op {
     Collapse { mm: u8, page: u16 },
     /// `split_huge_page()` of the THP mapping a page.
     Split { mm: u8, page: u16 },
-    /// Compaction migrates the anonymous page mapped at a page.
+    /// Migration of the page mapped at a page: compaction of an anonymous
+    /// base page or a page-cache page, `migrate_pages()` of a PMD-mapped THP.
     Migrate { mm: u8, page: u16 },
     /// A user load that checks where the value came from: a value another
     /// address space wrote after a fork between them is a leak (cow.c's
@@ -561,17 +562,15 @@ impl<B: Backend> World<B> {
     /// A page-cache page truncated or punched out of its file while a
     /// reference held it: the address faults in a new page and the pin keeps
     /// an orphan (`truncate_inode_pages_range` does not look at pins; the
-    /// kernel never fixed that), so neither pin check judges it.
+    /// kernel never fixed that), so neither pin check judges it. A page that
+    /// left by migration is judged: migration must refuse a referenced page.
     fn left_its_file(&self, page: Pfn) -> bool {
         let anon = self.mem.frame(page).flags.read_once() & pg::ANON != 0;
+        let head = self.mem.page_folio(page);
         !anon
             && !self.mem.is_zero_pfn(page)
-            && self
-                .mem
-                .frame(self.mem.page_folio(page))
-                .mapping
-                .read_once()
-                == 0
+            && self.mem.frame(head).mapping.read_once() == 0
+            && !self.ghost.left_by_migration(head)
     }
 
     /// cow.c's pin check: store through the pinned address; the pinned page

@@ -1143,6 +1143,68 @@ pub fn pin_longterm_vs_migration() -> Scenario {
     }
 }
 
+/// `pin_vs_thp_migration`: `pin_user_pages_fast(FOLL_WRITE)` of a PMD-mapped
+/// anonymous THP, a store and a coherence check, against `migrate_pages()` of
+/// the THP (`move_pages(2)`: compaction skips large folios). A pin that got in
+/// first is seen: from 5.19 by `set_pmd_migration_entry`'s share step
+/// (`folio_try_share_anon_rmap_pmd`, after `pmdp_invalidate`), in every era
+/// by `folio_migrate_mapping`'s expected refcount (-EAGAIN). A later one
+/// fails GUP-fast's PMD recheck, or meets the PMD migration entry (not
+/// present) and takes the slow path, which waits for the migration
+/// (`pmd_migration_entry_wait`) and pins the new THP. Without the refcount
+/// check (`migration_ignores_refcount`) the share step alone keeps the pin
+/// from 5.19; before, the pin stays on the old THP.
+pub fn pin_vs_thp_migration() -> Scenario {
+    Scenario {
+        name: "pin_vs_thp_migration".into(),
+        about: "pin_user_pages_fast(FOLL_WRITE) + coherence check against migrate_pages of a PMD-mapped THP".into(),
+        version: OPS_VERSION,
+        layout: Layout {
+            spare_pmd_folios: 1,
+            ..Layout::one(vec![Region::anon(0, 2, Populate::Thp)])
+        },
+        threads: vec![
+            pin_check_release(Op::CheckCoherent { handle: 0 }, ReleaseApi::Matching),
+            vec![Op::Migrate { mm: 0, page: 0 }],
+        ],
+        world: small_world(12, 6),
+        // GUP-fast has read the PMD when migration invalidates it: the share
+        // step must see the pin, or the PMD recheck the migration entry.
+        window: Window::new(
+            0,
+            "gup_fast_pmd_range: read pmd",
+            "set_pmd_migration_entry: pmdp_invalidate",
+            "gup_fast_pmd_leaf: recheck",
+        ),
+    }
+}
+
+/// `pin_vs_pagecache_migration`: a DIO-style `pin_user_pages_fast(FOLL_WRITE)`
+/// of a dirty page of a shared mapping of a buffer-head file, a store and a
+/// coherence check, and `unpin_user_pages_dirty_lock`, against compaction
+/// migrating the page-cache page. A page-cache folio has no PageAnonExclusive
+/// to share: `folio_migrate_mapping`'s `folio_ref_freeze()` at
+/// `folio_expected_refs()` (the migration's, the page cache's, the buffers')
+/// is the only guard against a pin that got in first; a later one fails
+/// GUP-fast's PTE recheck, meets the frozen count, or waits on the
+/// migration entry and pins the new page. `migration_ignores_refcount`
+/// migrates the pinned page in every era. What is migrated carries PG_dirty
+/// and its buffers, so the final sync writes the store (`durable after sync`).
+pub fn pin_vs_pagecache_migration() -> Scenario {
+    Scenario {
+        name: "pin_vs_pagecache_migration".into(),
+        about: "pin_user_pages_fast(FOLL_WRITE) of a shared file page + coherence check + unpin_dirty_lock against compaction".into(),
+        version: OPS_VERSION,
+        layout: file_layout(FsFlavour::BufferHead, Cached::Dirty, Populate::PageCache),
+        threads: vec![
+            pin_check_release(Op::CheckCoherent { handle: 0 }, ReleaseApi::DirtyLock),
+            vec![Op::Migrate { mm: 0, page: 0 }],
+        ],
+        world: file_world(),
+        window: None,
+    }
+}
+
 /// The owner's side of a R/W pin against reclaim: `pin_user_pages_fast` of
 /// page 0 with `flags`, a load (a read fault maps a swapped-out page back
 /// read-only), a store through the address that must land in the pinned
@@ -1248,6 +1310,8 @@ pub fn catalogue() -> Vec<Scenario> {
         gup_fast_vs_thp_collapse(),
         gup_fast_vs_thp_split(),
         pin_longterm_vs_migration(),
+        pin_vs_thp_migration(),
+        pin_vs_pagecache_migration(),
         pin_vs_pageout(),
         pin_then_pageout(),
         ksm_merge_vs_pin(),

@@ -227,8 +227,13 @@ impl<B: Backend> World<B> {
                 self.do_wp_page(ctx, mm, vma, addr, slot, idx, pte, ff)
             };
         }
+        if pte.is_migration() {
+            // do_swap_page() on a migration entry: wait, then retry.
+            self.migration_entry_wait(ctx, slot, idx);
+            return Ok(Ok(()));
+        }
         if !pte.is_none() {
-            // Swap and migration entries of file pages are not modelled.
+            // Swap entries of file pages (shmem) are not modelled.
             return Ok(Err(Errno::EFAULT));
         }
         // The folio comes back locked (VM_FAULT_LOCKED).

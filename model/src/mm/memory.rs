@@ -50,11 +50,16 @@ impl<B: Backend> World<B> {
         let (slot, idx) = match self.ensure_pte_table(ctx, mm, addr) {
             Ok(Some(x)) => x,
             Ok(None) => return Ok(Err(Errno::ENOMEM)),
-            // A huge leaf: a THP write fault is do_huge_pmd_wp_page's.
+            // A PMD migration entry: wait for the migration, then retry
+            // (__handle_mm_fault's is_swap_pmd case). A huge leaf: a THP
+            // write fault is do_huge_pmd_wp_page's.
             Err(_) => {
+                if self.pmd_migration_entry_wait(ctx, mm, addr) {
+                    return Ok(Ok(()));
+                }
                 return Ok(self
                     .do_huge_pmd_wp_page(ctx, mm, vma, addr, ff)?
-                    .unwrap_or(Err(Errno::EFAULT)))
+                    .unwrap_or(Err(Errno::EFAULT)));
             }
         };
         let t = &self.tables[slot as usize];

@@ -343,6 +343,24 @@ impl<B: Backend> World<B> {
         }
         true
     }
+
+    /// (A2, A3) `folio_try_share_anon_rmap_pmd()` on the exclusive THP `head`
+    /// whose PMD the caller invalidated and flushed: as for a PTE, for the
+    /// whole folio (the model keeps PageAnonExclusive on every subpage alike).
+    pub(crate) fn folio_try_share_anon_rmap_pmd(&self, ctx: &mut Ctx, head: Pfn) -> bool {
+        if self.cfg.p().mb_after_pin {
+            B::smp_mb();
+        }
+        if self.folio_maybe_dma_pinned(head) {
+            return false;
+        }
+        self.set_folio_exclusive(head, false);
+        ctx.step(&self.ghost, "clear anon exclusive", u64::from(head));
+        if self.cfg.p().mb_after_pin {
+            B::smp_mb__after_atomic();
+        }
+        true
+    }
 }
 
 #[cfg(test)]

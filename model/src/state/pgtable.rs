@@ -94,6 +94,12 @@ impl Pte {
         };
         Pte(Self::MIGRATION | k | (u64::from(pfn) << Self::PFN_SHIFT))
     }
+    /// A PMD migration entry (`swp_entry_to_pmd`; THP migration, 4.14, "mm:
+    /// thp: enable thp migration in generic path"): not present, and marked a
+    /// leaf so that no walker takes it for a table pointer.
+    pub(crate) fn mk_pmd_migration(head: Pfn, kind: MigrationKind) -> Pte {
+        Self::mk_migration(head, kind).with(Self::LEAF)
+    }
 
     pub fn is_none(self) -> bool {
         self.0 == 0
@@ -126,6 +132,10 @@ impl Pte {
     }
     pub(crate) fn is_migration(self) -> bool {
         self.0 & Self::MIGRATION != 0
+    }
+    /// `is_pmd_migration_entry()`.
+    pub(crate) fn is_pmd_migration(self) -> bool {
+        self.is_migration() && self.leaf()
     }
     pub(crate) fn migration_kind(self) -> Option<MigrationKind> {
         if !self.is_migration() {
@@ -171,7 +181,8 @@ impl std::fmt::Debug for Pte {
                 "swap"
             });
         } else if let Some(k) = self.migration_kind() {
-            s.push_str(&format!("migration({k:?})"));
+            let pmd = if self.leaf() { "pmd " } else { "" };
+            s.push_str(&format!("{pmd}migration({k:?})"));
         } else {
             s.push_str(if self.leaf() { "leaf" } else { "present" });
             for (b, n) in [
@@ -273,5 +284,9 @@ mod tests {
         let x = Pte::mk_swap_entry(9, true);
         assert!(x.swp_exclusive() && x.pfn() == 9 && !Pte::mk_swap(9).swp_exclusive());
         assert!(Pte::mk_leaf(512, false, false).leaf());
+        let pm = Pte::mk_pmd_migration(8, MigrationKind::Writable);
+        assert!(!pm.present() && pm.is_pmd_migration() && !m.is_pmd_migration());
+        assert_eq!(pm.migration_kind(), Some(MigrationKind::Writable));
+        assert_eq!(pm.pfn(), 8);
     }
 }

@@ -153,6 +153,10 @@ pub fn cpu_order(e: &Entry) -> CpuOrder {
             "store buffering between KSM's PTE clear and its refcount read, and GUP-fast's pin and its PTE recheck",
             Some("needs store buffering between KSM's PTE clear and GUP-fast's pin; both are locked instructions on x86 (xchg, lock cmpxchg), which nothing passes"),
         ),
+        ("pin_vs_thp_migration", Some(Mutation::MigrationIgnoresRefcount)) => (
+            "store buffering between set_pmd_migration_entry's PMD clear and its pin read, and GUP-fast's pin and its PMD recheck",
+            Some("needs store buffering between the PMD clear and GUP-fast's pin; both are locked instructions on x86 (xchg, lock cmpxchg), which nothing passes"),
+        ),
         ("ksm_share_vs_ro_pin", None) => (
             "store buffering between the sharer's PTE clear and its refcount read, and GUP-fast's grab and its PTE recheck",
             Some("needs store buffering between the sharer's PTE clear and GUP-fast's grab; both are locked instructions on x86 (xchg, lock cmpxchg), which nothing passes"),
