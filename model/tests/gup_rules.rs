@@ -6,7 +6,7 @@ use gupcheck_model::backend::{KAtomic, Std};
 use gupcheck_model::flags::{Flag, Foll};
 use gupcheck_model::ghost::{take_steps, Ctx};
 use gupcheck_model::state::layout::{Layout, Populate, Region};
-use gupcheck_model::state::mem::Zone;
+use gupcheck_model::state::mem::{pg, Zone};
 use gupcheck_model::types::Errno;
 use gupcheck_model::types::Pfn;
 use gupcheck_model::types::PAGE_SIZE;
@@ -853,4 +853,30 @@ fn the_slow_path_tries_a_failing_page_once() {
         w.put_page(&mut c, pg).unwrap();
     }
     w.check_quiescent(&c.ledger).unwrap();
+}
+
+/// FOLL_TOUCH (follow_page_pte): a write through a clean PTE dirties the page.
+/// get_user_pages_remote() adds FOLL_TOUCH to the caller's flags;
+/// pin_user_pages() does not (a page its caller writes is dirtied at unpin).
+#[test]
+fn a_remote_write_gup_dirties_a_clean_page_and_a_pin_does_not() {
+    for (p, remote) in [(V6_1, true), (V6_1, false), (Latest, true), (Latest, false)] {
+        let w = World::<Std>::build(
+            cfg(p),
+            &Layout::one(vec![Region::anon(4, 4, Populate::ThpPte)]),
+        )
+        .unwrap();
+        let mut c = ctx();
+        let mut pages = Vec::new();
+        let r = if remote {
+            w.get_user_pages_remote(&mut c, 0, 4 * P, 1, f(&[Flag::Write]), Some(&mut pages), None)
+        } else {
+            w.pin_user_pages(&mut c, 4 * P, 1, f(&[Flag::Write]), Some(&mut pages))
+        }
+        .unwrap();
+        assert_eq!(r, 1);
+        let head = w.mem.page_folio(pages[0]);
+        let dirty = w.mem.frame(head).flags.read_once() & pg::DIRTY != 0;
+        assert_eq!(dirty, remote, "{} remote {remote}", p.name());
+    }
 }
