@@ -869,7 +869,15 @@ fn a_remote_write_gup_dirties_a_clean_page_and_a_pin_does_not() {
         let mut c = ctx();
         let mut pages = Vec::new();
         let r = if remote {
-            w.get_user_pages_remote(&mut c, 0, 4 * P, 1, f(&[Flag::Write]), Some(&mut pages), None)
+            w.get_user_pages_remote(
+                &mut c,
+                0,
+                4 * P,
+                1,
+                f(&[Flag::Write]),
+                Some(&mut pages),
+                None,
+            )
         } else {
             w.pin_user_pages(&mut c, 4 * P, 1, f(&[Flag::Write]), Some(&mut pages))
         }

@@ -85,6 +85,13 @@ const VARS: [(&str, &str, &str); 5] = [
 const FIRST_PIN: &[&str] = &["gup_fast_vs_fork"];
 const PINNED_MM: &[&str] = &["gup_fast_vs_fork_pinned_mm"];
 const LARGE: &[&str] = &["gup_fast_vs_fork_thp", "gup_fast_vs_fork_thp_pte"];
+/// From 5.19 a 2 MiB hugetlb folio has the THP's fork order too
+/// (`copy_hugetlb_page_range`: `folio_get`, then `hugetlb_try_dup_anon_rmap`).
+const LARGE_LATEST: &[&str] = &[
+    "gup_fast_vs_fork_thp",
+    "gup_fast_vs_fork_thp_pte",
+    "gup_fast_vs_fork_hugetlb",
+];
 
 /// The table.
 pub const TESTS: [Litmus; 9] = [
@@ -226,7 +233,7 @@ pub const TESTS: [Litmus; 9] = [
     },
     Litmus {
         name: "GUPfast-vs-fork+large-folio+latest",
-        scenarios: LARGE,
+        scenarios: LARGE_LATEST,
         preset: PresetId::Latest,
         mutation: None,
         init: &[("has_pinned", 1), ("refcount", 1)],
@@ -249,11 +256,11 @@ pub const TESTS: [Litmus; 9] = [
         ],
         exists: "0:r4=1 /\\ 0:r0=0 /\\ 1:r3=0 /\\ 1:r1=0",
         result: Herd::Sometimes,
-        why: "store buffering on a large folio: fork's folio_get is an RMW on _refcount, its check reads _pincount; if GUP-fast's grab does not read from fork's folio_get, nothing relates fork's seq store to its _pincount load, and GUP-fast's pincount store is fully ordered before its seq re-read: each can miss the other's store",
+        why: "store buffering on a large folio (a THP in copy_huge_pmd/copy_present_pte, a hugetlb folio in copy_hugetlb_page_range): fork's folio_get is an RMW on _refcount, its check reads _pincount; if GUP-fast's grab does not read from fork's folio_get, nothing relates fork's seq store to its _pincount load, and GUP-fast's pincount store is fully ordered before its seq re-read: each can miss the other's store",
     },
     Litmus {
         name: "GUPfast-vs-fork+large-folio+latest+fork-seq-mb",
-        scenarios: LARGE,
+        scenarios: LARGE_LATEST,
         preset: PresetId::Latest,
         mutation: Some(Mutation::ForkSeqMb),
         init: &[("has_pinned", 1), ("refcount", 1)],
