@@ -172,3 +172,22 @@ fn stress_regressions_replay_clean() {
     }
     assert!(n > 0);
 }
+
+/// `gupcheck stress` (seed 2) read a child's post-fork write through a FOLL_GET
+/// reference of a hugetlb folio: hugetlb_wp() reuses by mapcount, the kernel
+/// behaviour upstream cow.c marks XFAIL. It is `hugetlb get leak`, a known-open
+/// class the fuzzers and stress search past, never `no leak after fork`.
+#[test]
+fn a_leak_through_a_hugetlb_get_is_its_own_known_open_class() {
+    use gupcheck_model::harness::fuzzing::KNOWN_OPEN;
+    use gupcheck_model::invariant::Invariant;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../corpus/regressions/stress/hugetlb-get-leak.json");
+    let art = gupcheck_model::harness::artifact::Artifact::load(&path).unwrap();
+    let (o, _) = art.clone().tolerating(&[]).replay().unwrap();
+    let v = o.failure.expect("the leak").violation;
+    assert_eq!(v.invariant, Invariant::HugetlbGetLeak, "{v:?}");
+    assert!(KNOWN_OPEN.contains(&Invariant::HugetlbGetLeak));
+    let (o, _) = art.tolerating(&KNOWN_OPEN).replay().unwrap();
+    assert!(o.failure.is_none(), "{:?}", o.failure.map(|f| f.violation));
+}

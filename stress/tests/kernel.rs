@@ -50,7 +50,7 @@ fn the_recorded_run_agrees_with_its_preset() {
     // On hugetlb the vmsplice cases leak (upstream cow.c: XFAIL), as the
     // model says: a real FAIL that agrees.
     assert!(out.contains(
-        "| cow | A3 vmsplice() + unmap in child | hugetlb 2048 kB | FAIL: no leak after fork | FAIL: no leak after fork | yes |"
+        "| cow | A3 vmsplice() + unmap in child | hugetlb 2048 kB | FAIL: no leak after fork | FAIL: hugetlb get leak | yes |"
     ));
     assert!(out.contains("upstream cow.c: XFAIL"));
     assert!(out.contains(

@@ -88,8 +88,13 @@ impl std::fmt::Display for Finding {
     }
 }
 
-/// The gup+DMA outcomes the kernel never fixed: searched past in every target.
-pub const KNOWN_OPEN: [Invariant; 2] = [Invariant::NoLostWrite, Invariant::DirtyWithoutBuffers];
+/// The outcomes the kernel never fixed (gup+DMA, hugetlb's reuse by mapcount
+/// under a FOLL_GET reference): searched past in every target.
+pub const KNOWN_OPEN: [Invariant; 3] = [
+    Invariant::NoLostWrite,
+    Invariant::DirtyWithoutBuffers,
+    Invariant::HugetlbGetLeak,
+];
 
 /// The world of the random-op tests and the thread targets: anonymous base
 /// pages, an unpopulated region, the zero page, PMD-mapped and PTE-mapped THPs,
