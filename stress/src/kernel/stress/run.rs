@@ -88,6 +88,8 @@ struct Shared {
     epochs: AtomicU64,
     collapsed: AtomicU64,
     collapse_refused: AtomicU64,
+    /// The most pages of this process KSM had merged when a KSM op looked.
+    ksm_merged: AtomicU64,
     pins: Mutex<PinReport>,
     notes: Mutex<Vec<String>>,
 }
@@ -653,6 +655,12 @@ impl Worker {
                 self.verify_all("after mprotect R/O and back")
             }
             Kind::Ksm => {
+                if let Some(n) = std::fs::read_to_string("/proc/self/ksm_merging_pages")
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u64>().ok())
+                {
+                    sh.ksm_merged.fetch_max(n, SeqCst);
+                }
                 let g = &self.regions[r];
                 let _ = madvise(g.base, g.len, libc::MADV_MERGEABLE);
                 let epoch = self.epoch;
@@ -1262,6 +1270,7 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
         epochs: AtomicU64::new(0),
         collapsed: AtomicU64::new(0),
         collapse_refused: AtomicU64::new(0),
+        ksm_merged: AtomicU64::new(0),
         pins: Mutex::new(PinReport::default()),
         notes: Mutex::new(Vec::new()),
     });
@@ -1352,10 +1361,10 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
         pins.acquired_during_run = pins.last.acquired.saturating_sub(pins.baseline.acquired);
     }
     if let (Some(a), Some(b)) = (ksm0, ksm_shared()) {
-        sh.notes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(format!("KSM pages_shared: {a} before the run, {b} after"));
+        sh.notes.lock().unwrap_or_else(|e| e.into_inner()).push(format!(
+            "KSM: pages_shared {a} before the run, {b} after; at most {} pages of this process merged when a KSM op looked",
+            sh.ksm_merged.load(SeqCst)
+        ));
     }
     if ended == "violation" {
         let path = write_log(cfg, &sh);
