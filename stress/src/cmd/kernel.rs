@@ -54,7 +54,8 @@ pub struct StressArgs {
     #[arg(long, default_value = "500ms", value_parser = parse_duration)]
     epoch: Duration,
     /// Seconds without an op finished before the run is stopped and the
-    /// stuck workers' ops reported (exit 1).
+    /// stuck workers' ops reported (exit 1); at least 7, the longest a
+    /// quiescent check waits.
     #[arg(long, value_name = "SECS", default_value = "20", value_parser = parse_duration)]
     watchdog: Duration,
     /// Writes the report as JSON (a temp file, then renamed).

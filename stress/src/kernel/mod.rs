@@ -5,6 +5,7 @@
 //! process_vm_readv) and compares each result with the model's for the preset
 //! nearest below `uname -r`. The planning, judging and report are plain code
 //! (tested with recorded inputs anywhere); the syscalls are Linux only.
+//! `stress` races real pins against the mm operations that break them.
 
 pub mod plan;
 pub mod probe;

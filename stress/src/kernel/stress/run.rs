@@ -1439,8 +1439,9 @@ fn spawn_watchdog(cfg: Config, sh: Arc<Shared>, t0: Instant) -> Arc<AtomicBool> 
             sh.beats.iter().map(|b| b.done.load(SeqCst)).sum::<u64>() + sh.epochs.load(SeqCst)
         };
         let mut last = (progress(&sh), Instant::now());
-        // The quiescent check may take 1.3 s on its own.
-        let bound = cfg.watchdog.max(Duration::from_secs(2));
+        // A quiescent check may wait 6 s on its own (1 s for the run's
+        // releases, 5 s of idle counters).
+        let bound = cfg.watchdog.max(Duration::from_secs(7));
         while !off.load(SeqCst) {
             std::thread::sleep(Duration::from_millis(100));
             let p = progress(&sh);
