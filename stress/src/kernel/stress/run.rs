@@ -296,7 +296,8 @@ struct Worker {
     id: usize,
     page: usize,
     regions: Vec<Region>,
-    ring: IoUring,
+    /// None when `--paths` leaves io_uring out (it may be disabled).
+    ring: Option<IoUring>,
     /// The ring's fixed buffers are the regions as mapped now; false after
     /// a region's pages were replaced (the old pages stay pinned by the
     /// registration, so it no longer says anything about the mapping).
@@ -318,6 +319,8 @@ struct Worker {
     inject: Option<Inject>,
     /// Forks at which the window was pinned and its pagemap checked.
     exclusive_checked: u64,
+    /// Registrations refused for RLIMIT_MEMLOCK.
+    uring_refused: u64,
 }
 
 impl Worker {
@@ -345,7 +348,12 @@ impl Worker {
             r.sync_shadow(0, len);
             regions.push(r);
         }
-        let ring = IoUring::new(8).map_err(|e| format!("io_uring_setup: {e}"))?;
+        let ring = match cfg.paths.iter().any(|p| p == "io_uring") {
+            true => Some(IoUring::new(8).map_err(|e| {
+                format!("io_uring_setup: {e} (io_uring disabled? --paths o_direct,vmsplice,process_vm leaves it out)")
+            })?),
+            false => None,
+        };
         let path = cfg.dir.join(format!(
             ".gupcheck-kernel-stress-{}-{id}",
             std::process::id()
@@ -366,7 +374,7 @@ impl Worker {
         file.set_len((huge + BASE_PAGES * page) as u64)
             .map_err(|e| format!("ftruncate: {e}"))?;
         let seed = cfg.seed ^ (id as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        Ok(Worker {
+        let mut w = Worker {
             id,
             page,
             regions,
@@ -385,7 +393,16 @@ impl Worker {
             ksm,
             inject: cfg.inject,
             exclusive_checked: 0,
-        })
+            uring_refused: 0,
+        };
+        // A registration refused (RLIMIT_MEMLOCK without root, io_uring
+        // disabled) is bad input before the run, not a finding inside it.
+        if cfg.paths.iter().any(|p| p == "io_uring") {
+            w.register()
+                .and_then(|()| w.quiesce())
+                .map_err(|b| b.detail)?;
+        }
+        Ok(w)
     }
 
     /// A range of a random region: (region, offset, length), page-aligned,
@@ -435,6 +452,12 @@ impl Worker {
             .try_for_each(|r| self.verify(r, 0, self.regions[r].len, false, what))
     }
 
+    fn ring(&mut self) -> Result<&mut IoUring, Broke> {
+        self.ring
+            .as_mut()
+            .ok_or_else(|| broke("error", "io_uring is not among --paths"))
+    }
+
     /// A region's pages were replaced: the registration pins the old ones.
     fn replaced(&mut self) {
         // `--inject stale-registration` keeps using it, to see the checks
@@ -449,7 +472,7 @@ impl Worker {
             return Ok(());
         }
         if self.buffers {
-            self.ring
+            self.ring()?
                 .submitter()
                 .unregister_buffers()
                 .map_err(|e| broke("error", format!("io_uring_unregister_buffers: {e}")))?;
@@ -465,26 +488,45 @@ impl Worker {
             .collect();
         // SAFETY: the regions stay mapped while registered; a region
         // replaced is re-registered before the next fixed I/O.
-        unsafe { self.ring.submitter().register_buffers(&iovs) }.map_err(|e| {
-            broke(
-                "error",
-                format!("io_uring_register_buffers: {e} (RLIMIT_MEMLOCK below the regions? run as root)"),
-            )
-        })?;
+        match unsafe { self.ring()?.submitter().register_buffers(&iovs) } {
+            Ok(()) => {}
+            // Without CAP_IPC_LOCK the pages count against RLIMIT_MEMLOCK,
+            // a whole THP for any of its pages: a refusal the kernel may
+            // make, counted, not a finding.
+            Err(e) if e.raw_os_error() == Some(libc::ENOMEM) && self.seq > 0 => {
+                self.uring_refused += 1;
+                return Err(broke("refused", e.to_string()));
+            }
+            Err(e) => {
+                return Err(broke(
+                    "error",
+                    format!("io_uring_register_buffers: {e} (RLIMIT_MEMLOCK below the regions? run as root)"),
+                ))
+            }
+        }
         self.registered = true;
         self.buffers = true;
         Ok(())
     }
 
+    /// Registers if needed; false if the kernel refused for memory.
+    fn try_register(&mut self) -> Result<bool, Broke> {
+        match self.register() {
+            Ok(()) => Ok(true),
+            Err(b) if b.invariant == "refused" => Ok(false),
+            Err(b) => Err(b),
+        }
+    }
+
     fn uring(&mut self, e: io_uring::squeue::Entry, len: usize, what: &str) -> Step {
         // SAFETY: the buffer named lives until the completion is reaped here.
-        unsafe { self.ring.submission().push(&e) }
+        unsafe { self.ring()?.submission().push(&e) }
             .map_err(|e| broke("error", format!("{what}: {e}")))?;
-        self.ring
+        self.ring()?
             .submit_and_wait(1)
             .map_err(|e| broke("error", format!("io_uring_enter: {e}")))?;
         let res = self
-            .ring
+            .ring()?
             .completion()
             .next()
             .map(|c| c.result())
@@ -557,7 +599,9 @@ impl Worker {
         let base = self.regions[r].base;
         match k {
             Kind::UringWrite => {
-                self.register()?;
+                if !self.try_register()? {
+                    return Ok(());
+                }
                 self.write_tag(r, off, len, Who::Parent);
                 let e = opcode::WriteFixed::new(
                     types::Fd(self.file.as_raw_fd()),
@@ -571,7 +615,9 @@ impl Worker {
                 self.verify_file(r, off, len, "write_fixed from the registered buffer")
             }
             Kind::UringRead => {
-                self.register()?;
+                if !self.try_register()? {
+                    return Ok(());
+                }
                 self.stage_file(r, off, len)?;
                 let e = opcode::ReadFixed::new(
                     types::Fd(self.file.as_raw_fd()),
@@ -917,8 +963,7 @@ impl Worker {
             self.replaced();
         }
         let what = match how {
-            0 if self.kinds.contains(&Kind::UringRead) => {
-                self.register()?;
+            0 if self.kinds.contains(&Kind::UringRead) && self.try_register()? => {
                 self.stage_file(r, off, len)?;
                 let e = opcode::ReadFixed::new(
                     types::Fd(self.file.as_raw_fd()),
@@ -1016,7 +1061,7 @@ impl Worker {
     fn quiesce(&mut self) -> Step {
         self.read_pending()?;
         if self.buffers {
-            self.ring
+            self.ring()?
                 .submitter()
                 .unregister_buffers()
                 .map_err(|e| broke("error", format!("io_uring_unregister_buffers: {e}")))?;
@@ -1251,9 +1296,6 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
         ksm_note,
         format!("O_DIRECT files in {}", cfg.dir.display()),
     ];
-    let mut workers = (0..cfg.threads)
-        .map(|w| Worker::new(w, cfg, thp, ksm && cfg.breakers.iter().any(|b| b == "ksm")))
-        .collect::<Result<Vec<_>, _>>()?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(cfg.threads)
         .build()
@@ -1286,6 +1328,11 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
     }
     let mut baseline = b1.held();
     sh.pins.lock().unwrap_or_else(|e| e.into_inner()).baseline = b1;
+    // The workers after the baseline: their first registration (a check
+    // of RLIMIT_MEMLOCK) is released asynchronously, like any other.
+    let mut workers = (0..cfg.threads)
+        .map(|w| Worker::new(w, cfg, thp, ksm && cfg.breakers.iter().any(|b| b == "ksm")))
+        .collect::<Result<Vec<_>, _>>()?;
     let ksm0 = ksm_shared();
     *sh.notes.lock().unwrap_or_else(|e| e.into_inner()) = notes;
 
@@ -1376,6 +1423,12 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
     sh.notes.lock().unwrap_or_else(|e| e.into_inner()).push(format!(
         "pagemap: {checked} forks with the window pinned, its pages checked exclusive to the parent (bit 56)"
     ));
+    let refused: u64 = workers.iter().map(|w| w.uring_refused).sum();
+    if refused > 0 {
+        sh.notes.lock().unwrap_or_else(|e| e.into_inner()).push(format!(
+            "io_uring: {refused} registrations refused with ENOMEM (RLIMIT_MEMLOCK: run as root), their ops skipped"
+        ));
+    }
     drop(workers);
     Ok(report(cfg, &sh, seconds, ended))
 }
