@@ -23,7 +23,7 @@ pub enum KernelCmd {
     /// rayon workers race the real pinning paths (io_uring registered
     /// buffers, O_DIRECT, vmsplice, process_vm_readv/writev) on anonymous
     /// and THP memory against the mm operations that break pins (fork,
-    /// munmap, MADV_DONTNEED, MADV_COLLAPSE, MADV_PAGEOUT, mprotect, KSM,
+    /// munmap, mremap, MADV_DONTNEED, MADV_COLLAPSE, MADV_PAGEOUT, mprotect, KSM,
     /// clear_refs), every byte tagged and every op checked exactly; at each
     /// epoch's end the system's pin counters must balance. Prints ops/s per
     /// op; exit 1 on a violation (the op log of every worker written to
@@ -45,8 +45,8 @@ pub struct StressArgs {
     /// process_vm, or all.
     #[arg(long, default_value = "all")]
     paths: String,
-    /// The breakers, comma-separated: fork, munmap, dontneed, collapse,
-    /// pageout, mprotect, ksm, clear_refs, or all (empty: none).
+    /// The breakers, comma-separated: fork, munmap, mremap, dontneed,
+    /// collapse, pageout, mprotect, ksm, clear_refs, or all (empty: none).
     #[arg(long, default_value = "all")]
     breakers: String,
     /// Length of an epoch, whose end is a quiescent point: no pin held, the

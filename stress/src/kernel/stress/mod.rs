@@ -1,7 +1,7 @@
 //! `gupcheck kernel stress`: rayon workers race the real pinning paths
 //! (io_uring registered buffers, O_DIRECT, vmsplice, process_vm_readv and
 //! writev) against the mm operations that break pins (fork, munmap and
-//! remap, MADV_DONTNEED, MADV_COLLAPSE, MADV_PAGEOUT, mprotect, KSM,
+//! remap, mremap, MADV_DONTNEED, MADV_COLLAPSE, MADV_PAGEOUT, mprotect, KSM,
 //! clear_refs soft-dirty) on this kernel. Every byte carries a tag (`tag`),
 //! each worker keeps the exact content its memory must have, and every op
 //! is checked; at each epoch's quiescent end the system's pin counters must
@@ -36,6 +36,8 @@ pub enum Kind {
     PvmRead,
     Fork,
     Remap,
+    /// mremap of a whole region to another address (MREMAP_FIXED).
+    Mremap,
     Dontneed,
     Collapse,
     Pageout,
@@ -44,7 +46,7 @@ pub enum Kind {
     ClearRefs,
 }
 
-pub const KINDS: [Kind; 16] = [
+pub const KINDS: [Kind; 17] = [
     Kind::UringWrite,
     Kind::UringRead,
     Kind::DirectWrite,
@@ -55,6 +57,7 @@ pub const KINDS: [Kind; 16] = [
     Kind::PvmRead,
     Kind::Fork,
     Kind::Remap,
+    Kind::Mremap,
     Kind::Dontneed,
     Kind::Collapse,
     Kind::Pageout,
@@ -66,9 +69,10 @@ pub const KINDS: [Kind; 16] = [
 /// `--paths` names.
 pub const PATHS: [&str; 4] = ["io_uring", "o_direct", "vmsplice", "process_vm"];
 /// `--breakers` names.
-pub const BREAKERS: [&str; 8] = [
+pub const BREAKERS: [&str; 9] = [
     "fork",
     "munmap",
+    "mremap",
     "dontneed",
     "collapse",
     "pageout",
@@ -90,6 +94,7 @@ impl Kind {
             Kind::PvmRead => "process_vm_readv",
             Kind::Fork => "fork",
             Kind::Remap => "munmap+remap",
+            Kind::Mremap => "mremap",
             Kind::Dontneed => "MADV_DONTNEED",
             Kind::Collapse => "MADV_COLLAPSE",
             Kind::Pageout => "MADV_PAGEOUT",
@@ -108,6 +113,7 @@ impl Kind {
             Kind::PvmWrite | Kind::PvmRead => "process_vm",
             Kind::Fork => "fork",
             Kind::Remap => "munmap",
+            Kind::Mremap => "mremap",
             Kind::Dontneed => "dontneed",
             Kind::Collapse => "collapse",
             Kind::Pageout => "pageout",

@@ -206,6 +206,9 @@ fn madvise(at: usize, len: usize, advice: i32) -> Result<(), std::io::Error> {
 
 struct Region {
     base: usize,
+    /// Where the region was when registered: fixed I/O names the buffer by
+    /// that address, whatever mremap did since.
+    fixed: usize,
     len: usize,
     thp: bool,
     /// What each byte must hold.
@@ -339,6 +342,7 @@ impl Worker {
             }
             let mut r = Region {
                 base,
+                fixed: base,
                 len,
                 thp: is_thp,
                 shadow: vec![0; len],
@@ -478,6 +482,9 @@ impl Worker {
                 .map_err(|e| broke("error", format!("io_uring_unregister_buffers: {e}")))?;
             self.buffers = false;
         }
+        for r in self.regions.iter_mut() {
+            r.fixed = r.base;
+        }
         let iovs: Vec<libc::iovec> = self
             .regions
             .iter()
@@ -605,7 +612,7 @@ impl Worker {
                 self.write_tag(r, off, len, Who::Parent);
                 let e = opcode::WriteFixed::new(
                     types::Fd(self.file.as_raw_fd()),
-                    (base + off) as *const u8,
+                    (self.regions[r].fixed + off) as *const u8,
                     len as u32,
                     r as u16,
                 )
@@ -621,7 +628,7 @@ impl Worker {
                 self.stage_file(r, off, len)?;
                 let e = opcode::ReadFixed::new(
                     types::Fd(self.file.as_raw_fd()),
-                    (base + off) as *mut u8,
+                    (self.regions[r].fixed + off) as *mut u8,
                     len as u32,
                     r as u16,
                 )
@@ -664,6 +671,35 @@ impl Worker {
                 reg.shadow.fill(0);
                 self.replaced();
                 self.verify(r, 0, len, false, "a fresh mapping after munmap")
+            }
+            Kind::Mremap => {
+                // The pages move with the mapping: a registration still pins
+                // the pages the mapping shows, now at another address, so
+                // the pin stays coherent (fixed I/O keeps naming the old
+                // address, the registered one).
+                let reg = &self.regions[r];
+                let (old, len, thp) = (reg.base, reg.len, reg.thp);
+                let align = if thp { len } else { self.page };
+                let to = map_region(len, align, None)?;
+                // SAFETY: moves this worker's region over the fresh mapping
+                // just made for it.
+                let p = unsafe {
+                    libc::mremap(
+                        old as *mut c_void,
+                        len,
+                        len,
+                        libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+                        to as *mut c_void,
+                    )
+                };
+                if p == libc::MAP_FAILED {
+                    let e = sys("mremap");
+                    // SAFETY: the fresh mapping, unused.
+                    unsafe { libc::munmap(to as *mut c_void, len) };
+                    return Err(e);
+                }
+                self.regions[r].base = p as usize;
+                self.verify_all("after mremap")
             }
             Kind::Dontneed => {
                 madvise(base + off, len, libc::MADV_DONTNEED).map_err(|_| sys("MADV_DONTNEED"))?;
@@ -967,7 +1003,7 @@ impl Worker {
                 self.stage_file(r, off, len)?;
                 let e = opcode::ReadFixed::new(
                     types::Fd(self.file.as_raw_fd()),
-                    (base + off) as *mut u8,
+                    (self.regions[r].fixed + off) as *mut u8,
                     len as u32,
                     r as u16,
                 )
