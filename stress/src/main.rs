@@ -91,7 +91,8 @@ enum Cmd {
     Merge(merge::MergeArgs),
     /// The model against the running kernel: `kernel selftests` runs cow.c's
     /// and gup_longterm.c's cases as real syscalls and compares each with
-    /// the model's result.
+    /// the model's result; `kernel stress` races real pins against the mm
+    /// operations that break them.
     Kernel {
         #[command(subcommand)]
         cmd: cmd::kernel::KernelCmd,

@@ -1,11 +1,15 @@
 //! `gupcheck kernel`: the model against the running kernel (`selftests`, the
-//! differential of cow.c and gup_longterm.c).
+//! differential of cow.c and gup_longterm.c; `stress`, real threads racing
+//! real pins).
 
+use crate::kernel::stress::{self as kstress, parse_names, Config, Inject, BREAKERS, PATHS};
 use crate::kernel::{self, report, Request};
+use crate::ui::parse_duration;
 use crate::ui::say;
 use gupcheck_model::harness::artifact::write_file_atomic;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(clap::Subcommand)]
 pub enum KernelCmd {
@@ -16,6 +20,61 @@ pub enum KernelCmd {
     /// case disagrees or cannot be carried out, 4 on a host that is not
     /// Linux; a missing prerequisite is a skip. Run as root for every case.
     Selftests(SelftestsArgs),
+    /// rayon workers race the real pinning paths (io_uring registered
+    /// buffers, O_DIRECT, vmsplice, process_vm_readv/writev) on anonymous
+    /// and THP memory against the mm operations that break pins (fork,
+    /// munmap, mremap, MADV_DONTNEED, MADV_COLLAPSE, MADV_PAGEOUT, mprotect, KSM,
+    /// clear_refs), every byte tagged and every op checked exactly; at each
+    /// epoch's end the system's pin counters must balance. Prints ops/s per
+    /// op; exit 1 on a violation (the op log of every worker written to
+    /// --out) or a stuck worker, 4 on a host that is not Linux.
+    Stress(StressArgs),
+}
+
+#[derive(clap::Args)]
+pub struct StressArgs {
+    /// How long to run: 90s, 10m, 1h (a bare number is seconds).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Worker threads (default: the cores).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=64))]
+    threads: Option<u64>,
+    /// The pinning paths, comma-separated: io_uring, o_direct, vmsplice,
+    /// process_vm, or all.
+    #[arg(long, default_value = "all")]
+    paths: String,
+    /// The breakers, comma-separated: fork, munmap, mremap, dontneed,
+    /// collapse, pageout, mprotect, ksm, clear_refs, or all (empty: none).
+    #[arg(long, default_value = "all")]
+    breakers: String,
+    /// Length of an epoch, whose end is a quiescent point: no pin held, the
+    /// pin counters checked.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    epoch: Duration,
+    /// Seconds without an op finished before the run is stopped and the
+    /// stuck workers' ops reported (exit 1); at least 7, the longest a
+    /// quiescent check waits.
+    #[arg(long, value_name = "SECS", default_value = "20", value_parser = parse_duration)]
+    watchdog: Duration,
+    /// Writes the report as JSON (a temp file, then renamed).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Where the op log of every worker is written on a violation.
+    #[arg(long, value_name = "DIR", default_value = "gupcheck-kernel-stress")]
+    out: PathBuf,
+    /// Where the O_DIRECT files are made (unlinked at once).
+    #[arg(long, value_name = "DIR", default_value_os_t = std::env::temp_dir())]
+    dir: PathBuf,
+    /// A deliberate fault, to see the checks fire: stale-registration
+    /// (exit 1 with `coherent pin`) or stuck-child (the watchdog).
+    #[arg(long, value_name = "FAULT", value_parser = Inject::parse)]
+    inject: Option<Inject>,
+    /// Prints a report written by --json instead of running (exit 1 if it
+    /// has a violation).
+    #[arg(long, value_name = "FILE")]
+    from: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -41,6 +100,49 @@ pub struct SelftestsArgs {
 pub fn run(cmd: &KernelCmd) -> Result<ExitCode, String> {
     match cmd {
         KernelCmd::Selftests(a) => selftests(a),
+        KernelCmd::Stress(a) => stress(a),
+    }
+}
+
+fn stress(a: &StressArgs) -> Result<ExitCode, String> {
+    if let Some(from) = &a.from {
+        let text = std::fs::read_to_string(from)
+            .map_err(|e| format!("cannot read {}: {e}", from.display()))?;
+        let report =
+            kstress::Report::parse(&text).map_err(|e| format!("{}: {e}", from.display()))?;
+        kstress::finish(&report, None);
+        return Ok(exit(&report));
+    }
+    let cfg = Config {
+        threads: a.threads.map_or_else(
+            || std::thread::available_parallelism().map_or(2, |n| n.get()),
+            |t| t as usize,
+        ),
+        duration: a.duration,
+        epoch: a.epoch,
+        seed: a.seed,
+        paths: parse_names(&a.paths, &PATHS, "path")?,
+        breakers: parse_names(&a.breakers, &BREAKERS, "breaker")?,
+        watchdog: a.watchdog,
+        dir: a.dir.clone(),
+        out: a.out.clone(),
+        json: a.json.clone(),
+        inject: a.inject,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    if !cfg!(target_os = "linux") {
+        eprintln!("gupcheck: kernel stress runs on Linux only (skip)");
+        return Ok(ExitCode::from(4));
+    }
+    let report = kstress::stress(&cfg)?;
+    kstress::finish(&report, cfg.json.as_deref());
+    Ok(exit(&report))
+}
+
+fn exit(r: &kstress::Report) -> ExitCode {
+    match r.violation {
+        Some(_) => ExitCode::from(1),
+        None => ExitCode::SUCCESS,
     }
 }
 

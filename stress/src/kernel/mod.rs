@@ -5,12 +5,14 @@
 //! process_vm_readv) and compares each result with the model's for the preset
 //! nearest below `uname -r`. The planning, judging and report are plain code
 //! (tested with recorded inputs anywhere); the syscalls are Linux only.
+//! `stress` races real pins against the mm operations that break them.
 
 pub mod plan;
 pub mod probe;
 #[cfg(target_os = "linux")]
 mod real;
 pub mod report;
+pub mod stress;
 
 use gupcheck_model::harness::kselftest::cow::{self as model, Table};
 use gupcheck_model::PresetId;
@@ -76,13 +78,13 @@ fn preset_name(asked: Option<&str>, release: &str) -> Result<String, String> {
 }
 
 #[cfg(target_os = "linux")]
-fn release() -> Result<String, String> {
+pub(crate) fn release() -> Result<String, String> {
     let u = nix::sys::utsname::uname().map_err(|e| format!("uname: {e}"))?;
     Ok(u.release().to_string_lossy().into_owned())
 }
 
 #[cfg(not(target_os = "linux"))]
-fn release() -> Result<String, String> {
+pub(crate) fn release() -> Result<String, String> {
     Err("gupcheck kernel needs Linux".into())
 }
 

@@ -1,0 +1,507 @@
+//! `gupcheck kernel stress`: rayon workers race the real pinning paths
+//! (io_uring registered buffers, O_DIRECT, vmsplice, process_vm_readv and
+//! writev) against the mm operations that break pins (fork, munmap and
+//! remap, mremap, MADV_DONTNEED, MADV_COLLAPSE, MADV_PAGEOUT, mprotect, KSM,
+//! clear_refs soft-dirty) on this kernel. Every byte carries a tag (`tag`),
+//! each worker keeps the exact content its memory must have, and every op
+//! is checked; at each epoch's quiescent end the system's pin counters must
+//! balance (`vmstat`). The names, the report and the judging are plain code,
+//! tested anywhere; the workers (`run`) are Linux only.
+
+#[cfg(target_os = "linux")]
+mod run;
+pub mod tag;
+pub mod vmstat;
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
+use vmstat::Pins;
+
+/// Every op a worker runs: a pinning path or a breaker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// IORING_OP_WRITE_FIXED from a registered buffer: the mapping's data
+    /// through the pin to the file.
+    UringWrite,
+    /// IORING_OP_READ_FIXED into a registered buffer: file data through the
+    /// pin into the mapping.
+    UringRead,
+    DirectWrite,
+    DirectRead,
+    /// vmsplice of a range into a pipe, read by a later op.
+    Vmsplice,
+    PipeRead,
+    PvmWrite,
+    PvmRead,
+    Fork,
+    Remap,
+    /// mremap of a whole region to another address (MREMAP_FIXED).
+    Mremap,
+    Dontneed,
+    Collapse,
+    Pageout,
+    Mprotect,
+    Ksm,
+    ClearRefs,
+}
+
+pub const KINDS: [Kind; 17] = [
+    Kind::UringWrite,
+    Kind::UringRead,
+    Kind::DirectWrite,
+    Kind::DirectRead,
+    Kind::Vmsplice,
+    Kind::PipeRead,
+    Kind::PvmWrite,
+    Kind::PvmRead,
+    Kind::Fork,
+    Kind::Remap,
+    Kind::Mremap,
+    Kind::Dontneed,
+    Kind::Collapse,
+    Kind::Pageout,
+    Kind::Mprotect,
+    Kind::Ksm,
+    Kind::ClearRefs,
+];
+
+/// `--paths` names.
+pub const PATHS: [&str; 4] = ["io_uring", "o_direct", "vmsplice", "process_vm"];
+/// `--breakers` names.
+pub const BREAKERS: [&str; 9] = [
+    "fork",
+    "munmap",
+    "mremap",
+    "dontneed",
+    "collapse",
+    "pageout",
+    "mprotect",
+    "ksm",
+    "clear_refs",
+];
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::UringWrite => "io_uring write_fixed",
+            Kind::UringRead => "io_uring read_fixed",
+            Kind::DirectWrite => "O_DIRECT write",
+            Kind::DirectRead => "O_DIRECT read",
+            Kind::Vmsplice => "vmsplice",
+            Kind::PipeRead => "pipe read",
+            Kind::PvmWrite => "process_vm_writev",
+            Kind::PvmRead => "process_vm_readv",
+            Kind::Fork => "fork",
+            Kind::Remap => "munmap+remap",
+            Kind::Mremap => "mremap",
+            Kind::Dontneed => "MADV_DONTNEED",
+            Kind::Collapse => "MADV_COLLAPSE",
+            Kind::Pageout => "MADV_PAGEOUT",
+            Kind::Mprotect => "mprotect",
+            Kind::Ksm => "KSM",
+            Kind::ClearRefs => "clear_refs",
+        }
+    }
+
+    /// The `--paths` or `--breakers` name that enables the op.
+    pub fn group(self) -> &'static str {
+        match self {
+            Kind::UringWrite | Kind::UringRead => "io_uring",
+            Kind::DirectWrite | Kind::DirectRead => "o_direct",
+            Kind::Vmsplice | Kind::PipeRead => "vmsplice",
+            Kind::PvmWrite | Kind::PvmRead => "process_vm",
+            Kind::Fork => "fork",
+            Kind::Remap => "munmap",
+            Kind::Mremap => "mremap",
+            Kind::Dontneed => "dontneed",
+            Kind::Collapse => "collapse",
+            Kind::Pageout => "pageout",
+            Kind::Mprotect => "mprotect",
+            Kind::Ksm => "ksm",
+            Kind::ClearRefs => "clear_refs",
+        }
+    }
+
+    pub fn is_path(self) -> bool {
+        PATHS.contains(&self.group())
+    }
+
+    pub fn index(self) -> usize {
+        KINDS.iter().position(|&k| k == self).unwrap_or(0)
+    }
+}
+
+/// A comma-separated list of `known` names ("all" for every one).
+pub fn parse_names(s: &str, known: &[&str], what: &str) -> Result<Vec<String>, String> {
+    if s.trim() == "all" {
+        return Ok(known.iter().map(|k| k.to_string()).collect());
+    }
+    let mut out = Vec::new();
+    for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if !known.contains(&name) {
+            return Err(format!(
+                "unknown {what} '{name}' (known: {}, or all)",
+                known.join(", ")
+            ));
+        }
+        if !out.iter().any(|o| o == name) {
+            out.push(name.to_string());
+        }
+    }
+    if out.is_empty() && what == "path" {
+        return Err("--paths names no path".into());
+    }
+    Ok(out)
+}
+
+/// A deliberate fault of the harness, to see a check fire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inject {
+    /// Fixed I/O keeps using a registration whose pages were replaced
+    /// (MADV_DONTNEED, munmap): the pin no longer backs the mapping, which
+    /// `coherent pin` must catch.
+    StaleRegistration,
+    /// A forked child never gets ready: the watchdog must stop the run.
+    StuckChild,
+}
+
+impl Inject {
+    pub fn parse(s: &str) -> Result<Inject, String> {
+        match s {
+            "stale-registration" => Ok(Inject::StaleRegistration),
+            "stuck-child" => Ok(Inject::StuckChild),
+            _ => Err(format!(
+                "unknown --inject '{s}' (known: stale-registration, stuck-child)"
+            )),
+        }
+    }
+}
+
+/// What `kernel stress` is asked.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub threads: usize,
+    pub duration: Duration,
+    pub epoch: Duration,
+    pub seed: u64,
+    pub paths: Vec<String>,
+    pub breakers: Vec<String>,
+    pub watchdog: Duration,
+    /// Where the O_DIRECT files are made.
+    pub dir: PathBuf,
+    /// Where the op log goes on a violation.
+    pub out: PathBuf,
+    /// `--json`: the report, also when the watchdog ends the run.
+    pub json: Option<PathBuf>,
+    pub inject: Option<Inject>,
+    pub command: String,
+}
+
+impl Config {
+    pub fn kinds(&self) -> Vec<Kind> {
+        KINDS
+            .iter()
+            .copied()
+            .filter(|k| {
+                self.paths.iter().any(|p| p == k.group())
+                    || self.breakers.iter().any(|b| b == k.group())
+            })
+            .collect()
+    }
+}
+
+pub const FORMAT: u32 = 1;
+pub const KIND: &str = "kernel-stress";
+
+/// One op kind's share of the run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KindStat {
+    pub op: String,
+    /// Its `--paths` or `--breakers` name.
+    pub group: String,
+    pub ops: u64,
+    pub ops_per_s: f64,
+}
+
+/// The pin counters over the run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PinReport {
+    /// Before the first epoch, after an idle interval.
+    pub baseline: Pins,
+    /// At the last quiescent point.
+    pub last: Pins,
+    /// Quiescent points checked, and how they came out.
+    pub checks: u64,
+    pub balanced: u64,
+    /// Points where the difference was others' (they pinned during the
+    /// idle interval); the baseline then moves to what they hold.
+    pub tolerated: u64,
+    /// Pins taken system-wide during the run (this run's and others').
+    pub acquired_during_run: u64,
+    /// The largest |held - baseline| seen at a quiescent point before it
+    /// settled.
+    pub max_unsettled_delta: i64,
+}
+
+/// A violation: the check, the invariant and the op.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Found {
+    pub invariant: String,
+    pub detail: String,
+    pub epoch: u64,
+    pub worker: usize,
+    pub op: String,
+    pub seq: u64,
+    /// The op log of every worker.
+    #[serde(default)]
+    pub op_log: String,
+}
+
+impl Found {
+    pub fn line(&self) -> String {
+        format!(
+            "kernel stress: epoch {} broke {}: worker {} op #{} {}: {}",
+            self.epoch, self.invariant, self.worker, self.seq, self.op, self.detail
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub format: u32,
+    pub kind: String,
+    pub gupcheck: String,
+    /// `uname -r`.
+    pub kernel: String,
+    pub command: String,
+    pub seed: u64,
+    pub threads: usize,
+    pub duration_secs: f64,
+    pub seconds: f64,
+    pub epochs: u64,
+    pub ops: u64,
+    pub ops_per_s: f64,
+    /// "deadline", "interrupted", "violation" or "watchdog".
+    pub ended: String,
+    pub by_op: Vec<KindStat>,
+    pub pins: PinReport,
+    /// What the machine offered (THP, KSM, O_DIRECT) and what the breakers
+    /// achieved (collapses that took, pages KSM shared).
+    pub notes: Vec<String>,
+    pub violation: Option<Found>,
+}
+
+impl Report {
+    pub fn parse(text: &str) -> Result<Report, String> {
+        let r: Report = serde_json::from_str(text)
+            .map_err(|e| format!("not a gupcheck kernel stress report: {e}"))?;
+        if r.format != FORMAT || r.kind != KIND {
+            return Err(format!(
+                "report kind {} format {} (this gupcheck reads {KIND} format {FORMAT})",
+                r.kind, r.format
+            ));
+        }
+        Ok(r)
+    }
+
+    /// The counts of each op in `seconds`, in `KINDS` order, the idle ones
+    /// left out.
+    pub fn stats(counts: &[u64], seconds: f64) -> Vec<KindStat> {
+        KINDS
+            .iter()
+            .zip(counts)
+            .filter(|(_, &n)| n > 0)
+            .map(|(k, &n)| KindStat {
+                op: k.name().into(),
+                group: k.group().into(),
+                ops: n,
+                ops_per_s: n as f64 / seconds.max(1e-9),
+            })
+            .collect()
+    }
+
+    pub fn summary(&self) -> String {
+        let p = &self.pins;
+        format!(
+            "kernel stress: {} threads, {:.1} s, {} epochs, {} ops, {:.0} ops/s; pin counters: {} quiescent checks, {} balanced, {} others' (tolerated), {} pins taken system-wide",
+            self.threads,
+            self.seconds,
+            self.epochs,
+            self.ops,
+            self.ops_per_s,
+            p.checks,
+            p.balanced,
+            p.tolerated,
+            p.acquired_during_run
+        )
+    }
+
+    /// Ops per second by op, as Markdown.
+    pub fn table(&self) -> String {
+        let mut s = String::from("| op | group | ops | ops/s |\n|---|---|---|---|\n");
+        for k in &self.by_op {
+            s += &format!(
+                "| {} | {} | {} | {:.0} |\n",
+                k.op, k.group, k.ops, k.ops_per_s
+            );
+        }
+        s
+    }
+}
+
+/// Prints the report (the summary, ops/s by op, the violation) and writes
+/// its JSON (a temp file, then renamed).
+pub fn finish(r: &Report, json: Option<&std::path::Path>) {
+    use crate::ui::say;
+    say!("{}", r.table());
+    for n in &r.notes {
+        say!("note: {n}");
+    }
+    say!("{}", r.summary());
+    if let Some(f) = &r.violation {
+        say!("{}", f.line());
+        if !f.op_log.is_empty() {
+            say!("op log of every worker: {}", f.op_log);
+        }
+    }
+    if let Some(path) = json {
+        match write_json(r, path) {
+            Ok(p) => say!("report: {}", p.display()),
+            Err(e) => eprintln!("gupcheck: {e}"),
+        }
+    }
+}
+
+fn write_json(r: &Report, path: &std::path::Path) -> Result<PathBuf, String> {
+    let text = serde_json::to_string_pretty(r).map_err(|e| e.to_string())? + "\n";
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| format!("--json {}: not a file name", path.display()))?;
+    gupcheck_model::harness::artifact::write_file_atomic(
+        dir,
+        &name.to_string_lossy(),
+        text.as_bytes(),
+    )
+}
+
+/// Runs the stress on this kernel.
+#[cfg(target_os = "linux")]
+pub fn stress(cfg: &Config) -> Result<Report, String> {
+    run::run(cfg)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn stress(_: &Config) -> Result<Report, String> {
+    Err("gupcheck kernel stress needs Linux".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_and_bad_ones_are_one_line() {
+        assert_eq!(parse_names("all", &PATHS, "path").unwrap().len(), 4);
+        assert_eq!(
+            parse_names("vmsplice, io_uring,vmsplice", &PATHS, "path").unwrap(),
+            ["vmsplice", "io_uring"]
+        );
+        let e = parse_names("io_uring,dma", &PATHS, "path").unwrap_err();
+        assert_eq!(
+            e,
+            "unknown path 'dma' (known: io_uring, o_direct, vmsplice, process_vm, or all)"
+        );
+        assert!(parse_names("", &PATHS, "path").is_err());
+        assert!(parse_names("", &BREAKERS, "breaker").unwrap().is_empty());
+        assert!(parse_names("fork,swap", &BREAKERS, "breaker")
+            .unwrap_err()
+            .starts_with("unknown breaker 'swap'"));
+    }
+
+    #[test]
+    fn every_name_enables_some_op() {
+        for n in PATHS.iter().chain(BREAKERS.iter()) {
+            assert!(KINDS.iter().any(|k| k.group() == *n), "{n}");
+        }
+        let cfg = Config {
+            threads: 1,
+            duration: Duration::from_secs(1),
+            epoch: Duration::from_millis(100),
+            seed: 1,
+            paths: vec!["io_uring".into()],
+            breakers: vec!["fork".into()],
+            watchdog: Duration::from_secs(1),
+            dir: PathBuf::from("/tmp"),
+            out: PathBuf::from("x"),
+            json: None,
+            inject: None,
+            command: String::new(),
+        };
+        assert_eq!(cfg.kinds(), [Kind::UringWrite, Kind::UringRead, Kind::Fork]);
+        assert!(Kind::PvmRead.is_path() && !Kind::Ksm.is_path());
+    }
+
+    /// A report as a 2 s run on this machine wrote it (trimmed).
+    const RECORDED: &str = r#"{
+  "format": 1, "kind": "kernel-stress", "gupcheck": "0.1.0",
+  "kernel": "6.18.44-fc-v1252", "command": "gupcheck kernel stress --duration 2s",
+  "seed": 1, "threads": 2, "duration_secs": 2.0, "seconds": 2.01, "epochs": 4,
+  "ops": 3000, "ops_per_s": 1492.5, "ended": "deadline",
+  "by_op": [
+    {"op": "io_uring write_fixed", "group": "io_uring", "ops": 2000, "ops_per_s": 995.0},
+    {"op": "fork", "group": "fork", "ops": 1000, "ops_per_s": 497.5}
+  ],
+  "pins": {"baseline": {"acquired": 10, "released": 10}, "last": {"acquired": 5010, "released": 5010},
+           "checks": 4, "balanced": 4, "tolerated": 0, "acquired_during_run": 5000,
+           "max_unsettled_delta": 2},
+  "notes": ["THP: PMD 2048 kB"], "violation": null
+}"#;
+
+    #[test]
+    fn a_recorded_report_reads_and_prints() {
+        let r = Report::parse(RECORDED).unwrap();
+        assert_eq!(
+            r.summary(),
+            "kernel stress: 2 threads, 2.0 s, 4 epochs, 3000 ops, 1492 ops/s; pin counters: 4 quiescent checks, 4 balanced, 0 others' (tolerated), 5000 pins taken system-wide"
+        );
+        assert!(r
+            .table()
+            .contains("| io_uring write_fixed | io_uring | 2000 | 995 |"));
+        let back = Report::parse(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
+        assert!(Report::parse("{}")
+            .unwrap_err()
+            .starts_with("not a gupcheck kernel stress report"));
+        let other = RECORDED.replace("\"kernel-stress\"", "\"stress\"");
+        assert!(Report::parse(&other)
+            .unwrap_err()
+            .contains("report kind stress"));
+    }
+
+    #[test]
+    fn stats_leave_out_idle_ops() {
+        let mut counts = vec![0u64; KINDS.len()];
+        counts[Kind::Fork.index()] = 10;
+        let s = Report::stats(&counts, 2.0);
+        assert_eq!(s.len(), 1);
+        assert_eq!((s[0].op.as_str(), s[0].ops_per_s), ("fork", 5.0));
+        let f = Found {
+            invariant: "no leak after fork".into(),
+            detail: "d".into(),
+            epoch: 3,
+            worker: 1,
+            op: "fork".into(),
+            seq: 9,
+            op_log: String::new(),
+        };
+        assert_eq!(
+            f.line(),
+            "kernel stress: epoch 3 broke no leak after fork: worker 1 op #9 fork: d"
+        );
+    }
+}

@@ -1,0 +1,176 @@
+//! `gupcheck kernel stress` without root or a syscall under test: bad input,
+//! and a report recorded on a 6.18 kernel (kernel-stress-6.18.json, written
+//! by `--json`) printed again with `--from`. The real run is
+//! `sudo target/release/gupcheck kernel stress --duration 2m`; the ignored
+//! tests below run it briefly, with and without a deliberate fault
+//! (`cargo test --release --test kernel_stress -- --ignored`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn recorded() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kernel-stress-6.18.json")
+}
+
+fn gupcheck(args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_gupcheck"))
+        .args(["kernel", "stress"])
+        .args(args)
+        .output()
+        .expect("runs");
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// The real runs one at a time: the pin counters are system-wide, and one
+/// run's registration held while another checks its quiescent point is
+/// a difference no counter can attribute.
+static REAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn the_recorded_run_prints_its_table_and_pin_counters() {
+    let path = recorded();
+    let (code, out, err) = gupcheck(&["--from", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("| op | group | ops | ops/s |"), "{out}");
+    for op in [
+        "| io_uring read_fixed | io_uring |",
+        "| O_DIRECT read | o_direct |",
+        "| pipe read | vmsplice |",
+        "| process_vm_writev | process_vm |",
+        "| fork | fork |",
+        "| clear_refs | clear_refs |",
+    ] {
+        assert!(out.contains(op), "missing {op} in\n{out}");
+    }
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let pins = &r["pins"];
+    assert_eq!(pins["checks"], pins["balanced"], "{pins}");
+    assert!(pins["checks"].as_u64().unwrap() > 0);
+    assert!(r["violation"].is_null());
+    assert!(out.contains("kernel stress: 2 threads,"), "{out}");
+}
+
+#[test]
+fn a_recorded_violation_exits_1_and_names_the_invariant() {
+    let text = std::fs::read_to_string(recorded()).unwrap();
+    let mut r: serde_json::Value = serde_json::from_str(&text).unwrap();
+    r["violation"] = serde_json::json!({
+        "invariant": "no leak after fork", "detail": "the child's mapping shows the parent's post-fork write",
+        "epoch": 7, "worker": 1, "op": "fork", "seq": 812, "op_log": "gupcheck-kernel-stress/kernel-stress-oplog.txt"
+    });
+    r["ended"] = "violation".into();
+    let dir = scratch("kernel-stress-violation");
+    let path = dir.join("r.json");
+    std::fs::write(&path, r.to_string()).unwrap();
+    let (code, out, _) = gupcheck(&["--from", path.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(
+        "kernel stress: epoch 7 broke no leak after fork: worker 1 op #812 fork: the child's mapping shows"
+    ));
+    assert!(out.contains("op log of every worker: gupcheck-kernel-stress/kernel-stress-oplog.txt"));
+}
+
+#[test]
+fn bad_input_is_one_line_with_exit_2() {
+    let dir = scratch("kernel-stress-bad");
+    let junk = dir.join("junk.json");
+    std::fs::write(&junk, "{\"ops\": 3}").unwrap();
+    let missing = dir.join("missing.json");
+    for (args, needle) in [
+        (
+            vec!["--paths", "io_uring,dma"],
+            "unknown path 'dma' (known: io_uring, o_direct, vmsplice, process_vm, or all)",
+        ),
+        (vec!["--breakers", "swap"], "unknown breaker 'swap'"),
+        (vec!["--paths", ""], "--paths names no path"),
+        (vec!["--duration", "10x"], "bad duration '10x'"),
+        (vec!["--duration", "0s"], "bad duration '0s'"),
+        (vec!["--epoch", "soon"], "bad duration 'soon'"),
+        (vec!["--threads", "0"], "--threads"),
+        (vec!["--inject", "oops"], "unknown --inject 'oops'"),
+        (vec!["--from", missing.to_str().unwrap()], "cannot read"),
+        (
+            vec!["--from", junk.to_str().unwrap()],
+            "not a gupcheck kernel stress report",
+        ),
+    ] {
+        let (code, _, err) = gupcheck(&args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+/// A real run: clean, its JSON written by temp file and rename.
+#[test]
+#[ignore = "the real kernel (io_uring, O_DIRECT on the temp dir); run with --ignored, as root for every op"]
+fn a_short_real_run_is_clean() {
+    let _one = REAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch("kernel-stress-real");
+    let json = dir.join("k.json");
+    let out_dir = dir.join("out");
+    let (code, out, err) = gupcheck(&[
+        "--duration",
+        "3s",
+        "--json",
+        json.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(r["ended"], "deadline");
+    assert_eq!(r["pins"]["checks"], r["pins"]["balanced"]);
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        1,
+        "no temp file left"
+    );
+}
+
+/// The checks fire: fixed I/O through a registration whose pages were
+/// replaced breaks `coherent pin`; a child that never gets ready is caught
+/// by the watchdog. Both exit 1 with the op log written.
+#[test]
+#[ignore = "the real kernel; run with --ignored"]
+fn injected_faults_are_caught() {
+    let _one = REAL.lock().unwrap_or_else(|e| e.into_inner());
+    for (fault, invariant) in [
+        ("stale-registration", "broke coherent pin"),
+        ("stuck-child", "broke progress"),
+    ] {
+        let dir = scratch(&format!("kernel-stress-{fault}"));
+        let out_dir = dir.join("out");
+        let (code, out, err) = gupcheck(&[
+            "--duration",
+            "30s",
+            "--watchdog",
+            "2",
+            "--inject",
+            fault,
+            "--out",
+            out_dir.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 1, "{fault}: {out}{err}");
+        assert!(out.contains(invariant), "{fault}: {out}");
+        let log = std::fs::read_to_string(out_dir.join("kernel-stress-oplog.txt")).unwrap();
+        assert!(
+            log.contains("== worker 0:") && log.contains("== worker 1:"),
+            "{log}"
+        );
+    }
+}
