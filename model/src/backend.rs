@@ -106,11 +106,6 @@ pub trait Backend: Sized + Send + Sync + 'static {
     fn rwlock_read<T: Send + Sync + 'static>(l: &Self::RawRwLock<T>) -> Self::RawReadGuard<'_, T>;
     fn rwlock_write<T: Send + Sync + 'static>(l: &Self::RawRwLock<T>)
         -> Self::RawWriteGuard<'_, T>;
-    /// `down_write_trylock()`: `None` if held (or poisoned: its panic is
-    /// reported on its own).
-    fn rwlock_try_write<T: Send + Sync + 'static>(
-        l: &Self::RawRwLock<T>,
-    ) -> Option<Self::RawWriteGuard<'_, T>>;
     fn condvar_new() -> Self::RawCondvar;
     /// Blocks; the guard is released while waiting. Spurious wakeups are allowed,
     /// so callers wait in a `while` loop on a condition.
@@ -166,10 +161,6 @@ impl<B: Backend, T: Send + Sync + 'static> RwLock<B, T> {
     }
     pub fn write(&self) -> B::RawWriteGuard<'_, T> {
         B::rwlock_write(&self.0)
-    }
-    /// `mmap_write_trylock()`.
-    pub fn try_write(&self) -> Option<B::RawWriteGuard<'_, T>> {
-        B::rwlock_try_write(&self.0)
     }
 }
 
@@ -366,11 +357,6 @@ macro_rules! sync_primitives {
             l: &Self::RawRwLock<T>,
         ) -> Self::RawWriteGuard<'_, T> {
             l.write().unwrap_or_else(|e| e.into_inner())
-        }
-        fn rwlock_try_write<T: Send + Sync + 'static>(
-            l: &Self::RawRwLock<T>,
-        ) -> Option<Self::RawWriteGuard<'_, T>> {
-            l.try_write().ok()
         }
         fn condvar_new() -> Self::RawCondvar {
             $c::sync::Condvar::new()

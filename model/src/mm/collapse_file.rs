@@ -36,11 +36,13 @@
 //! - 6.1 froze each old page at 3 and stored the new folio index by index
 //!   inside the loop; the model checks the count and stores once, as 6.5+
 //!   (cae106dd67b9), in every era: a GUP-fast grab fails either way;
-//! - `retract_page_tables` takes each mm's `mmap_lock` with
-//!   `mmap_write_trylock` (skipping a busy mm) as before 6.6, in every era:
-//!   1d65b771bc08 drops it and relies on the PMD and PTE locks plus
-//!   `pte_offset_map_lock`'s PMD recheck, which the model's locked table
-//!   walkers lack; GUP-fast takes neither lock, so its race is the kernel's;
+//! - `retract_page_tables` takes each mm's `mmap_lock` for write, blocking,
+//!   and so runs after the new pages are unlocked and the old ones leave the
+//!   file (the kernel keeps the new folio locked across it, taking
+//!   `mmap_write_trylock` before 6.6 and no `mmap_lock` since 1d65b771bc08,
+//!   whose locked table walkers recheck the PMD, which the model's do not): a
+//!   fault that maps a new page first keeps its table; GUP-fast takes neither
+//!   lock, so its race is the kernel's;
 //! - the VMAs come from each mm's VMA list (the model has no `i_mmap` tree),
 //!   and `vma->anon_vma` is read as "a PTE in the range is not none" (after
 //!   `try_to_unmap`, only a private mapping's anonymous copies are left).
@@ -141,17 +143,22 @@ impl<B: Backend> World<B> {
             }
         }
         ctx.step(&self.ghost, "collapse_file: xas_store", u64::from(start));
-        self.retract_page_tables(ctx, inode, start)?;
-        // folio_unlock(new_folio): faults waiting on it map it now.
+        // folio_unlock(new_folio): faults waiting on it map it now. (The
+        // kernel unlocks after retract_page_tables; see the simplifications.)
         for &n in &new {
             self.folio_unlock(ctx, n);
         }
-        // The old folios: mapping = NULL, unlock, folio_put_refs(folio, 3).
-        // The ghost notes why each left its file: a pin on it is still judged.
-        for o in old {
+        // The old folios: mapping = NULL and unlock (a fault that found one
+        // looks again and finds the new page). The ghost notes why each left
+        // its file: a pin on it is still judged.
+        for &o in &old {
             self.ghost.migrated_out_of_file(o);
             self.set_folio_file(o, None);
             self.folio_unlock(ctx, o);
+        }
+        self.retract_page_tables(ctx, inode, start)?;
+        // folio_put_refs(folio, 3): ours, the cache's and the isolation's.
+        for o in old {
             self.mem.folio_put_refs(ctx, &self.ghost, o, 2, None)?;
             self.mem
                 .folio_put_refs(ctx, &self.ghost, o, 1, Some(HoldKind::Get))?;
@@ -239,8 +246,8 @@ impl<B: Backend> World<B> {
     }
 
     /// `retract_page_tables()` of the range of `inode` at index `start`: in
-    /// each mm whose `mmap_lock` it gets (`mmap_write_trylock`, see the
-    /// simplifications), each VMA mapping the whole range PMD-aligned, with a
+    /// each mm (its `mmap_lock` held for write, see the simplifications), each
+    /// VMA mapping the whole range PMD-aligned, with a
     /// PTE table there (`find_pmd_or_thp_or_none`) and no anonymous pages:
     /// under the PMD lock and the PTE lock, `pmdp_collapse_flush()`; then the
     /// table is freed, after a grace period (`pte_free_defer`, 6.6) or at once
@@ -248,17 +255,11 @@ impl<B: Backend> World<B> {
     pub(crate) fn retract_page_tables(&self, ctx: &mut Ctx, inode: u32, start: u32) -> Res<()> {
         let span = 1u64 << self.cfg.shift(2);
         let nr = self.cfg.fanout();
-        // i_mmap_lock_read(mapping).
-        let _i_mmap = self.rmap_walk_lock.read();
         for mm in 0..self.mms.len() {
-            let Some(vmas) = self.mms[mm].mmap_lock.try_write() else {
-                ctx.step(
-                    &self.ghost,
-                    "retract_page_tables: mmap_write_trylock failed",
-                    mm as u64,
-                );
-                continue;
-            };
+            // mmap_lock for write (see the simplifications), then
+            // i_mmap_lock_read(mapping), in munmap's order.
+            let vmas = self.mms[mm].mmap_lock.write();
+            let _i_mmap = self.rmap_walk_lock.read();
             for v in vmas.iter() {
                 let base = match v.kind {
                     VmaKind::FileShared { inode: i, base }
