@@ -42,9 +42,10 @@
 //! - a THP write fault that cannot reuse always splits and copies one subpage
 //!   (3917c80280c9, 5.8); before 5.8 the kernel copied the whole THP;
 //! - a PMD split keeps the PMD's dirty bit in every PTE, in every era;
-//! - no file THP: page-cache folios are base pages, so file collapse
-//!   (`collapse_file`, `retract_page_tables`, which clears a file VMA's PMD
-//!   without `mmap_lock`) is not modelled.
+//! - a file VMA goes to file collapse (`collapse_file`,
+//!   `retract_page_tables`: collapse_file.rs), whose new "THP" is one base
+//!   page per index: page-cache folios are base pages, so no file THP is ever
+//!   PMD-mapped or split.
 
 use serde::{Deserialize, Serialize};
 
