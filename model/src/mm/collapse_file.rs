@@ -34,8 +34,9 @@
 //!   the file is open for writing (`inode_is_open_for_write`) is not modelled;
 //! - no LRU: the isolation reference is a plain reference;
 //! - 6.1 froze each old page at 3 and stored the new folio index by index
-//!   inside the loop; the model checks the count and stores once, as 6.5+
-//!   (cae106dd67b9), in every era: a GUP-fast grab fails either way;
+//!   inside the loop; the model checks the count and stores once, as latest
+//!   does (the 6.5 rework of collapse_file's control flow; hash not checked),
+//!   in every era: a GUP-fast grab fails either way;
 //! - `retract_page_tables` takes each mm's `mmap_lock` for write, blocking,
 //!   and so runs after the new pages are unlocked and the old ones leave the
 //!   file (the kernel keeps the new folio locked across it, taking
