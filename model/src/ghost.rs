@@ -652,13 +652,15 @@ impl Ghost {
         let v = file.map_or(0, |(i, x)| (u64::from(i) + 1) << 32 | u64::from(x));
         self.file_of[pfn as usize].store(v, SeqCst);
     }
-    /// Migration just took page-cache page `pfn` out of its file (it moved
-    /// to a new frame); this life of the frame keeps the mark.
+    /// Migration or file THP collapse just took page-cache page `pfn` out
+    /// of its file (its content moved to a new frame); this life of the
+    /// frame keeps the mark.
     pub(crate) fn migrated_out_of_file(&self, pfn: Pfn) {
         let state = self.frame_state[pfn as usize].load(SeqCst);
         self.migrated[pfn as usize].store(state.wrapping_add(1), SeqCst);
     }
-    /// Whether `pfn` left its file by migration in its current life.
+    /// Whether `pfn` left its file by migration or collapse in its current
+    /// life.
     pub(crate) fn left_by_migration(&self, pfn: Pfn) -> bool {
         self.migrated[pfn as usize].load(SeqCst)
             == self.frame_state[pfn as usize].load(SeqCst).wrapping_add(1)

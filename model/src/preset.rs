@@ -207,6 +207,12 @@ pub struct Preset {
     /// `pmdp_collapse_flush()`, before it checks the base pages' refcounts and
     /// long before the old PTE table is freed or reused.
     pub collapse_syncs_walkers: bool,
+    /// 1d65b771bc08 "mm/khugepaged: retract_page_tables() without mmap or vma
+    /// lock" (6.6): file collapse frees a retracted PTE table with
+    /// `pte_free_defer()` (after an RCU grace period, so a GUP-fast walker
+    /// still inside it reads an empty table); before, `collapse_and_free_pmd()`
+    /// freed it at once with `pte_free()`.
+    pub retract_pte_free_defer: bool,
     /// 3faa52c03f44 (5.7): /proc/vmstat nr_foll_pin_acquired / _released.
     pub vmstat: bool,
     /// 2e3468778dbe (6.1): a migration entry remembers the PTE's dirty bit
@@ -344,6 +350,11 @@ impl Preset {
                 yes(self.collapse_syncs_walkers),
                 "2ba99c5e0881 (6.1-stable)",
             ),
+            f(
+                "retract frees the table after RCU",
+                yes(self.retract_pte_free_defer),
+                "1d65b771bc08 (6.6)",
+            ),
         ]
     }
 }
@@ -377,6 +388,7 @@ const fn base(id: PresetId, name: &'static str, about: &'static str) -> Preset {
         force_cow_break: false,
         clear_refs_skips_pinned: true,
         collapse_syncs_walkers: true,
+        retract_pte_free_defer: true,
         migration_keeps_dirty: true,
         pageout_skips_pinned: true,
         swap_pte_exclusive: true,
@@ -409,6 +421,7 @@ const fn era5(id: PresetId, name: &'static str, about: &'static str) -> Preset {
         dup_rmap_ref_first: false,
         clear_refs_skips_pinned: false,
         collapse_syncs_walkers: false,
+        retract_pte_free_defer: false,
         migration_keeps_dirty: false,
         pageout_skips_pinned: false,
         swap_pte_exclusive: false,
@@ -484,6 +497,7 @@ pub static PRESETS: [Preset; 9] = [
         longterm_check: LongtermCheck::BeforeRef,
         mb_after_pin: false,
         collapse_syncs_walkers: false,
+        retract_pte_free_defer: false,
         migration_keeps_dirty: false,
         ..base(
             PresetId::V6_0,
@@ -499,6 +513,7 @@ pub static PRESETS: [Preset; 9] = [
         zero_page_pin_noop: false,
         longterm_check: LongtermCheck::BeforeRef,
         collapse_syncs_walkers: false,
+        retract_pte_free_defer: false,
         ..base(
             PresetId::V6_1,
             "6.1",

@@ -155,15 +155,16 @@ impl Entry {
     }
     /// loom's preemption bound for this entry, one rule for every runner
     /// (tests, campaign, zoo): the design card's races get the deeper bound, as
-    /// do ordering-only bugs, the races of a lockless walker with THP collapse
-    /// (two preemptions: into the collapse, back to the walker) and races only
+    /// do ordering-only bugs, the races of a lockless walker with THP collapse,
+    /// anonymous or file (two preemptions: into the collapse, back to the walker) and races only
     /// loom is expected to find; 1 for the rest.
     pub fn loom_bound(&self) -> usize {
-        const DEEPER: [&str; 4] = [
+        const DEEPER: [&str; 5] = [
             "gup_fast_vs_munmap",
             "munmap_vs_lockless_walker",
             "gup_fast_vs_page_mkclean",
             "gup_fast_vs_thp_collapse",
+            "gup_fast_vs_file_collapse",
         ];
         let loom_only = self.found_by == ["loom"];
         if DEEPER.contains(&self.scenario.as_str()) || !self.missed_by.is_empty() || loom_only {

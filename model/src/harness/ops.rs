@@ -150,7 +150,8 @@ pub enum Op {
         #[serde(default)]
         merge: bool,
     },
-    /// khugepaged collapses the PMD range containing a page into a THP.
+    /// khugepaged collapses the PMD range containing a page into a THP (a
+    /// file VMA's range: `collapse_file`, then `retract_page_tables`).
     Collapse { mm: u8, page: u16 },
     /// `split_huge_page()` of the THP mapping a page.
     Split { mm: u8, page: u16 },

@@ -1083,6 +1083,53 @@ pub fn gup_fast_vs_thp_collapse() -> Scenario {
     }
 }
 
+/// `gup_fast_vs_file_collapse`: the PMD-recheck question for file THP
+/// collapse. A read-only long-term `pin_user_pages_fast` of a clean page of
+/// a shared file mapping (GUP-fast may pin it: only a FOLL_WRITE long-term
+/// pin of a file page is refused), a store through the address that the pin
+/// must see, and the unpin; against khugepaged's `collapse_file` of the
+/// range, whose `retract_page_tables` clears the PMD while GUP-fast may still
+/// be in the old PTE table. `collapse_file` unmaps the old pages
+/// (`try_to_unmap`) before it checks their counts, so the pin and the PTE
+/// recheck meet there: the retracted table holds no PTE, and the PMD recheck
+/// (`no_pmd_recheck`) is not what keeps the pin coherent. What the era
+/// decides is the table's life: freed at once without syncing with walkers
+/// (6.1 under RCU: a walk through a freed table, bug #7), after a grace
+/// period from 6.6 (1d65b771bc08's `pte_free_defer`).
+pub fn gup_fast_vs_file_collapse() -> Scenario {
+    Scenario {
+        name: "gup_fast_vs_file_collapse".into(),
+        about: "R/O long-term pin_user_pages_fast of a shared file page + store the pin must see against khugepaged's collapse_file / retract_page_tables".into(),
+        version: OPS_VERSION,
+        layout: Layout {
+            files: vec![FileSpec {
+                pages: 2,
+                flavour: FsFlavour::Iomap,
+                cached: Cached::Clean,
+            }],
+            ..Layout::one(vec![Region::file(0, 2, 0, true, Populate::PageCache)])
+        },
+        threads: vec![
+            vec![
+                gup(
+                    GupApi::PinUserPagesFast,
+                    0,
+                    1,
+                    FlagSel {
+                        longterm: true,
+                        ..FlagSel::default()
+                    },
+                ),
+                Op::CheckPinSees { handle: 0 },
+                release(ReleaseApi::Matching),
+            ],
+            vec![Op::Collapse { mm: 0, page: 0 }],
+        ],
+        world: small_world(14, 8),
+        window: None,
+    }
+}
+
 /// `gup_fast_vs_thp_split`: `pin_user_pages_fast(FOLL_WRITE)` of a tail page
 /// of a PTE-mapped THP, a store and a coherence check, against
 /// `split_huge_page`. Either the pin is seen (split backs off: the freeze
@@ -1308,6 +1355,7 @@ pub fn catalogue() -> Vec<Scenario> {
         clear_refs_on_pinned(),
         ksm_share_vs_ro_pin(),
         gup_fast_vs_thp_collapse(),
+        gup_fast_vs_file_collapse(),
         gup_fast_vs_thp_split(),
         pin_longterm_vs_migration(),
         pin_vs_thp_migration(),

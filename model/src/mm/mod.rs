@@ -2,9 +2,10 @@
 //! after the kernel's: faults, mmap and munmap (`memory`), the page cache and
 //! file faults (`filemap`), DMA devices and the MMU-notifier driver (`device`),
 //! the lockless walk (`walk`), writeback and `page_mkclean`, reclaim (`vmscan`), the swap cache (`swap`),
-//! migration and compaction, THP split and collapse, fork and clear_refs, page
+//! migration and compaction, THP split and collapse (file collapse in `collapse_file`), fork and clear_refs, page
 //! sharing, hugetlb faults and fork (`hugetlb`). Each is an `impl World` over the state below.
 
+pub(crate) mod collapse_file;
 pub(crate) mod device;
 pub(crate) mod filemap;
 pub(crate) mod fork;

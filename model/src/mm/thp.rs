@@ -42,9 +42,10 @@
 //! - a THP write fault that cannot reuse always splits and copies one subpage
 //!   (3917c80280c9, 5.8); before 5.8 the kernel copied the whole THP;
 //! - a PMD split keeps the PMD's dirty bit in every PTE, in every era;
-//! - no file THP: page-cache folios are base pages, so file collapse
-//!   (`collapse_file`, `retract_page_tables`, which clears a file VMA's PMD
-//!   without `mmap_lock`) is not modelled.
+//! - a file VMA goes to file collapse (`collapse_file`,
+//!   `retract_page_tables`: collapse_file.rs), whose new "THP" is one base
+//!   page per index: page-cache folios are base pages, so no file THP is ever
+//!   PMD-mapped or split.
 
 use serde::{Deserialize, Serialize};
 
@@ -55,7 +56,7 @@ use crate::ghost::{Ctx, HoldKind};
 use crate::invariant::Res;
 use crate::preset::ReuseRule;
 use crate::state::mem::{pg, Order};
-use crate::state::mm::{FaultFlags, Vma};
+use crate::state::mm::{FaultFlags, Vma, VmaKind};
 use crate::state::pgtable::{PageTable, Pte};
 use crate::state::rmap::RmapEntry;
 use crate::state::tlb::flush_waits_for_walkers;
@@ -69,7 +70,8 @@ use crate::types::PAGE_SIZE;
 #[serde(rename_all = "snake_case")]
 pub enum Collapsed {
     Collapsed,
-    /// Not a fully populated, PTE-mapped anonymous range.
+    /// Not a fully populated, PTE-mapped anonymous range; for a file, not a
+    /// PMD-aligned range fully cached by clean, unlocked pages.
     NotSuitable,
     /// A base page had an extra reference (a GUP holder): left as it was
     /// (seen by the scan) or restored (seen at isolation).
@@ -373,7 +375,7 @@ impl<B: Backend> World<B> {
     }
 
     /// `collapse_huge_page()` of the PMD range containing `addr` in `mm`.
-    pub(crate) fn collapse_huge_page(
+    pub fn collapse_huge_page(
         &self,
         ctx: &mut Ctx,
         mm: usize,
@@ -382,6 +384,23 @@ impl<B: Backend> World<B> {
         let span = 1u64 << self.cfg.shift(2);
         let haddr = addr & !(span - 1);
         ctx.step(&self.ghost, "collapse_huge_page", haddr);
+        // khugepaged_scan_mm_slot(): a file VMA goes to
+        // hpage_collapse_scan_file() -> collapse_file() at its page offset,
+        // with mmap_lock dropped first (collapse_file.rs).
+        let file = {
+            let vmas = self.mms[mm].mmap_lock.read();
+            World::<B>::find_vma(&vmas, haddr).and_then(|v| match v.kind {
+                VmaKind::FileShared { inode, base } | VmaKind::FilePrivate { inode, base }
+                    if v.start <= haddr && haddr + span <= v.end =>
+                {
+                    Some((inode, (haddr / PAGE_SIZE - base) as u32))
+                }
+                _ => None,
+            })
+        };
+        if let Some((inode, pgoff)) = file {
+            return self.collapse_file(ctx, inode, pgoff);
+        }
         self.rcu_reclaim(ctx)?;
         let Some(huge) =
             self.mem
