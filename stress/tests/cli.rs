@@ -3,17 +3,8 @@
 
 use std::process::Command;
 
-fn gupcheck(args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_gupcheck"))
-        .args(args)
-        .output()
-        .expect("runs");
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
+mod common;
+use common::gupcheck;
 
 fn one_line_error(args: &[&str], needle: &str) {
     let (code, _, err) = gupcheck(args);

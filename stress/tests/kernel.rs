@@ -4,24 +4,16 @@
 //! table, the JSON and the exit codes are checked anywhere in well under a
 //! second. The real run is `sudo target/release/gupcheck kernel selftests`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn recorded() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kernel-6.18.json")
 }
 
 fn gupcheck(args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_gupcheck"))
-        .args(["kernel", "selftests"])
-        .args(args)
-        .output()
-        .expect("runs");
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+    common::gupcheck(&[&["kernel", "selftests"], args].concat())
 }
 
 fn from(extra: &[&str]) -> (i32, String, String) {

@@ -5,24 +5,16 @@
 //! tests below run it briefly, with and without a deliberate fault
 //! (`cargo test --release --test kernel_stress -- --ignored`).
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn recorded() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kernel-stress-6.18.json")
 }
 
 fn gupcheck(args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_gupcheck"))
-        .args(["kernel", "stress"])
-        .args(args)
-        .output()
-        .expect("runs");
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+    common::gupcheck(&[&["kernel", "stress"], args].concat())
 }
 
 /// The real runs one at a time: the pin counters are system-wide, and one

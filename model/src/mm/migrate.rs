@@ -45,7 +45,6 @@ use crate::backend::{Backend, KAtomic};
 use crate::config::Mutation;
 use crate::ghost::{Ctx, HoldKind};
 use crate::invariant::Res;
-use crate::preset::ReuseRule;
 use crate::state::mem::{pg, Order, Zone};
 use crate::state::pgtable::{MigrationKind, Pte};
 use crate::state::rmap::RmapEntry;
@@ -163,9 +162,7 @@ impl<B: Backend> World<B> {
             return Ok(Unmapped::Gone);
         }
         let page = pte.pfn();
-        // PageAnonExclusive exists from 5.19 (6c287605fd56).
-        let exclusive = self.cfg.p().reuse == ReuseRule::AnonExclusive
-            && self.mem.frame(page).flags.read_once() & pg::ANON_EXCLUSIVE != 0;
+        let exclusive = self.page_anon_exclusive(page);
         let old = self.ptep_clear_flush(ctx, t, idx, "try_to_migrate_one: ptep_clear_flush");
         if exclusive && !self.folio_try_share_anon_rmap_pte(ctx, page) {
             t.set(idx, old);
@@ -177,13 +174,7 @@ impl<B: Backend> World<B> {
             );
             return Ok(Unmapped::MaybePinned);
         }
-        let kind = if old.write() {
-            MigrationKind::Writable
-        } else if exclusive {
-            MigrationKind::ReadableExclusive
-        } else {
-            MigrationKind::Readable
-        };
+        let kind = MigrationKind::of(old, exclusive);
         if old.dirty() {
             // The PTE's dirty bit goes to the folio: folio_mark_dirty(), the
             // filesystem's for a page-cache folio.
@@ -232,8 +223,7 @@ impl<B: Backend> World<B> {
         if !self.is_thp_leaf(pmd) || pmd.pfn() != head {
             return Ok(Unmapped::Gone);
         }
-        let exclusive = self.cfg.p().reuse == ReuseRule::AnonExclusive
-            && self.mem.frame(head).flags.read_once() & pg::ANON_EXCLUSIVE != 0;
+        let exclusive = self.page_anon_exclusive(head);
         let old = t.get_and_clear(idx, self.cfg.arch);
         ctx.step(
             &self.ghost,
@@ -254,13 +244,7 @@ impl<B: Backend> World<B> {
             );
             return Ok(Unmapped::MaybePinned);
         }
-        let kind = if old.write() {
-            MigrationKind::Writable
-        } else if exclusive {
-            MigrationKind::ReadableExclusive
-        } else {
-            MigrationKind::Readable
-        };
+        let kind = MigrationKind::of(old, exclusive);
         if old.dirty() {
             self.mem.frame(head).flags.or(pg::DIRTY);
         }

@@ -36,6 +36,7 @@ use crate::backend::{Backend, KAtomic};
 use crate::config::Mutation;
 use crate::ghost::{Ctx, HoldKind};
 use crate::invariant::Res;
+use crate::preset::ReuseRule;
 use crate::state::mem::pg;
 use crate::state::pgtable::Pte;
 use crate::state::rmap::RmapEntry;
@@ -322,6 +323,13 @@ impl<B: Backend> World<B> {
             self.walkers.sync(ctx, &self.ghost, "flush_tlb_page: IPI");
         }
         old
+    }
+
+    /// PageAnonExclusive of `page` (which exists from 5.19, 6c287605fd56;
+    /// false in the eras before it).
+    pub(crate) fn page_anon_exclusive(&self, page: Pfn) -> bool {
+        self.cfg.p().reuse == ReuseRule::AnonExclusive
+            && self.mem.frame(page).flags.read_once() & pg::ANON_EXCLUSIVE != 0
     }
 
     /// (A2, A3) `folio_try_share_anon_rmap_pte()` on an exclusive `page` whose

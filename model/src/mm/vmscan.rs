@@ -46,7 +46,6 @@ use crate::backend::{Backend, KAtomic};
 use crate::config::Mutation;
 use crate::ghost::{Ctx, HoldKind};
 use crate::invariant::Res;
-use crate::preset::ReuseRule;
 use crate::state::mem::pg;
 use crate::state::pgtable::Pte;
 use crate::state::rmap::RmapEntry;
@@ -399,9 +398,7 @@ impl<B: Backend> World<B> {
         if !pte.present() || pte.special() || pte.pfn() != head {
             return Ok(true);
         }
-        // PageAnonExclusive exists from 5.19 (6c287605fd56).
-        let exclusive = self.cfg.p().reuse == ReuseRule::AnonExclusive
-            && self.mem.frame(head).flags.read_once() & pg::ANON_EXCLUSIVE != 0;
+        let exclusive = self.page_anon_exclusive(head);
         let old = self.ptep_clear_flush(ctx, t, idx, "try_to_unmap_one: ptep_clear_flush");
         if old.dirty() {
             self.mem.frame(head).flags.or(pg::DIRTY);

@@ -28,6 +28,20 @@ pub enum MigrationKind {
     Readable,
 }
 
+impl MigrationKind {
+    /// The entry for a mapping that was `old`: writability first, then
+    /// exclusivity (`make_writable_migration_entry` and its two siblings).
+    pub fn of(old: Pte, exclusive: bool) -> MigrationKind {
+        if old.write() {
+            MigrationKind::Writable
+        } else if exclusive {
+            MigrationKind::ReadableExclusive
+        } else {
+            MigrationKind::Readable
+        }
+    }
+}
+
 impl Pte {
     pub const PRESENT: u64 = 1 << 0;
     pub const WRITE: u64 = 1 << 1;
