@@ -3,6 +3,7 @@
 //! real pins).
 
 use crate::kernel::stress::{self as kstress, parse_names, Config, Inject, BREAKERS, PATHS};
+use crate::kernel::vm::{self, VmArgs};
 use crate::kernel::{self, report, Request};
 use crate::ui::parse_duration;
 use crate::ui::say;
@@ -29,6 +30,9 @@ pub enum KernelCmd {
     /// op; exit 1 on a violation (the op log of every worker written to
     /// --out) or a stuck worker, 4 on a host that is not Linux.
     Stress(StressArgs),
+    /// The init of a `--vm` guest (PID 1 in its initramfs); refused anywhere else.
+    #[command(name = "vm-guest", hide = true)]
+    VmGuest,
 }
 
 #[derive(clap::Args)]
@@ -73,8 +77,10 @@ pub struct StressArgs {
     inject: Option<Inject>,
     /// Prints a report written by --json instead of running (exit 1 if it
     /// has a violation).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "vm")]
     from: Option<PathBuf>,
+    #[command(flatten)]
+    vm: VmArgs,
 }
 
 #[derive(clap::Args)]
@@ -90,18 +96,50 @@ pub struct SelftestsArgs {
     preset: Option<String>,
     /// Re-judges a report written by --json (another machine's, another
     /// preset) instead of running the cases.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "vm")]
     from: Option<PathBuf>,
     /// Where the page-cache and gup_longterm cases make their files.
     #[arg(long, value_name = "DIR", default_value_os_t = std::env::temp_dir())]
     dir: PathBuf,
+    #[command(flatten)]
+    vm: VmArgs,
 }
 
 pub fn run(cmd: &KernelCmd) -> Result<ExitCode, String> {
     match cmd {
         KernelCmd::Selftests(a) => selftests(a),
         KernelCmd::Stress(a) => stress(a),
+        KernelCmd::VmGuest => vm_guest(),
     }
+}
+
+#[cfg(target_os = "linux")]
+fn vm_guest() -> Result<ExitCode, String> {
+    // As init it ends by rebooting: never on a machine someone uses.
+    if std::process::id() != 1 {
+        return Err("kernel vm-guest is the init of a --vm guest and runs only as PID 1".into());
+    }
+    vm::guest::main()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn vm_guest() -> Result<ExitCode, String> {
+    Err("kernel vm-guest is the init of a Linux --vm guest".into())
+}
+
+/// Whether this host can run the command (in a guest or here); prints
+/// kselftest's skip otherwise.
+fn runs_here(what: &str, v: &VmArgs) -> bool {
+    // A guest needs a Linux gupcheck; elsewhere only one named explicitly.
+    if cfg!(target_os = "linux") || (v.vm.is_some() && v.guest_binary.is_some()) {
+        return true;
+    }
+    eprintln!("gupcheck: kernel {what} runs on Linux only (skip)");
+    false
+}
+
+fn ms(d: Duration) -> String {
+    format!("{}ms", d.as_millis())
 }
 
 fn stress(a: &StressArgs) -> Result<ExitCode, String> {
@@ -130,13 +168,82 @@ fn stress(a: &StressArgs) -> Result<ExitCode, String> {
         inject: a.inject,
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
-    if !cfg!(target_os = "linux") {
-        eprintln!("gupcheck: kernel stress runs on Linux only (skip)");
+    if !runs_here("stress", &a.vm) {
         return Ok(ExitCode::from(4));
+    }
+    if a.vm.vm.is_some() {
+        return stress_in_vm(a, &cfg);
     }
     let report = kstress::stress(&cfg)?;
     kstress::finish(&report, cfg.json.as_deref());
     Ok(exit(&report))
+}
+
+/// `kernel stress --vm`: the same run inside the guest; its report and op
+/// logs come back into --vm-out.
+fn stress_in_vm(a: &StressArgs, cfg: &Config) -> Result<ExitCode, String> {
+    let mut args: Vec<String> = ["kernel", "stress", "--dir", "/tmp"]
+        .map(String::from)
+        .to_vec();
+    args.extend([
+        "--duration".into(),
+        ms(cfg.duration),
+        "--epoch".into(),
+        ms(cfg.epoch),
+    ]);
+    args.extend([
+        "--watchdog".into(),
+        ms(cfg.watchdog),
+        "--seed".into(),
+        cfg.seed.to_string(),
+    ]);
+    args.extend([
+        "--paths".into(),
+        a.paths.clone(),
+        "--breakers".into(),
+        a.breakers.clone(),
+    ]);
+    args.extend([
+        "--json".into(),
+        format!("{}/report.json", vm::initramfs::OUT),
+    ]);
+    args.extend(["--out".into(), format!("{}/oplog", vm::initramfs::OUT)]);
+    if let Some(t) = a.threads {
+        args.extend(["--threads".into(), t.to_string()]);
+    }
+    if let Some(i) = &a.inject {
+        args.extend(["--inject".into(), i.name().into()]);
+    }
+    let timeout =
+        a.vm.timeout
+            .unwrap_or(cfg.duration + Duration::from_secs(15 * 60));
+    let out = vm::boot(&a.vm, args, timeout)?;
+    let splats = out.show_splats();
+    let Some(path) = out.file("report.json") else {
+        return Err(format!(
+            "the guest's run wrote no report (exit {}; console {})",
+            out.received.exit.unwrap_or(-1),
+            out.console.display()
+        ));
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let report = kstress::Report::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    kstress::finish(&report, cfg.json.as_deref());
+    if out.file("oplog").is_some()
+        || out
+            .received
+            .files
+            .iter()
+            .any(|(n, _)| n.starts_with("oplog/"))
+    {
+        say!("the guest's op logs: {}", out.dir.join("oplog").display());
+    }
+    Ok(if splats {
+        ExitCode::from(1)
+    } else {
+        exit(&report)
+    })
 }
 
 fn exit(r: &kstress::Report) -> ExitCode {
@@ -147,15 +254,43 @@ fn exit(r: &kstress::Report) -> ExitCode {
 }
 
 fn selftests(a: &SelftestsArgs) -> Result<ExitCode, String> {
-    if a.from.is_none() && !cfg!(target_os = "linux") {
-        // kselftest's skip, as `bench` does for what it cannot run.
-        eprintln!("gupcheck: kernel selftests runs on Linux only (skip)");
+    // kselftest's skip, as `bench` does for what it cannot run.
+    if a.from.is_none() && !runs_here("selftests", &a.vm) {
         return Ok(ExitCode::from(4));
+    }
+    let mut from = a.from.clone();
+    let mut splats = false;
+    if a.vm.vm.is_some() {
+        // An unknown case is refused before a guest boots for it.
+        kernel::check_case(a.case.as_deref())?;
+        let mut args: Vec<String> = ["kernel", "selftests", "--dir", "/tmp"]
+            .map(String::from)
+            .to_vec();
+        args.extend([
+            "--json".into(),
+            format!("{}/report.json", vm::initramfs::OUT),
+        ]);
+        if let Some(c) = &a.case {
+            args.extend(["--case".into(), c.clone()]);
+        }
+        let out = vm::boot(
+            &a.vm,
+            args,
+            a.vm.timeout.unwrap_or(Duration::from_secs(30 * 60)),
+        )?;
+        splats = out.show_splats();
+        from = Some(out.file("report.json").ok_or_else(|| {
+            format!(
+                "the guest's run wrote no report (exit {}; console {})",
+                out.received.exit.unwrap_or(-1),
+                out.console.display()
+            )
+        })?);
     }
     let report = kernel::selftests(&Request {
         case: a.case.clone(),
         preset: a.preset.clone(),
-        from: a.from.clone(),
+        from,
         dir: a.dir.clone(),
     })?;
     say!("{}", report.markdown());
@@ -185,7 +320,7 @@ fn selftests(a: &SelftestsArgs) -> Result<ExitCode, String> {
                 .map_or("not modelled".into(), report::show_cell)
         );
     }
-    Ok(if failures.is_empty() {
+    Ok(if failures.is_empty() && !splats {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

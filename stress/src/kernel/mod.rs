@@ -13,6 +13,7 @@ pub mod probe;
 mod real;
 pub mod report;
 pub mod stress;
+pub mod vm;
 
 use gupcheck_model::harness::kselftest::cow::{self as model, Table};
 use gupcheck_model::PresetId;
@@ -51,6 +52,11 @@ pub fn select(mut t: Table, case: Option<&str>) -> Result<Table, String> {
     }
     t.rows.retain(|r| matches(&r.suite, &r.case));
     Ok(t)
+}
+
+/// Refuses a case name the model's table does not have.
+pub fn check_case(case: Option<&str>) -> Result<(), String> {
+    select(model::run_all(), case).map(|_| ())
 }
 
 /// The report of a request: the cases run on this kernel, or a recorded

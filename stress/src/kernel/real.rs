@@ -605,8 +605,10 @@ fn temp_file(dir: &Path, direct: bool) -> Result<(File, bool), Real> {
     };
     let (f, direct) = match open(if direct { libc::O_DIRECT } else { 0 }) {
         Ok(f) => (f, direct),
-        // EINVAL: the filesystem refuses O_DIRECT (tmpfs before 6.6).
+        // EINVAL: the filesystem refuses O_DIRECT (tmpfs before 6.6), after
+        // O_CREAT made the file: remove it before opening it again.
         Err(e) if direct && e.raw_os_error() == Some(libc::EINVAL) => {
+            let _ = std::fs::remove_file(&path);
             (open(0).map_err(|e| err("open", e))?, false)
         }
         Err(e) => return Err(err(&format!("open {}", path.display()), e)),

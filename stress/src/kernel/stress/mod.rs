@@ -167,6 +167,14 @@ pub enum Inject {
 }
 
 impl Inject {
+    /// The `--inject` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Inject::StaleRegistration => "stale-registration",
+            Inject::StuckChild => "stuck-child",
+        }
+    }
+
     pub fn parse(s: &str) -> Result<Inject, String> {
         match s {
             "stale-registration" => Ok(Inject::StaleRegistration),
