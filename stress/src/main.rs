@@ -181,3 +181,27 @@ fn main() -> ExitCode {
         ExitCode::from(2)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    /// Flattened option groups must not share an argument id: clap's own
+    /// check of that runs in debug builds only, so parse for real.
+    #[test]
+    fn the_kernel_commands_parse_with_and_without_a_vm() {
+        for line in [
+            "gupcheck kernel stress --duration 1s",
+            "gupcheck kernel stress --vm bzImage --vm-out d --out o --accel tcg",
+            "gupcheck kernel selftests --case A1",
+            "gupcheck kernel selftests --vm bzImage --vm-memory 4G --vm-timeout 5m",
+        ] {
+            let words = line.split(' ');
+            if let Err(e) = super::Cli::try_parse_from(words) {
+                panic!("{line}: {e}");
+            }
+        }
+        let e = super::Cli::try_parse_from("gupcheck kernel selftests --accel tcg".split(' '));
+        assert!(e.is_err(), "--accel needs --vm");
+    }
+}

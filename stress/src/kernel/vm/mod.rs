@@ -31,7 +31,8 @@ pub struct VmArgs {
     pub vm: Option<PathBuf>,
     /// The qemu binary.
     #[arg(
-        long,
+        id = "vm_qemu",
+        long = "qemu",
         value_name = "PATH",
         default_value = "qemu-system-x86_64",
         requires = "vm"
@@ -39,19 +40,26 @@ pub struct VmArgs {
     pub qemu: String,
     /// kvm, tcg (emulation), or auto: KVM when /dev/kvm opens, emulation if
     /// the kernel prints nothing under it within 10 s.
-    #[arg(long, value_enum, default_value = "auto", requires = "vm")]
+    #[arg(
+        id = "vm_accel",
+        long = "accel",
+        value_enum,
+        default_value = "auto",
+        requires = "vm"
+    )]
     pub accel: Accel,
     /// The guest's memory, as qemu's -m takes it (2G, 4096M).
-    #[arg(long = "vm-memory", value_name = "SIZE", default_value = "2G", value_parser = parse_memory, requires = "vm")]
+    #[arg(id = "vm_memory", long = "vm-memory", value_name = "SIZE", default_value = "2G", value_parser = parse_memory, requires = "vm")]
     pub memory: String,
-    #[arg(long = "vm-cpus", value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64), requires = "vm")]
+    #[arg(id = "vm_cpus", long = "vm-cpus", value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64), requires = "vm")]
     pub cpus: u32,
     /// How long the guest may run before qemu is stopped (default: 30m for
     /// selftests, the duration plus 15m for stress).
-    #[arg(long = "vm-timeout", value_name = "DURATION", value_parser = crate::ui::parse_duration, requires = "vm")]
+    #[arg(id = "vm_timeout", long = "vm-timeout", value_name = "DURATION", value_parser = crate::ui::parse_duration, requires = "vm")]
     pub timeout: Option<Duration>,
     /// Where the guest's console log and the files it sent back are written.
     #[arg(
+        id = "vm_out",
         long = "vm-out",
         value_name = "DIR",
         default_value = "gupcheck-vm",
@@ -60,7 +68,12 @@ pub struct VmArgs {
     pub out: PathBuf,
     /// The gupcheck the guest runs (default: this one, with the shared
     /// libraries ldd lists; a static musl build needs none).
-    #[arg(long = "vm-guest-binary", value_name = "PATH", requires = "vm")]
+    #[arg(
+        id = "vm_guest_binary",
+        long = "vm-guest-binary",
+        value_name = "PATH",
+        requires = "vm"
+    )]
     pub guest_binary: Option<PathBuf>,
 }
 
