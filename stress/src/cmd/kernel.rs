@@ -220,11 +220,7 @@ fn stress_in_vm(a: &StressArgs, cfg: &Config) -> Result<ExitCode, String> {
     let out = vm::boot(&a.vm, args, timeout)?;
     let splats = out.show_splats();
     let Some(path) = out.file("report.json") else {
-        return Err(format!(
-            "the guest's run wrote no report (exit {}; console {})",
-            out.received.exit.unwrap_or(-1),
-            out.console.display()
-        ));
+        return Err(out.no_report());
     };
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -279,13 +275,7 @@ fn selftests(a: &SelftestsArgs) -> Result<ExitCode, String> {
             a.vm.timeout.unwrap_or(Duration::from_secs(30 * 60)),
         )?;
         splats = out.show_splats();
-        from = Some(out.file("report.json").ok_or_else(|| {
-            format!(
-                "the guest's run wrote no report (exit {}; console {})",
-                out.received.exit.unwrap_or(-1),
-                out.console.display()
-            )
-        })?);
+        from = Some(out.file("report.json").ok_or_else(|| out.no_report())?);
     }
     let report = kernel::selftests(&Request {
         case: a.case.clone(),

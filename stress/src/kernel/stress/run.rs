@@ -327,7 +327,13 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(id: usize, cfg: &Config, thp: Option<usize>, ksm: bool) -> Result<Worker, String> {
+    fn new(
+        id: usize,
+        cfg: &Config,
+        thp: Option<usize>,
+        ksm: bool,
+        direct: bool,
+    ) -> Result<Worker, String> {
         let page = page_size();
         let e = |b: Broke| format!("worker {id}: {}", b.detail);
         let mut regions = Vec::new();
@@ -366,14 +372,9 @@ impl Worker {
             .read(true)
             .write(true)
             .create_new(true)
-            .custom_flags(libc::O_DIRECT)
+            .custom_flags(if direct { libc::O_DIRECT } else { 0 })
             .open(&path)
-            .map_err(|e| {
-                format!(
-                    "cannot open {} with O_DIRECT: {e} (pick a --dir on a filesystem that takes it)",
-                    path.display()
-                )
-            })?;
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         let _ = std::fs::remove_file(&path);
         file.set_len((huge + BASE_PAGES * page) as u64)
             .map_err(|e| format!("ftruncate: {e}"))?;
@@ -1318,7 +1319,53 @@ fn ksm_shared() -> Option<u64> {
         .ok()
 }
 
+/// Whether files in `dir` open with O_DIRECT (tmpfs takes it from 6.6 on).
+fn takes_o_direct(dir: &std::path::Path) -> Result<bool, String> {
+    let path = dir.join(format!(
+        ".gupcheck-kernel-stress-{}-probe",
+        std::process::id()
+    ));
+    let opened = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&path);
+    // O_CREAT made the file even when O_DIRECT is refused.
+    let _ = std::fs::remove_file(&path);
+    match opened {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(false),
+        Err(e) => Err(format!(
+            "cannot make files in {}: {e} (pick another --dir)",
+            dir.display()
+        )),
+    }
+}
+
 pub fn run(cfg: &Config) -> Result<Report, String> {
+    let direct = takes_o_direct(&cfg.dir)?;
+    let without_direct;
+    let cfg = if direct || !cfg.paths.iter().any(|p| p == "o_direct") {
+        cfg
+    } else if cfg.paths.len() == 1 {
+        return Err(format!(
+            "{} refuses O_DIRECT: --paths o_direct needs a --dir on a filesystem that takes it",
+            cfg.dir.display()
+        ));
+    } else {
+        without_direct = Config {
+            paths: cfg
+                .paths
+                .iter()
+                .filter(|p| *p != "o_direct")
+                .cloned()
+                .collect(),
+            ..cfg.clone()
+        };
+        &without_direct
+    };
     let thp = thp_size();
     let (ksm, ksm_note) = ksm_state();
     let mut notes = vec![
@@ -1330,7 +1377,14 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
             None => "THP: none; the second region is 512 base pages".into(),
         },
         ksm_note,
-        format!("O_DIRECT files in {}", cfg.dir.display()),
+        if direct {
+            format!("O_DIRECT files in {}", cfg.dir.display())
+        } else {
+            format!(
+                "{} refuses O_DIRECT (tmpfs before 6.6): the o_direct path is left out, io_uring's fixed buffers do buffered I/O",
+                cfg.dir.display()
+            )
+        },
     ];
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(cfg.threads)
@@ -1367,7 +1421,10 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
     // The workers after the baseline: their first registration (a check
     // of RLIMIT_MEMLOCK) is released asynchronously, like any other.
     let mut workers = (0..cfg.threads)
-        .map(|w| Worker::new(w, cfg, thp, ksm && cfg.breakers.iter().any(|b| b == "ksm")))
+        .map(|w| {
+            let ksm = ksm && cfg.breakers.iter().any(|b| b == "ksm");
+            Worker::new(w, cfg, thp, ksm, direct)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let ksm0 = ksm_shared();
     *sh.notes.lock().unwrap_or_else(|e| e.into_inner()) = notes;

@@ -106,6 +106,23 @@ impl Outcome {
             .then(|| self.dir.join(name))
     }
 
+    /// The error when the run sent no report: its own last error line.
+    pub fn no_report(&self) -> String {
+        let console = std::fs::read_to_string(&self.console).unwrap_or_default();
+        let said = console
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("gupcheck: "))
+            .map_or(String::new(), |l| {
+                format!(": {}", l.trim_start_matches("gupcheck: "))
+            });
+        format!(
+            "the guest's run wrote no report (exit {}){said} (console {})",
+            self.received.exit.unwrap_or(-1),
+            self.console.display()
+        )
+    }
+
     /// Prints the kernel's bug reports, if any: true when there were some.
     pub fn show_splats(&self) -> bool {
         for s in &self.splats {
