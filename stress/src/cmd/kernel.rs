@@ -182,9 +182,8 @@ fn stress(a: &StressArgs) -> Result<ExitCode, String> {
 /// `kernel stress --vm`: the same run inside the guest; its report and op
 /// logs come back into --vm-out.
 fn stress_in_vm(a: &StressArgs, cfg: &Config) -> Result<ExitCode, String> {
-    let mut args: Vec<String> = ["kernel", "stress", "--dir", "/tmp"]
-        .map(String::from)
-        .to_vec();
+    // The guest adds --dir: its ext4 disk, or its tmpfs.
+    let mut args: Vec<String> = ["kernel", "stress"].map(String::from).to_vec();
     args.extend([
         "--duration".into(),
         ms(cfg.duration),
@@ -259,9 +258,7 @@ fn selftests(a: &SelftestsArgs) -> Result<ExitCode, String> {
     if a.vm.vm.is_some() {
         // An unknown case is refused before a guest boots for it.
         kernel::check_case(a.case.as_deref())?;
-        let mut args: Vec<String> = ["kernel", "selftests", "--dir", "/tmp"]
-            .map(String::from)
-            .to_vec();
+        let mut args: Vec<String> = ["kernel", "selftests"].map(String::from).to_vec();
         args.extend([
             "--json".into(),
             format!("{}/report.json", vm::initramfs::OUT),

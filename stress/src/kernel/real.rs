@@ -839,7 +839,18 @@ fn longterm_iouring(env: &Env, shared: bool, backing: &str) -> Run {
         }
         Err(e) => Err(-e.raw_os_error().unwrap_or(0)),
     };
-    let refused = [libc::EFAULT, libc::ENOSPC, libc::EOPNOTSUPP];
+    // Before 6.4, io_pin_pages pinned the pages and then refused any file
+    // that is not shmem or hugetlbfs itself, -EOPNOTSUPP ("don't support
+    // file backed memory"; gone with "io_uring: rsrc: delegate VMA
+    // file-backed check to GUP"): io_uring's rule, which says nothing of
+    // GUP's FOLL_LONGTERM one. gup_longterm.c counts it as a refusal.
+    if pinned == Err(-libc::EOPNOTSUPP) {
+        return Err(Real::Skip(format!(
+            "io_uring refused the {fs} file by its own rule before 6.4 (EOPNOTSUPP after pinning), \
+             not by GUP's: gup_test's PIN_LONGTERM_TEST would tell"
+        )));
+    }
+    let refused = [libc::EFAULT, libc::ENOSPC];
     if let Err(e) = pinned {
         if !refused.contains(&-e) {
             return Err(Real::Skip(format!(

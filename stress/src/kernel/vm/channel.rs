@@ -5,7 +5,8 @@
 //! wrote to a file once the guest is gone.
 
 /// One line: `GUPCHECK-VM start RELEASE`, `GUPCHECK-VM file NAME LEN` (then
-/// LEN bytes and a newline), `GUPCHECK-VM exit CODE`, `GUPCHECK-VM error MSG`.
+/// LEN bytes and a newline), `GUPCHECK-VM note MSG`, `GUPCHECK-VM exit CODE`,
+/// `GUPCHECK-VM error MSG`.
 const TAG: &str = "GUPCHECK-VM";
 
 pub fn start(release: &str) -> Vec<u8> {
@@ -23,6 +24,11 @@ pub fn exit(code: i32) -> Vec<u8> {
     format!("{TAG} exit {code}\n").into_bytes()
 }
 
+/// What the guest tells the user (where its files live, a module refused).
+pub fn note(msg: &str) -> Vec<u8> {
+    format!("{TAG} note {}\n", msg.replace('\n', " ")).into_bytes()
+}
+
 pub fn error(msg: &str) -> Vec<u8> {
     format!("{TAG} error {}\n", msg.replace('\n', " ")).into_bytes()
 }
@@ -36,6 +42,7 @@ pub struct Received {
     pub exit: Option<i32>,
     /// Why the guest could not run the command.
     pub error: Option<String>,
+    pub notes: Vec<String>,
 }
 
 impl Received {
@@ -61,6 +68,7 @@ impl Received {
                     r.exit = Some(arg.parse().map_err(|_| format!("bad exit line '{line}'"))?)
                 }
                 "error" => r.error = Some(arg.to_string()),
+                "note" => r.notes.push(arg.to_string()),
                 "file" => {
                     let (name, len) = arg
                         .rsplit_once(' ')
@@ -102,6 +110,7 @@ mod tests {
     fn a_whole_run_reads_back() {
         let report = b"{\n  \"rows\": []\n}\n";
         let mut wire = start("6.1.0-50-amd64");
+        wire.extend(note("files on ext4 (/dev/vda)"));
         wire.extend(file("report.json", report));
         wire.extend(file("oplog/worker-0.log", b"no newline at the end"));
         wire.extend(exit(1));
@@ -112,6 +121,7 @@ mod tests {
         assert_eq!(r.files[1].0, "oplog/worker-0.log");
         assert_eq!(r.exit, Some(1));
         assert_eq!(r.error, None);
+        assert_eq!(r.notes, ["files on ext4 (/dev/vda)"]);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! files it wrote and its exit code over ttyS1, and reboots, which ends qemu.
 
 use super::channel;
-use super::initramfs::{JOB, OUT};
+use super::initramfs::{JOB, MODULES, OUT};
 use super::Job;
 use nix::mount::{mount, MsFlags};
 use nix::sys::termios;
@@ -60,9 +60,28 @@ fn run(send: &mut impl FnMut(Vec<u8>)) -> Result<i32, String> {
     // ksmd is stopped at boot; in a machine of its own the KSM breaker
     // should merge (absent without CONFIG_KSM).
     let _ = std::fs::write("/sys/kernel/mm/ksm/run", "1");
-    eprintln!("gupcheck guest: {release}: gupcheck {}", job.args.join(" "));
+    if job.modules {
+        load_modules(send);
+    }
+    let dir = match job.disk {
+        true => mount_disk().unwrap_or_else(|e| {
+            send(channel::note(&format!(
+                "{e}: the files live on tmpfs (/tmp)"
+            )));
+            "/tmp".into()
+        }),
+        false => "/tmp".into(),
+    };
+    if dir != "/tmp" {
+        send(channel::note(&format!(
+            "the files live on ext4 ({DISK} at {dir})"
+        )));
+    }
+    let mut args = job.args.clone();
+    args.extend(["--dir".to_string(), dir]);
+    eprintln!("gupcheck guest: {release}: gupcheck {}", args.join(" "));
     let child = Command::new("/init")
-        .args(&job.args)
+        .args(&args)
         .spawn()
         .map_err(|e| format!("cannot start the run: {e}"))?;
     let code = reap_until(Pid::from_raw(child.id() as i32))?;
@@ -72,6 +91,52 @@ fn run(send: &mut impl FnMut(Vec<u8>)) -> Result<i32, String> {
         send(channel::file(&name, &bytes));
     }
     Ok(code)
+}
+
+const DISK: &str = "/dev/vda";
+const DISK_AT: &str = "/mnt/disk";
+
+/// finit_module of each module in the initramfs, in order; one already
+/// there (EEXIST) is fine, another refusal is told and the rest go on.
+fn load_modules(send: &mut impl FnMut(Vec<u8>)) {
+    let Ok(rd) = std::fs::read_dir(Path::new("/").join(MODULES)) else {
+        return;
+    };
+    let mut files: Vec<_> = rd.flatten().map(|e| e.path()).collect();
+    files.sort();
+    for f in files {
+        let loaded = File::open(&f).map_err(|e| e.to_string()).and_then(|fd| {
+            nix::kmod::finit_module(&fd, c"", nix::kmod::ModuleInitFlags::empty())
+                .map_err(|e| e.to_string())
+        });
+        match loaded {
+            Ok(()) => {}
+            Err(e) if e.contains("EEXIST") => {}
+            Err(e) => send(channel::note(&format!("module {}: {e}", f.display()))),
+        }
+    }
+}
+
+/// Mounts the ext4 disk, once its device has appeared (virtio probes
+/// asynchronously).
+fn mount_disk() -> Result<String, String> {
+    let t0 = std::time::Instant::now();
+    while !Path::new(DISK).exists() {
+        if t0.elapsed() > std::time::Duration::from_secs(20) {
+            return Err(format!("no {DISK} after 20 s (no virtio_blk?)"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = std::fs::create_dir_all(DISK_AT);
+    mount(
+        Some(DISK),
+        DISK_AT,
+        Some("ext4"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .map_err(|e| format!("cannot mount {DISK} as ext4: {e}"))?;
+    Ok(DISK_AT.into())
 }
 
 /// Waits for the run; as PID 1 it also reaps the orphans the run's forks leave.

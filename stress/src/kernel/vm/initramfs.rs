@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 /// Where the guest finds its job and writes what it sends back.
 pub const JOB: &str = "gupcheck/job.json";
 pub const OUT: &str = "/gupcheck/out";
+/// The kernel modules, loaded in the order of their names.
+pub const MODULES: &str = "gupcheck/modules";
 
 /// The files of the archive, before it is written.
 #[derive(Default)]
@@ -26,10 +28,24 @@ enum Entry {
 }
 
 impl Tree {
-    /// The guest's tree: `binary` as /init (and its libraries), `job`.
-    pub fn guest(binary: &Path, libs: &[PathBuf], job: &[u8]) -> Result<Tree, String> {
+    /// The guest's tree: `binary` as /init (and its libraries), the kernel
+    /// modules to load (as `MODULES/NN-name.ko`, in order), `job`.
+    pub fn guest(
+        binary: &Path,
+        libs: &[PathBuf],
+        modules: &[PathBuf],
+        job: &[u8],
+    ) -> Result<Tree, String> {
         let mut t = Tree::default();
-        for d in ["dev", "proc", "sys", "tmp", "gupcheck", "gupcheck/out"] {
+        for d in [
+            "dev",
+            "proc",
+            "sys",
+            "tmp",
+            "mnt",
+            "gupcheck",
+            "gupcheck/out",
+        ] {
             t.dir(d);
         }
         // The kernel opens /dev/console for init's stdio before init can
@@ -44,6 +60,12 @@ impl Tree {
         for lib in libs {
             let name = lib.to_string_lossy().trim_start_matches('/').to_string();
             t.file(&name, 0o755, read(lib)?);
+        }
+        for (i, m) in modules.iter().enumerate() {
+            let base = m
+                .file_name()
+                .map_or("m.ko".into(), |n| n.to_string_lossy().into_owned());
+            t.file(&format!("{MODULES}/{i:02}-{base}"), 0o644, read(m)?);
         }
         t.file(JOB, 0o644, job.to_vec());
         Ok(t)
@@ -205,7 +227,9 @@ mod tests {
         let (bin, lib) = (dir.join("gupcheck"), dir.join("libfake.so.1"));
         std::fs::write(&bin, b"\x7fELF-not-really").unwrap();
         std::fs::write(&lib, b"lib").unwrap();
-        let t = Tree::guest(&bin, std::slice::from_ref(&lib), b"{\"args\":[]}").unwrap();
+        let ko = dir.join("ext4.ko");
+        std::fs::write(&ko, b"module").unwrap();
+        let t = Tree::guest(&bin, std::slice::from_ref(&lib), &[ko], b"{\"args\":[]}").unwrap();
         let mut bytes = Vec::new();
         t.write(&mut bytes).unwrap();
         let got = read_back(&bytes);
@@ -217,6 +241,7 @@ mod tests {
         assert_eq!(find("init").3, b"\x7fELF-not-really");
         assert_eq!(find("init").1 & 0o777, 0o755);
         assert_eq!(find(JOB).3, b"{\"args\":[]}");
+        assert_eq!(find(&format!("{MODULES}/00-ext4.ko")).3, b"module");
         let lib_name = lib.to_string_lossy().trim_start_matches('/').to_string();
         assert_eq!(find(&lib_name).3, b"lib");
         // Each parent directory comes before what it holds.
@@ -235,7 +260,9 @@ mod tests {
             0o020000,
             "a character device"
         );
-        let e = Tree::guest(&dir.join("missing"), &[], b"").err().unwrap();
+        let e = Tree::guest(&dir.join("missing"), &[], &[], b"")
+            .err()
+            .unwrap();
         assert!(
             e.starts_with("cannot read ") && e.contains("missing"),
             "{e}"

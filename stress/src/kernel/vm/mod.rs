@@ -11,6 +11,7 @@ pub mod channel;
 pub mod guest;
 pub mod image;
 pub mod initramfs;
+pub mod modules;
 pub mod qemu;
 
 use crate::ui::say;
@@ -75,6 +76,18 @@ pub struct VmArgs {
         requires = "vm"
     )]
     pub guest_binary: Option<PathBuf>,
+    /// The image's modules tree (lib/modules/RELEASE), for the disk's
+    /// virtio and ext4 drivers; default: the one beside the image's boot/.
+    #[arg(
+        id = "vm_modules",
+        long = "vm-modules",
+        value_name = "DIR",
+        requires = "vm"
+    )]
+    pub modules: Option<PathBuf>,
+    /// No ext4 disk (made with mkfs.ext4): the files live on tmpfs.
+    #[arg(id = "vm_no_disk", long = "vm-no-disk", requires = "vm")]
+    pub no_disk: bool,
 }
 
 /// "2G", "2048M", "2048" (MiB, as qemu reads a bare number).
@@ -150,15 +163,34 @@ pub fn boot(vm: &VmArgs, args: Vec<String>, timeout: Duration) -> Result<Outcome
         }
     };
     let libs = initramfs::libraries(&binary)?;
-    let job = serde_json::to_vec(&Job {
-        args,
-        hugepages_2m: 4,
-    })
-    .map_err(|e| e.to_string())?;
-    let tree = initramfs::Tree::guest(&binary, &libs, &job)?;
     std::fs::create_dir_all(&vm.out)
         .map_err(|e| format!("cannot create {}: {e}", vm.out.display()))?;
     let (initrd, console, chan) = qemu::files(&vm.out);
+    let disk = match vm.no_disk {
+        true => None,
+        false => make_disk(&vm.out.join("disk.img")),
+    };
+    let tree_dir = vm
+        .modules
+        .clone()
+        .or_else(|| modules::dir_for(image_path, &image.release));
+    let mods = match tree_dir {
+        Some(d) if disk.is_some() => {
+            modules::load_order(&d, &modules::WANTED).unwrap_or_else(|e| {
+                say!("no modules loaded for the disk: {e}");
+                Vec::new()
+            })
+        }
+        _ => Vec::new(),
+    };
+    let job = Job {
+        args,
+        hugepages_2m: 4,
+        modules: !mods.is_empty(),
+        disk: disk.is_some(),
+    };
+    let job = serde_json::to_vec(&job).map_err(|e| e.to_string())?;
+    let tree = initramfs::Tree::guest(&binary, &libs, &mods, &job)?;
     write_initrd(&tree, &initrd)?;
     say!(
         "booting {} under {} ({} MiB initramfs); console: {}",
@@ -175,6 +207,7 @@ pub fn boot(vm: &VmArgs, args: Vec<String>, timeout: Duration) -> Result<Outcome
         cpus: vm.cpus,
         console: &console,
         channel: &chan,
+        disk: disk.as_deref(),
     };
     let spin = crate::ui::bar(0, "{spinner} {elapsed} {msg}");
     let ran = qemu::run(&boot, vm.accel, timeout, |c| {
@@ -183,6 +216,9 @@ pub fn boot(vm: &VmArgs, args: Vec<String>, timeout: Duration) -> Result<Outcome
     });
     spin.finish_and_clear();
     let _ = std::fs::remove_file(&initrd);
+    if let Some(d) = &disk {
+        let _ = std::fs::remove_file(d);
+    }
     let ran = ran?;
     let text = String::from_utf8_lossy(&std::fs::read(&console).unwrap_or_default()).into_owned();
     let last = qemu::last_line(&text).to_string();
@@ -192,6 +228,9 @@ pub fn boot(vm: &VmArgs, args: Vec<String>, timeout: Duration) -> Result<Outcome
         ran.secs,
         if ran.kvm { "KVM" } else { "emulation (TCG)" }
     );
+    for n in &received.notes {
+        say!("guest: {n}");
+    }
     for (name, bytes) in &received.files {
         let path = vm.out.join(name);
         let dir = path.parent().unwrap_or(&vm.out);
@@ -252,6 +291,39 @@ pub struct Job {
     pub args: Vec<String>,
     /// 2 MiB huge pages to reserve (the hugetlb rows need some).
     pub hugepages_2m: u32,
+    /// Kernel modules to load first (in the initramfs, in order).
+    #[serde(default)]
+    pub modules: bool,
+    /// An ext4 disk is attached (/dev/vda): the run's files go there.
+    #[serde(default)]
+    pub disk: bool,
+}
+
+/// A fresh 256 MiB ext4 image (sparse), or None with a note when
+/// mkfs.ext4 is missing or fails: the guest then keeps its files on tmpfs.
+fn make_disk(path: &Path) -> Option<PathBuf> {
+    let _ = std::fs::remove_file(path);
+    let made = std::process::Command::new("mkfs.ext4")
+        .args(["-q", "-F"])
+        .arg(path)
+        .arg("256M")
+        .output();
+    match made {
+        Ok(o) if o.status.success() => Some(path.to_path_buf()),
+        Ok(o) => {
+            say!(
+                "no disk for the guest: mkfs.ext4: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+            None
+        }
+        Err(e) => {
+            say!(
+                "no disk for the guest: mkfs.ext4: {e} (apt-get install e2fsprogs); files on tmpfs"
+            );
+            None
+        }
+    }
 }
 
 /// The archive into a temp file, then renamed: a half-written initramfs is

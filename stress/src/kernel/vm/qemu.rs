@@ -26,6 +26,8 @@ pub struct Boot<'a> {
     pub cpus: u32,
     pub console: &'a Path,
     pub channel: &'a Path,
+    /// A raw disk image, the guest's /dev/vda.
+    pub disk: Option<&'a Path>,
 }
 
 /// The kernel command line: init is gupcheck, told by the words after `--`
@@ -50,6 +52,12 @@ impl Boot<'_> {
             &self.initrd.to_string_lossy(),
         ]);
         push(&["-append", CMDLINE]);
+        if let Some(d) = self.disk {
+            push(&[
+                "-drive",
+                &format!("file={},if=virtio,format=raw", d.display()),
+            ]);
+        }
         for f in [self.console, self.channel] {
             push(&["-serial", &format!("file:{}", f.display())]);
         }
@@ -225,6 +233,7 @@ mod tests {
             cpus: 2,
             console: Path::new("/w/console.log"),
             channel: Path::new("/w/channel.bin"),
+            disk: None,
         };
         let a = b.args(false).join(" ");
         assert!(
