@@ -166,3 +166,90 @@ fn injected_faults_are_caught() {
         );
     }
 }
+
+fn replay(args: &[&str]) -> (i32, String, String) {
+    common::gupcheck(&[&["kernel", "replay"], args].concat())
+}
+
+/// The recorded report with a violation and `command` in place of its own.
+fn broke_with_command(dir: &Path, command: &str) -> PathBuf {
+    let text = std::fs::read_to_string(recorded()).unwrap();
+    let mut r: serde_json::Value = serde_json::from_str(&text).unwrap();
+    r["violation"] = serde_json::json!({
+        "invariant": "coherent pin", "detail": "write_fixed stored the old page",
+        "epoch": 1, "worker": 0, "op": "io_uring write_fixed", "seq": 19
+    });
+    r["ended"] = "violation".into();
+    r["command"] = command.into();
+    let path = dir.join("broke.json");
+    std::fs::write(&path, r.to_string()).unwrap();
+    path
+}
+
+#[test]
+fn replay_refuses_what_it_cannot_rerun_in_one_line() {
+    let dir = scratch("kernel-replay-bad");
+    let clean = recorded();
+    let not_stress = broke_with_command(&dir, "gupcheck list");
+    let cases: [(&Path, &str); 3] = [
+        (&clean, "the run ended clean (deadline): nothing to replay"),
+        (
+            &not_stress,
+            "cannot read the recorded command 'gupcheck list': not a kernel stress command",
+        ),
+        (
+            Path::new("/nonexistent/r.json"),
+            "cannot read /nonexistent/r.json",
+        ),
+    ];
+    for (path, want) in cases {
+        let (code, out, err) = replay(&[path.to_str().unwrap()]);
+        assert_eq!(code, 2, "{out}{err}");
+        assert!(err.contains(want), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    }
+    let bad_flag = broke_with_command(&dir, "gupcheck kernel stress --paths dma");
+    let (code, _, err) = replay(&[bad_flag.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown path 'dma'"), "{err}");
+}
+
+/// A run broken by an injected fault leaves its report beside its op log;
+/// `kernel replay` of it runs the same command (the fault included) and
+/// the same worker breaks the same invariant at the same op again.
+#[test]
+#[ignore = "the real kernel; run with --ignored"]
+fn a_broken_run_replays_from_its_report() {
+    let _one = REAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch("kernel-replay-real");
+    let out_dir = dir.join("out");
+    let (code, out, err) = gupcheck(&[
+        "--duration",
+        "30s",
+        "--inject",
+        "stale-registration",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    let line = out
+        .lines()
+        .find(|l| l.contains(" broke coherent pin"))
+        .unwrap()
+        .to_string();
+    let report = out_dir.join("kernel-stress-report.json");
+    assert!(
+        out.contains(&format!(
+            "replay: gupcheck kernel replay {}",
+            report.display()
+        )),
+        "{out}"
+    );
+    let again = dir.join("again");
+    let (code, out, err) = replay(&[report.to_str().unwrap(), "--out", again.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains(&format!("reproduced on attempt 1 of 5: {line}")),
+        "{line}\n{out}"
+    );
+}

@@ -30,6 +30,13 @@ pub enum KernelCmd {
     /// op; exit 1 on a violation (the op log of every worker written to
     /// --out) or a stuck worker, 4 on a host that is not Linux.
     Stress(StressArgs),
+    /// Reruns a `kernel stress` run that broke, from its report: the same
+    /// command (seed, threads, paths, breakers, injected fault), so each
+    /// worker draws the same ops again, for as long as the run lasted and
+    /// up to --attempts times, as the interleaving is the kernel's. Exit 1
+    /// when a violation shows again (the same invariant or another), 0 when
+    /// none did.
+    Replay(ReplayArgs),
     /// The init of a `--vm` guest (PID 1 in its initramfs); refused anywhere else.
     #[command(name = "vm-guest", hide = true)]
     VmGuest,
@@ -84,6 +91,24 @@ pub struct StressArgs {
 }
 
 #[derive(clap::Args)]
+pub struct ReplayArgs {
+    /// The report of the run that broke: kernel-stress-report.json in its
+    /// --out directory (or report.json in --vm-out), or a --json file.
+    report: PathBuf,
+    /// Runs to try before saying it did not show again.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    attempts: u32,
+    /// Where the files are made (the recorded --dir was that machine's).
+    #[arg(long, value_name = "DIR", default_value_os_t = std::env::temp_dir())]
+    dir: PathBuf,
+    /// Where each attempt's op log is written on a violation.
+    #[arg(long, value_name = "DIR", default_value = "gupcheck-kernel-replay")]
+    out: PathBuf,
+    #[command(flatten)]
+    vm: VmArgs,
+}
+
+#[derive(clap::Args)]
 pub struct SelftestsArgs {
     /// Writes the report as JSON (a temp file, then renamed).
     #[arg(long, value_name = "FILE")]
@@ -109,6 +134,7 @@ pub fn run(cmd: &KernelCmd) -> Result<ExitCode, String> {
     match cmd {
         KernelCmd::Selftests(a) => selftests(a),
         KernelCmd::Stress(a) => stress(a),
+        KernelCmd::Replay(a) => replay(a),
         KernelCmd::VmGuest => vm_guest(),
     }
 }
@@ -142,16 +168,8 @@ fn ms(d: Duration) -> String {
     format!("{}ms", d.as_millis())
 }
 
-fn stress(a: &StressArgs) -> Result<ExitCode, String> {
-    if let Some(from) = &a.from {
-        let text = std::fs::read_to_string(from)
-            .map_err(|e| format!("cannot read {}: {e}", from.display()))?;
-        let report =
-            kstress::Report::parse(&text).map_err(|e| format!("{}: {e}", from.display()))?;
-        kstress::finish(&report, None);
-        return Ok(exit(&report));
-    }
-    let cfg = Config {
+fn config(a: &StressArgs) -> Result<Config, String> {
+    Ok(Config {
         threads: a.threads.map_or_else(
             || std::thread::available_parallelism().map_or(2, |n| n.get()),
             |t| t as usize,
@@ -167,21 +185,143 @@ fn stress(a: &StressArgs) -> Result<ExitCode, String> {
         json: a.json.clone(),
         inject: a.inject,
         command: std::env::args().collect::<Vec<_>>().join(" "),
-    };
+    })
+}
+
+fn stress(a: &StressArgs) -> Result<ExitCode, String> {
+    if let Some(from) = &a.from {
+        let text = std::fs::read_to_string(from)
+            .map_err(|e| format!("cannot read {}: {e}", from.display()))?;
+        let report =
+            kstress::Report::parse(&text).map_err(|e| format!("{}: {e}", from.display()))?;
+        kstress::finish(&report, None);
+        return Ok(exit(&report));
+    }
+    let cfg = config(a)?;
     if !runs_here("stress", &a.vm) {
         return Ok(ExitCode::from(4));
     }
-    if a.vm.vm.is_some() {
-        return stress_in_vm(a, &cfg);
-    }
-    let report = kstress::stress(&cfg)?;
+    let (report, splats) = run_stress(a, &cfg)?;
     kstress::finish(&report, cfg.json.as_deref());
-    Ok(exit(&report))
+    keep_for_replay(&report, &cfg.out);
+    Ok(if splats {
+        ExitCode::from(1)
+    } else {
+        exit(&report)
+    })
+}
+
+/// One run, here or in the guest: its report, and whether the guest's
+/// kernel reported a bug of its own.
+fn run_stress(a: &StressArgs, cfg: &Config) -> Result<(kstress::Report, bool), String> {
+    match a.vm.vm.is_some() {
+        true => stress_in_vm(a, cfg),
+        false => Ok((kstress::stress(cfg)?, false)),
+    }
+}
+
+/// A run that broke leaves its report beside its op log, for `kernel replay`.
+fn keep_for_replay(report: &kstress::Report, out: &std::path::Path) {
+    if report.violation.is_none() {
+        return;
+    }
+    let json = serde_json::to_string_pretty(report).unwrap_or_default() + "\n";
+    match write_file_atomic(out, REPLAY_REPORT, json.as_bytes()) {
+        Ok(p) => say!("replay: gupcheck kernel replay {}", p.display()),
+        Err(e) => eprintln!("gupcheck: {e}"),
+    }
+}
+
+const REPLAY_REPORT: &str = "kernel-stress-report.json";
+
+fn replay(a: &ReplayArgs) -> Result<ExitCode, String> {
+    let text = std::fs::read_to_string(&a.report)
+        .map_err(|e| format!("cannot read {}: {e}", a.report.display()))?;
+    let rec = kstress::Report::parse(&text).map_err(|e| format!("{}: {e}", a.report.display()))?;
+    let Some(found) = &rec.violation else {
+        return Err(format!(
+            "{}: the run ended clean ({}): nothing to replay",
+            a.report.display(),
+            rec.ended
+        ));
+    };
+    let mut run = recorded_stress(&rec.command)?;
+    run.dir = a.dir.clone();
+    run.out = a.out.clone();
+    run.json = None;
+    run.vm = a.vm.clone();
+    // Long enough to get past the recorded moment again.
+    run.duration = Duration::from_secs_f64((rec.seconds * 1.5).max(5.0));
+    if !runs_here("replay", &run.vm) {
+        return Ok(ExitCode::from(4));
+    }
+    let cfg = config(&run)?;
+    say!("replaying: {}", found.line());
+    say!(
+        "the command: {} (seed {}, {} threads), up to {} runs of {:.0} s",
+        rec.command,
+        rec.seed,
+        rec.threads,
+        a.attempts,
+        run.duration.as_secs_f64()
+    );
+    if run.vm.vm.is_none() {
+        if let Ok(here) = kernel::release() {
+            if here != rec.kernel {
+                say!("note: recorded on {}, replayed on {here}", rec.kernel);
+            }
+        }
+    }
+    for attempt in 1..=a.attempts {
+        let (report, splats) = run_stress(&run, &cfg)?;
+        match &report.violation {
+            Some(f) => {
+                kstress::finish(&report, None);
+                let same = f.invariant == found.invariant;
+                say!(
+                    "{} on attempt {attempt} of {}: {}",
+                    if same {
+                        "reproduced"
+                    } else {
+                        "another violation"
+                    },
+                    a.attempts,
+                    f.line()
+                );
+                return Ok(ExitCode::from(1));
+            }
+            None if splats => return Ok(ExitCode::from(1)),
+            None => say!(
+                "attempt {attempt}: clean, {} ops in {:.0} s",
+                report.ops,
+                report.seconds
+            ),
+        }
+    }
+    say!(
+        "not reproduced in {} attempts: each worker ran the same ops, the kernel chose other interleavings (try --attempts)",
+        a.attempts
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The `kernel stress` arguments of a recorded command line.
+fn recorded_stress(command: &str) -> Result<StressArgs, String> {
+    use clap::Parser;
+    let bad = |e: String| format!("cannot read the recorded command '{command}': {e}");
+    let cli = crate::Cli::try_parse_from(command.split_whitespace())
+        .map_err(|e| bad(e.to_string().lines().next().unwrap_or("").to_string()))?;
+    match cli.cmd {
+        Some(crate::Cmd::Kernel {
+            cmd: KernelCmd::Stress(a),
+        }) => Ok(a),
+        _ => Err(bad("not a kernel stress command".into())),
+    }
 }
 
 /// `kernel stress --vm`: the same run inside the guest; its report and op
 /// logs come back into --vm-out.
-fn stress_in_vm(a: &StressArgs, cfg: &Config) -> Result<ExitCode, String> {
+fn stress_in_vm(a: &StressArgs, cfg: &Config) -> Result<(kstress::Report, bool), String> {
     // The guest adds --dir: its ext4 disk, or its tmpfs.
     let mut args: Vec<String> = ["kernel", "stress"].map(String::from).to_vec();
     args.extend([
@@ -224,21 +364,15 @@ fn stress_in_vm(a: &StressArgs, cfg: &Config) -> Result<ExitCode, String> {
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let report = kstress::Report::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    kstress::finish(&report, cfg.json.as_deref());
-    if out.file("oplog").is_some()
-        || out
-            .received
-            .files
-            .iter()
-            .any(|(n, _)| n.starts_with("oplog/"))
+    if out
+        .received
+        .files
+        .iter()
+        .any(|(n, _)| n.starts_with("oplog/"))
     {
-        say!("the guest's op logs: {}", out.dir.join("oplog").display());
+        say!("the guest's op log: {}", out.dir.join("oplog").display());
     }
-    Ok(if splats {
-        ExitCode::from(1)
-    } else {
-        exit(&report)
-    })
+    Ok((report, splats))
 }
 
 fn exit(r: &kstress::Report) -> ExitCode {
