@@ -120,6 +120,10 @@ fn load_modules(send: &mut impl FnMut(Vec<u8>)) {
 /// Mounts the ext4 disk, once its device has appeared (virtio probes
 /// asynchronously).
 fn mount_disk() -> Result<String, String> {
+    // A kernel without the driver would only make the wait longer.
+    if !Path::new("/sys/bus/virtio/drivers/virtio_blk").exists() {
+        return Err("no virtio_blk driver in this kernel".into());
+    }
     let t0 = std::time::Instant::now();
     while !Path::new(DISK).exists() {
         if t0.elapsed() > std::time::Duration::from_secs(20) {
