@@ -720,6 +720,13 @@ fn iouring_check(
         ring,
         opcode::WriteFixed::new(fd, a.start as *const u8, size, 0).build(),
     )?;
+    // A full --dir is a missing prerequisite, like a missing huge page.
+    if res == -libc::ENOSPC {
+        return Err(Real::Skip(format!(
+            "write_fixed of {} MiB: no space left on the file's filesystem (pick another --dir)",
+            a.size >> 20
+        )));
+    }
     if res != size as i32 {
         return Err(err("write_fixed", format!("res {res}")));
     }

@@ -63,19 +63,26 @@ fn run(send: &mut impl FnMut(Vec<u8>)) -> Result<i32, String> {
     if job.modules {
         load_modules(send);
     }
-    let dir = match job.disk {
-        true => mount_disk().unwrap_or_else(|e| {
+    let dir = match &job.disk {
+        Some(dev) => mount_disk(dev).unwrap_or_else(|e| {
             send(channel::note(&format!(
                 "{e}: the files live on tmpfs (/tmp)"
             )));
             "/tmp".into()
         }),
-        false => "/tmp".into(),
+        None => "/tmp".into(),
     };
     if dir != "/tmp" {
         send(channel::note(&format!(
-            "the files live on ext4 ({DISK} at {dir})"
+            "the files live on ext4 ({} at {dir})",
+            job.disk.as_deref().unwrap_or("")
         )));
+    }
+    if let Some(dev) = &job.swap {
+        send(channel::note(&match swap_on(dev) {
+            Ok(()) => format!("swap on {dev}"),
+            Err(e) => format!("{e}: no swap"),
+        }));
     }
     let mut args = job.args.clone();
     args.extend(["--dir".to_string(), dir]);
@@ -93,7 +100,6 @@ fn run(send: &mut impl FnMut(Vec<u8>)) -> Result<i32, String> {
     Ok(code)
 }
 
-const DISK: &str = "/dev/vda";
 const DISK_AT: &str = "/mnt/disk";
 
 /// finit_module of each module in the initramfs, in order; one already
@@ -117,30 +123,47 @@ fn load_modules(send: &mut impl FnMut(Vec<u8>)) {
     }
 }
 
-/// Mounts the ext4 disk, once its device has appeared (virtio probes
+/// A virtio disk's device, once it has appeared (virtio probes
 /// asynchronously).
-fn mount_disk() -> Result<String, String> {
+fn wait_for(dev: &str) -> Result<(), String> {
     // A kernel without the driver would only make the wait longer.
     if !Path::new("/sys/bus/virtio/drivers/virtio_blk").exists() {
         return Err("no virtio_blk driver in this kernel".into());
     }
     let t0 = std::time::Instant::now();
-    while !Path::new(DISK).exists() {
+    while !Path::new(dev).exists() {
         if t0.elapsed() > std::time::Duration::from_secs(20) {
-            return Err(format!("no {DISK} after 20 s (no virtio_blk?)"));
+            return Err(format!("no {dev} after 20 s"));
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    Ok(())
+}
+
+/// Mounts the ext4 disk.
+fn mount_disk(dev: &str) -> Result<String, String> {
+    wait_for(dev)?;
     let _ = std::fs::create_dir_all(DISK_AT);
     mount(
-        Some(DISK),
+        Some(dev),
         DISK_AT,
         Some("ext4"),
         MsFlags::empty(),
         None::<&str>,
     )
-    .map_err(|e| format!("cannot mount {DISK} as ext4: {e}"))?;
+    .map_err(|e| format!("cannot mount {dev} as ext4: {e}"))?;
     Ok(DISK_AT.into())
+}
+
+/// swapon(2) of the swap device mkswap prepared on the host.
+fn swap_on(dev: &str) -> Result<(), String> {
+    wait_for(dev)?;
+    let path = std::ffi::CString::new(dev).map_err(|e| e.to_string())?;
+    // SAFETY: a NUL-terminated path; no memory is handed over.
+    match unsafe { libc::swapon(path.as_ptr(), 0) } {
+        0 => Ok(()),
+        _ => Err(format!("swapon {dev}: {}", std::io::Error::last_os_error())),
+    }
 }
 
 /// Waits for the run; as PID 1 it also reaps the orphans the run's forks leave.

@@ -49,8 +49,9 @@ pub struct VmArgs {
         requires = "vm"
     )]
     pub accel: Accel,
-    /// The guest's memory, as qemu's -m takes it (2G, 4096M).
-    #[arg(id = "vm_memory", long = "vm-memory", value_name = "SIZE", default_value = "2G", value_parser = parse_memory, requires = "vm")]
+    /// The guest's memory, as qemu's -m takes it (5G, 4096M); from 5G on,
+    /// two 1 GiB huge pages are reserved at boot for the 1 GiB hugetlb rows.
+    #[arg(id = "vm_memory", long = "vm-memory", value_name = "SIZE", default_value = "5G", value_parser = parse_memory, requires = "vm")]
     pub memory: String,
     #[arg(id = "vm_cpus", long = "vm-cpus", value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64), requires = "vm")]
     pub cpus: u32,
@@ -85,9 +86,32 @@ pub struct VmArgs {
         requires = "vm"
     )]
     pub modules: Option<PathBuf>,
-    /// No ext4 disk (made with mkfs.ext4): the files live on tmpfs.
+    /// No ext4 disk (mkfs.ext4) and no swap device (mkswap): the files live
+    /// on tmpfs and MADV_PAGEOUT cannot swap.
     #[arg(id = "vm_no_disk", long = "vm-no-disk", requires = "vm")]
     pub no_disk: bool,
+}
+
+/// MiB in a size `parse_memory` took.
+fn mib(s: &str) -> u64 {
+    let digits = s.trim_end_matches(['M', 'G', 'm', 'g']);
+    let n: u64 = digits.parse().unwrap_or(0);
+    match s.ends_with(['G', 'g']) {
+        true => n * 1024,
+        false => n,
+    }
+}
+
+/// Two 1 GiB pages (a case's page and its copy on write) when the guest
+/// has room for them and 2 GiB besides.
+fn gigantic_pages(memory: &str) -> u32 {
+    // qemu maps the RAM past 3 GiB above the 4 GiB PCI hole: below 5 GiB
+    // the kernel finds only one free aligned GiB.
+    if mib(memory) >= 5 * 1024 {
+        2
+    } else {
+        0
+    }
 }
 
 /// "2G", "2048M", "2048" (MiB, as qemu reads a bare number).
@@ -166,16 +190,35 @@ pub fn boot(vm: &VmArgs, args: Vec<String>, timeout: Duration) -> Result<Outcome
     std::fs::create_dir_all(&vm.out)
         .map_err(|e| format!("cannot create {}: {e}", vm.out.display()))?;
     let (initrd, console, chan) = qemu::files(&vm.out);
+    // Sparse, and big enough for cow.c's io_uring case, which writes a
+    // whole 1 GiB huge page to a file.
     let disk = match vm.no_disk {
         true => None,
-        false => make_disk(&vm.out.join("disk.img")),
+        false => make_image(
+            &vm.out.join("disk.img"),
+            3 << 30,
+            "mkfs.ext4",
+            &["-q", "-F"],
+        ),
     };
+    // Swap for MADV_PAGEOUT: a raw swap device beside the disk.
+    let swap = match vm.no_disk {
+        true => None,
+        false => make_image(&vm.out.join("swap.img"), 256 << 20, "mkswap", &["-q"]),
+    };
+    let images: Vec<&Path> = disk
+        .iter()
+        .chain(swap.iter())
+        .map(PathBuf::as_path)
+        .collect();
+    // virtio disks are named in the order of qemu's -drive options.
+    let dev = |i: usize| format!("/dev/vd{}", (b'a' + i as u8) as char);
     let tree_dir = vm
         .modules
         .clone()
         .or_else(|| modules::dir_for(image_path, &image.release));
     let mods = match tree_dir {
-        Some(d) if disk.is_some() => {
+        Some(d) if !images.is_empty() => {
             modules::load_order(&d, &modules::WANTED).unwrap_or_else(|e| {
                 say!("no modules loaded for the disk: {e}");
                 Vec::new()
@@ -187,7 +230,8 @@ pub fn boot(vm: &VmArgs, args: Vec<String>, timeout: Duration) -> Result<Outcome
         args,
         hugepages_2m: 4,
         modules: !mods.is_empty(),
-        disk: disk.is_some(),
+        disk: disk.as_ref().map(|_| dev(0)),
+        swap: swap.as_ref().map(|_| dev(images.len() - 1)),
     };
     let job = serde_json::to_vec(&job).map_err(|e| e.to_string())?;
     let tree = initramfs::Tree::guest(&binary, &libs, &mods, &job)?;
@@ -207,7 +251,8 @@ pub fn boot(vm: &VmArgs, args: Vec<String>, timeout: Duration) -> Result<Outcome
         cpus: vm.cpus,
         console: &console,
         channel: &chan,
-        disk: disk.as_deref(),
+        disks: &images,
+        hugepages_1g: gigantic_pages(&vm.memory),
     };
     let spin = crate::ui::bar(0, "{spinner} {elapsed} {msg}");
     let ran = qemu::run(&boot, vm.accel, timeout, |c| {
@@ -216,7 +261,7 @@ pub fn boot(vm: &VmArgs, args: Vec<String>, timeout: Duration) -> Result<Outcome
     });
     spin.finish_and_clear();
     let _ = std::fs::remove_file(&initrd);
-    if let Some(d) = &disk {
+    for d in &images {
         let _ = std::fs::remove_file(d);
     }
     let ran = ran?;
@@ -294,36 +339,37 @@ pub struct Job {
     /// Kernel modules to load first (in the initramfs, in order).
     #[serde(default)]
     pub modules: bool,
-    /// An ext4 disk is attached (/dev/vda): the run's files go there.
+    /// The ext4 disk's device: the run's files go there.
     #[serde(default)]
-    pub disk: bool,
+    pub disk: Option<String>,
+    /// A swap device to swapon.
+    #[serde(default)]
+    pub swap: Option<String>,
 }
 
-/// A fresh 256 MiB ext4 image (sparse), or None with a note when
-/// mkfs.ext4 is missing or fails: the guest then keeps its files on tmpfs.
-fn make_disk(path: &Path) -> Option<PathBuf> {
+/// A fresh image of `size` bytes (sparse) made by `tool` (mkfs.ext4, mkswap), or
+/// None with a note when the tool is missing or fails: the guest then goes
+/// without (its files on tmpfs, no swap).
+fn make_image(path: &Path, size: u64, tool: &str, args: &[&str]) -> Option<PathBuf> {
     let _ = std::fs::remove_file(path);
-    let made = std::process::Command::new("mkfs.ext4")
-        .args(["-q", "-F"])
-        .arg(path)
-        .arg("256M")
-        .output();
-    match made {
-        Ok(o) if o.status.success() => Some(path.to_path_buf()),
-        Ok(o) => {
-            say!(
-                "no disk for the guest: mkfs.ext4: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            );
-            None
-        }
-        Err(e) => {
-            say!(
-                "no disk for the guest: mkfs.ext4: {e} (apt-get install e2fsprogs); files on tmpfs"
-            );
-            None
-        }
-    }
+    let made = std::fs::File::create(path)
+        .and_then(|f| f.set_len(size))
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            std::process::Command::new(tool)
+                .args(args)
+                .arg(path)
+                .output()
+                .map_err(|e| format!("{e} (apt-get install e2fsprogs util-linux)"))
+        });
+    let why = match made {
+        Ok(o) if o.status.success() => return Some(path.to_path_buf()),
+        Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
+        Err(e) => e,
+    };
+    let _ = std::fs::remove_file(path);
+    say!("the guest goes without {}: {tool}: {why}", path.display());
+    None
 }
 
 /// The archive into a temp file, then renamed: a half-written initramfs is
@@ -356,5 +402,7 @@ mod tests {
                 "{bad}"
             );
         }
+        assert_eq!((mib("4G"), mib("3072M"), mib("2048")), (4096, 3072, 2048));
+        assert_eq!((gigantic_pages("5G"), gigantic_pages("4G")), (2, 0));
     }
 }

@@ -26,13 +26,27 @@ pub struct Boot<'a> {
     pub cpus: u32,
     pub console: &'a Path,
     pub channel: &'a Path,
-    /// A raw disk image, the guest's /dev/vda.
-    pub disk: Option<&'a Path>,
+    /// Raw disk images: the guest's /dev/vda, /dev/vdb, ...
+    pub disks: &'a [&'a Path],
+    /// 1 GiB huge pages reserved at boot.
+    pub hugepages_1g: u32,
 }
 
 /// The kernel command line: init is gupcheck, told by the words after `--`
 /// (which the kernel passes to init) to act as the guest.
 pub const CMDLINE: &str = "console=ttyS0 panic=-1 rdinit=/init -- kernel vm-guest";
+
+/// 1 GiB huge pages can only be reserved at boot (memory fragments after).
+pub fn cmdline(hugepages_1g: u32) -> String {
+    match hugepages_1g {
+        0 => CMDLINE.to_string(),
+        n => CMDLINE.replacen(
+            " rdinit=",
+            &format!(" hugepagesz=1G hugepages={n} rdinit="),
+            1,
+        ),
+    }
+}
 
 impl Boot<'_> {
     pub fn args(&self, kvm: bool) -> Vec<String> {
@@ -51,8 +65,8 @@ impl Boot<'_> {
             "-initrd",
             &self.initrd.to_string_lossy(),
         ]);
-        push(&["-append", CMDLINE]);
-        if let Some(d) = self.disk {
+        push(&["-append", &cmdline(self.hugepages_1g)]);
+        for d in self.disks {
             push(&[
                 "-drive",
                 &format!("file={},if=virtio,format=raw", d.display()),
@@ -233,7 +247,8 @@ mod tests {
             cpus: 2,
             console: Path::new("/w/console.log"),
             channel: Path::new("/w/channel.bin"),
-            disk: None,
+            disks: &[],
+            hugepages_1g: 0,
         };
         let a = b.args(false).join(" ");
         assert!(
