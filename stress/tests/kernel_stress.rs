@@ -54,6 +54,33 @@ fn the_recorded_run_prints_its_table_and_pin_counters() {
     assert!(out.contains("kernel stress: 2 threads,"), "{out}");
 }
 
+/// A 2-minute run with the shared-file and hugetlb regions (8 huge pages
+/// in the pool): the file ops in the table, the hugetlb get leaks counted
+/// as known-open, and exit 0.
+#[test]
+fn the_recorded_file_and_hugetlb_run_counts_its_known_open_leaks() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kernel-stress-6.18-files.json");
+    let (code, out, err) = gupcheck(&["--from", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    for op in [
+        "| ftruncate down+up | truncate |",
+        "| punch hole | truncate |",
+        "| writeback | writeback |",
+    ] {
+        assert!(out.contains(op), "missing {op} in\n{out}");
+    }
+    assert!(
+        out.contains("known-open: hugetlb get leak seen 6 times (not a violation)"),
+        "{out}"
+    );
+    assert!(out.contains("note: io_uring: the shared-file region is no fixed buffer (Bad address"));
+    assert!(out.contains("`durable after sync` checks"), "{out}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(r["pins"]["checks"], r["pins"]["balanced"]);
+    assert!(r["violation"].is_null());
+}
+
 #[test]
 fn a_recorded_violation_exits_1_and_names_the_invariant() {
     let text = std::fs::read_to_string(recorded()).unwrap();
@@ -86,12 +113,19 @@ fn bad_input_is_one_line_with_exit_2() {
             "unknown path 'dma' (known: io_uring, o_direct, vmsplice, process_vm, or all)",
         ),
         (vec!["--breakers", "swap"], "unknown breaker 'swap'"),
+        (
+            vec!["--breakers", "fork,punch"],
+            "unknown breaker 'punch' (known: fork, munmap, mremap, dontneed, collapse, pageout, mprotect, ksm, clear_refs, truncate, writeback, or all)",
+        ),
         (vec!["--paths", ""], "--paths names no path"),
         (vec!["--duration", "10x"], "bad duration '10x'"),
         (vec!["--duration", "0s"], "bad duration '0s'"),
         (vec!["--epoch", "soon"], "bad duration 'soon'"),
         (vec!["--threads", "0"], "--threads"),
-        (vec!["--inject", "oops"], "unknown --inject 'oops'"),
+        (
+            vec!["--inject", "oops"],
+            "unknown --inject 'oops' (known: stale-registration, stuck-child, lost-write, corrupt-file)",
+        ),
         (vec!["--from", missing.to_str().unwrap()], "cannot read"),
         (
             vec!["--from", junk.to_str().unwrap()],
@@ -127,6 +161,13 @@ fn a_short_real_run_is_clean() {
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(r["ended"], "deadline");
     assert_eq!(r["pins"]["checks"], r["pins"]["balanced"]);
+    for op in ["ftruncate down+up", "punch hole", "writeback"] {
+        assert!(
+            r["by_op"].as_array().unwrap().iter().any(|k| k["op"] == op),
+            "no {op} in {}",
+            r["by_op"]
+        );
+    }
     assert_eq!(
         std::fs::read_dir(&dir).unwrap().count(),
         1,
@@ -135,15 +176,24 @@ fn a_short_real_run_is_clean() {
 }
 
 /// The checks fire: fixed I/O through a registration whose pages were
-/// replaced breaks `coherent pin`; a child that never gets ready is caught
-/// by the watchdog. Both exit 1 with the op log written.
+/// replaced breaks `coherent pin` (or, when a fork meets it first, the
+/// pinned pages are not the mapping's: `pinned exclusive`); a child that
+/// never gets ready is caught by the watchdog; a pin's write into the
+/// shared file that never lands breaks `no lost write`; a hole punched
+/// after the sync behind the shadow's back breaks `durable after sync`.
+/// All exit 1 with the op log written.
 #[test]
 #[ignore = "the real kernel; run with --ignored"]
 fn injected_faults_are_caught() {
     let _one = REAL.lock().unwrap_or_else(|e| e.into_inner());
     for (fault, invariant) in [
-        ("stale-registration", "broke coherent pin"),
+        (
+            "stale-registration",
+            "broke coherent pin|broke pinned exclusive",
+        ),
         ("stuck-child", "broke progress"),
+        ("lost-write", "broke no lost write"),
+        ("corrupt-file", "broke durable after sync"),
     ] {
         let dir = scratch(&format!("kernel-stress-{fault}"));
         let out_dir = dir.join("out");
@@ -158,7 +208,10 @@ fn injected_faults_are_caught() {
             out_dir.to_str().unwrap(),
         ]);
         assert_eq!(code, 1, "{fault}: {out}{err}");
-        assert!(out.contains(invariant), "{fault}: {out}");
+        assert!(
+            invariant.split('|').any(|i| out.contains(i)),
+            "{fault}: {out}"
+        );
         let log = std::fs::read_to_string(out_dir.join("kernel-stress-oplog.txt")).unwrap();
         assert!(
             log.contains("== worker 0:") && log.contains("== worker 1:"),

@@ -22,10 +22,11 @@ pub enum KernelCmd {
     /// Linux; a missing prerequisite is a skip. Run as root for every case.
     Selftests(SelftestsArgs),
     /// rayon workers race the real pinning paths (io_uring registered
-    /// buffers, O_DIRECT, vmsplice, process_vm_readv/writev) on anonymous
-    /// and THP memory against the mm operations that break pins (fork,
-    /// munmap, mremap, MADV_DONTNEED, MADV_COLLAPSE, MADV_PAGEOUT, mprotect, KSM,
-    /// clear_refs), every byte tagged and every op checked exactly; at each
+    /// buffers, O_DIRECT, vmsplice, process_vm_readv/writev) on anonymous,
+    /// THP, shared-file and hugetlb memory against the mm operations that
+    /// break pins (fork, munmap, mremap, MADV_DONTNEED, MADV_COLLAPSE,
+    /// MADV_PAGEOUT, mprotect, KSM, clear_refs, truncate and hole punch,
+    /// writeback), every byte tagged and every op checked exactly; at each
     /// epoch's end the system's pin counters must balance. Prints ops/s per
     /// op; exit 1 on a violation (the op log of every worker written to
     /// --out) or a stuck worker, 4 on a host that is not Linux.
@@ -57,7 +58,9 @@ pub struct StressArgs {
     #[arg(long, default_value = "all")]
     paths: String,
     /// The breakers, comma-separated: fork, munmap, mremap, dontneed,
-    /// collapse, pageout, mprotect, ksm, clear_refs, or all (empty: none).
+    /// collapse, pageout, mprotect, ksm, clear_refs, truncate (ftruncate
+    /// down and back, hole punch), writeback (fsync, sync_file_range,
+    /// msync), or all (empty: none).
     #[arg(long, default_value = "all")]
     breakers: String,
     /// Length of an epoch, whose end is a quiescent point: no pin held, the
@@ -75,11 +78,14 @@ pub struct StressArgs {
     /// Where the op log of every worker is written on a violation.
     #[arg(long, value_name = "DIR", default_value = "gupcheck-kernel-stress")]
     out: PathBuf,
-    /// Where the O_DIRECT files are made (unlinked at once).
+    /// Where the O_DIRECT data files and the shared files are made
+    /// (unlinked at once).
     #[arg(long, value_name = "DIR", default_value_os_t = std::env::temp_dir())]
     dir: PathBuf,
     /// A deliberate fault, to see the checks fire: stale-registration
-    /// (exit 1 with `coherent pin`) or stuck-child (the watchdog).
+    /// (exit 1 with `coherent pin` or `pinned exclusive`), stuck-child (the
+    /// watchdog), lost-write (`no lost write`), corrupt-file (`durable
+    /// after sync`).
     #[arg(long, value_name = "FAULT", value_parser = Inject::parse)]
     inject: Option<Inject>,
     /// Prints a report written by --json instead of running (exit 1 if it
