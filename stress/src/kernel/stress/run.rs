@@ -719,7 +719,12 @@ impl Worker {
                         r.buf = None;
                     }
                 }
-                self.unfixable = Some(e.to_string());
+                let why = match e.raw_os_error() {
+                    Some(libc::EOPNOTSUPP) => "io_uring before 6.4 takes no file-backed buffer",
+                    Some(libc::EFAULT) => "no FOLL_LONGTERM write pin of a file that writeback cleans",
+                    _ => "refused",
+                };
+                self.unfixable = Some(format!("{e}: {why}"));
                 return self.register();
             }
             Err(e) => {
@@ -2130,7 +2135,7 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
     let mut notes = Vec::new();
     if let Some(e) = workers.iter().find_map(|w| w.unfixable.clone()) {
         notes.push(format!(
-            "io_uring: the shared-file region is no fixed buffer ({e}: no FOLL_LONGTERM write pin of a file that writeback cleans); the other regions are registered without it"
+            "io_uring: the shared-file region is no fixed buffer ({e}); the other regions are registered without it"
         ));
     }
     let sum = |f: fn(&Worker) -> u64| workers.iter().map(f).sum::<u64>();

@@ -228,7 +228,7 @@ pub fn boot(vm: &VmArgs, args: Vec<String>, timeout: Duration) -> Result<Outcome
     };
     let job = Job {
         args,
-        hugepages_2m: 4,
+        hugepages_2m: 8,
         modules: !mods.is_empty(),
         disk: disk.as_ref().map(|_| dev(0)),
         swap: swap.as_ref().map(|_| dev(images.len() - 1)),
