@@ -54,9 +54,12 @@ pub enum Kind {
     /// A store into the shared mapping, then fsync, sync_file_range or
     /// msync(MS_SYNC) of the file.
     Writeback,
+    /// move_pages(2) of a range to another NUMA node: migration, which must
+    /// leave a pinned page where it is (folio_expected_refs).
+    Migrate,
 }
 
-pub const KINDS: [Kind; 20] = [
+pub const KINDS: [Kind; 21] = [
     Kind::UringWrite,
     Kind::UringRead,
     Kind::DirectWrite,
@@ -77,12 +80,13 @@ pub const KINDS: [Kind; 20] = [
     Kind::Truncate,
     Kind::PunchHole,
     Kind::Writeback,
+    Kind::Migrate,
 ];
 
 /// `--paths` names.
 pub const PATHS: [&str; 4] = ["io_uring", "o_direct", "vmsplice", "process_vm"];
 /// `--breakers` names.
-pub const BREAKERS: [&str; 11] = [
+pub const BREAKERS: [&str; 12] = [
     "fork",
     "munmap",
     "mremap",
@@ -94,6 +98,7 @@ pub const BREAKERS: [&str; 11] = [
     "clear_refs",
     "truncate",
     "writeback",
+    "migrate",
 ];
 
 impl Kind {
@@ -119,6 +124,7 @@ impl Kind {
             Kind::Truncate => "ftruncate down+up",
             Kind::PunchHole => "punch hole",
             Kind::Writeback => "writeback",
+            Kind::Migrate => "move_pages",
         }
     }
 
@@ -140,6 +146,7 @@ impl Kind {
             Kind::ClearRefs => "clear_refs",
             Kind::Truncate | Kind::PunchHole => "truncate",
             Kind::Writeback => "writeback",
+            Kind::Migrate => "migrate",
         }
     }
 

@@ -93,6 +93,10 @@ struct Shared {
     epochs: AtomicU64,
     collapsed: AtomicU64,
     collapse_refused: AtomicU64,
+    /// move_pages: pages moved to another node, and pages it left where
+    /// they were (pinned, busy).
+    migrated: AtomicU64,
+    migrate_refused: AtomicU64,
     /// The most pages of this process KSM had merged when a KSM op looked.
     ksm_merged: AtomicU64,
     pins: Mutex<PinReport>,
@@ -419,6 +423,8 @@ struct Worker {
     seq: u64,
     epoch: u64,
     kinds: Vec<Kind>,
+    /// NUMA nodes with memory, for move_pages.
+    nodes: Vec<i32>,
     ksm: bool,
     inject: Option<Inject>,
     /// Forks at which the window was pinned and its pagemap checked.
@@ -574,6 +580,7 @@ impl Worker {
             seq: 0,
             epoch: 0,
             kinds: cfg.kinds(),
+            nodes: numa_nodes(),
             ksm,
             inject: cfg.inject,
             exclusive_checked: 0,
@@ -818,6 +825,66 @@ impl Worker {
         Ok(())
     }
 
+    /// move_pages(2) of each present page of a range to another node
+    /// (do_pages_move -> migrate_pages): a page GUP pinned must stay where
+    /// it is, which the next fixed I/O through a registration checks; the
+    /// content must survive either way.
+    fn move_pages(&mut self, sh: &Shared, at: usize, len: usize) -> Step {
+        if self.nodes.len() < 2 {
+            return Ok(());
+        }
+        let pages: Vec<*mut c_void> = (0..len / self.page)
+            .map(|i| (at + i * self.page) as *mut c_void)
+            .collect();
+        let n = pages.len();
+        let mut status = vec![0i32; n];
+        let call = |nodes: *const i32, status: &mut [i32]| {
+            // SAFETY: `pages` names this worker's mapped range, `nodes` and
+            // `status` have one entry per page.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_move_pages,
+                    0,
+                    n,
+                    pages.as_ptr(),
+                    nodes,
+                    status.as_mut_ptr(),
+                    MPOL_MF_MOVE,
+                )
+            }
+        };
+        // Where each page is now (nodes NULL): -ENOENT if not present.
+        if call(std::ptr::null(), &mut status) < 0 {
+            return Err(sys("move_pages (query)"));
+        }
+        let target: Vec<i32> = status
+            .iter()
+            .map(|&at| {
+                let i = self.nodes.iter().position(|&x| x == at).unwrap_or(0);
+                self.nodes[(i + 1) % self.nodes.len()]
+            })
+            .collect();
+        let present = status.iter().filter(|&&s| s >= 0).count() as u64;
+        let r = call(target.as_ptr(), &mut status);
+        // A positive return counts pages not migrated; EBUSY/ENOMEM are the
+        // kernel's refusals, not findings.
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EBUSY | libc::ENOMEM | libc::EAGAIN) => {
+                    sh.migrate_refused.fetch_add(present, SeqCst);
+                    return Ok(());
+                }
+                _ => return Err(broke("error", format!("move_pages: {e}"))),
+            }
+        }
+        let moved = status.iter().zip(&target).filter(|(s, t)| s == t).count() as u64;
+        sh.migrated.fetch_add(moved, SeqCst);
+        sh.migrate_refused
+            .fetch_add(present.saturating_sub(moved), SeqCst);
+        Ok(())
+    }
+
     fn op(&mut self, k: Kind, sh: &Shared) -> Step {
         if k == Kind::Fork {
             return self.fork(sh);
@@ -1003,6 +1070,10 @@ impl Worker {
                 tag::fill_ksm(reg.bytes_mut(off, len), epoch);
                 reg.sync_shadow(off, len);
                 self.verify_all("after KSM marking")
+            }
+            Kind::Migrate => {
+                self.move_pages(sh, base + off, len)?;
+                self.verify_all("after move_pages")
             }
             Kind::ClearRefs => {
                 std::fs::write("/proc/self/clear_refs", "4")
@@ -1855,6 +1926,13 @@ fn report(cfg: &Config, sh: &Shared, seconds: f64, ended: &str) -> Report {
     let counts: Vec<u64> = sh.counts.iter().map(|c| c.load(SeqCst)).collect();
     let ops = counts.iter().sum();
     let mut notes = sh.notes.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let (moved, kept) = (sh.migrated.load(SeqCst), sh.migrate_refused.load(SeqCst));
+    if cfg.breakers.iter().any(|b| b == "migrate") {
+        notes.push(match numa_nodes().len() {
+            0 | 1 => "move_pages: one NUMA node, nowhere to move a page (a --vm guest has two)".to_string(),
+            n => format!("move_pages: {moved} pages moved between {n} nodes, {kept} left where they were (pinned or busy pages do not migrate)"),
+        });
+    }
     let (ok, refused) = (sh.collapsed.load(SeqCst), sh.collapse_refused.load(SeqCst));
     if ok + refused > 0 {
         notes.push(format!(
@@ -1917,6 +1995,26 @@ fn ksm_shared() -> Option<u64> {
         .trim()
         .parse()
         .ok()
+}
+
+/// move_pages' flag: move pages mapped by this process only.
+const MPOL_MF_MOVE: i32 = 1 << 1;
+
+/// The NUMA nodes with memory ("0-1,3" in sysfs).
+fn numa_nodes() -> Vec<i32> {
+    let text = std::fs::read_to_string("/sys/devices/system/node/has_memory").unwrap_or_default();
+    parse_node_list(text.trim())
+}
+
+/// A sysfs cpu/node list: "0", "0-1", "0,2-3".
+fn parse_node_list(s: &str) -> Vec<i32> {
+    s.split(',')
+        .filter_map(|part| {
+            let (a, b) = part.split_once('-').unwrap_or((part, part));
+            Some(a.trim().parse::<i32>().ok()?..=b.trim().parse::<i32>().ok()?)
+        })
+        .flatten()
+        .collect()
 }
 
 /// Whether files in `dir` open with O_DIRECT (tmpfs takes it from 6.6 on).
@@ -2017,6 +2115,8 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
         epochs: AtomicU64::new(0),
         collapsed: AtomicU64::new(0),
         collapse_refused: AtomicU64::new(0),
+        migrated: AtomicU64::new(0),
+        migrate_refused: AtomicU64::new(0),
         ksm_merged: AtomicU64::new(0),
         pins: Mutex::new(PinReport::default()),
         notes: Mutex::new(Vec::new()),
@@ -2296,4 +2396,15 @@ fn spawn_watchdog(cfg: Config, sh: Arc<Shared>, t0: Instant) -> Arc<AtomicBool> 
         }
     });
     done
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sysfs_node_lists_read_as_nodes() {
+        assert_eq!(super::parse_node_list("0"), [0]);
+        assert_eq!(super::parse_node_list("0-1"), [0, 1]);
+        assert_eq!(super::parse_node_list("0,2-3"), [0, 2, 3]);
+        assert!(super::parse_node_list("").is_empty());
+    }
 }

@@ -93,7 +93,7 @@ pub struct VmArgs {
 }
 
 /// MiB in a size `parse_memory` took.
-fn mib(s: &str) -> u64 {
+pub(crate) fn mib(s: &str) -> u64 {
     let digits = s.trim_end_matches(['M', 'G', 'm', 'g']);
     let n: u64 = digits.parse().unwrap_or(0);
     match s.ends_with(['G', 'g']) {

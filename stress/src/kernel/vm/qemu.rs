@@ -58,6 +58,24 @@ impl Boot<'_> {
             push(&["-accel", "tcg", "-cpu", "max"]);
         }
         push(&["-m", self.memory, "-smp", &self.cpus.to_string()]);
+        // Two NUMA nodes, half the memory and the CPUs each, so that
+        // move_pages has somewhere to move a page.
+        if self.cpus >= 2 {
+            let half = super::mib(self.memory) / 2;
+            let sizes = [half, super::mib(self.memory) - half];
+            let split = self.cpus / 2;
+            let cpus = [
+                format!("0-{}", split - 1),
+                format!("{split}-{}", self.cpus - 1),
+            ];
+            for (n, (size, cpus)) in sizes.iter().zip(&cpus).enumerate() {
+                push(&[
+                    "-object",
+                    &format!("memory-backend-ram,id=m{n},size={size}M"),
+                ]);
+                push(&["-numa", &format!("node,nodeid={n},cpus={cpus},memdev=m{n}")]);
+            }
+        }
         push(&["-nodefaults", "-display", "none", "-no-reboot"]);
         push(&[
             "-kernel",
@@ -252,10 +270,12 @@ mod tests {
         };
         let a = b.args(false).join(" ");
         assert!(
-            a.starts_with("-accel tcg -cpu max -m 2G -smp 2 -nodefaults"),
+            a.starts_with("-accel tcg -cpu max -m 2G -smp 2 -object"),
             "{a}"
         );
         assert!(a.contains("-kernel /k/bzImage -initrd /w/initramfs.cpio"));
+        assert!(a.contains("-object memory-backend-ram,id=m0,size=1024M -numa node,nodeid=0,cpus=0-0,memdev=m0 \
+             -object memory-backend-ram,id=m1,size=1024M -numa node,nodeid=1,cpus=1-1,memdev=m1"), "{a}");
         assert!(
             a.ends_with("-serial file:/w/console.log -serial file:/w/channel.bin"),
             "{a}"
