@@ -748,7 +748,7 @@ fn iouring_check(
 fn collapse_before_fork(env: &Env) -> Run {
     let (a, _) = anon_area(env, AnonBacking::PteThp)?;
     // SAFETY: inside the area's mapping. nix has no MADV_COLLAPSE.
-    let r = unsafe { libc::madvise(a.start as *mut c_void, a.size, libc::MADV_COLLAPSE) };
+    let r = unsafe { libc::madvise(a.start as *mut c_void, a.size, crate::kernel::MADV_COLLAPSE) };
     if r != 0 {
         return Err(Real::Skip(format!(
             "MADV_COLLAPSE failed: {}",
