@@ -7,6 +7,7 @@
 //! (tested with recorded inputs anywhere); the syscalls are Linux only.
 //! `stress` races real pins against the mm operations that break them.
 
+pub mod gup_test;
 pub mod plan;
 pub mod probe;
 #[cfg(target_os = "linux")]
