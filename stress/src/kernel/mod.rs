@@ -7,6 +7,7 @@
 //! (tested with recorded inputs anywhere); the syscalls are Linux only.
 //! `stress` races real pins against the mm operations that break them.
 
+pub mod gup_test;
 pub mod plan;
 pub mod probe;
 #[cfg(target_os = "linux")]
@@ -20,6 +21,12 @@ use gupcheck_model::PresetId;
 use plan::{case_id, runner, Real};
 use report::{Measured, Report};
 use std::path::{Path, PathBuf};
+
+/// MADV_COLLAPSE (include/uapi/asm-generic/mman-common.h, since 6.1): the
+/// libc crate defines it for glibc targets only, and the static musl build
+/// is the one that runs in a VM's initramfs.
+#[cfg(target_os = "linux")]
+pub(crate) const MADV_COLLAPSE: libc::c_int = 25;
 
 /// What `kernel selftests` is asked.
 pub struct Request {

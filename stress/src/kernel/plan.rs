@@ -50,6 +50,30 @@ pub fn hugetlb_kb(backing: &str) -> Option<u64> {
         .ok()
 }
 
+/// cow.c's `enum ro_pin_test`: how the page is R/O-mapped when pinned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoPinTest {
+    /// `RO_PIN_TEST`: as it is (the non-anonymous cases N2, N3).
+    Plain,
+    /// `RO_PIN_TEST_SHARED`: shared with a child that is still alive.
+    Shared,
+    /// `RO_PIN_TEST_PREVIOUSLY_SHARED`: shared with a child that exited.
+    PreviouslyShared,
+    /// `RO_PIN_TEST_RO_EXCLUSIVE`: mprotect R/O, clear_refs soft-dirty,
+    /// mprotect R/W.
+    RoExclusive,
+}
+
+/// The memory `do_test_ro_pin` pins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoPinMem {
+    Anon(AnonBacking),
+    /// cow.c `run_with_zeropage`.
+    ZeroPage,
+    /// cow.c `run_with_tmpfile`: a private mapping of a file page.
+    PageCache,
+}
+
 /// How one row runs on the real kernel.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Runner {
@@ -66,9 +90,21 @@ pub enum Runner {
         shared: bool,
         backing: String,
     },
-    /// Needs the debugfs gup_test (PIN_LONGTERM_TEST_START): a R/O or
-    /// slow-path longterm pin no syscall takes.
-    GupTest,
+    /// cow.c `do_test_ro_pin`: a R/O longterm pin taken by the debugfs
+    /// gup_test (PIN_LONGTERM_TEST_START), which no syscall takes.
+    RoPin {
+        how: RoPinTest,
+        fast: bool,
+        mem: RoPinMem,
+    },
+    /// gup_longterm.c `do_test(.., TEST_TYPE_RO/RO_FAST/RW/RW_FAST,
+    /// shared)`: the longterm pin of a file page taken by gup_test.
+    LongtermGupTest {
+        shared: bool,
+        rw: bool,
+        fast: bool,
+        backing: String,
+    },
     /// No runner: why.
     None(String),
 }
@@ -106,7 +142,30 @@ pub fn runner(suite: &str, case: &str, backing: &str) -> Runner {
         ("cow", _) if anon_case.is_some() && anon_backing.is_some() => {
             Runner::Anon(anon_case.unwrap(), anon_backing.unwrap())
         }
-        ("cow", "A9" | "A10" | "A11" | "A12" | "A13" | "A14" | "N2" | "N3") => Runner::GupTest,
+        ("cow", "A9" | "A10" | "A11" | "A12" | "A13" | "A14") if anon_backing.is_some() => {
+            let how = match id.as_str() {
+                "A9" | "A10" => RoPinTest::Shared,
+                "A11" | "A12" => RoPinTest::PreviouslyShared,
+                _ => RoPinTest::RoExclusive,
+            };
+            Runner::RoPin {
+                how,
+                fast: matches!(id.as_str(), "A10" | "A12" | "A14"),
+                mem: RoPinMem::Anon(anon_backing.unwrap()),
+            }
+        }
+        ("cow", "N2" | "N3")
+            if backing == "shared zeropage" || backing.starts_with("page cache") =>
+        {
+            Runner::RoPin {
+                how: RoPinTest::Plain,
+                fast: id == "N3",
+                mem: match backing {
+                    "shared zeropage" => RoPinMem::ZeroPage,
+                    _ => RoPinMem::PageCache,
+                },
+            }
+        }
         ("cow", "C1") => Runner::CollapseBeforeFork,
         ("cow", "N1") if backing.starts_with("page cache") => Runner::PageCacheCow,
         ("gup_longterm", c) if c.starts_with("R/W longterm fast pin, ") => {
@@ -115,7 +174,14 @@ pub fn runner(suite: &str, case: &str, backing: &str) -> Runner {
                 backing: backing.to_string(),
             }
         }
-        ("gup_longterm", _) => Runner::GupTest,
+        ("gup_longterm", c) if c.starts_with("R/") && c.contains(" longterm ") => {
+            Runner::LongtermGupTest {
+                shared: c.ends_with("MAP_SHARED"),
+                rw: c.starts_with("R/W "),
+                fast: c.contains(" fast pin"),
+                backing: backing.to_string(),
+            }
+        }
         _ => Runner::None("no real-kernel runner for this row".into()),
     }
 }
@@ -204,19 +270,26 @@ pub fn model_cell(row: &ModelRow, index: usize) -> Option<&Cell> {
     }
 }
 
+/// The refusals gup_longterm.c accepts from io_uring's registration ("only
+/// new kernels return EFAULT"), as `-errno`.
+pub const IOURING_REFUSALS: &[i32] = &[
+    -libc_errno::EFAULT,
+    -libc_errno::ENOSPC,
+    -libc_errno::EOPNOTSUPP,
+];
+
+/// The refusal gup_longterm.c accepts from gup_test's
+/// PIN_LONGTERM_TEST_START (-EINVAL is its skip).
+pub const GUP_TEST_REFUSALS: &[i32] = &[-libc_errno::EFAULT];
+
 /// gup_longterm.c's rule for the model's two flavours, neither of which
 /// supports writable longterm pins of a shared mapping: a pin must work
 /// unless it is writable and the mapping shared, and a refusal must be one
-/// of the errors the upstream case accepts (-EFAULT for a pin; also -ENOSPC
-/// and -EOPNOTSUPP for io_uring's registration). `Ok(())` is the pin taken,
-/// `Err(-errno)` the refusal; the words are the model table's.
-pub fn longterm_verdict(shared: bool, rw: bool, pinned: Result<(), i32>) -> Real {
+/// of the errors the upstream case accepts (`accepted`: `IOURING_REFUSALS`
+/// or `GUP_TEST_REFUSALS`). `Ok(())` is the pin taken, `Err(-errno)` the
+/// refusal; the words are the model table's.
+pub fn longterm_verdict(shared: bool, rw: bool, pinned: Result<(), i32>, accepted: &[i32]) -> Real {
     let should_work = !shared || !rw;
-    let accepted = [
-        -libc_errno::EFAULT,
-        -libc_errno::ENOSPC,
-        -libc_errno::EOPNOTSUPP,
-    ];
     match (pinned, should_work) {
         (Ok(()), true) => Real::Pass,
         (Ok(()), false) => Real::Fail("pinned, should have failed".into()),
@@ -228,7 +301,8 @@ pub fn longterm_verdict(shared: bool, rw: bool, pinned: Result<(), i32>) -> Real
 
 /// The errno values the rule names, the same on every Linux architecture
 /// this runs on; kept here so the rule compiles (and is tested) anywhere.
-mod libc_errno {
+pub(crate) mod libc_errno {
+    pub const EINVAL: i32 = 22;
     pub const EFAULT: i32 = 14;
     pub const ENOSPC: i32 = 28;
     pub const EOPNOTSUPP: i32 = 95;
@@ -261,8 +335,60 @@ mod tests {
                 "A10 R/O GUP-fast pin on R/O-mapped shared page",
                 "base page"
             ),
-            Runner::GupTest
+            Runner::RoPin {
+                how: RoPinTest::Shared,
+                fast: true,
+                mem: RoPinMem::Anon(AnonBacking::Base)
+            }
         );
+        assert_eq!(
+            runner(
+                "cow",
+                "A13 R/O GUP pin on R/O-mapped exclusive page",
+                "swapped-out base page"
+            ),
+            Runner::RoPin {
+                how: RoPinTest::RoExclusive,
+                fast: false,
+                mem: RoPinMem::Anon(AnonBacking::SwappedBase)
+            }
+        );
+        assert_eq!(
+            runner(
+                "cow",
+                "A11 R/O GUP pin on R/O-mapped previously-shared page",
+                "PTE-mapped THP"
+            ),
+            Runner::RoPin {
+                how: RoPinTest::PreviouslyShared,
+                fast: false,
+                mem: RoPinMem::Anon(AnonBacking::PteThp)
+            }
+        );
+        assert_eq!(
+            runner("cow", "N3 R/O longterm GUP-fast pin", "shared zeropage"),
+            Runner::RoPin {
+                how: RoPinTest::Plain,
+                fast: true,
+                mem: RoPinMem::ZeroPage
+            }
+        );
+        assert_eq!(
+            runner(
+                "cow",
+                "N2 R/O longterm GUP pin",
+                "page cache (private file mapping)"
+            ),
+            Runner::RoPin {
+                how: RoPinTest::Plain,
+                fast: false,
+                mem: RoPinMem::PageCache
+            }
+        );
+        assert!(matches!(
+            runner("cow", "N2 R/O longterm GUP pin", "huge zeropage"),
+            Runner::None(_)
+        ));
         assert_eq!(
             runner(
                 "gup_longterm",
@@ -280,7 +406,25 @@ mod tests {
                 "R/W longterm pin, MAP_SHARED",
                 "xfs-like (iomap)"
             ),
-            Runner::GupTest
+            Runner::LongtermGupTest {
+                shared: true,
+                rw: true,
+                fast: false,
+                backing: "xfs-like (iomap)".into()
+            }
+        );
+        assert_eq!(
+            runner(
+                "gup_longterm",
+                "R/O longterm fast pin, MAP_PRIVATE",
+                "ext4-like (buffer heads)"
+            ),
+            Runner::LongtermGupTest {
+                shared: false,
+                rw: false,
+                fast: true,
+                backing: "ext4-like (buffer heads)".into()
+            }
         );
         assert_eq!(
             runner("cow", "A5 vmsplice() before fork()", "hugetlb 1048576 kB"),
@@ -288,7 +432,11 @@ mod tests {
         );
         assert_eq!(
             runner("cow", "A10 R/O GUP-fast pin", "hugetlb 2048 kB"),
-            Runner::GupTest
+            Runner::RoPin {
+                how: RoPinTest::Shared,
+                fast: true,
+                mem: RoPinMem::Anon(AnonBacking::Hugetlb(2048))
+            }
         );
         assert_eq!(hugetlb_kb("hugetlb 2048 kB"), Some(2048));
         assert_eq!(hugetlb_kb("hugetlb"), None);
@@ -340,21 +488,34 @@ mod tests {
 
     #[test]
     fn gup_longterm_rule() {
-        assert_eq!(longterm_verdict(true, true, Err(-14)), Real::Pass);
-        assert_eq!(longterm_verdict(true, true, Err(-95)), Real::Pass);
+        let io = IOURING_REFUSALS;
+        assert_eq!(longterm_verdict(true, true, Err(-14), io), Real::Pass);
+        assert_eq!(longterm_verdict(true, true, Err(-95), io), Real::Pass);
         assert_eq!(
-            longterm_verdict(true, true, Ok(())),
+            longterm_verdict(true, true, Ok(()), io),
             Real::Fail("pinned, should have failed".into())
         );
         assert_eq!(
-            longterm_verdict(true, true, Err(-12)),
+            longterm_verdict(true, true, Err(-12), io),
             Real::Fail("failed with -12, not -EFAULT".into())
         );
-        assert_eq!(longterm_verdict(false, true, Ok(())), Real::Pass);
+        assert_eq!(longterm_verdict(false, true, Ok(()), io), Real::Pass);
         assert_eq!(
-            longterm_verdict(false, true, Err(-14)),
+            longterm_verdict(false, true, Err(-14), io),
             Real::Fail("pin failed (-14), should work".into())
         );
-        assert_eq!(longterm_verdict(true, false, Ok(())), Real::Pass);
+        assert_eq!(longterm_verdict(true, false, Ok(()), io), Real::Pass);
+        // gup_test's refusal is -EFAULT only: io_uring's -EOPNOTSUPP is not
+        // one for PIN_LONGTERM_TEST_START.
+        let gt = GUP_TEST_REFUSALS;
+        assert_eq!(longterm_verdict(true, true, Err(-14), gt), Real::Pass);
+        assert_eq!(
+            longterm_verdict(true, true, Err(-95), gt),
+            Real::Fail("failed with -95, not -EFAULT".into())
+        );
+        assert_eq!(
+            longterm_verdict(true, false, Err(-14), gt),
+            Real::Fail("pin failed (-14), should work".into())
+        );
     }
 }

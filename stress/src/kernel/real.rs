@@ -3,7 +3,9 @@
 //! for step, and reports in the model table's terms. Errors are taken from
 //! each call's own return value (an io_uring CQE's `res` is `-errno`).
 
-use super::plan::{longterm_verdict, AnonBacking, AnonCase, Real, Runner};
+mod guptest;
+
+use super::plan::{longterm_verdict, AnonBacking, AnonCase, Real, Runner, IOURING_REFUSALS};
 use super::probe;
 use super::report::Measured;
 use io_uring::{opcode, types, IoUring};
@@ -48,7 +50,7 @@ impl Env {
             thp,
             dir: dir.to_path_buf(),
             fs_magic: st.filesystem_type().0 as u64,
-            gup_test: Path::new("/sys/kernel/debug/gup_test").exists(),
+            gup_test: Path::new(super::gup_test::PATH).exists(),
         })
     }
 }
@@ -60,12 +62,16 @@ pub fn run(r: &Runner, env: &Env) -> Measured {
         Runner::CollapseBeforeFork => collapse_before_fork(env),
         Runner::PageCacheCow => page_cache_cow(env),
         Runner::LongtermIouring { shared, backing } => longterm_iouring(env, *shared, backing),
-        Runner::GupTest if env.gup_test => Err(Real::Skip(
-            "gup_test exists, but its PIN_LONGTERM_TEST runner is not written yet".into(),
-        )),
-        Runner::GupTest => Err(Real::Skip(
+        Runner::RoPin { .. } | Runner::LongtermGupTest { .. } if !env.gup_test => Err(Real::Skip(
             "needs /sys/kernel/debug/gup_test (CONFIG_GUP_TEST, debugfs mounted): absent".into(),
         )),
+        Runner::RoPin { how, fast, mem } => guptest::ro_pin(env, *how, *fast, *mem),
+        Runner::LongtermGupTest {
+            shared,
+            rw,
+            fast,
+            backing,
+        } => guptest::longterm(env, *shared, *rw, *fast, backing),
         Runner::None(why) => Err(Real::Skip(why.clone())),
     };
     got.unwrap_or_else(|r| (r, String::new()))
@@ -768,7 +774,7 @@ fn iouring_check(
 fn collapse_before_fork(env: &Env) -> Run {
     let (a, _) = anon_area(env, AnonBacking::PteThp)?;
     // SAFETY: inside the area's mapping. nix has no MADV_COLLAPSE.
-    let r = unsafe { libc::madvise(a.start as *mut c_void, a.size, libc::MADV_COLLAPSE) };
+    let r = unsafe { libc::madvise(a.start as *mut c_void, a.size, crate::kernel::MADV_COLLAPSE) };
     if r != 0 {
         return Err(Real::Skip(format!(
             "MADV_COLLAPSE failed: {}",
@@ -824,12 +830,9 @@ fn page_cache_cow(env: &Env) -> Run {
     })
 }
 
-/// gup_longterm.c `do_test(.., TEST_TYPE_IOURING, shared)`: a file page
-/// mapped shared or private and faulted in writable, registered as an
-/// io_uring fixed buffer, pin_user_pages_fast(FOLL_WRITE | FOLL_LONGTERM);
-/// judged by gup_longterm.c's rule for the model's flavour. The refusal is
-/// the register syscall's own return value.
-fn longterm_iouring(env: &Env, shared: bool, backing: &str) -> Run {
+/// The name of `--dir`'s filesystem if it is of the model's flavour
+/// `backing`; a skip otherwise (gup_longterm.c's rows are per filesystem).
+fn flavour(env: &Env, backing: &str) -> Result<String, Real> {
     let fs = probe::fs_name(env.fs_magic);
     if probe::fs_backing(env.fs_magic) != Some(backing) {
         return Err(Real::Skip(format!(
@@ -837,6 +840,16 @@ fn longterm_iouring(env: &Env, shared: bool, backing: &str) -> Run {
             env.dir.display()
         )));
     }
+    Ok(fs)
+}
+
+/// gup_longterm.c `do_test(.., TEST_TYPE_IOURING, shared)`: a file page
+/// mapped shared or private and faulted in writable, registered as an
+/// io_uring fixed buffer, pin_user_pages_fast(FOLL_WRITE | FOLL_LONGTERM);
+/// judged by gup_longterm.c's rule for the model's flavour. The refusal is
+/// the register syscall's own return value.
+fn longterm_iouring(env: &Env, shared: bool, backing: &str) -> Run {
+    let fs = flavour(env, backing)?;
     // Blocks allocated (gup_longterm.c's fallocate), so the pin needs no
     // allocation.
     let file = page_file(env, 0)?;
@@ -889,5 +902,8 @@ fn longterm_iouring(env: &Env, shared: bool, backing: &str) -> Run {
                   io_uring_register_buffers(), which returns -errno and leaves errno alone, \
                   so it reports SKIP where the kernel refused with -EFAULT";
     }
-    Ok((longterm_verdict(shared, true, pinned), notes))
+    Ok((
+        longterm_verdict(shared, true, pinned, IOURING_REFUSALS),
+        notes,
+    ))
 }

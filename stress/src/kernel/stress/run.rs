@@ -1029,7 +1029,7 @@ impl Worker {
             Kind::Collapse => {
                 let r = self.regions.iter().position(|g| g.thp).unwrap_or(r);
                 let g = &self.regions[r];
-                match madvise(g.base, g.len, libc::MADV_COLLAPSE) {
+                match madvise(g.base, g.len, crate::kernel::MADV_COLLAPSE) {
                     Ok(()) => sh.collapsed.fetch_add(1, SeqCst),
                     Err(_) => sh.collapse_refused.fetch_add(1, SeqCst),
                 };
