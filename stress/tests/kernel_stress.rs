@@ -115,7 +115,7 @@ fn bad_input_is_one_line_with_exit_2() {
         (vec!["--breakers", "swap"], "unknown breaker 'swap'"),
         (
             vec!["--breakers", "fork,punch"],
-            "unknown breaker 'punch' (known: fork, munmap, mremap, dontneed, collapse, pageout, mprotect, ksm, clear_refs, truncate, writeback, or all)",
+            "unknown breaker 'punch' (known: fork, munmap, mremap, dontneed, collapse, pageout, mprotect, ksm, clear_refs, truncate, writeback, migrate, or all)",
         ),
         (vec!["--paths", ""], "--paths names no path"),
         (vec!["--duration", "10x"], "bad duration '10x'"),

@@ -60,7 +60,8 @@ pub struct StressArgs {
     /// The breakers, comma-separated: fork, munmap, mremap, dontneed,
     /// collapse, pageout, mprotect, ksm, clear_refs, truncate (ftruncate
     /// down and back, hole punch), writeback (fsync, sync_file_range,
-    /// msync), or all (empty: none).
+    /// msync), migrate (move_pages to another NUMA node), or all (empty:
+    /// none).
     #[arg(long, default_value = "all")]
     breakers: String,
     /// Length of an epoch, whose end is a quiescent point: no pin held, the

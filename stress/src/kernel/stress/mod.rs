@@ -519,10 +519,10 @@ mod tests {
             parse_names("writeback,truncate", &BREAKERS, "breaker").unwrap(),
             ["writeback", "truncate"]
         );
-        assert_eq!(parse_names("all", &BREAKERS, "breaker").unwrap().len(), 11);
+        assert_eq!(parse_names("all", &BREAKERS, "breaker").unwrap().len(), 12);
         assert!(parse_names("punch", &BREAKERS, "breaker")
             .unwrap_err()
-            .ends_with("clear_refs, truncate, writeback, or all)"));
+            .ends_with("clear_refs, truncate, writeback, migrate, or all)"));
     }
 
     #[test]
