@@ -181,6 +181,19 @@ impl Area {
         // SAFETY: inside this area's mapping; nothing holds a reference.
         unsafe { mprotect(ptr(at), len, p) }.map_err(|e| err("mprotect", e))
     }
+
+    /// cow.c's R/O mapping without fork: mprotect R/O, clear_refs
+    /// soft-dirty (so that mprotect does not map the page R/W again at
+    /// once), mprotect R/W.
+    pub(super) fn ro_by_clear_refs(&self) -> Result<(), Real> {
+        self.protect(self.start, self.size, ProtFlags::PROT_READ)?;
+        std::fs::write("/proc/self/clear_refs", "4").map_err(|e| err("clear_refs", e))?;
+        self.protect(
+            self.start,
+            self.size,
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+        )
+    }
 }
 
 fn pagemap(env: &Env, addr: usize) -> Result<probe::PagemapEntry, Real> {
@@ -691,13 +704,7 @@ fn iouring(env: &Env, a: &Area, use_fork: bool) -> Result<Measured, Real> {
             return Err(child_failed(p, "fork"));
         }
     } else {
-        a.protect(a.start, a.size, ProtFlags::PROT_READ)?;
-        std::fs::write("/proc/self/clear_refs", "4").map_err(|e| err("clear_refs", e))?;
-        a.protect(
-            a.start,
-            a.size,
-            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-        )?;
+        a.ro_by_clear_refs()?;
     }
     let got = iouring_check(&mut ring, fd, &file, a, tmp);
     if let Some(p) = pid {

@@ -182,17 +182,7 @@ fn do_test_ro_pin(a: &Area, how: RoPinTest, fast: bool) -> Result<Measured, Real
                 live_child = Some(pid);
             }
         }
-        RoPinTest::RoExclusive => {
-            // Soft-dirty tracking keeps mprotect from mapping the page R/W
-            // again at once.
-            a.protect(a.start, a.size, ProtFlags::PROT_READ)?;
-            std::fs::write("/proc/self/clear_refs", "4").map_err(|e| err("clear_refs", e))?;
-            a.protect(
-                a.start,
-                a.size,
-                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-            )?;
-        }
+        RoPinTest::RoExclusive => a.ro_by_clear_refs()?,
     }
     let got = pin_write_read(&gup, a, &mut tmp, fast);
     // cow.c lets the live child go only after the pin, whatever happened.

@@ -481,12 +481,7 @@ impl Worker {
             ".gupcheck-kernel-stress-{}-{id}-shared",
             std::process::id()
         ));
-        let sfile = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&spath)
-            .map_err(|e| format!("cannot open {}: {e}", spath.display()))?;
+        let sfile = new_file(&spath, 0)?;
         let sdirect = match direct {
             true => Some(
                 OpenOptions::new()
@@ -551,13 +546,7 @@ impl Worker {
             ".gupcheck-kernel-stress-{}-{id}",
             std::process::id()
         ));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .custom_flags(if direct { libc::O_DIRECT } else { 0 })
-            .open(&path)
-            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let file = new_file(&path, if direct { libc::O_DIRECT } else { 0 })?;
         let _ = std::fs::remove_file(&path);
         file.set_len((huge + BASE_PAGES * page) as u64)
             .map_err(|e| format!("ftruncate: {e}"))?;
@@ -1995,6 +1984,17 @@ fn ksm_shared() -> Option<u64> {
         .trim()
         .parse()
         .ok()
+}
+
+/// A worker's file, made anew (read-write) with open(2) `flags`.
+fn new_file(path: &std::path::Path, flags: i32) -> Result<File, String> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .custom_flags(flags)
+        .open(path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))
 }
 
 /// move_pages' flag: move pages mapped by this process only.
